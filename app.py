@@ -22,7 +22,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 import torch
-from streamlit import runtime
 
 from attribution import plots
 from attribution.figures import figure_bytes
@@ -90,10 +89,13 @@ def _keys(paths: tuple[str, ...], stamps: tuple[float, ...]) -> tuple[list[str],
 
 
 def load(view: View, name: str) -> pd.DataFrame | None:
-    """Table ``name`` of the selected runs, restricted to the selected variants and seeds (None when absent)."""
+    """Table ``name`` of the selected runs, restricted to the selected variants and seeds (None when no run has
+    it; with several runs, an info box names those that lack it)."""
     frame = _read(view.runs, name, _stamp(view.runs))
     if frame is None:
         return None
+    if len(view.runs) > 1:
+        missing(view, name)  # name the selected runs that lack it
     return frame[frame["variant"].isin(view.variants) & frame["seed"].isin(view.seeds)]
 
 
@@ -130,7 +132,8 @@ def figure(name: str, plot: str, *args, **kwargs) -> None:
     except ValueError as err:
         st.warning(f"Figure {name!r} cannot be drawn: {err}")
         return
-    st.image(png, caption=name)
+    single_column = plots.FIGURE_SIZES[plot][0] < plots.DOUBLE_COLUMN_IN
+    st.image(png, caption=name, width=520 if single_column else "stretch")
     left, right, _ = st.columns([1, 1, 6])
     left.download_button("PNG", png, f"{name}.png", "image/png", key=f"png:{name}", on_click="ignore")
     right.download_button("SVG", lambda: _render(*key, "svg"), f"{name}.svg", "image/svg+xml", key=f"svg:{name}",
@@ -363,7 +366,8 @@ def playground(view: View) -> None:
 # ---- layout -----------------------------------------------------------------------------------------------------
 def _default_root() -> str:
     """``streamlit run app.py -- RUNS_DIR`` first, then ``$BIAS_ATLAS_RUNS``, then ``runs``."""
-    if runtime.exists() and len(sys.argv) > 1:
+    launched_with_args = len(sys.argv) > 1 and Path(sys.argv[0]).resolve() == Path(__file__).resolve()
+    if launched_with_args:  # streamlit run sets sys.argv to [this script, *arguments after --]
         return sys.argv[1]
     return os.environ.get(RUNS_ENV) or "runs"
 

@@ -65,6 +65,12 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Write ``stem.<fmt>`` for each format, atomically (temp file, then rename); returns the paths."""
     stem, paths = Path(stem), []
@@ -75,6 +81,7 @@ def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = FORMATS)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

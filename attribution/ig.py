@@ -23,6 +23,7 @@ Per-example gates make each example's path independent, so several examples shar
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import numpy as np
@@ -70,7 +71,7 @@ def _nanmax(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size else float("nan")
 
 
-class _GateIntegratedGradients:
+class _GateIntegratedGradients(ABC):
     """IG over one gate tensor per example: heads (layer, head) or neurons (layer, d_ff)."""
 
     kind: Literal["head", "neuron"]
@@ -99,7 +100,7 @@ class _GateIntegratedGradients:
         check_batch_size(batch_size)
         base = make_baseline(baseline, loaded, data, kind=self.kind, batch_size=batch_size)
         width, device = self._width(), loaded.device
-        name = f"{type(self).__name__}"
+        name = type(self).__name__
         if not score.per_example:  # gates shared by all items: F(g) scores the whole set under gates g
             def whole_set(gates: Tensor) -> Tensor:
                 return evaluate(loaded, score, data, gates, kind=self.kind, baseline=base, batch_size=batch_size).values
@@ -133,8 +134,9 @@ class _GateIntegratedGradients:
             diffs.append(diff.cpu())
         return torch.cat(attrs), torch.cat(deltas), torch.cat(diffs)
 
+    @abstractmethod
     def _units(self) -> tuple[list[dict], list[tuple[int, int]]]:
-        raise NotImplementedError
+        """Row keys of every unit and its (layer, index) in the gate tensor."""
 
     def attribute(
         self,

@@ -19,6 +19,7 @@ features it needs from the task head (:class:`~attribution.heads.TaskHead`) and 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
@@ -54,7 +55,7 @@ def final_hidden(loaded: LoadedModel, view: View) -> Float[Tensor, "batch seq d_
     return out.last_hidden_state
 
 
-class Score:
+class Score(ABC):
     """Base class: ``features`` reads what the score needs from one view, ``combine`` makes the number.
 
     Attributes:
@@ -77,13 +78,13 @@ class Score:
         if "cf" in self.views and not data.has_counterfactual:
             raise ValueError(f"{type(self).__name__} needs gender-swapped twins; build the data with twins.")
 
+    @abstractmethod
     def features(self, head: TaskHead, hidden: Float[Tensor, "batch seq d_model"], view: View) -> Tensor:
         """Per-row features of one view, shape (batch, k): small enough to keep for many gate settings."""
-        raise NotImplementedError
 
+    @abstractmethod
     def combine(self, feats: dict[str, Tensor], batch: Batch) -> Tensor:
         """The score from the features of every view: shape (batch,) if ``per_example`` else ()."""
-        raise NotImplementedError
 
     def correct(self, feats: dict[str, Tensor], batch: Batch) -> Tensor | None:
         """Per-example task correctness (1.0 / 0.0, NaN when undefined), or None when the score has no task."""

@@ -61,19 +61,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device: str, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _timed(fn, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 @torch.no_grad()
-def _bound(loaded: LoadedModel, data: AttributionData, batch_size: int, device: str, repeat: int) -> float:
+def _bound(loaded: LoadedModel, data: AttributionData, batch_size: int, device: str) -> float:
     """Measured prefix-cached bound: per example block, one full pass (the prefix) plus, per layer l, the cost of
     blocks l..L-1 on heads x examples rows, each block costing a full pass on those rows divided by L."""
     anatomy, score = loaded.anatomy, TrueClassProb()
@@ -84,8 +81,8 @@ def _bound(loaded: LoadedModel, data: AttributionData, batch_size: int, device: 
         ex = torch.arange(start, min(start + per_block, len(data)))
         batch = data.batch(ex, device)
         rows = batch.repeat(n_heads).view("orig")
-        full_rows = _timed(lambda: view_features(loaded, score, rows), device, repeat)
-        prefix = _timed(lambda: anatomy.hidden_states(batch.input_ids, batch.attention_mask), device, repeat)
+        full_rows = _timed(lambda: view_features(loaded, score, rows), device)
+        prefix = _timed(lambda: anatomy.hidden_states(batch.input_ids, batch.attention_mask), device)
         total += prefix + full_rows / n_layers * sum(n_layers - l for l in range(n_layers))
     return total
 
@@ -95,9 +92,11 @@ def run(name: str, loaded: LoadedModel, n: int, seq: int, batch_size: int, devic
     score = TrueClassProb()
     kw = {"progress": False}
     fast_sweep(loaded, score, data.subset([0]), batch_size=batch_size, **kw)  # warm-up
-    naive = _timed(lambda: naive_sweep(loaded, score, data, batch_size=n, **kw), device, repeat)
-    fast = _timed(lambda: fast_sweep(loaded, score, data, batch_size=batch_size, **kw), device, repeat)
-    bound = _bound(loaded, data, batch_size, device, repeat)
+    naive = fast = bound = float("inf")
+    for _ in range(repeat):  # interleaved rounds, best of each: a shared machine's load drifts during a run
+        naive = min(naive, _timed(lambda: naive_sweep(loaded, score, data, batch_size=n, **kw), device))
+        fast = min(fast, _timed(lambda: fast_sweep(loaded, score, data, batch_size=batch_size, **kw), device))
+        bound = min(bound, _bound(loaded, data, batch_size, device))
     a, _ = fast_sweep(loaded, score, data, batch_size=batch_size, **kw)
     b, _ = naive_sweep(loaded, score, data, batch_size=n, **kw)
     return {"model": name, "layers": loaded.anatomy.n_layers, "heads": loaded.anatomy.n_heads, "n": n, "seq": seq,
@@ -111,7 +110,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[16], help="numbers of examples")
     parser.add_argument("--seq", type=int, nargs="+", default=[64], help="sequence lengths")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many interleaved rounds")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = torch's default)")
     args = parser.parse_args()
     if args.threads:

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 from accelerate import PartialState
 
-from pipeline.schema import COLUMNS, read_table, tidy, write_table
+from pipeline.schema import read_table, tidy, write_table
 
 __all__ = [
     "REPO_ROOT",

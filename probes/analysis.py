@@ -47,6 +47,7 @@ class ProbeConfig:
     mdl: bool = False  # online-code MDL of gender per layer
     erasure_layers: tuple[int, ...] = ()  # layers to erase gender at (amnesic probing); empty = none
     fit_on: str = "tokens"  # what the eraser is fitted on: tokens, cls or mean
+    n_boot: int = 1000  # bootstrap resamples of the task / bias rows of the erasure table
     min_class_size: int = 10  # label probe: classes with fewer examples are left out
     Cs: tuple[float, ...] = DEFAULT_CS  # probe strengths tried by inner cross-validation
     inner_cv: int = 3
@@ -73,7 +74,7 @@ class ProbeConfig:
                              "every class needs at least one example per fold.")
         if not all(isinstance(k, int) and not isinstance(k, bool) for k in self.erasure_layers):
             raise ValueError(f"ProbeConfig.erasure_layers={self.erasure_layers!r}: give integer layer numbers.")
-        for name in ("batch_size", "max_length"):
+        for name in ("batch_size", "max_length", "n_boot"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ProbeConfig.{name}={getattr(self, name)!r}: give a positive integer.")
 
@@ -167,6 +168,6 @@ def run_probes(
         targets = ("gender", "label") if labelled is not None else ("gender",)
         tables["erasure"] = pd.concat(
             [amnesic_effect(loaded, eval_data, k, fit_on=cfg.fit_on, poolings=cfg.poolings, targets=targets,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, cache_dir=cache_dir,
-                            progress=progress, **common) for k in erase], ignore_index=True)
+                            batch_size=cfg.batch_size, max_length=cfg.max_length, n_boot=cfg.n_boot,
+                            cache_dir=cache_dir, progress=progress, **common) for k in erase], ignore_index=True)
     return {name: tidy(frame, variant=variant, seed=seed) for name, frame in tables.items()}

@@ -207,22 +207,35 @@ def fit_eraser(
     return fitter.eraser
 
 
-def _task_rows(loaded: LoadedModel, data: TaskData, batch_size: int, max_length: int, seed: int) -> list[dict]:
+def _task_rows(loaded: LoadedModel, data: TaskData, batch_size: int, max_length: int, seed: int,
+               n_boot: int) -> list[dict]:
     """Model-level task and bias rows of a classifier on ``data`` (extrinsic + counterfactual)."""
     logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length)
     pred = logits.argmax(-1).numpy()
-    frames = [extrinsic_metrics(data.labels, pred, data.genders, data.label_names, seed=seed),
+    frames = [extrinsic_metrics(data.labels, pred, data.genders, data.label_names, seed=seed, n_boot=n_boot),
               counterfactual_metrics(loaded, data, batch_size=batch_size, max_length=max_length, seed=seed,
-                                     logits=logits)]
+                                     logits=logits, n_boot=n_boot)]
     rows = pd.concat(frames, ignore_index=True)
     return rows[rows["unit"] == "model"].to_dict("records")
+
+
+def _warn_if_decodable(frame: pd.DataFrame, layer: int) -> None:
+    """Warn when a fresh gender probe at the erased layer beats chance by more than its fold interval allows."""
+    at = frame[(frame["condition"] == "after") & (frame["layer"] == layer) & (frame["subset"] == "gender")
+               & (frame["metric"] == "probe_accuracy") & (frame["unit"] == "layer")]
+    for _, row in at.iterrows():
+        if row["ci_low"] > row["chance"] + 0.02:
+            warnings.warn(f"after erasure at layer {layer}, gender is still decodable from the {row['pooling']} "
+                          f"representation (accuracy {row['value']:.3f}, chance {row['chance']:.3f}); fit the eraser "
+                          "on the same pooling (fit_on=...) or on more data.", stacklevel=3)
 
 
 def amnesic_effect(
     loaded: LoadedModel, data: TaskData, layer: int, *, fit_on: FitOn = "tokens", fit_data: TaskData | None = None,
     method: Literal["leace", "orth"] = "leace", poolings: Sequence[str] = ("mean",),
     targets: Sequence[str] = ("gender", "label"), n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
-    batch_size: int = 32, max_length: int = 128, cache_dir: str | None = None, progress: bool = False,
+    batch_size: int = 32, max_length: int = 128, n_boot: int = 1000, cache_dir: str | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Amnesic probing: erase gender at hidden state ``layer`` and measure what changes.
 
@@ -248,6 +261,7 @@ def amnesic_effect(
         probe: the probe (default ``LinearProbe(seed=seed)``).
         batch_size: texts per forward pass.
         max_length: token limit.
+        n_boot: bootstrap resamples behind the intervals of the task and bias rows.
         cache_dir: extraction cache for the un-erased representations (erased ones are never cached).
         progress: show progress bars.
 
@@ -271,7 +285,7 @@ def amnesic_effect(
         with scope:
             reps = extract(loaded, data.texts, poolings=poolings, heads=False, batch_size=batch_size,
                            max_length=max_length, cache=condition == "before", cache_dir=cache_dir, progress=progress)
-            task = _task_rows(loaded, data, batch_size, max_length, seed) if classify else []
+            task = _task_rows(loaded, data, batch_size, max_length, seed, n_boot) if classify else []
         for target in targets:
             frame = probe_layers(reps, ys[target], target=target, layers=probed, n_folds=n_folds, seed=seed,
                                  probe=probe)
@@ -280,14 +294,3 @@ def amnesic_effect(
     out = tidy(rows, variant="", erased_layer=int(layer))
     _warn_if_decodable(out, layer)
     return out
-
-
-def _warn_if_decodable(frame: pd.DataFrame, layer: int) -> None:
-    """Warn when a fresh gender probe at the erased layer beats chance by more than its fold interval allows."""
-    at = frame[(frame["condition"] == "after") & (frame["layer"] == layer) & (frame["subset"] == "gender")
-               & (frame["metric"] == "probe_accuracy") & (frame["unit"] == "layer")]
-    for _, row in at.iterrows():
-        if row["ci_low"] > row["chance"] + 0.02:
-            warnings.warn(f"after erasure at layer {layer}, gender is still decodable from the {row['pooling']} "
-                          f"representation (accuracy {row['value']:.3f}, chance {row['chance']:.3f}); fit the eraser "
-                          "on the same pooling (fit_on=...) or on more data.", stacklevel=3)

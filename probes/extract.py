@@ -72,7 +72,8 @@ class Representations:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError("Representations.layers is empty; give at least one pooling -> (n_layers + 1, n, d) array.")
+            raise ValueError("Representations.layers is empty; give at least one pooling -> (n_layers + 1, n, d) "
+                             "array.")
         sizes = {p: np.shape(a) for p, a in self.layers.items()}
         if any(len(s) != 3 for s in sizes.values()) or len({s[:2] for s in sizes.values()}) != 1:
             raise ValueError(f"layer arrays must all be (n_layers + 1, n, d_model) with the same n; got {sizes}.")

@@ -46,7 +46,7 @@ from pipeline.schema import tidy, write_table
 from pipeline.task_metrics import task_metric_rows
 from probes.analysis import ProbeConfig, run_probes
 
-MAX_LEN, N_TRAIN, N_TEST, N_BOOT = 32, 320, 48, 100
+MAX_LEN, N_TRAIN, N_TEST, N_BOOT = 32, 320, 32, 100
 
 
 def _split():
@@ -114,8 +114,9 @@ def _build(run_dir: Path) -> Path:
         _fit_head(loaded, train)
     bias_cfg = BiasMetricsConfig(metrics=("extrinsic", "counterfactual", "seat", "crows", "stereoset"), n_boot=N_BOOT,
                                  poolings=("cls",), seat_form="word", seat_n_samples=200, max_length=MAX_LEN)
-    attribution_cfg = AttributionConfig(n_examples=N_TEST, token_examples=3, ig_steps=8, n_boot=N_BOOT)
-    probe_cfg = ProbeConfig(n_folds=2, max_examples=120, Cs=(1.0,), inner_cv=2, erasure_layers=(-1,),
+    attribution_cfg = AttributionConfig(n_examples=N_TEST, token_examples=3, ig_steps=8, n_boot=N_BOOT,
+                                      cumulative_steps=9)
+    probe_cfg = ProbeConfig(n_folds=2, max_examples=96, Cs=(1.0,), inner_cv=2, erasure_layers=(-1,),
                             max_length=MAX_LEN)
     tables: dict[str, list[pd.DataFrame]] = {}
     for (variant, seed), loaded in models.items():

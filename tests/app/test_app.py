@@ -155,3 +155,16 @@ def test_missing_or_empty_runs_folder_says_what_to_do(tmp_path):
 
 def test_page_names_are_the_tabs(demo_app):
     assert [t.label for t in demo_app.tabs] == list(PAGES)
+
+
+def test_several_runs_are_compared_with_run_prefixed_variants(demo_run, partial_run, tmp_path):
+    (tmp_path / "demo").symlink_to(demo_run)
+    (tmp_path / "partial").symlink_to(partial_run)
+    at = open_app(tmp_path)
+    at.multiselect(key=f"runs:{tmp_path}").set_value([str(tmp_path / "demo"), str(tmp_path / "partial")]).run()
+    at = show(at, "Overview")
+    assert at.dataframe[0].value["variant"].tolist() == [
+        "demo/teacher-ft", "demo/teacher-ft", "partial/teacher-ft", "partial/teacher-ft", "demo/distil-ft_before",
+        "partial/distil-ft_before"]
+    assert "bias_metrics is missing from run 'partial'" in infos(at)  # the demo run has it; the partial one not
+    assert len(at.image) == 1

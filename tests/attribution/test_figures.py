@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from attribution import plots
-from attribution.figures import figure_bytes, main, make_figures, save_figure
+from attribution.figures import _umask, figure_bytes, main, make_figures, save_figure
 from pipeline.schema import tidy, write_table
 
 VIEWER_DOC = Path(__file__).resolve().parents[2] / "docs" / "VIEWER.md"
@@ -82,6 +82,7 @@ def test_make_figures_writes_every_figure_the_tables_allow(run, tmp_path, capsys
             _, _, width, height = sizes[KIND[path.stem.split("_")[0]]]
             assert Image.open(path).size == (width, height), path.name
     assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes leave no temp file
+    assert all(p.stat().st_mode & 0o044 == 0o044 & ~_umask() for p in written)  # not private like mkstemp's
     notes = capsys.readouterr().out
     for table in ("head_importance", "head_ig", "patching", "probes_heads"):
         assert f"{table} is missing" in notes

@@ -41,7 +41,7 @@ def test_prepare_data_balances_and_rejects_one_gender(bug_small):
 
 def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
     cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, mdl=True, erasure_layers=(-1,), min_class_size=6,
-                      fit_on="mean", batch_size=16)
+                      fit_on="mean", batch_size=16, n_boot=50)
     tables = run_probes(tiny_loaded, bug_small, cfg, variant="tiny-ft", seed=7, cache_dir=tmp_path, progress=False)
     assert set(tables) == set(TABLES)
     for frame in tables.values():

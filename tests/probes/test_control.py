@@ -15,10 +15,16 @@ def test_control_labels_per_type_keep_proportions():
     control = control_labels(y, types=types, seed=3)
     for t in np.unique(types):  # one label per type
         assert len(np.unique(control[types == t])) == 1
-    biggest = np.bincount(types).max()
-    assert abs((control == 1).sum() - 600) <= biggest  # shares match up to one type's size
+    assert (control == 1).sum() == 600  # the closest of the random assignments matches the shares exactly here
     assert not np.array_equal(control_labels(y, types=types, seed=3), control_labels(y, types=types, seed=4))
     assert np.array_equal(control, control_labels(y, types=types, seed=3))
+
+
+def test_control_labels_keep_proportions_with_a_few_huge_types():
+    types = np.r_[np.repeat(np.arange(5), 150), np.repeat(np.arange(5, 55), 5)]  # 5 types hold 75% of the rows
+    y = np.r_[np.zeros(900, int), np.ones(100, int)]
+    control = control_labels(y, types=types, seed=0)
+    assert (control == 1).sum() == 100 and (control[:750] == 0).all()  # only small types can make up 10%
 
 
 def test_control_labels_without_types_permute():

@@ -7,10 +7,11 @@ import pytest
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
 from pipeline.schema import COLUMNS
 from probes.extract import Representations
-from probes.linear import METRICS, LinearProbe, interval, make_splits, probe_heads, probe_layers
+from probes.linear import METRICS, LinearProbe, fold_scores, interval, make_splits, probe_heads, probe_layers
 
 
 def test_probe_finds_the_planted_layer(planted):
@@ -57,7 +58,7 @@ def test_interval_is_the_t_interval():
 
 def test_probe_follows_the_estimator_contract(planted):
     probe = LinearProbe(Cs=(0.1, 1.0), cv=3, seed=2)
-    assert clone(probe).get_params() == {"Cs": (0.1, 1.0), "cv": 3, "max_iter": 1000, "seed": 2}
+    assert clone(probe).get_params() == {"Cs": (0.1, 1.0), "cv": 3, "max_iter": 1000, "tol": 1e-3, "seed": 2}
     with pytest.raises(NotFittedError):
         probe.predict(planted.reps.layers["mean"][planted.layer])
     X = planted.reps.layers["mean"][planted.layer]
@@ -97,3 +98,20 @@ def test_layer_out_of_range_is_a_clear_error(planted):
         probe_layers(planted.reps, planted.genders, poolings=["cls"])
     with pytest.raises(ValueError, match=r"y has shape \(3,\)"):
         probe_layers(planted.reps, np.array([0, 1, 0]))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_fold_scores_equal_sklearn_metrics(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = np.arange(120) % n_classes
+    X = np.round(rng.normal(size=(120, 5)) + 0.7 * np.eye(n_classes, 5)[y], 1)  # rounding makes ties
+    order = rng.permutation(120)
+    train, test = order[:60], order[60:]
+    scores = fold_scores(LinearProbe(cv=2), X, y, train, test)
+    probe = LinearProbe(cv=2).fit(X[train], y[train])
+    pred, proba = probe.predict(X[test]), probe.predict_proba(X[test])
+    assert scores["probe_accuracy"] == pytest.approx(accuracy_score(y[test], pred))
+    assert scores["probe_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y[test], pred))
+    expected_auc = (roc_auc_score(y[test], proba[:, 1]) if n_classes == 2
+                    else roc_auc_score(y[test], proba, multi_class="ovr", average="macro"))
+    assert scores["probe_auc"] == pytest.approx(expected_auc)
