@@ -16,8 +16,6 @@ value NaN and a ``skipped`` column holding the reason, and the reason is logged.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +27,7 @@ from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, T
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, TrueClassProb
+from pipeline.analysis_config import AttributionConfig
 from pipeline.compress.quantise import supports_gradients
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
@@ -38,47 +37,6 @@ __all__ = ["TABLES", "AttributionConfig", "default_score", "patching_score", "ru
 log = logging.getLogger(__name__)
 
 TABLES = ("head_ablation", "cumulative_ablation", "head_importance", "head_ig", "neuron_ig", "token_ig", "patching")
-
-
-@dataclass(frozen=True)
-class AttributionConfig:
-    """Settings of the attribution stage (one ``[attribution]`` config section).
-
-    The defaults keep one MiniLM-sized variant to a few minutes on a CPU; raise ``n_examples`` (and
-    ``cumulative_steps``) for paper runs on a GPU.
-    """
-
-    ablation: bool = True
-    ablation_modes: tuple[str, ...] = ("single", "layer")  # any of single, layer, leave_one_in
-    cumulative: bool = True  # curves ordered by gradient importance (by single-head ablation for int8 models)
-    cumulative_steps: int = 13  # points on each curve, evenly spaced; 0 = every number of removed heads
-    importance: bool = True
-    head_ig: bool = True
-    neuron_ig: bool = True
-    token_ig: bool = True
-    patching: bool = True
-    patch_top_neurons: int = 0  # also patch the top-k neurons of neuron IG (0 = heads only)
-    n_examples: int = 64  # examples drawn (seeded) from the data; 0 = all
-    token_examples: int = 8  # examples explained token by token
-    batch_size: int = 64  # rows (gate setting x example) per forward pass
-    ig_steps: int = 32
-    ig_batch_size: int = 64  # rows (example x integration step) per forward pass of integrated gradients
-    baseline: Literal["zero", "mean"] = "zero"  # what an ablated head outputs
-    n_boot: int = 500
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = sorted(set(self.ablation_modes) - {"single", "layer", "leave_one_in"})
-        if bad:
-            raise ValueError(f"ablation_modes has {bad}; allowed: single, layer, leave_one_in.")
-        if self.baseline not in ("zero", "mean"):
-            raise ValueError(f"baseline={self.baseline!r}; allowed: 'zero', 'mean'.")
-        for name in ("n_examples", "token_examples", "cumulative_steps", "patch_top_neurons", "n_boot"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)!r}; use a non-negative int.")
-        for name in ("batch_size", "ig_steps", "ig_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r}; use a positive int.")
 
 
 def default_score(loaded: LoadedModel) -> Score:
@@ -177,7 +135,7 @@ def run_attribution(
                 data, neurons=neurons, batch_size=cfg.batch_size, **common)
     for frame in tables.values():
         frame["variant"], frame["seed"] = variant, seed
-    log.info("attribution of %s (seed %d) with %s: %s", variant, seed, asdict(cfg), sorted(tables))
+    log.info("attribution of %s (seed %d) with %s: %s", variant, seed, cfg.model_dump(), sorted(tables))
     return tables
 
 

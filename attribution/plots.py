@@ -13,9 +13,7 @@ and the comparison of models on normalised depth (layer + 1) / n_layers (Leteno 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 
 import matplotlib
 import numpy as np
@@ -26,6 +24,23 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from attribution.plot_style import (
+    DOUBLE_COLUMN_IN,
+    DPI,
+    FIGURE_SIZES,
+    METHOD_MARKERS,
+    ORDER_COLOURS,
+    ORDER_LABELS,
+    PALETTE,
+    SIGNED_CMAP,
+    SINGLE_COLUMN_IN,
+    UNSIGNED_CMAP,
+    UNSIGNED_METRICS,
+    label,
+    select,
+    style,
+    styled,
+)
 from attribution.runfolder import parse_variant, variant_sort_key
 
 __all__ = [
@@ -34,103 +49,13 @@ __all__ = [
     "style", "token_attributions", "top_neurons",
 ]
 
-SINGLE_COLUMN_IN = 3.35
-DOUBLE_COLUMN_IN = 7.0
-DPI = 300
-FIGURE_SIZES: dict[str, tuple[float, float]] = {  # (width, height) in inches; PNG pixels = inches * DPI
-    "head_heatmap": (SINGLE_COLUMN_IN, 2.6),
-    "side_by_side_heatmaps": (DOUBLE_COLUMN_IN, 2.6),
-    "cumulative_curve": (DOUBLE_COLUMN_IN, 2.3),
-    "probe_curves": (DOUBLE_COLUMN_IN, 2.3),
-    "bias_vs_compression": (DOUBLE_COLUMN_IN, 2.6),
-    "token_attributions": (DOUBLE_COLUMN_IN, 2.0),
-    "top_neurons": (SINGLE_COLUMN_IN, 2.6),
-}
-SIGNED_CMAP, UNSIGNED_CMAP = "RdBu_r", "viridis"  # ColorBrewer RdBu is colour-blind safe
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
-ORDER_COLOURS = {"none": "#999999", "before": "#0072B2", "after": "#D55E00", "both": "#009E73", "ft": "#000000"}
-ORDER_LABELS = {"none": "not fine-tuned", "before": "fine-tuned before", "after": "fine-tuned after",
-                "both": "fine-tuned before + after", "ft": "fine-tuned teacher"}
-METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X"}
-UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
-METRIC_LABELS = {
-    "delta_bias": "Δ bias when ablated", "delta_accuracy": "Δ accuracy when ablated",
-    "delta_score": "Δ {score} when ablated", "ablated_score": "{score} with heads ablated",
-    "ablated_accuracy": "accuracy with heads ablated", "token_ig": "integrated gradients ({score})",
-    "grad_importance": "importance E|∂L/∂g|", "ig": "integrated gradients", "indirect_effect": "indirect effect",
-    "probe_accuracy": "probe accuracy", "probe_balanced_accuracy": "probe balanced accuracy",
-    "probe_auc": "probe ROC AUC", "selectivity": "selectivity (probe - control)", "gap_rms": "GAP_RMS (TPR gap)",
-    "cf_prob_gap": "counterfactual gap", "cf_prob_abs_change": "|counterfactual change|",
-}
-_PREFERRED = {"subset": ("", "all", "gender"), "mode": ("single",), "pooling": ("cls", "mean"), "baseline": ("zero",)}
-_RC = {
-    "font.size": 7, "axes.titlesize": 8, "axes.labelsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
-    "legend.fontsize": 7, "figure.titlesize": 8, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": DPI, "svg.fonttype": "none", "svg.hashsalt": "bias-atlas", "pdf.fonttype": 42,
-    "legend.frameon": False,
-}
-
-
-@contextmanager
-def style():
-    """Matplotlib settings of every figure here (fonts 7-8 pt, 300 dpi, editable text in SVG/PDF)."""
-    with matplotlib.rc_context(_RC):
-        yield
-
-
-def _styled(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with style():
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def _label(metric: str, rows: pd.DataFrame | None = None) -> str:
-    """Axis label of ``metric``; ``{score}`` is filled from the rows' ``score`` column (e.g. cf_gap)."""
-    scores = sorted(set(rows["score"].dropna())) if rows is not None and "score" in rows else []
-    return METRIC_LABELS.get(metric, metric).replace("{score}", scores[0] if len(scores) == 1 else "score")
-
-
-def _select(frame: pd.DataFrame, unit: str, metric: str, variant: str | None = None, *, all_variants: bool = False,
-            **choices) -> pd.DataFrame:
-    """Rows of ``unit``/``metric`` for one variant (or all) and one subset / mode / pooling (all seeds kept)."""
-    rows = frame[(frame["unit"] == unit) & (frame["metric"] == metric)]
-    if rows.empty:
-        present = sorted(set(frame.loc[frame["unit"] == unit, "metric"]))
-        raise ValueError(f"no {unit} rows for metric {metric!r}; metrics present for unit {unit!r}: {present}.")
-    variants = sorted(set(rows["variant"]), key=variant_sort_key)
-    if variant is None and len(variants) > 1 and not all_variants:
-        raise ValueError(f"the rows hold variants {variants}; pass variant= to choose one.")
-    if variant is not None:
-        rows = rows[rows["variant"] == variant]
-        if rows.empty:
-            raise ValueError(f"variant {variant!r} has no {metric!r} rows; variants present: {variants}.")
-    for col, preferred in _PREFERRED.items():
-        if col not in rows:
-            continue
-        values = rows[col].fillna("").astype(str)
-        present = sorted(set(values))
-        want = choices.get(col)
-        if want is None and len(present) > 1:
-            want = next((p for p in preferred if p in present), None)
-            if want is None:
-                raise ValueError(f"the {metric!r} rows hold {col} values {present}; pass {col}= to choose one.")
-        if want is not None:
-            rows = rows[values == str(want)]
-            if rows.empty:
-                raise ValueError(f"{col}={want!r} is not in the {metric!r} rows; {col} values present: {present}.")
-    return rows
-
-
 def head_matrix(frame: pd.DataFrame, metric: str, *, variant: str | None = None, **choices) -> np.ndarray:
     """Layer x head matrix of ``metric`` (mean over seeds; NaN for heads without a row, e.g. pruned ones).
 
     ``choices`` pick one ``subset`` / ``mode`` / ``pooling`` when several are present (defaults: subset ''
     or all or gender, mode single, pooling cls).
     """
-    rows = _select(frame, "head", metric, variant, **choices)
+    rows = select(frame, "head", metric, variant, **choices)
     means = rows.groupby(["layer", "head"])["value"].mean()
     matrix = np.full((int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1), np.nan)  # (layer, head)
     matrix[means.index.get_level_values(0), means.index.get_level_values(1)] = means.to_numpy()
@@ -166,7 +91,7 @@ def _seeds_note(frame: pd.DataFrame) -> str:
     return f" (mean of {n} seeds)" if n > 1 else ""
 
 
-@_styled
+@styled
 def head_heatmap(frame: pd.DataFrame, metric: str, *, variant: str | None = None, signed: bool | None = None,
                  vlim: float | None = None, title: str | None = None, **choices) -> Figure:
     """Layer x head heatmap of ``metric`` for one variant (single column, 3.35 x 2.6 in).
@@ -180,12 +105,12 @@ def head_heatmap(frame: pd.DataFrame, metric: str, *, variant: str | None = None
         title: default ``"<variant>"``.
         **choices: ``subset=``, ``mode=``, ``pooling=`` when several are present.
     """
-    rows = _select(frame, "head", metric, variant, **choices)
+    rows = select(frame, "head", metric, variant, **choices)
     matrix = head_matrix(rows, metric)
     norm, cmap = _norm(matrix, metric, signed, vlim)
     fig = Figure(figsize=FIGURE_SIZES["head_heatmap"], layout="constrained")
     ax = fig.add_subplot()
-    fig.colorbar(_draw_heads(ax, matrix, norm, cmap), ax=ax).set_label(_label(metric, rows))
+    fig.colorbar(_draw_heads(ax, matrix, norm, cmap), ax=ax).set_label(label(metric, rows))
     ax.set_title(title or f"{rows['variant'].iloc[0]}{_seeds_note(rows)}")
     return fig
 
@@ -208,7 +133,7 @@ def depth_difference(profile: pd.Series, reference: pd.Series) -> pd.Series:
     return pd.Series(at(profile) - at(reference), index=grid, name="difference")
 
 
-@_styled
+@styled
 def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric: str, *, signed: bool | None = None,
                           absolute: bool = False, **choices) -> Figure:
     """Heatmaps of several variants on one colour scale, their per-layer means on normalised depth, and each
@@ -237,7 +162,7 @@ def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric:
             ax.set_ylabel("")
         heat_axes.append(ax)
     fig.colorbar(image, ax=heat_axes, shrink=0.8).set_label(
-        _label(metric, pd.concat(list(frames_by_variant.values()))))
+        label(metric, pd.concat(list(frames_by_variant.values()))))
     top, bottom = fig.add_subplot(grid[0, -1]), fig.add_subplot(grid[1, -1])
     profiles = {name: depth_profile(m, absolute=absolute) for name, m in matrices.items()}
     reference = next(iter(profiles))
@@ -272,7 +197,7 @@ def _band(ax, x, rows: pd.DataFrame, colour: str, **line) -> None:
 _CUMULATIVE_METRICS = (("ablated_score", "ablated_accuracy"), ("bias", "accuracy"), ("delta_score", "delta_accuracy"))
 
 
-@_styled
+@styled
 def cumulative_curve(frame: pd.DataFrame) -> Figure:
     """Cumulative head-ablation curves with CI bands: one panel per metric (the bias score and accuracy with the
     heads removed), x = fraction of heads ablated (or their number), colour = variant, solid = most important
@@ -295,7 +220,7 @@ def cumulative_curve(frame: pd.DataFrame) -> Figure:
         for (variant, order), curve in curves.groupby(["variant", "order"]):
             _band(ax, curve[x_col].to_numpy(), curve, colours[variant], ls="--" if order == "least" else "-")
         ax.set_xlabel("fraction of heads ablated" if x_col == "fraction" else "heads ablated")
-        ax.set_ylabel(_label(metric, part))
+        ax.set_ylabel(label(metric, part))
     handles = [Line2D([], [], color=c, lw=1, label=v) for v, c in colours.items()]
     handles += [Line2D([], [], color="#444444", ls=s, lw=1, label=f"{o} important first")
                 for o, s in (("most", "-"), ("least", "--"))]
@@ -303,7 +228,7 @@ def cumulative_curve(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-@_styled
+@styled
 def probe_curves(frame: pd.DataFrame, *, metric: str = "probe_accuracy") -> Figure:
     """Probe ``metric`` on normalised depth with CI bands: one panel per probed attribute (subset gender,
     label), colour = variant, line style = pooling, dotted = chance (``chance`` column); seeds averaged. Layer 0
@@ -328,7 +253,7 @@ def probe_curves(frame: pd.DataFrame, *, metric: str = "probe_accuracy") -> Figu
             ax.axhline(part["chance"].mean(), color="#888888", lw=0.6, ls=":", label="chance")
         ax.set_title(f"{subset} probe" if subset else "probe")
         ax.set_xlabel("normalised depth (0 = embeddings)")
-        ax.set_ylabel(_label(metric))
+        ax.set_ylabel(label(metric))
         ax.set_xlim(-0.02, 1.02)
     handles = [Line2D([], [], color=c, lw=1, label=v) for v, c in colours.items()]
     handles += [Line2D([], [], color="#444444", ls=s, lw=1, label=p) for p, s in styles.items() if p]
@@ -337,7 +262,7 @@ def probe_curves(frame: pd.DataFrame, *, metric: str = "probe_accuracy") -> Figu
 
 
 def _model_metric(frame: pd.DataFrame, metric: str, subset: str | None) -> pd.DataFrame:
-    rows = _select(frame, "model", metric, all_variants=True, subset=subset)
+    rows = select(frame, "model", metric, all_variants=True, subset=subset)
     return rows.groupby(["variant", "seed"])[["value", "ci_low", "ci_high"]].mean()
 
 
@@ -351,7 +276,7 @@ def _family(method: str) -> str:
     return next((f for f in METHOD_MARKERS if method.startswith(f)), "other")
 
 
-@_styled
+@styled
 def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: str = "gap_rms",
                         subset: str | None = None) -> Figure:
     """Bias against model size and against accuracy, one point per (variant, seed) with CI bars; marker =
@@ -373,7 +298,7 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
                          fontsize=5, xytext=(3, 2), textcoords="offset points", color="#444444")
     axes[0].set_xlabel("size (MB)" if size_metric == "size_mb" else "parameters")
     axes[1].set_xlabel("accuracy")
-    axes[0].set_ylabel(_label(bias_metric))
+    axes[0].set_ylabel(label(bias_metric))
     families = sorted({_family(parse_variant(v)[0]) for v, _ in points.index}, key=list(METHOD_MARKERS).index)
     orders = sorted({parse_variant(v)[1] for v, _ in points.index}, key=list(ORDER_COLOURS).index)
     handles = [Line2D([], [], ls="", marker=METHOD_MARKERS.get(f, "h"), color="#444444", label=f) for f in families]
@@ -394,7 +319,7 @@ def _token_text(token: str) -> tuple[str, bool]:
     return (token[2:], True) if token.startswith("##") else (token, False)
 
 
-@_styled
+@styled
 def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None = None, seed: int | None = None,
                        metric: str | None = None) -> Figure:
     """One example's tokens as text, each on a background coloured by its attribution (diverging, centred at
@@ -409,7 +334,7 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
         metric: the attribution metric (default: the only one of unit token).
     """
     metric = metric or _only_metric(frame, "token")
-    rows = _select(frame[frame["example"] == example], "token", metric, variant)
+    rows = select(frame[frame["example"] == example], "token", metric, variant)
     seed = int(rows["seed"].min()) if seed is None else seed
     rows = rows[(rows["seed"] == seed) & (rows["token"] != "[PAD]")].sort_values("position")
     if rows.empty:
@@ -443,17 +368,17 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
         fig.text(right, 0.34, f"(+{len(rows) - shown} tokens not shown)", ha="right", fontsize=7, color="#666666")
     cax = fig.add_axes((0.3, 0.24, 0.4, 0.05))
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, orientation="horizontal")
-    cax.set_xlabel(f"token attribution: {_label(metric, rows)}", fontsize=7, labelpad=1)
+    cax.set_xlabel(f"token attribution: {label(metric, rows)}", fontsize=7, labelpad=1)
     return fig
 
 
-@_styled
+@styled
 def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None, metric: str = "ig") -> Figure:
     """The ``k`` FFN neurons with the largest absolute effect (mean over seeds), as bars with CIs, labelled
     ``L<layer> n<index>``; red = positive, blue = negative. Single column, 3.35 x 2.6 in."""
     if k < 1:
         raise ValueError(f"k={k!r}: give the number of neurons to show (>= 1).")
-    rows = _select(frame, "neuron", metric, variant)
+    rows = select(frame, "neuron", metric, variant)
     means = rows.groupby(["layer", "head"])[["value", "ci_low", "ci_high"]].mean()
     top = means.loc[means["value"].abs().sort_values(ascending=False, kind="stable").index[:k]][::-1]
     cmap = matplotlib.colormaps[SIGNED_CMAP]
@@ -465,6 +390,6 @@ def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None,
             color=[cmap(0.85) if v >= 0 else cmap(0.15) for v in top["value"]], error_kw=dict(lw=0.6, capsize=1.5))
     ax.set_yticks(y, [f"L{layer} n{neuron}" for layer, neuron in top.index])
     ax.axvline(0, color="#888888", lw=0.5)
-    ax.set_xlabel(_label(metric))
+    ax.set_xlabel(label(metric))
     ax.set_title(f"{rows['variant'].iloc[0]}: top {len(top)} neurons{_seeds_note(rows)}")
     return fig

@@ -15,7 +15,9 @@ Sections (see ``configs/demo.toml`` for a commented example):
     [finetune]      task fine-tuning and optional masked-LM domain fine-tuning
     [compress.distil] [compress.tiny] [compress.prune] [compress.int8]   one per compression method, with orders
     [[hub_students]] ready-made students from the hub (paper runs)
-    [metrics] [attribution] [probes]   sections of the analysis stages (typed fields are added with each stage)
+    [metrics]       latency settings and the bias metrics (pipeline.analysis_config.BiasMetricsConfig)
+    [attribution]   the attribution methods (pipeline.analysis_config.AttributionConfig)
+    [probes]        the probes (pipeline.analysis_config.ProbeConfig)
 
 Fine-tuning orders (DESIGN.md section 6): ``none`` (no task fine-tuning anywhere), ``before`` (fine-tune the
 teacher, then compress), ``after`` (compress the pretrained teacher, then fine-tune the student), ``both``.
@@ -24,15 +26,16 @@ teacher, then compress), ``after`` (compress the pretrained teacher, then fine-t
 from __future__ import annotations
 
 import difflib
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.analysis_config import AttributionConfig, BiasMetricsConfig, ProbeConfig
 
 __all__ = [
     "ORDERS",
-    "AttributionSection",
     "CompressSection",
     "ConfigError",
     "DistilSection",
@@ -41,7 +44,6 @@ __all__ = [
     "Int8Section",
     "MetricsSection",
     "Order",
-    "ProbesSection",
     "PruneSection",
     "RunConfig",
     "RunSection",
@@ -96,6 +98,7 @@ class RunSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     amp: Literal["no", "fp16", "bf16"] = "no"  # mixed precision of training (accelerate); fp16 needs a GPU
     data_root: Path | None = None  # default: $BIAS_ATLAS_DATA or ../shared/data beside the checkout
+    analyses: tuple[Literal["bias_metrics", "attribution", "probes"], ...] = ("bias_metrics", "attribution", "probes")
 
     @field_validator("seeds")
     @classmethod
@@ -300,19 +303,11 @@ class HubStudent(_Section):
         return _check_orders(v, ("none", "after"), "a hub student is not compressed from this run's teacher")
 
 
-class MetricsSection(_Section):
-    """Task metrics (bias metrics add their fields here)."""
+class MetricsSection(BiasMetricsConfig):
+    """Task metrics (latency) and the bias metrics of every variant (fields: :class:`BiasMetricsConfig`)."""
 
     latency_batch_sizes: tuple[int, ...] = (1, 32)  # CPU latency is measured at these batch sizes
     latency_repeats: int = Field(default=5, ge=1)  # median of this many timed runs
-
-
-class AttributionSection(_Section):
-    """Attribution stage (fields are added with that stage)."""
-
-
-class ProbesSection(_Section):
-    """Probes stage (fields are added with that stage)."""
 
 
 class RunConfig(_Section):
@@ -325,8 +320,8 @@ class RunConfig(_Section):
     compress: CompressSection = CompressSection()
     hub_students: tuple[HubStudent, ...] = ()
     metrics: MetricsSection = MetricsSection()
-    attribution: AttributionSection = AttributionSection()
-    probes: ProbesSection = ProbesSection()
+    attribution: AttributionConfig = AttributionConfig()
+    probes: ProbeConfig = ProbeConfig()
 
     @field_validator("hub_students")
     @classmethod

@@ -22,7 +22,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from transformers.utils import logging as hf_logging
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -31,6 +30,7 @@ from transformers import (
     AutoTokenizer,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from pipeline.anatomy import SUPPORTED_FAMILIES, Anatomy
 

@@ -9,14 +9,14 @@ dataset and its classes), plan the variants (:mod:`pipeline.compress.recipes`), 
     <out_dir>/<name>/models/<variant>/seed<k>/   save_pretrained folders (+ tokenizer)
     <out_dir>/<name>/tables/*.parquet     tidy tables (pipeline.schema)
 
-Stages so far: ``build`` (tables ``training``, ``build_predictions``) -> ``task_metrics`` (tables ``task_metrics``,
-``predictions``). A later stage is a :class:`pipeline.stages.Stage` appended to :data:`STAGES`; it finds in
-``ctx.extras``: ``plan`` (list of :class:`~pipeline.compress.recipes.Step`; evaluate
-:func:`~pipeline.compress.recipes.exposed_steps` and load them with
-:func:`~pipeline.compress.recipes.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data hash
-for unit keys), ``device`` (evaluation device) and the lazy factories ``accelerator()`` and ``swapper()``. It
-skips what an int8 variant cannot do with :func:`pipeline.compress.quantise.supports_gradients` and
-``ctx.skip(reason, variant=..., seed=...)``.
+Stages: ``build`` (tables ``training``, ``build_predictions``) -> ``task_metrics`` (tables ``task_metrics``,
+``predictions``) -> the analyses of :mod:`pipeline.analyses` named in ``run.analyses``: ``bias_metrics``,
+``attribution`` (head and neuron tables, ``comparison``) and ``probes``. A stage is a
+:class:`pipeline.stages.Stage`; it finds in ``ctx.extras``: ``plan`` (list of
+:class:`~pipeline.compress.recipes.Step`; evaluate :func:`~pipeline.compress.recipes.exposed_steps` and load them
+with :func:`~pipeline.compress.recipes.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data
+hash for unit keys), ``device`` (evaluation device) and the lazy factories ``accelerator()`` and ``swapper()``.
+What a variant cannot do (int8: no gradients) is skipped with ``ctx.skip(reason, variant=..., seed=...)``.
 
 GPUs: ``run.device = "auto"`` trains on CUDA when present, ``run.amp`` turns on mixed precision. Several GPUs:
 ``accelerate launch -m pipeline run CONFIG.toml`` trains data-parallel; only the main process writes.
@@ -40,6 +40,7 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig
 
+from pipeline.analyses import ANALYSIS_STAGES, check_analysis_variants
 from pipeline.anatomy import SUPPORTED_FAMILIES
 from pipeline.compress.build import BUILD_CODE, build_stage
 from pipeline.compress.distil import check_layer_map
@@ -71,6 +72,7 @@ STAGES: list[Stage] = [
           code=BUILD_CODE),
     Stage("task_metrics", task_metrics_stage, sections=("task", "metrics"), code=TASK_METRICS_CODE,
           needs=("build",)),
+    *ANALYSIS_STAGES.values(),  # bias_metrics, attribution, probes: each on if named in run.analyses
 ]
 
 
@@ -272,11 +274,14 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
     Raises:
         ConfigError: from :func:`preflight`, or an unknown stage in ``force`` or variant in ``only``.
     """
-    stages = list(STAGES if stages is None else stages)
+    stages = [s for s in (STAGES if stages is None else stages)
+              if s.name not in ANALYSIS_STAGES or s.name in cfg.run.analyses]
     unknown = [f for f in force if f not in [s.name for s in stages]]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")
-    plan = select(plan_variants(cfg), only)
+    full_plan = plan_variants(cfg)
+    check_analysis_variants(cfg, [s.variant for s in full_plan if s.exposed])
+    plan = select(full_plan, only)
     notes, splits = preflight(cfg, load_data=not dry_run)
     for note in notes:
         log.info("note: %s", note)

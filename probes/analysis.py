@@ -10,77 +10,23 @@ variants are probed the same way (forward passes only).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
+from pipeline.analysis_config import ProbeConfig
 from pipeline.data import TaskData, rebalance_genders
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 from probes.control import control_task
-from probes.erasure import FIT_ON, amnesic_effect
-from probes.extract import POOLINGS, Representations, extract
-from probes.linear import DEFAULT_CS, LinearProbe, check_split, probe_heads, probe_layers
+from probes.erasure import amnesic_effect
+from probes.extract import Representations, extract
+from probes.linear import LinearProbe, check_split, probe_heads, probe_layers
 from probes.mdl import mdl_layers
 
 __all__ = ["TABLES", "ProbeConfig", "prepare_data", "run_probes"]
 
 TABLES: tuple[str, ...] = ("probes_layers", "probes_heads", "probes_control", "probes_mdl", "erasure")
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """The ``[probes]`` section of a run config.
-
-    Layer numbers are hidden-state indices: 0 = embeddings, k = output of block k - 1; negative numbers count
-    from the top (-1 = last block).
-    """
-
-    poolings: tuple[str, ...] = ("cls", "mean")
-    n_folds: int = 5  # outer cross-validation folds behind every interval
-    max_examples: int | None = 2000  # random (seeded) subsample bounding the cost; None = all
-    balance_genders: bool = True  # downsample to as many women as men per class first (chance = 50%)
-    heads: bool = True  # head-wise gender probes
-    label: bool = True  # also probe the task label per layer
-    control: bool = True  # control task for gender; word type = the task label
-    mdl: bool = False  # online-code MDL of gender per layer
-    erasure_layers: tuple[int, ...] = ()  # layers to erase gender at (amnesic probing); empty = none
-    fit_on: str = "tokens"  # what the eraser is fitted on: tokens, cls or mean
-    n_boot: int = 1000  # bootstrap resamples of the task / bias rows of the erasure table
-    min_class_size: int = 10  # label probe: classes with fewer examples are left out
-    Cs: tuple[float, ...] = DEFAULT_CS  # probe strengths tried by inner cross-validation
-    inner_cv: int = 3
-    batch_size: int = 32
-    max_length: int = 128
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("poolings", "erasure_layers", "Cs"):  # TOML gives lists
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        bad = [p for p in self.poolings if p not in POOLINGS]
-        if bad or not self.poolings:
-            raise ValueError(f"ProbeConfig.poolings={self.poolings!r}: allowed values are {POOLINGS}.")
-        if self.fit_on not in FIT_ON:
-            raise ValueError(f"ProbeConfig.fit_on={self.fit_on!r}: allowed values are {FIT_ON}.")
-        for name in ("n_folds", "inner_cv"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 2:
-                raise ValueError(f"ProbeConfig.{name}={getattr(self, name)!r}: give an integer >= 2.")
-        if self.max_examples is not None and self.max_examples < 2 * self.n_folds:
-            raise ValueError(f"ProbeConfig.max_examples={self.max_examples}: give None or at least "
-                             f"{2 * self.n_folds} (two per fold).")
-        if self.min_class_size < self.n_folds:
-            raise ValueError(f"ProbeConfig.min_class_size={self.min_class_size} is below n_folds={self.n_folds}; "
-                             "every class needs at least one example per fold.")
-        if not all(isinstance(k, int) and not isinstance(k, bool) for k in self.erasure_layers):
-            raise ValueError(f"ProbeConfig.erasure_layers={self.erasure_layers!r}: give integer layer numbers.")
-        for name in ("batch_size", "max_length", "n_boot"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ProbeConfig.{name}={getattr(self, name)!r}: give a positive integer.")
-
-    def to_dict(self) -> dict:
-        """The resolved settings, for the run manifest."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def prepare_data(data: TaskData, cfg: ProbeConfig) -> TaskData:

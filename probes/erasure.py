@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pipeline.analysis_config import FIT_ON, FitOn
 from pipeline.anatomy import pool
 from pipeline.data import TaskData
 from pipeline.metrics import classifier_logits, counterfactual_metrics, extrinsic_metrics
@@ -49,8 +50,6 @@ __all__ = ["FIT_ON", "FitOn", "ConceptEraser", "amnesic_effect", "erase_layer", 
 
 log = logging.getLogger(__name__)
 
-FitOn = Literal["tokens", "cls", "mean"]
-FIT_ON = ("tokens", "cls", "mean")
 
 
 def _concept_matrix(z: np.ndarray | Tensor, classes: np.ndarray) -> Tensor:

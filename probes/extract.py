@@ -32,6 +32,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pipeline.analysis_config import POOLINGS
 from pipeline.anatomy import Anatomy, pool
 from pipeline.gates import RecordHeads
 from pipeline.models import LoadedModel
@@ -46,7 +47,6 @@ __all__ = [
     "model_fingerprint",
 ]
 
-POOLINGS: tuple[str, ...] = ("cls", "mean")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from pipeline.analysis_config import DEFAULT_CS
 from pipeline.schema import tidy
 from probes.extract import Representations
 
@@ -53,7 +54,6 @@ __all__ = [
     "resolve_poolings",
 ]
 
-DEFAULT_CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)
 METRICS: tuple[str, ...] = ("probe_accuracy", "probe_balanced_accuracy", "probe_auc")
 
 

@@ -24,12 +24,12 @@ from pipeline.compress.distil import distil
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
 from pipeline.compress.recipes import HEAD_TRAINED_KEY, Step
-from pipeline.schema import tidy
-from pipeline.stages import StageContext, concat_tables
 from pipeline.compress.tiny import tiny
 from pipeline.config import RunConfig
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.models import LoadedModel, load_model
+from pipeline.schema import tidy
+from pipeline.stages import StageContext, concat_tables
 from pipeline.task_metrics import predict, prediction_rows
 from pipeline.train import TrainResult, encode, finetune_classifier, finetune_mlm, seeded
 

@@ -11,12 +11,11 @@ and a logged warning.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from pipeline.analysis_config import METRIC_FAMILIES, BiasMetricsConfig
 from pipeline.data import (
     GenderSwapper,
     TaskData,
@@ -44,7 +43,6 @@ __all__ = ["METRIC_FAMILIES", "MLM_FAMILIES", "BiasMetricsConfig", "bias_metrics
 
 log = logging.getLogger(__name__)
 
-METRIC_FAMILIES = ("extrinsic", "counterfactual", "seat", "crows", "stereoset", "winobias", "winogender")
 CLASSIFIER_FAMILIES = ("extrinsic", "counterfactual")
 MLM_FAMILIES = ("crows", "stereoset", "winobias", "winogender")
 # The rows a skipped family leaves in the table (one per headline metric).
@@ -57,70 +55,6 @@ _HEADLINE = {
     "winogender": ("winogender_male_pref_pct", "winogender_bls_r"),
 }
 _EXTRA_COLUMNS = ("pooling", "skipped")  # string columns some rows carry; "" elsewhere
-
-
-@dataclass(frozen=True)
-class BiasMetricsConfig:
-    """Settings of the bias-metrics stage (the run config embeds this as its own section).
-
-    Attributes:
-        metrics: Families to run, a subset of :data:`METRIC_FAMILIES`.
-        n_boot: Bootstrap resamples per aggregate; 0 leaves the intervals NaN.
-        seed: Seed of bootstraps, SEAT permutation sampling and ``max_examples`` draws (not the model's seed).
-        max_examples: Per benchmark, score at most this many items / templates (a seeded draw, the same for every
-            variant); None scores everything. The task test set is never subsampled.
-        poolings: SEAT poolings, ``cls`` and/or ``mean``.
-        seat_form: SEAT tests in ``word`` form, ``sentence`` form or ``both`` (6 + 6 gender tests).
-        seat_layer: Hidden state SEAT reads: -1 the last block, 0 the embeddings.
-        seat_n_samples: Random partitions for a SEAT p-value when exact enumeration is too large.
-        winobias_split: WinoBias split(s): ``dev``, ``test`` or ``both``; both sentence types are used.
-        batch_size: Texts (or masked rows) per forward pass.
-        max_length: Token limit for classifier inputs.
-        data_root: Folder of the shared benchmark data; None uses :func:`pipeline.data.data_root`.
-    """
-
-    metrics: tuple[str, ...] = METRIC_FAMILIES
-    n_boot: int = 1000
-    seed: int = 0
-    max_examples: int | None = None
-    poolings: tuple[str, ...] = ("cls", "mean")
-    seat_form: Literal["word", "sentence", "both"] = "both"
-    seat_layer: int = -1
-    seat_n_samples: int = 100_000
-    winobias_split: Literal["dev", "test", "both"] = "test"
-    batch_size: int = 32
-    max_length: int = 128
-    data_root: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", tuple(self.metrics))
-        object.__setattr__(self, "poolings", tuple(self.poolings))
-        unknown = [m for m in self.metrics if m not in METRIC_FAMILIES]
-        if unknown or not self.metrics:
-            raise ValueError(
-                f"BiasMetricsConfig.metrics={self.metrics!r}: name one or more of {list(METRIC_FAMILIES)} "
-                f"(unknown: {unknown})."
-            )
-        bad_pool = [p for p in self.poolings if p not in ("cls", "mean")]
-        if bad_pool or not self.poolings:
-            raise ValueError(f"BiasMetricsConfig.poolings={self.poolings!r}; use one or both of 'cls', 'mean'.")
-        checks = {
-            "n_boot": (self.n_boot, self.n_boot >= 0, "a count >= 0"),
-            "max_examples": (self.max_examples, self.max_examples is None or self.max_examples >= 1, "None or >= 1"),
-            "seat_form": (self.seat_form, self.seat_form in ("word", "sentence", "both"), "'word', 'sentence', 'both'"),
-            "seat_n_samples": (self.seat_n_samples, self.seat_n_samples >= 1, "a count >= 1"),
-            "winobias_split": (self.winobias_split, self.winobias_split in ("dev", "test", "both"),
-                               "'dev', 'test', 'both'"),
-            "batch_size": (self.batch_size, self.batch_size >= 1, "a count >= 1"),
-            "max_length": (self.max_length, self.max_length >= 2, "a token count >= 2"),
-        }
-        for name, (value, ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"BiasMetricsConfig.{name}={value!r} is invalid; allowed: {allowed}.")
-
-    def to_dict(self) -> dict:
-        """Plain dict for the run manifest."""
-        return asdict(self)
 
 
 def _classifier_skip_reason(loaded: LoadedModel, test: TaskData | None) -> str | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-from types import SimpleNamespace
 
 from attribution.compare import (
     gini,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import TwoSlopeNorm
 
-from attribution import plots
+from attribution import plot_style, plots
 from pipeline.schema import tidy
 
 
@@ -40,7 +40,7 @@ def test_signed_heatmap_shows_the_matrix_on_a_scale_centred_at_zero():
     assert (image.norm.vmin, image.norm.vmax) == (-6.0, 6.0)  # symmetric: max |value| = 6
     assert image.get_cmap().name.startswith(plots.SIGNED_CMAP)
     assert fig.axes[0].get_xlabel() == "head" and fig.axes[0].get_ylabel() == "layer"
-    assert fig.axes[1].get_ylabel() == plots.METRIC_LABELS["delta_bias"]  # the colour bar
+    assert fig.axes[1].get_ylabel() == plot_style.METRIC_LABELS["delta_bias"]  # the colour bar
     assert tuple(fig.get_size_inches()) == plots.FIGURE_SIZES["head_heatmap"]
 
 

@@ -39,7 +39,11 @@ def test_typo_names_the_key_suggests_the_fix_and_lists_allowed(tmp_path):
     ({"run": {"name": "t", "seeds": [1, 1]}}, "seeds has duplicates"),
     ({"run": {"name": "t", "amp": "fp8"}}, r"`run.amp` = 'fp8'"),
     ({"teachr": {"source": "x"}}, r"`teachr`: unknown key. Did you mean `teacher`\?"),
-    ({"probes": {"layers": 3}}, r"\[probes\] takes no keys yet"),
+    ({"probes": {"layers": 3}}, r"`probes.layers`: unknown key. Did you mean `erasure_layers`\?"),
+    ({"probes": {"max_examples": 6}}, r"max_examples = 6 is too small for n_folds = 5"),
+    ({"attribution": {"ablation_modes": ["single", "pairs"]}}, r"`attribution.ablation_modes\[1\]` = 'pairs'"),
+    ({"metrics": {"metrics": ["seat", "weat"]}}, r"`metrics.metrics\[1\]` = 'weat'"),
+    ({"metrics": {"poolings": ["cls", "cls"]}}, r"poolings lists a value twice"),
 ])
 def test_bad_values_name_key_value_and_allowed(sections, expected):
     data = {"run": {"name": "t"}, **sections}

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 from tiny import make_tiny
-from transformers import AutoTokenizer, GPT2Config, GPT2Model
+from transformers import GPT2Config, GPT2Model
 
 from pipeline.models import load_model, resolve_source
 

@@ -1,5 +1,6 @@
-"""End to end on the offline MiniLM: every variant builds, reloads to its in-run predictions, and a run killed
-during the build and again during a later stage resumes without recomputing anything finished."""
+"""End to end on the offline MiniLM: every variant builds, reloads to its in-run predictions, the analysis stages
+(bias metrics, attribution, probes) write their tables, and a run killed during the build, during task metrics and
+during attribution resumes without recomputing anything finished."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline.analyses as analyses_module
 import pipeline.compress.build as build_module
 import pipeline.task_metrics as task_metrics_module
 from pipeline.__main__ import main
@@ -31,7 +33,7 @@ device = "cpu"
 dataset = "bug"
 max_classes = 3
 max_train = 32
-max_eval = 12
+max_eval = 40
 max_length = 16
 
 [finetune]
@@ -59,7 +61,32 @@ orders = ["before"]
 [metrics]
 latency_batch_sizes = [1]
 latency_repeats = 1
+metrics = ["extrinsic", "counterfactual", "seat", "crows"]
+n_boot = 20
+seat_form = "word"
+seat_n_samples = 500
+max_examples = 20
+
+[attribution]
+variants = ["teacher", "teacher-ft", "distil-ft_before", "int8-ft_before"]
+n_examples = 6
+ig_steps = 4
+cumulative_steps = 3
+token_examples = 2
+n_boot = 20
+top_k = 4
+
+[probes]
+variants = ["teacher-ft", "distil-ft_before"]
+n_folds = 2
+inner_cv = 2
+max_examples = 40
+min_class_size = 6
+heads = false
+erasure_layers = [-1]
+n_boot = 20
 """
+N_EVAL = 40
 VARIANTS = ["teacher", "teacher-ft", "distil-ft_before", "tiny-ft_before", "prune30-ft_before", "sparse50-ft_before",
             "int8-ft_before"]
 
@@ -70,12 +97,14 @@ class Killed(RuntimeError):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """Run the CI config three times: killed inside the build, killed inside task metrics, then to the end."""
+    """Run the CI config four times: killed inside the build, inside task metrics, inside attribution, then to
+    the end."""
     out = tmp_path_factory.mktemp("runs")
     path = out / "ci.toml"
     path.write_text(TOML.format(out=out))
     monkeypatch = pytest.MonkeyPatch()
     real_build, real_metrics = build_module.build_step, task_metrics_module.task_metric_rows
+    real_attribution = analyses_module.run_attribution
 
     def build_then_die(step, **kw):
         if step.variant == "prune30-ft_before":
@@ -98,6 +127,16 @@ def finished(tmp_path_factory):
         m.setattr(task_metrics_module, "task_metric_rows", metrics_then_die)
         with pytest.raises(Killed):
             main(["run", str(path)])
+
+    def attribution_then_die(loaded, data, cfg, *, variant, seed, **kw):
+        if variant == "distil-ft_before":
+            raise Killed("killed in attribution")
+        return real_attribution(loaded, data, cfg, variant=variant, seed=seed, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(analyses_module, "run_attribution", attribution_then_die)
+        with pytest.raises(Killed):
+            main(["run", str(path)])
     assert main(["run", str(path)]) == 0
     return path, out / "ci"
 
@@ -115,6 +154,11 @@ def test_resume_recomputes_nothing_finished(finished):
     metrics = [r["executions"] for r in stages["task_metrics"]["units"].values()]
     assert metrics == [1, 1, 2] + [1] * (len(VARIANTS) - 3) and stages["task_metrics"]["status"] == "done"
     assert stages["task_metrics"]["executions"] == 2
+    assert stages["bias_metrics"]["executions"] == 1  # finished in the third run, cached in the fourth
+    attribution = {u: r["executions"] for u, r in stages["attribution"]["units"].items()}
+    assert attribution == {"teacher/seed0": 1, "teacher-ft/seed0": 1, "distil-ft_before/seed0": 2,
+                           "int8-ft_before/seed0": 1}
+    assert stages["attribution"]["executions"] == 2 and stages["probes"]["executions"] == 1
 
 
 def test_rerun_is_cached_and_forced_rerun_gives_identical_tables(finished, caplog):
@@ -122,9 +166,12 @@ def test_rerun_is_cached_and_forced_rerun_gives_identical_tables(finished, caplo
     before = {t: read_table(run_dir / "tables" / f"{t}.parquet") for t in ("task_metrics", "predictions", "training")}
     with caplog.at_level(logging.INFO, logger="pipeline"):
         assert main(["run", str(path)]) == 0
-    assert "[build] cached" in caplog.text and "[task_metrics] cached" in caplog.text
+    for stage in ("build", "task_metrics", "bias_metrics", "attribution", "probes"):
+        assert f"[{stage}] cached" in caplog.text
     cfg = config_from_dict(__import__("tomllib").loads(path.read_text()))
-    assert run(cfg, force=["task_metrics"]).actions == {"build": "cached", "task_metrics": "ran"}
+    assert run(cfg, force=["task_metrics"]).actions == {"build": "cached", "task_metrics": "ran",
+                                                        "bias_metrics": "cached", "attribution": "cached",
+                                                        "probes": "cached"}
     after = {t: read_table(run_dir / "tables" / f"{t}.parquet") for t in before}
     measured = before["task_metrics"]["metric"].str.startswith("latency")
     pd.testing.assert_frame_equal(before["task_metrics"][~measured], after["task_metrics"][~measured])
@@ -138,7 +185,7 @@ def test_every_variant_reloads_to_its_in_run_predictions(finished):
     reloaded = read_table(run_dir / "tables/predictions.parquet")
     assert sorted(reloaded["variant"].unique()) == sorted(VARIANTS)
     both = built.merge(reloaded, on=["variant", "seed", "example"], suffixes=("_run", "_reload"))
-    assert len(both) == len(reloaded) == len(VARIANTS) * 12
+    assert len(both) == len(reloaded) == len(VARIANTS) * N_EVAL
     assert (both["pred_run"] == both["pred_reload"]).all() and (both["label_run"] == both["label_reload"]).all()
     np.testing.assert_allclose(both["value_run"], both["value_reload"], rtol=0, atol=1e-6)
 
@@ -188,3 +235,36 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     bad.write_text('[run]\nname = "x"\n[compress.prune]\nsparsities = [1.5]\n')
     assert main(["validate", str(bad)]) == 2
     assert "`compress.prune.sparsities` = [1.5]: sparsities[0] = 1.5 is outside [0, 1)" in capsys.readouterr().err
+
+
+def test_analysis_tables(finished):
+    _, run_dir = finished
+    table = lambda name: read_table(run_dir / "tables" / f"{name}.parquet")  # noqa: E731
+    bias = table("bias_metrics")
+    assert sorted(bias["variant"].unique()) == sorted(VARIANTS)
+    gap = bias.query("metric == 'gap_rms' and variant == 'teacher-ft'")
+    assert len(gap) == 1 and np.isfinite(gap["value"].item()) and gap["n"].item() == N_EVAL
+    assert bias.query("metric == 'gap_rms' and variant == 'teacher'")["skipped"].str.contains("not trained").all()
+    assert bias.query("metric == 'crows_stereo_pct'")["skipped"].str.contains("MLM").all()  # MiniLM has no MLM head
+    assert set(bias.query("metric == 'seat_effect_size'")["pooling"]) == {"cls", "mean"}
+
+    ablation = table("head_ablation")
+    single = ablation[(ablation["unit"] == "head") & (ablation["metric"] == "delta_score")]
+    assert single.groupby("variant").size().to_dict() == {"teacher": 72, "teacher-ft": 72, "distil-ft_before": 36,
+                                                          "int8-ft_before": 72}
+    scores = single.groupby("variant")["score"].first()
+    assert scores["teacher"].startswith("seat") and scores["teacher-ft"] == scores["distil-ft_before"]
+    ig = table("head_ig")
+    assert ig.query("variant == 'int8-ft_before'")["skipped"].str.contains("int8").all()
+    assert ig.query("variant == 'teacher-ft'")["value"].notna().all()
+
+    comparison = table("comparison")
+    assert {"gini", "entropy", "align_spearman", "align_share_spearman"} <= set(comparison["metric"])
+    align = comparison.query("metric == 'align_spearman'")
+    assert set(align["variant"]) == {"distil-ft_before"} and list(align["teacher_layer"]) == [0, 2, 4]
+
+    probes = table("probes_layers")
+    assert sorted(probes["variant"].unique()) == ["distil-ft_before", "teacher-ft"]
+    gender = probes.query("variant == 'teacher-ft' and subset == 'gender' and metric == 'probe_accuracy'")
+    assert sorted(gender["layer"].unique()) == list(range(7))  # embeddings + 6 blocks
+    assert set(table("erasure")["variant"]) == {"distil-ft_before", "teacher-ft"}

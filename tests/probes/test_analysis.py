@@ -11,11 +11,11 @@ from probes.analysis import TABLES, ProbeConfig, prepare_data, run_probes
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"poolings": ("max",)}, r"poolings=\('max',\): allowed values are \('cls', 'mean'\)"),
-    ({"fit_on": "words"}, "fit_on='words'"),
-    ({"n_folds": 1}, r"n_folds=1: give an integer >= 2"),
-    ({"max_examples": 4}, "max_examples=4"),
-    ({"min_class_size": 3}, "min_class_size=3 is below n_folds=5"),
+    ({"poolings": ("max",)}, r"poolings.0\n  Input should be 'cls' or 'mean'"),
+    ({"fit_on": "words"}, r"fit_on\n  Input should be 'tokens', 'cls' or 'mean'"),
+    ({"n_folds": 1}, r"n_folds\n  Input should be greater than or equal to 2"),
+    ({"max_examples": 4}, "max_examples = 4 is too small for n_folds = 5"),
+    ({"min_class_size": 3}, "min_class_size = 3 is below n_folds = 5"),
     ({"erasure_layers": ("3",)}, "erasure_layers"),
 ])
 def test_config_errors_name_the_field(kwargs, match):
@@ -25,8 +25,8 @@ def test_config_errors_name_the_field(kwargs, match):
 
 def test_config_takes_toml_lists_and_rejects_unknown_keys():
     cfg = ProbeConfig(poolings=["mean"], erasure_layers=[1, -1])
-    assert cfg.poolings == ("mean",) and cfg.erasure_layers == (1, -1) and cfg.to_dict()["poolings"] == ("mean",)
-    with pytest.raises(TypeError):
+    assert cfg.poolings == ("mean",) and cfg.erasure_layers == (1, -1) and cfg.model_dump()["poolings"] == ("mean",)
+    with pytest.raises(ValueError, match=r"pooling\n  Extra inputs are not permitted"):
         ProbeConfig(pooling=("mean",))
 
 
@@ -37,6 +37,15 @@ def test_prepare_data_balances_and_rejects_one_gender(bug_small):
     men = bug_small.subset(bug_small.genders == 0)
     with pytest.raises(ValueError, match=r"'bug-top3 genders' has fewer than two classes \(counts \{0: 30\}\)"):
         prepare_data(men, ProbeConfig())
+    # 3 women: too few for 5 folds, before any probe is fitted
+    few = bug_small.subset(np.r_[np.flatnonzero(bug_small.genders == 0), np.flatnonzero(bug_small.genders == 1)[:3]])
+    with pytest.raises(ValueError, match=r"'bug-top3 genders' has too few examples per class for 5 folds: \{1: 3\}"):
+        prepare_data(few, ProbeConfig(balance_genders=False))
+    # 5 women are enough before sampling, not in a draw of 10 of the 35 rows
+    five = bug_small.subset(np.r_[np.flatnonzero(bug_small.genders == 0), np.flatnonzero(bug_small.genders == 1)[:5]])
+    prepare_data(five, ProbeConfig(max_examples=None, balance_genders=False))
+    with pytest.raises(ValueError, match=r"genders after sampling' has .*Fix: raise max_examples or lower n_folds"):
+        prepare_data(five, ProbeConfig(max_examples=10, balance_genders=False))
 
 
 def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
@@ -54,8 +63,9 @@ def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
     assert len(heads[heads["metric"] == "probe_accuracy"]) == 2 * 3 * 4  # poolings x blocks x heads
     assert set(tables["probes_control"]["metric"]) == {"probe_accuracy", "control_accuracy", "selectivity"}
     assert set(tables["erasure"]["erased_layer"]) == {3}  # -1 = the last block's output
-    with pytest.raises(IndexError, match=r"hidden-state indices are 0\.\.3"):
-        run_probes(tiny_loaded, bug_small, ProbeConfig(erasure_layers=(4,)), variant="x", cache_dir=tmp_path)
+    for bad in (4, -5):  # 3 blocks: hidden states 0..3 or -4..-1; checked before any forward pass
+        with pytest.raises(IndexError, match=r"hidden-state indices are 0\.\.3 \(or -4\.\.-1\)"):
+            run_probes(tiny_loaded, bug_small, ProbeConfig(erasure_layers=(bad,)), variant="x", cache_dir=tmp_path)
 
 
 def test_label_probe_is_skipped_with_a_warning_when_classes_are_too_small(tiny_loaded, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from tiny import random_batch
 
+from pipeline.compress.build import save_model
 from pipeline.compress.prune import (
     head_importance,
     keep_sparsity,
@@ -15,7 +16,6 @@ from pipeline.compress.prune import (
     shrink_heads,
     sparsity,
 )
-from pipeline.compress.build import save_model
 from pipeline.gates import HeadGates
 from pipeline.models import load_model
 

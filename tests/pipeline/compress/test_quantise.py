@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from tiny import random_batch
 
+from pipeline.anatomy import Anatomy
 from pipeline.compress.build import save_model
 from pipeline.compress.quantise import QUANTIZATION, QuantisedLinear, is_quantised, quantise_dynamic, supports_gradients
-from pipeline.anatomy import Anatomy
 from pipeline.gates import HeadGates
 from pipeline.models import LoadedModel, load_model
 
