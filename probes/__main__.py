@@ -1,12 +1,14 @@
-"""Command line of the probes: ``python -m probes run`` and ``python -m probes figure``.
+"""Command line of the probes: ``python -m probes run``, ``python -m probes figure`` and ``python -m probes table``.
 
     python -m probes run --model minilm --data bug --n 2000 --pooling cls,mean --out runs/probes-minilm
     python -m probes figure runs/probes-minilm --out docs/figures/probes_minilm_bug.png
+    python -m probes table runs/probes-minilm
 
 ``run`` loads a model (hub name, folder or ``minilm``) and a task (``bug``, ``bug-gold``, ``bias_in_bios`` = the
 offline sample, ``LabHC/bias_in_bios`` = the hub, or a table file), runs :func:`probes.analysis.run_probes`,
 writes the tidy tables as parquet under ``--out`` and prints a per-layer table. ``figure`` draws the layer-wise
-curves on normalised depth (and, with ``--heads-out``, the head maps) from such a folder or table.
+curves on normalised depth (and, with ``--heads-out``, the head maps) from such a folder or table. ``table``
+prints such a folder's tables as Markdown (per layer and pooling; erasure before / after; the top heads).
 """
 
 from __future__ import annotations
@@ -115,6 +117,81 @@ def _figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f}" if pd.isna(lo) else f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A frame as a GitHub Markdown table (index dropped; no extra dependency)."""
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def markdown_tables(source: Path) -> str:
+    """The tables of a ``run`` folder as Markdown: one per pooling (gender metrics, label accuracy, control task),
+    then erasure (probe accuracy before / after per erased layer) and the five best heads per pooling."""
+    layers = _table(source, "probes_layers")
+    control = _table(source, "probes_control") if (source / "probes_control.parquet").exists() else None
+    parts = []
+    for (variant, pooling), rows in layers.groupby(["variant", "pooling"]):
+        out = pd.DataFrame({"layer": sorted(rows["layer"].unique())})
+        columns = [("gender", "probe_accuracy", "gender acc"), ("gender", "probe_balanced_accuracy", "gender bal. acc"),
+                   ("gender", "probe_auc", "gender AUC"), ("label", "probe_accuracy", "label acc"),
+                   ("label", "probe_balanced_accuracy", "label bal. acc")]
+        pieces = [(rows, subset, metric, name) for subset, metric, name in columns]
+        if control is not None:
+            ctrl = control[(control["variant"] == variant) & (control["pooling"] == pooling)]
+            pieces += [(ctrl, "gender", "control_accuracy", "control acc"), (ctrl, "gender", "selectivity", "selectivity")]
+        for frame, subset, metric, name in pieces:
+            part = frame[(frame["subset"] == subset) & (frame["metric"] == metric)].set_index("layer")
+            if not part.empty:
+                out[name] = [_cell(*part.loc[k, ["value", "ci_low", "ci_high"]]) for k in out["layer"]]
+        chance = rows[rows["metric"] == "probe_accuracy"].groupby("subset")["chance"].first()
+        if control is not None:
+            chance["control"] = ctrl[ctrl["metric"] == "control_accuracy"]["chance"].iloc[0]
+        note = ", ".join(f"{k} {v:.3f}" for k, v in chance.items())
+        sizes = ", ".join(f"{k} {int(v)}" for k, v in rows.groupby("subset")["n"].max().items())
+        parts.append(f"**{variant}, {pooling} pooling** (examples: {sizes}; chance accuracy: {note}; "
+                     "balanced-accuracy chance = 1 / classes, AUC chance = 0.5)\n\n" + markdown(out))
+    if (source / "erasure.parquet").exists():
+        erasure = _table(source, "erasure")
+        probes = erasure[(erasure["unit"] == "layer") & (erasure["metric"] == "probe_accuracy")]
+        wide = probes.pivot_table(index=["erased_layer", "pooling", "subset", "layer"], columns="condition",
+                                  values=["value", "ci_low", "ci_high", "chance"], aggfunc="first").reset_index()
+        out = pd.DataFrame({
+            "erased layer": wide["erased_layer"], "pooling": wide["pooling"], "target": wide["subset"],
+            "probed layer": wide["layer"],
+            "before": [_cell(*wide.loc[i, [(c, "before") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index],
+            "after": [_cell(*wide.loc[i, [(c, "after") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index],
+            "change": [f"{d:+.3f}" for d in wide[("value", "after")] - wide[("value", "before")]],
+            "chance": [f"{c:.3f}" for c in wide[("chance", "before")]],
+        })
+        models = erasure[erasure["unit"] == "model"]
+        parts.append("**erasure** (probe accuracy before / after LEACE erasure of gender)\n\n" + markdown(out))
+        if not models.empty:
+            cells = models.pivot_table(index="metric", columns="condition", values="value", aggfunc="first")
+            parts.append("**erasure, model rows**\n\n" + markdown(cells.reset_index()))
+    if (source / "probes_heads.parquet").exists():
+        heads = _table(source, "probes_heads")
+        acc = heads[(heads["metric"] == "probe_accuracy")]
+        top = acc.sort_values("value", ascending=False).groupby(["variant", "pooling"]).head(5)
+        out = pd.DataFrame({"variant": top["variant"], "pooling": top["pooling"], "block": top["layer"],
+                            "head": top["head"], "gender acc": [_cell(*r) for r in
+                                                                top[["value", "ci_low", "ci_high"]].to_numpy()]})
+        spread = acc.groupby("pooling")["value"].agg(["min", "median", "max"])
+        note = "; ".join(f"{p}: min {r['min']:.3f}, median {r['median']:.3f}, max {r['max']:.3f}"
+                         for p, r in spread.iterrows())
+        parts.append(f"**top heads** (gender probe on each head's pooled output; all heads: {note})\n\n"
+                     + markdown(out.sort_values(["variant", "pooling"], kind="stable")))
+    return "\n\n".join(parts)
+
+
+def _print_tables(args: argparse.Namespace) -> int:
+    print(markdown_tables(Path(args.source)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probes", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     fig.add_argument("--heads-out", default=None, help="image file for the head maps")
     fig.add_argument("--target", default="gender", help="target drawn when comparing variants and in head maps")
     fig.add_argument("--dpi", type=int, default=150)
+    tab = sub.add_parser("table", help="print a run folder's tables as Markdown")
+    tab.add_argument("source", help="folder written by 'run'")
     args = parser.parse_args(argv)
     if args.command == "run" and args.n == 0:
         args.n = None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return _run(args) if args.command == "run" else _figure(args)
+    return {"run": _run, "figure": _figure, "table": _print_tables}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ from pipeline.analysis_config import DEFAULT_CS
 from pipeline.schema import tidy
 from probes.extract import Representations
 
+# Features whose standard deviation is below this share of the largest one are constant up to float noise (e.g. the
+# ~1e-17 residue LEACE leaves in MiniLM's three near-dead last-layer features, std 1e-33 and 1e-9 against a median
+# of 0.16). sklearn's StandardScaler only treats a feature as constant when its variance is within float
+# round-off of zero, so it would blow such a residue up to unit scale and hand the probe a spurious clean signal.
+NEAR_CONSTANT = 1e-6
+
 __all__ = [
     "DEFAULT_CS",
     "METRICS",
@@ -108,7 +114,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         seed: seed of the inner fold shuffle.
 
     Attributes:
-        scaler_: the fitted ``StandardScaler``.
+        informative_: mask of the features used, shape (d,): a feature whose spread is below
+            :data:`NEAR_CONSTANT` times the largest spread is treated as constant and dropped.
+        scaler_: the fitted ``StandardScaler`` (of the informative features).
         model_: the fitted ``LogisticRegressionCV``.
         classes_: class labels, shape (n_classes,).
         C_: the chosen strength.
@@ -146,12 +154,17 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         splitter = (StratifiedKFold(self.cv, shuffle=True, random_state=self.seed) if groups is None
                     else StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.seed))
         folds = list(splitter.split(X, y, groups))
-        self.scaler_ = StandardScaler().fit(X)
+        spread = X.std(axis=0)
+        self.informative_ = spread > NEAR_CONSTANT * spread.max()
+        if not self.informative_.any():
+            raise ValueError(f"every one of the {X.shape[1]} features is constant over the {len(X)} examples; "
+                             "there is nothing to probe. Fix: check the representations (all equal?).")
+        self.scaler_ = StandardScaler().fit(X[:, self.informative_])
         with threadpool_limits(limits=1, user_api="blas"):  # see module docstring: small problems, one thread
             self.model_ = LogisticRegressionCV(
                 Cs=list(self.Cs), cv=folds, l1_ratios=(0.0,), scoring=_accuracy, max_iter=self.max_iter,
                 tol=self.tol, random_state=self.seed, use_legacy_attributes=False,
-            ).fit(self.scaler_.transform(X), y)
+            ).fit(self._standardised(X), y)
         self.classes_ = self.model_.classes_
         self.C_ = float(self.model_.C_)
         return self
@@ -160,7 +173,10 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.model_.predict_proba(self.scaler_.transform(X))
+        return self.model_.predict_proba(self._standardised(X))
+
+    def _standardised(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler_.transform(X[:, self.informative_])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable class, shape (n,)."""

@@ -43,3 +43,14 @@ def test_control_task_is_at_chance_and_selectivity_peaks_at_the_planted_layer(pl
     assert np.allclose(wide["selectivity"], wide["probe_accuracy"] - wide["control_accuracy"])
     sel = table[(table["metric"] == "selectivity") & (table["layer"] == planted.layer)].iloc[0]
     assert sel["ci_low"] < sel["value"] < sel["ci_high"]
+
+
+def test_control_task_with_word_types_stays_at_chance(planted):
+    """As run_probes uses it (types = a word type per example): types the representations do not encode give
+    control labels no probe can read, at every layer, while the real probe still finds the planted layer."""
+    types = np.random.default_rng(5).integers(0, 40, len(planted.genders))
+    table = control_task(planted.reps, planted.genders, types=types, n_folds=4)
+    wide = table.pivot_table(index="layer", columns="metric", values="value")
+    assert (wide["control_accuracy"] < 0.6).all()  # chance 0.5 (the control labels keep the 50/50 shares)
+    assert wide["probe_accuracy"].idxmax() == planted.layer and wide.loc[planted.layer, "probe_accuracy"] > 0.85
+    assert wide["selectivity"].idxmax() == planted.layer and wide.loc[planted.layer, "selectivity"] > 0.3

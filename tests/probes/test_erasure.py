@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny import make_tiny
 
-from pipeline.anatomy import Anatomy, pool
+from pipeline.anatomy import Anatomy
 from pipeline.models import LoadedModel
 from probes.erasure import ConceptEraser, amnesic_effect, erase_layer, fit_eraser
 from probes.extract import Representations, extract
@@ -28,7 +28,7 @@ def test_erasure_removes_gender_and_keeps_the_label(planted):
     gender = probe_layers(reps, planted.genders, n_folds=4)
     label = probe_layers(reps, planted.labels, target="label", n_folds=4)
     before = probe_layers(planted.reps, planted.genders, n_folds=4, layers=[planted.layer])
-    acc = lambda t: t[t["metric"] == "probe_accuracy"]["value"].iloc[0]  # noqa: E731
+    acc = lambda t: t[t["metric"] == "probe_accuracy"]["value"].iloc[0]
     assert acc(before) > 0.85
     assert acc(gender) <= 0.55  # chance is 0.5 (in-sample erasure can even push held-out folds below it)
     assert acc(label) > 0.75  # the label directions are orthogonal to gender's and survive
@@ -70,9 +70,8 @@ def test_erase_layer_removes_its_hook_after_an_error(tiny_loaded):
         assert len(module._forward_hooks) == n_hooks + 1
         raise RuntimeError("boom")
     assert len(module._forward_hooks) == n_hooks
-    with pytest.raises(IndexError, match=r"layer 4 is out of range.*0\.\.3"):
-        with erase_layer(tiny_loaded, 4, lambda h: h):
-            pass
+    with pytest.raises(IndexError, match=r"layer 4 is out of range.*0\.\.3"), erase_layer(tiny_loaded, 4, lambda h: h):
+        pass
 
 
 def test_eraser_fitted_on_mean_states_guards_the_mean_pooled_layer(tiny_loaded, bug_small):

@@ -115,3 +115,19 @@ def test_fold_scores_equal_sklearn_metrics(n_classes):
     expected_auc = (roc_auc_score(y[test], proba[:, 1]) if n_classes == 2
                     else roc_auc_score(y[test], proba, multi_class="ovr", average="macro"))
     assert scores["probe_auc"] == pytest.approx(expected_auc)
+
+
+def test_near_constant_features_are_not_blown_up_into_a_signal():
+    """A feature constant up to float noise (here 1e-12, perfectly aligned with y, as LEACE leaves in near-dead
+    MiniLM features) must not decode y: StandardScaler alone would rescale it to unit variance."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    X = rng.normal(size=(400, 8))
+    X[:, 0] = 0.5 + 1e-12 * (2 * y - 1)
+    probe = LinearProbe(cv=3).fit(X[:300], y[:300])
+    assert not probe.informative_[0] and probe.informative_[1:].all()
+    assert abs(probe.score(X[300:], y[300:]) - 0.5) < 0.15
+    X[:, 0] = 0.5 + 1e-3 * (2 * y - 1)  # small but real: kept, and it decodes y
+    assert LinearProbe(cv=3).fit(X[:300], y[:300]).score(X[300:], y[300:]) == 1.0
+    with pytest.raises(ValueError, match="every one of the 8 features is constant"):
+        LinearProbe(cv=3).fit(np.ones((40, 8)), y[:40])

@@ -1,12 +1,12 @@
-"""The command line: ``python -m probes run`` on a saved tiny model and a table file, then ``figure``."""
+"""The command line: ``python -m probes run`` on a saved tiny model and a table file, then ``figure`` and ``table``."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from pipeline.schema import read_table
-from probes.__main__ import main
+from pipeline.schema import read_table, tidy, write_table
+from probes.__main__ import main, markdown_tables
 
 
 @pytest.fixture()
@@ -33,8 +33,44 @@ def test_run_then_figure(saved_model, bug_small, tmp_path, capsys):
     png = tmp_path / "fig" / "curves.png"
     assert main(["figure", str(out), "--out", str(png)]) == 0
     assert png.stat().st_size > 1000
+    assert main(["table", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "**tiny, mean pooling**" in printed and "control acc | selectivity |" in printed
+    assert [line.split(" |")[0] for line in printed.splitlines() if line.startswith("| ") and line[2].isdigit()] == \
+        ["| 0", "| 1", "| 2", "| 3"]  # hidden states of the 3-block model, once each
 
 
 def test_unknown_data_is_a_clear_error(saved_model):
     with pytest.raises(FileNotFoundError, match=r"--data 'nope.csv' is neither one of \('bug'"):
         main(["run", "--model", str(saved_model), "--data", "nope.csv"])
+
+
+def _rows(values: dict, **keys) -> list[dict]:
+    return [{"unit": "layer", "metric": m, "value": v, "ci_low": v - 0.01, "ci_high": v + 0.01, "n": 100, **keys}
+            for m, v in values.items()]
+
+
+def test_table_cells_come_from_the_right_rows(tmp_path):
+    layers = []
+    for layer in (0, 1):
+        layers += _rows({"probe_accuracy": 0.6 + layer / 10, "probe_balanced_accuracy": 0.55 + layer / 10,
+                         "probe_auc": 0.7 + layer / 10}, layer=layer, subset="gender", pooling="mean", chance=0.5)
+        layers += _rows({"probe_accuracy": 0.3 + layer / 10, "probe_balanced_accuracy": 0.2},
+                        layer=layer, subset="label", pooling="mean", chance=0.25)
+    control = [r for layer in (0, 1) for r in _rows({"control_accuracy": 0.52, "selectivity": 0.08 + layer / 10},
+                                                     layer=layer, subset="gender", pooling="mean", chance=0.5)]
+    erasure = (_rows({"probe_accuracy": 0.9}, layer=1, subset="gender", pooling="mean", chance=0.5,
+                     condition="before", erased_layer=1)
+               + _rows({"probe_accuracy": 0.45}, layer=1, subset="gender", pooling="mean", chance=0.5,
+                       condition="after", erased_layer=1))
+    heads = [{"unit": "head", "layer": 0, "head": h, "metric": "probe_accuracy", "subset": "gender", "value": v,
+              "ci_low": v - 0.01, "ci_high": v + 0.01, "pooling": "mean"} for h, v in enumerate([0.5, 0.8, 0.6])]
+    for name, rows in [("probes_layers", layers), ("probes_control", control), ("erasure", erasure),
+                       ("probes_heads", heads)]:
+        write_table(tidy(rows, variant="toy"), tmp_path / f"{name}.parquet")
+    text = markdown_tables(tmp_path)
+    assert "| 1 | 0.700 [0.690, 0.710] | 0.650 [0.640, 0.660] | 0.800 [0.790, 0.810] | 0.400 [0.390, 0.410] | " \
+           "0.200 [0.190, 0.210] | 0.520 [0.510, 0.530] | 0.180 [0.170, 0.190] |" in text
+    assert "chance accuracy: gender 0.500, label 0.250, control 0.500" in text
+    assert "| 1 | mean | gender | 1 | 0.900 [0.890, 0.910] | 0.450 [0.440, 0.460] | -0.450 | 0.500 |" in text
+    assert text.index("| toy | mean | 0 | 1 | 0.800") < text.index("| toy | mean | 0 | 2 | 0.600")  # best first

@@ -29,7 +29,7 @@ def test_small_first_blocks_are_merged():
     y = np.repeat([0, 1, 2], 20)
     X = np.eye(3)[y] * 10.0
     # 0.02 * 60 = 1 example: skipped, so the first block is 0.2 * 60 = 12 >= 2 per class
-    bits, uniform = online_codelength(X, y, fractions=(0.02, 0.2, 1.0), C=100.0)
+    bits, _ = online_codelength(X, y, fractions=(0.02, 0.2, 1.0), C=100.0)
     assert 12 * np.log2(3) <= bits < 12 * np.log2(3) + 5
 
 
