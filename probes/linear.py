@@ -156,9 +156,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         folds = list(splitter.split(X, y, groups))
         spread = X.std(axis=0)
         self.informative_ = spread > NEAR_CONSTANT * spread.max()
-        if not self.informative_.any():
-            raise ValueError(f"every one of the {X.shape[1]} features is constant over the {len(X)} examples; "
-                             "there is nothing to probe. Fix: check the representations (all equal?).")
+        if not self.informative_.any():  # e.g. [CLS] at the embeddings: the same vector for every text
+            self.informative_[:] = True  # StandardScaler maps exact constants to 0: the probe learns the prior only
         self.scaler_ = StandardScaler().fit(X[:, self.informative_])
         with threadpool_limits(limits=1, user_api="blas"):  # see module docstring: small problems, one thread
             self.model_ = LogisticRegressionCV(

@@ -33,15 +33,8 @@ VOCAB = (SPECIALS + GENDERED + OCCUPATIONS + FILLERS)[:120]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for these tests: on tiny tensors, waking a second thread costs more than it saves (and
-    on a shared, busy machine each parallel region can stall for a scheduler slice)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every test here runs its small models on one thread (``one_torch_thread`` in tests/conftest.py)."""
 
 
 def make_tokenizer() -> BertTokenizer:

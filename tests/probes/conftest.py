@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
 from tiny import make_tiny
 
 from pipeline.anatomy import Anatomy
@@ -41,15 +40,8 @@ def make_planted(seed: int = 0, strength: float = 1.5) -> Planted:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run these small models on one intra-op thread, restored after each test: on a shared 2-core machine a tiny
-    linear layer took 0.03 ms with one thread and 12 ms with two (the threads wait on each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every test here runs its small models on one thread (``one_torch_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -129,5 +129,5 @@ def test_near_constant_features_are_not_blown_up_into_a_signal():
     assert abs(probe.score(X[300:], y[300:]) - 0.5) < 0.15
     X[:, 0] = 0.5 + 1e-3 * (2 * y - 1)  # small but real: kept, and it decodes y
     assert LinearProbe(cv=3).fit(X[:300], y[:300]).score(X[300:], y[300:]) == 1.0
-    with pytest.raises(ValueError, match="every one of the 8 features is constant"):
-        LinearProbe(cv=3).fit(np.ones((40, 8)), y[:40])
+    same = LinearProbe(cv=3).fit(np.ones((40, 8)), y[:40])  # one vector for every text: the prior only
+    assert (same.predict(np.ones((5, 8))) == np.bincount(y[:40]).argmax()).all()
