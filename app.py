@@ -53,6 +53,8 @@ BIAS_METRICS = ("gap_rms", "cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate", 
                 "stereoset_ss", "stereoset_icat")
 DEFAULT_SENTENCE = "She recorded her first [MASK] album with him in Nashville."
 _ERRORS = (ValueError, KeyError, FileNotFoundError, SchemaError)
+_NOT_ATTRIBUTED = ("None of the selected variants has these attributions: the pipeline attributes the variants "
+                   "listed in `[attribution] variants` (all when empty). Pick other variants in the sidebar.")
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ def heads(view: View) -> None:
     for name in (t for t, f in frames.items() if f is None):
         missing(view, name)
     if not sources:
+        if any(f is not None for f in frames.values()):
+            st.info(_NOT_ATTRIBUTED)
         return
     name, metric = sources[st.selectbox("Head effect", list(sources), key="head_metric")]
     frame = frames[name][(frames[name]["unit"] == "head") & (frames[name]["metric"] == metric)]
@@ -218,7 +222,10 @@ def neurons(view: View) -> None:
     sources = {label: f[(f["unit"] == "neuron") & (f["metric"] == m)] for label, (f, m) in frames.items()
                if f is not None and ((f["unit"] == "neuron") & (f["metric"] == m)).any()}
     if not sources:
-        missing(view, "neuron_ig")
+        if all(f is None for f, _ in frames.values()):
+            missing(view, "neuron_ig")
+        else:
+            st.info(_NOT_ATTRIBUTED)
         return
     label = st.selectbox("Neuron effect", list(sources), key="neuron_metric")
     frame = sources[label]
@@ -232,12 +239,22 @@ def neurons(view: View) -> None:
 
 
 def _gender(value) -> str:
-    return GENDER_NAMES[int(value)] if str(value).isdigit() else str(value)
+    """Gender id (0 / 1, possibly stored as float) as its name; anything else as it is."""
+    number = pd.to_numeric(value, errors="coerce")
+    return GENDER_NAMES[int(number)] if number in (0, 1) else str(value)
 
 
 def tokens(view: View) -> None:
-    frame = need(view, "token_ig")
-    if frame is None:
+    table_rows = need(view, "token_ig")
+    if table_rows is None:
+        return
+    skipped = table_rows.loc[table_rows["unit"] != "token"]
+    if "skipped" in skipped and len(skipped):
+        st.caption("Not explained: " + "; ".join(f"{v} ({r})" for v, r in
+                                                  skipped[["variant", "skipped"]].drop_duplicates().itertuples(index=False)))
+    frame = table_rows[table_rows["unit"] == "token"].astype({"example": int})
+    if frame.empty:
+        st.info(_NOT_ATTRIBUTED)
         return
     left, right = st.columns(2)
     variant = left.selectbox("Variant", _variants(frame), key="token_variant")

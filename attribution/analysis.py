@@ -19,6 +19,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 
 from attribution.ablation import HeadAblation
 from attribution.data import AttributionData
@@ -124,8 +125,11 @@ def run_attribution(
         gradient_method("neuron_ig", lambda: NeuronIntegratedGradients(loaded, score).attribute(
             data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **common))  # fmt: skip
     if cfg.token_ig and score.per_example:
+        explained = _sample(data, cfg.token_examples, cfg.seed)
         gradient_method("token_ig", lambda: TokenIntegratedGradients(loaded, score).attribute(
-            _sample(data, cfg.token_examples, cfg.seed), n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size))
+            explained, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size))
+        if "token_ig" in tables and "skipped" not in tables["token_ig"]:
+            tables["token_ig"] = _with_example_facts(tables["token_ig"], loaded, explained)
     if cfg.patching:
         if patch_score is None or not data.has_counterfactual:
             tables["patching"] = _skipped("patching", f"{score!r} on {data.name!r} has no gender-swapped twins")
@@ -137,6 +141,22 @@ def run_attribution(
         frame["variant"], frame["seed"] = variant, seed
     log.info("attribution of %s (seed %d) with %s: %s", variant, seed, cfg.model_dump(), sorted(tables))
     return tables
+
+
+@torch.no_grad()
+def _with_example_facts(frame: pd.DataFrame, loaded: LoadedModel, data: AttributionData) -> pd.DataFrame:
+    """Add each explained example's class (``label``), ``gender`` and, for classifiers, prediction (``pred``), so
+    that token attributions can be filtered by class, gender and correctness."""
+    names = list(data.label_names)
+    name = lambda ids: [names[i] if 0 <= i < len(names) else "" for i in ids]  # noqa: E731
+    facts = pd.DataFrame({"gender": data.genders.tolist()})
+    if names:
+        facts["label"] = name(data.labels.tolist())
+    if loaded.head == "classifier" and names:
+        view = data.batch(torch.arange(len(data)), loaded.device).view("orig")
+        logits = loaded.model(input_ids=view.input_ids, attention_mask=view.attention_mask).logits
+        facts["pred"] = name(logits.argmax(-1).tolist())
+    return frame.drop(columns=[c for c in facts if c in frame]).join(facts, on="example")
 
 
 def _cumulative(loaded, score, data, cfg, tables, common) -> pd.DataFrame:

@@ -262,7 +262,7 @@ def probe_curves(frame: pd.DataFrame, *, metric: str = "probe_accuracy") -> Figu
 
 
 def _model_metric(frame: pd.DataFrame, metric: str, subset: str | None) -> pd.DataFrame:
-    rows = select(frame, "model", metric, all_variants=True, subset=subset)
+    rows = select(frame[frame["value"].notna()], "model", metric, all_variants=True, subset=subset)  # not skipped
     return rows.groupby(["variant", "seed"])[["value", "ci_low", "ci_high"]].mean()
 
 

@@ -1,173 +1,151 @@
-"""Run folders for the viewer tests: a full one built from real computations, an empty one and a partial one.
+"""Run folders for the viewer tests, made by the pipeline itself in the test session: a full one, an empty one
+and a partial one.
 
-The full run (``demo``) is made with the project's own code, on a small BERT-shaped classifier (4 layers x 4
-heads, width 64, MiniLM's tokenizer) so that it builds in well under a minute on CPU:
+The full run (``demo``) is ``pipeline.run.run`` on a config sized for a test (:func:`demo_config`), with every
+analysis stage on. Its teacher is a small random BERT (4 layers x 4 heads, width 64) saved with
+``save_pretrained`` into a temporary folder and given as ``teacher.source``; its word embeddings are MiniLM's,
+randomly projected to width 64, so that fine-tuning has something to work with, and MiniLM's tokenizer is saved
+beside it. The run builds, for seeds 0 and 1, the variants
 
-* models: ``teacher-ft`` (seeds 0 and 1: two random encoders) whose classifier is fitted on four BUG occupations
-  by logistic regression on the frozen pooled output (back-propagation through the encoder takes minutes on a
-  shared CPU); ``distil-ft_before``, a DistilBERT-style student initialised from every other teacher layer by
-  :func:`pipeline.compress.distil.init_student`, head refitted; all saved with
-  :func:`pipeline.compress.build.save_model` and reloaded through :func:`pipeline.models.load_model`;
-* ``task_metrics`` / ``predictions``: :func:`pipeline.task_metrics.task_metric_rows`;
-* ``bias_metrics``: :func:`pipeline.metrics.bias_metrics` (extrinsic, counterfactual, SEAT word tests; CrowS and
-  StereoSet come out as skipped rows, as they do for any classifier without an MLM head);
-* attribution tables: :func:`attribution.analysis.run_attribution` (ablation, cumulative curves, gradient
-  importance, integrated gradients over heads, neurons and tokens, patching; the counterfactual-gap score);
-  ``comparison``: :func:`attribution.compare.homogeneity` and :func:`~attribution.compare.seed_stability`;
-* probe tables: :func:`probes.analysis.run_probes` (layers, heads, control task, LEACE erasure at the last layer),
-  for the seed-0 models.
+    teacher (seed 0 only: the pretrained model with a random head), teacher-ft, distil-ft_before (2 blocks from
+    teacher blocks 0 and 2), int8-ft_before
 
-``pipeline.run`` writes the same tables, but fine-tunes MiniLM, which takes far longer than a test may.
+and writes every table of the stages build, task_metrics, bias_metrics, attribution (+ comparison) and probes
+to ``<tmp>/runs/demo/tables``, the models to ``models/<variant>/seed<k>/`` and ``manifest.json``.
+
+The partial run (``partial``) is the same config with ``run.analyses = []``: the pipeline stops after the build
+and the task metrics, as a run does before its analyses have been asked for. It is built in its own folder from
+the models of the full run (copied, so the build stage finds them cached and only the task metrics run).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertModel
 
-from attribution.analysis import AttributionConfig, run_attribution
-from attribution.compare import homogeneity, seed_stability
-from attribution.data import AttributionData
-from pipeline.compress.build import save_model
-from pipeline.compress.distil import init_student
-from pipeline.data import GenderSwapper, load_bug
-from pipeline.metrics import BiasMetricsConfig, bias_metrics
+from pipeline.config import config_from_dict
 from pipeline.models import load_model
-from pipeline.schema import tidy, write_table
-from pipeline.task_metrics import task_metric_rows
-from probes.analysis import ProbeConfig, run_probes
+from pipeline.run import run
 
-MAX_LEN, N_TRAIN, N_TEST, N_BOOT = 32, 320, 32, 100
-
-
-def _split():
-    data = load_bug(min_per_class=1300)  # author, person, singer, writer
-    rng = np.random.default_rng(0)
-    idx = rng.permutation(len(data))
-    return data.subset(idx[:N_TRAIN]), data.subset(idx[N_TRAIN:N_TRAIN + N_TEST])
+TEACHER_SHAPE = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128,
+                 "max_position_embeddings": 64}
+SEEDS = [0, 1]
+ATTRIBUTED = ["teacher-ft", "distil-ft_before", "int8-ft_before"]
+PROBED = ["teacher-ft", "distil-ft_before"]
+N_CLASSES, N_EVAL, TOKEN_EXAMPLES = 4, 48, 3
 
 
-def _random_teacher(folder: Path, label_names, seed: int, minilm) -> None:
-    """A random 4 x 4-head BERT whose word embeddings are MiniLM's, randomly projected to width 64."""
+def demo_config(out_dir: Path, teacher: Path, *, name: str = "demo", analyses=None) -> dict:
+    """The run config (as parsed TOML) of the test run; every stage sized to seconds on one CPU thread."""
+    config = {
+        "run": {"name": name, "out_dir": str(out_dir), "seeds": SEEDS, "device": "cpu"},
+        "teacher": {"source": str(teacher)},
+        "task": {"dataset": "bug", "max_classes": N_CLASSES, "max_train": 320, "max_eval": N_EVAL, "max_length": 32},
+        "finetune": {"epochs": 3, "lr": 2e-3, "batch_size": 16, "eval_batch_size": 64, "warmup_ratio": 0.0},
+        "compress": {
+            "distil": {"orders": ["before"], "epochs": 1, "lr": 2e-3, "batch_size": 16, "warmup_ratio": 0.0},
+            "int8": {"orders": ["before"]},
+        },
+        "metrics": {"latency_batch_sizes": [1], "latency_repeats": 1,
+                    "metrics": ["extrinsic", "counterfactual", "seat", "crows", "stereoset"], "n_boot": 50,
+                    "poolings": ["cls"], "seat_form": "word", "seat_n_samples": 200},
+        "attribution": {"variants": ATTRIBUTED, "n_examples": 12, "token_examples": TOKEN_EXAMPLES, "ig_steps": 4,
+                        "cumulative_steps": 5, "n_boot": 50, "top_k": 4},
+        "probes": {"variants": PROBED, "poolings": ["mean"], "n_folds": 2, "inner_cv": 2, "Cs": [1.0],
+                   "max_examples": N_EVAL, "min_class_size": 2, "heads": True, "erasure_layers": [-1], "n_boot": 50},
+    }
+    if analyses is not None:
+        config["run"]["analyses"] = list(analyses)
+    return config
+
+
+def save_teacher(folder: Path, seed: int = 0) -> Path:
+    """A random 4-layer, 4-head, 64-wide BERT encoder whose word embeddings are MiniLM's, randomly projected.
+
+    The attention value and output maps are random orthogonal matrices instead of BERT's N(0, 0.02) draws: with
+    the small random queries and keys, every token (the [CLS] token read by the classifier among them) then starts
+    as itself plus a near-uniform average of the sentence's word embeddings. From the default initialisation, whose
+    [CLS] output barely depends on the input, a few epochs on 320 sentences learn only the class prior (every
+    prediction is the majority class, 45% of 400 test sentences); from this one they learn to tell some classes
+    apart (about 52%), and the fine-tuned variants' predictions differ between inputs, genders and seeds.
+    """
+    minilm = load_model("minilm", head="encoder")
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=64, num_hidden_layers=4,
-                        num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
-                        num_labels=len(label_names), id2label=dict(enumerate(label_names)),
-                        label2id={n: i for i, n in enumerate(label_names)})
-    model = BertForSequenceClassification(config)
+    model = BertModel(BertConfig(vocab_size=minilm.tokenizer.vocab_size, **TEACHER_SHAPE))
     words = minilm.anatomy.word_embeddings.weight.detach()  # (vocab, 384)
-    projection = torch.linalg.qr(torch.randn(words.shape[1], 64))[0]  # (384, 64), orthonormal columns
+    projection = torch.linalg.qr(torch.randn(words.shape[1], TEACHER_SHAPE["hidden_size"]))[0]  # orthonormal columns
     with torch.no_grad():
-        model.bert.embeddings.word_embeddings.weight.copy_(words @ projection)
+        model.embeddings.word_embeddings.weight.copy_(words @ projection)
+        for layer in model.encoder.layer:
+            torch.nn.init.orthogonal_(layer.attention.self.value.weight)
+            torch.nn.init.orthogonal_(layer.attention.output.dense.weight)
     model.save_pretrained(folder)
     minilm.tokenizer.save_pretrained(folder)
+    return folder
 
 
-@torch.no_grad()
-def _fit_head(loaded, train) -> None:
-    """Fit the classifier on the frozen pooled [CLS] output by logistic regression (the encoder stays as is)."""
-    enc = loaded.tokenize(list(train.texts), max_length=MAX_LEN)
-    pooled = loaded.anatomy.base(**enc).pooler_output.numpy()  # (n, d_model)
-    mean, std = pooled.mean(0), pooled.std(0) + 1e-6
-    fit = LogisticRegression(max_iter=1000).fit((pooled - mean) / std, train.labels)
-    weight = fit.coef_ / std  # the standardisation folded into the linear layer
-    loaded.model.classifier.weight.copy_(torch.as_tensor(weight))
-    loaded.model.classifier.bias.copy_(torch.as_tensor(fit.intercept_ - weight @ mean))
-    loaded.head_trained = True
+def run_pipeline(config: dict):
+    """``pipeline.run.run`` on one thread (torch and numpy's BLAS).
 
-
-def build_demo_run(run_dir: Path) -> Path:
-    """Build the full ``demo`` run folder (see the module docstring) and return it.
-
-    Runs on one thread: these forward passes are small, and on a shared 2-core machine a second intra-op thread
-    makes every op wait for a busy core (measured: ``tanh`` on 128 x 64 takes 8 ms on 2 threads, 19 us on 1).
+    These forward passes are small, and on a shared 2-core machine a second intra-op thread makes every op wait
+    for a busy core (measured: ``tanh`` on 128 x 64 takes 8 ms on 2 threads, 19 us on 1).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):  # the same for numpy's BLAS under sklearn
-            return _build(run_dir)
+        with threadpool_limits(1):
+            return run(config_from_dict(config))
     finally:
         torch.set_num_threads(threads)
 
 
-def _build(run_dir: Path) -> Path:
-    train, test = _split()
-    swapper = GenderSwapper.from_winobias()
-    minilm = load_model("minilm")
-    models = {}
-    for seed in (0, 1):
-        _random_teacher(run_dir / ".teacher" / str(seed), train.label_names, seed, minilm)
-        models[("teacher-ft", seed)] = load_model(run_dir / ".teacher" / str(seed), head="classifier")
-    models[("distil-ft_before", 0)] = init_student(models[("teacher-ft", 0)], [0, 2])
-    shutil.rmtree(run_dir / ".teacher")
-    for loaded in models.values():
-        _fit_head(loaded, train)
-    bias_cfg = BiasMetricsConfig(metrics=("extrinsic", "counterfactual", "seat", "crows", "stereoset"), n_boot=N_BOOT,
-                                 poolings=("cls",), seat_form="word", seat_n_samples=200, max_length=MAX_LEN)
-    attribution_cfg = AttributionConfig(n_examples=N_TEST, token_examples=3, ig_steps=8, n_boot=N_BOOT,
-                                      cumulative_steps=9)
-    probe_cfg = ProbeConfig(n_folds=2, max_examples=96, Cs=(1.0,), inner_cv=2, erasure_layers=(-1,),
-                            max_length=MAX_LEN)
-    tables: dict[str, list[pd.DataFrame]] = {}
-    for (variant, seed), loaded in models.items():
-        folder = run_dir / "models" / variant / f"seed{seed}"
-        save_model(loaded, folder)
-        rows, preds = task_metric_rows(loaded, test, folder=folder, batch_size=64, max_length=MAX_LEN,
-                                       latency_batch_sizes=(1,), latency_repeats=1)
-        data = AttributionData.from_task(loaded, test, swapper=swapper, max_length=MAX_LEN)
-        found = {
-            "task_metrics": tidy([{"unit": "model", **r} for r in rows], variant=variant, seed=seed),
-            "predictions": tidy(preds, variant=variant, seed=seed),
-            "bias_metrics": bias_metrics(loaded, test=test, train_female_share=train.female_share(), variant=variant,
-                                         seed=seed, config=bias_cfg),
-            **run_attribution(loaded, data, attribution_cfg, variant=variant, seed=seed),
-        }
-        if seed == 0:  # probes are the slowest stage here (many small sklearn fits): first seed only
-            found.update(run_probes(loaded, train, probe_cfg, variant=variant, seed=seed,
-                                    cache_dir=str(run_dir / ".cache"), progress=False))
-        for name, frame in found.items():
-            tables.setdefault(name, []).append(frame)
-    shutil.rmtree(run_dir / ".cache", ignore_errors=True)
-    merged = {name: pd.concat(frames, ignore_index=True) for name, frames in tables.items()}
-    merged["comparison"] = pd.concat([homogeneity(merged["head_ablation"], "delta_score"),
-                                      seed_stability(merged["head_ablation"], "delta_score", k=4)], ignore_index=True)
-    for name, frame in merged.items():
-        write_table(frame, run_dir / "tables" / f"{name}.parquet")
-    manifest = {"name": run_dir.name, "stages": {name: {"status": "done"} for name in merged},
-                "variants": sorted({v for v, _ in models}), "seeds": [0, 1]}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return run_dir
+@pytest.fixture(scope="session")
+def demo_teacher(tmp_path_factory) -> Path:
+    """The teacher folder given as ``teacher.source``."""
+    return save_teacher(tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> Path:
-    """The full run folder ``<tmp>/runs/demo``."""
-    return build_demo_run(tmp_path_factory.mktemp("runs") / "demo")
+def demo_run(tmp_path_factory, demo_teacher) -> Path:
+    """The full run folder ``<tmp>/runs/demo`` (every stage of ``python -m pipeline run``)."""
+    start = time.perf_counter()
+    result = run_pipeline(demo_config(tmp_path_factory.mktemp("runs"), demo_teacher))
+    print(f"\n[demo run built in {time.perf_counter() - start:.1f} s: {result.actions}]")
+    return result.run_dir
 
 
 @pytest.fixture(scope="session")
 def empty_run(tmp_path_factory) -> Path:
     """A run that has started but written nothing yet: a manifest and an empty tables/ folder."""
-    run = tmp_path_factory.mktemp("runs_empty") / "empty"
-    (run / "tables").mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"name": "empty", "stages": {}}))
-    return run
+    run_dir = tmp_path_factory.mktemp("runs_empty") / "empty"
+    (run_dir / "tables").mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"name": "empty", "stages": {}}))
+    return run_dir
 
 
 @pytest.fixture(scope="session")
-def partial_run(tmp_path_factory, demo_run) -> Path:
-    """A run with only its task metrics (the later stages have not run)."""
-    run = tmp_path_factory.mktemp("runs_partial") / "partial"
-    (run / "tables").mkdir(parents=True)
-    shutil.copy(demo_run / "tables" / "task_metrics.parquet", run / "tables")
-    return run
+def partial_run(tmp_path_factory, demo_run, demo_teacher) -> Path:
+    """The demo config with ``run.analyses = []``: models and task metrics, no bias metrics, attribution or probes.
+
+    Its build stage reuses the demo run's models (copied, with the manifest that records their hashes), so only
+    the task metrics are computed.
+    """
+    out = tmp_path_factory.mktemp("runs_partial")
+    run_dir = out / "partial"
+    shutil.copytree(demo_run / "models", run_dir / "models")
+    (run_dir / "tables").mkdir()
+    for table in ("training", "build_predictions"):  # the build stage's own tables
+        shutil.copy(demo_run / "tables" / f"{table}.parquet", run_dir / "tables")
+    manifest = json.loads((demo_run / "manifest.json").read_text())
+    kept = {"build": manifest["stages"]["build"]}
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "name": "partial", "stages": kept}))
+    result = run_pipeline(demo_config(out, demo_teacher, name="partial", analyses=[]))
+    assert result.actions == {"build": "cached", "task_metrics": "ran"}, result.actions
+    return run_dir
