@@ -123,6 +123,7 @@ def _jobs(tables: dict[str, pd.DataFrame]) -> Iterator[Job]:
         yield "bias_vs_compression", lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"])
     if "token_ig" in tables:
         tokens = tables["token_ig"]
+        tokens = tokens[tokens["unit"] == "token"].astype({"example": int})  # not the rows of skipped variants
         for variant in _variants(tokens):
             rows = tokens[tokens["variant"] == variant]
             rows = rows[rows["seed"] == rows["seed"].min()]
