@@ -10,6 +10,12 @@
 ``--score`` is ``loss``, ``prob``, ``cf_gap``, ``pronoun_gap`` or ``seat``; the model is loaded with the head the
 score needs (classifier, mlm, encoder). Each command writes a tidy table (parquet, or CSV by suffix) and prints
 the top-k units by |value|.
+
+Under ``accelerate launch`` the single-head sweep (``ablate --mode single``) is split by heads, ``ig`` and
+``patch`` by examples; the main process merges the shards into the table one process writes
+(:mod:`attribution.shard`)::
+
+    accelerate launch --multi_gpu --num_processes 2 -m attribution ig --model NAME_OR_DIR --out ig.parquet
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from attribution import shard as sharding
 from attribution.ablation import HeadAblation
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
@@ -117,9 +125,20 @@ def _attribution_data(loaded, source, name: str, twins: bool, max_length: int) -
     return AttributionData.from_pronouns(loaded, source, name=name, max_length=max_length)
 
 
-def _run(args: argparse.Namespace, loaded, score: Score, data: AttributionData) -> pd.DataFrame:
+def _sharded(args: argparse.Namespace) -> bool:
+    """Whether the command can be split over processes (:mod:`attribution.shard`)."""
+    return args.command in ("ig", "patch") or (args.command == "ablate" and args.mode == "single")
+
+
+def _run(
+    args: argparse.Namespace, loaded, score: Score, data: AttributionData, shard: sharding.Shard
+) -> pd.DataFrame | None:
+    """The command's table; None on a process other than the main one of a sharded run."""
     common = {"batch_size": args.batch_size}
     boot = {"n_boot": args.n_boot, "seed": args.seed}
+    if args.command == "ablate" and args.mode == "single":
+        return sharding.sweep(HeadAblation(loaded, score), data, args.out, shard, baseline=args.baseline,
+                              fast=not args.slow, **common, **boot)  # fmt: skip
     if args.command == "ablate":
         order = None
         if args.mode == "cumulative":
@@ -128,16 +147,18 @@ def _run(args: argparse.Namespace, loaded, score: Score, data: AttributionData) 
             order = order[order["metric"] == ("grad_importance" if "grad_importance" in set(order["metric"])
                                               else "delta_score")]  # fmt: skip
         return HeadAblation(loaded, score).attribute(data, mode=args.mode, baseline=args.baseline, order=order,
-                                                     most_first=not args.least_first, fast=not args.slow,
-                                                     **common, **boot)  # fmt: skip
+                                                     most_first=not args.least_first, **common, **boot)  # fmt: skip
     if args.command == "importance":
         return GradientHeadImportance(loaded, score).attribute(data, **common, **boot)
     if args.command == "ig":
         if args.over == "tokens":
-            return TokenIntegratedGradients(loaded, score).attribute(data, n_steps=args.steps, **common)
+            return sharding.token_ig(TokenIntegratedGradients(loaded, score), data, args.out, shard,
+                                     n_steps=args.steps, **common)  # fmt: skip
         method = HeadIntegratedGradients if args.over == "heads" else NeuronIntegratedGradients
-        return method(loaded, score).attribute(data, n_steps=args.steps, baseline=args.baseline, **common, **boot)
-    return ActivationPatching(loaded, score, engine=args.engine).attribute(data, **common, **boot)
+        return sharding.integrated_gradients(method(loaded, score), data, args.out, shard, n_steps=args.steps,
+                                             baseline=args.baseline, **common, **boot)  # fmt: skip
+    return sharding.patching(ActivationPatching(loaded, score, engine=args.engine), data, args.out, shard, **common,
+                             **boot)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,18 +173,25 @@ def main(argv: list[str] | None = None) -> int:
         print("patch: the counterfactual gap is the total effect of patching; explaining the true-class "
               "probability (--score prob) instead.", file=sys.stderr)
         args.score = "prob"
+    shard, device = sharding.current_shard(args.device)
+    if shard.world > 1 and not (_sharded(args) and args.out):
+        raise SystemExit(f"{args.command}: a run under accelerate launch needs --out (shards are written next to it) "
+                         "and one of ablate --mode single, ig, patch; run other commands in one process.")
     score = make_score(args.score, **({"pooling": args.pooling} if args.score == "seat" else {}))
     twins = "cf" in score.views or args.command == "patch"
     head = _HEAD_OF_SCORE[args.score]
     source = _load_source(args)
     labels = list(source.label_names) if head == "classifier" and isinstance(source, TaskData) else None
-    loaded = load_model(args.model, head=head, label_names=labels, device=args.device)
+    torch.manual_seed(args.seed)  # a head missing from the checkpoint starts random: the same in every process
+    loaded = load_model(args.model, head=head, label_names=labels, device=device)
     data = _attribution_data(loaded, source, args.data or _DATA_OF_SCORE[args.score], twins, args.max_length)
     try:
-        frame = _run(args, loaded, score, data)
+        frame = _run(args, loaded, score, data, shard)
     except GateIndependentScoreError as err:
         print(f"{args.command}: {err}", file=sys.stderr)
         return 2
+    if frame is None:  # a sharded run's other process: the main process writes the table
+        return 0
     frame["variant"] = str(args.model)
     if args.out:
         print(f"wrote {write_table(frame, args.out)}", file=sys.stderr)

@@ -74,6 +74,7 @@ class HeadAblation:
         order: pd.DataFrame | None = None,
         most_first: bool = True,
         steps: list[int] | None = None,
+        heads: list[tuple[int, int]] | None = None,
         batch_size: int = 64,
         n_boot: int = 1000,
         seed: int = 0,
@@ -90,6 +91,8 @@ class HeadAblation:
             order: cumulative mode: an importance table (head rows of one metric); heads are ranked by |value|.
             most_first: cumulative mode: remove the most important heads first (else the least).
             steps: cumulative mode: the numbers k of removed heads to evaluate (default every k).
+            heads: single mode: only these (layer, local head) pairs (default all), e.g. one process's share of a
+                sharded sweep (:mod:`attribution.shard`); the ``model`` rows still cover every example.
             batch_size: rows (condition x example) per forward pass.
             n_boot: bootstrap resamples of the examples for the intervals.
             seed: bootstrap seed.
@@ -106,15 +109,18 @@ class HeadAblation:
             raise ValueError(f"mode={mode!r} is not supported; use one of {', '.join(MODES)}.")
         if (mode == "cumulative") != (order is not None):
             raise ValueError("order= is required for mode='cumulative' (an importance table) and only used there.")
+        if heads is not None and mode != "single":
+            raise ValueError(f"heads= restricts mode='single' only; mode={mode!r} uses every head.")
         loaded, score, anatomy = self.loaded, self.score, self.loaded.anatomy
         score.check(loaded, data)
         base = make_baseline(baseline, loaded, data, batch_size=batch_size)
         desc = f"ablation ({mode})" if progress else None
         reference = evaluate(loaded, score, data, ones_gates(anatomy, batch=1), batch_size=batch_size)
         if mode == "single":
-            heads = sweep_heads(loaded)
+            heads = sweep_heads(loaded) if heads is None else heads
             if fast:
-                result, _ = fast_sweep(loaded, score, data, baseline=base, batch_size=batch_size, progress=progress)
+                result, heads = fast_sweep(loaded, score, data, baseline=base, batch_size=batch_size, heads=heads,
+                                           progress=progress)  # fmt: skip
             else:
                 gates = single_head_gates(loaded, heads)
                 result = evaluate(loaded, score, data, gates, baseline=base, batch_size=batch_size, desc=desc)

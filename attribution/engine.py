@@ -11,6 +11,7 @@ intervals of whole-set scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,28 +66,27 @@ def _combine(score: Score, feats: dict[str, Tensor], meta: Batch) -> tuple[Tenso
 
 
 class Collector:
-    """Collects features of (condition, example) blocks, then combines them per condition."""
+    """Writes the features of (condition, example) blocks into one (n_cond, n_ex, k) tensor per view as they come,
+    then combines them per condition. Nothing is kept per block: a long sweep holds only the result."""
 
     def __init__(self, score: Score, n_cond: int, n_ex: int) -> None:
         self.score, self.n_cond, self.n_ex = score, n_cond, n_ex
-        self._blocks: list[tuple[Tensor, Tensor, dict[str, Tensor]]] = []
+        self._feats: dict[str, Tensor] = {}
 
     def add(self, cond: Int[Tensor, " c"], ex: Int[Tensor, " e"], feats: dict[str, Tensor]) -> None:
         """Features of a copy-major block: ``feats[v]`` has ``len(cond) * len(ex)`` rows."""
-        self._blocks.append((cond, ex, feats))
+        for view in self.score.views:
+            block = feats[view]  # (c * e, *k)
+            if view not in self._feats:
+                self._feats[view] = block.new_zeros(self.n_cond, self.n_ex, *block.shape[1:])  # (n_cond, n_ex, *k)
+            cells = cond.to(block.device)[:, None], ex.to(block.device)[None, :]
+            self._feats[view][cells] = block.view(len(cond), len(ex), *block.shape[1:])
 
     def finish(self, data: AttributionData, device: torch.device) -> GridResult:
-        """Assemble the (n_cond, n_ex, k) features and combine them per condition."""
-        feats: dict[str, Tensor] = {}
-        for view in self.score.views:
-            first = self._blocks[0][2][view]
-            full = first.new_zeros(self.n_cond, self.n_ex, *first.shape[1:])  # (n_cond, n_ex, k)
-            for cond, ex, block in self._blocks:
-                full[cond.to(device)[:, None], ex.to(device)[None, :]] = block[view].view(len(cond), len(ex), -1)
-            feats[view] = full
+        """Combine the collected features per condition."""
         meta = data.batch(torch.arange(self.n_ex), device)
-        values, correct = _combine(self.score, feats, meta)
-        return GridResult(self.score, feats, meta, values, correct)
+        values, correct = _combine(self.score, self._feats, meta)
+        return GridResult(self.score, self._feats, meta, values, correct)
 
 
 def gate_context(
@@ -95,10 +95,11 @@ def gate_context(
     *,
     kind: Literal["head", "neuron"] = "head",
     baseline=None,
+    layers: Sequence[int] | None = None,
 ) -> HeadGates | NeuronGates:
-    """Per-row gates as a context manager; without gradients, only layers with a closed gate are hooked."""
-    layers = None
-    if not gates.requires_grad:
+    """Per-row gates as a context manager on ``layers``; by default all layers with gradients, and only the layers
+    with a closed gate without."""
+    if layers is None and not gates.requires_grad:
         layers = (gates != 1).any(0).any(-1).nonzero().flatten().tolist()
     cls = HeadGates if kind == "head" else NeuronGates
     return cls(loaded.anatomy, gates, baseline=baseline, layers=layers)
@@ -113,6 +114,7 @@ def evaluate(
     kind: Literal["head", "neuron"] = "head",
     baseline: Baseline = ZeroBaseline(),
     batch_size: int = 64,
+    layers: Sequence[int] | None = None,
     desc: str | None = None,
 ) -> GridResult:
     """Evaluate ``score`` on every example under every condition ``gates[c]``.
@@ -128,6 +130,7 @@ def evaluate(
         kind: ``head`` or ``neuron`` gates.
         baseline: what closed gates substitute (zero, mean, counterfactual).
         batch_size: rows (condition x example pairs) per forward pass.
+        layers: hook only these layers' gates (default: see :func:`gate_context`).
         desc: progress-bar label; None hides the bar.
     """
     score.check(loaded, data)
@@ -143,7 +146,8 @@ def evaluate(
                 base, last_ex = baseline(loaded, batch), ex
             rows = batch.repeat(len(cond))
             row_gates = gates[rows_of(cond, len(ex)).to(gates.device)].to(device)  # (c * e, layer, width)
-            with gate_context(loaded, row_gates, kind=kind, baseline=expand_baseline(baseline, base, len(cond))):
+            with gate_context(loaded, row_gates, kind=kind, baseline=expand_baseline(baseline, base, len(cond)),
+                              layers=layers):
                 feats = {v: view_features(loaded, score, rows.view(v)) for v in score.views}
             collector.add(cond, ex, feats)
     return collector.finish(data, device)

@@ -25,28 +25,46 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from attribution.baselines import CounterfactualBaseline
 from attribution.data import AttributionData
 from attribution.engine import evaluate
 from attribution.lens import lens_patching, to_lens
 from attribution.scores import Score
-from attribution.sweep import fast_sweep
+from attribution.sweep import fast_sweep, sweep_heads
 from attribution.tables import head_unit, mean_ci, rows
 from pipeline.data import FEMALE
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["ActivationPatching"]
+__all__ = ["ActivationPatching", "PatchingEffects"]
 
 log = logging.getLogger(__name__)
 
 Engine = Literal["gates", "lens"]
+
+
+@dataclass(frozen=True)
+class PatchingEffects:
+    """Per-example results of patching, example axis first (sign-flipped for female originals when oriented).
+
+    Attributes:
+        original: the score of each original text, (n_ex,).
+        total: the total effect of the gender swap, (n_ex,).
+        indirect: the indirect effect of every head (sweep order), then of every chosen neuron, (n_ex, n_units).
+    """
+
+    original: Float[Tensor, " n_ex"]
+    total: Float[Tensor, " n_ex"]
+    indirect: Float[Tensor, "n_ex n_units"]
 
 
 class ActivationPatching:
@@ -71,6 +89,89 @@ class ActivationPatching:
         self.score = score
         self.engine = engine
 
+    def pairs(self, data: AttributionData) -> tuple[AttributionData, int]:
+        """The pairs whose twin keeps the token length (positions align), and the number left out (logged)."""
+        self.score.check(self.loaded, data)
+        data, dropped = data.aligned()
+        if dropped:
+            log.warning("patching: %d pairs change token length under the swap and are left out; %d remain",
+                        dropped, len(data))
+        return data, dropped
+
+    def _neuron_gates(self, neurons: Sequence[tuple[int, int]]) -> Tensor:
+        """One condition per neuron, (n_neurons, layer, d_ff): all gates 1 except that neuron's."""
+        anatomy = self.loaded.anatomy
+        gates = ones_gates(anatomy, batch=len(neurons), neurons=True)
+        for c, (layer, index) in enumerate(neurons):
+            anatomy.check_layer(layer)
+            if not 0 <= index < anatomy.d_ff:
+                raise IndexError(f"neuron {index} is out of range for layer {layer}: 0..{anatomy.d_ff - 1}.")
+            gates[c, layer, index] = 0.0
+        return gates
+
+    def effects(
+        self,
+        data: AttributionData,
+        *,
+        neurons: Sequence[tuple[int, int]] | None = None,
+        orient: bool = True,
+        batch_size: int = 64,
+        examples: Sequence[int] | None = None,
+        progress: bool = True,
+    ) -> PatchingEffects:
+        """Per-example effects of ``data`` (aligned pairs from :meth:`pairs`), or of its rows ``examples`` only.
+
+        Raises:
+            ValueError: some pair of ``data`` changes token length (call :meth:`pairs` first).
+        """
+        loaded, score = self.loaded, self.score
+        score.check(loaded, data)
+        if not bool((data.attention_mask.sum(1) == data.cf_attention_mask.sum(1)).all()):
+            raise ValueError("effects() needs pairs of equal token length; pass the data from pairs(data)[0].")
+        neuron_gates = self._neuron_gates(neurons) if neurons else None
+        if examples is not None:
+            data = data.subset(examples)
+        ones = ones_gates(loaded.anatomy, batch=1)
+        original = evaluate(loaded, score, data, ones, batch_size=batch_size).values[0]  # (n_ex,)
+        swapped = evaluate(loaded, score, data.swapped(), ones, batch_size=batch_size).values[0]
+        if self.engine == "lens":
+            patched, _ = lens_patching(to_lens(loaded), score, data, batch_size=batch_size, progress=progress)
+        else:
+            patched, _ = fast_sweep(loaded, score, data, baseline=CounterfactualBaseline("head"),
+                                    batch_size=batch_size, progress=progress)  # fmt: skip
+        values = patched.values  # (n_heads, n_ex)
+        if neuron_gates is not None:
+            desc = "neuron patching" if progress else None
+            base = CounterfactualBaseline("neuron")
+            result = evaluate(loaded, score, data, neuron_gates, kind="neuron", baseline=base, batch_size=batch_size,
+                              desc=desc)  # fmt: skip
+            values = torch.cat([values, result.values])  # (n_units, n_ex)
+        sign = torch.ones(len(data)) if not orient else torch.where(data.genders == FEMALE, -1.0, 1.0)
+        sign = sign.to(original.device, original.dtype)  # (n_ex,)
+        return PatchingEffects(original.cpu(), (sign * (swapped - original)).cpu(),
+                               (sign * (values - original)).T.cpu())  # fmt: skip
+
+    def tabulate(
+        self,
+        effects: PatchingEffects,
+        *,
+        neurons: Sequence[tuple[int, int]] | None = None,
+        dropped: int = 0,
+        orient: bool = True,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """The table of :meth:`attribute` from the per-example effects of all examples (in data order)."""
+        n = effects.original.shape[0]
+        model = [{"unit": "model"}]
+        table = rows(model, "intact_score", mean_ci(effects.original[None], n_boot=n_boot, seed=seed), n)
+        table += rows(model, "total_effect", mean_ci(effects.total[None], n_boot=n_boot, seed=seed), n)
+        table += rows(model, "pairs_dropped", ([dropped], [float("nan")], [float("nan")]), n + dropped)
+        units = [head_unit(self.loaded.anatomy, l, h) for l, h in sweep_heads(self.loaded)]
+        units += [{"unit": "neuron", "layer": l, "head": i} for l, i in neurons or ()]
+        table += rows(units, "indirect_effect", mean_ci(effects.indirect.T, n_boot=n_boot, seed=seed), n)
+        return tidy(table, variant="", score=self.score.name, engine=self.engine, oriented=orient)
+
     def attribute(
         self,
         data: AttributionData,
@@ -90,39 +191,6 @@ class ActivationPatching:
             Rows: unit ``model`` with ``intact_score`` (the originals), ``total_effect`` and ``pairs_dropped``;
             unit ``head`` (and ``neuron``) with ``indirect_effect``; extra columns ``score`` and ``engine``.
         """
-        loaded, score, name = self.loaded, self.score, self.score.name
-        score.check(loaded, data)
-        data, dropped = data.aligned()
-        if dropped:
-            log.warning("patching: %d pairs change token length under the swap and are left out; %d remain",
-                        dropped, len(data))
-        ones = ones_gates(loaded.anatomy, batch=1)
-        original = evaluate(loaded, score, data, ones, batch_size=batch_size).values  # (1, n_ex)
-        swapped = evaluate(loaded, score, data.swapped(), ones, batch_size=batch_size).values
-        if self.engine == "lens":
-            patched, heads = lens_patching(to_lens(loaded), score, data, batch_size=batch_size, progress=progress)
-        else:
-            patched, heads = fast_sweep(loaded, score, data, baseline=CounterfactualBaseline("head"),
-                                        batch_size=batch_size, progress=progress)  # fmt: skip
-        sign = torch.ones(len(data)) if not orient else torch.where(data.genders == FEMALE, -1.0, 1.0)
-        sign = sign.to(original.device, original.dtype)  # (n_ex,)
-        n = len(data)
-        model = [{"unit": "model"}]
-        table = rows(model, "intact_score", mean_ci(original, n_boot=n_boot, seed=seed), n)
-        table += rows(model, "total_effect", mean_ci(sign * (swapped - original), n_boot=n_boot, seed=seed), n)
-        table += rows(model, "pairs_dropped", ([dropped], [float("nan")], [float("nan")]), n + dropped)
-        units = [head_unit(loaded.anatomy, l, h) for l, h in heads]
-        effect = "indirect_effect"
-        table += rows(units, effect, mean_ci(sign * (patched.values - original), n_boot=n_boot, seed=seed), n)
-        if neurons:
-            gates = ones_gates(loaded.anatomy, batch=len(neurons), neurons=True)
-            for c, (layer, index) in enumerate(neurons):
-                loaded.anatomy.check_layer(layer)
-                if not 0 <= index < loaded.anatomy.d_ff:
-                    raise IndexError(f"neuron {index} is out of range for layer {layer}: 0..{loaded.anatomy.d_ff - 1}.")
-                gates[c, layer, index] = 0.0
-            result = evaluate(loaded, score, data, gates, kind="neuron", baseline=CounterfactualBaseline("neuron"),
-                              batch_size=batch_size, desc="neuron patching" if progress else None)  # fmt: skip
-            units = [{"unit": "neuron", "layer": l, "head": i} for l, i in neurons]
-            table += rows(units, effect, mean_ci(sign * (result.values - original), n_boot=n_boot, seed=seed), n)
-        return tidy(table, variant="", score=name, engine=self.engine, oriented=orient)
+        pairs, dropped = self.pairs(data)
+        effects = self.effects(pairs, neurons=neurons, orient=orient, batch_size=batch_size, progress=progress)
+        return self.tabulate(effects, neurons=neurons, dropped=dropped, orient=orient, n_boot=n_boot, seed=seed)

@@ -40,6 +40,22 @@ def sweep_heads(loaded: LoadedModel, layers: Sequence[int] | None = None) -> lis
     return [(layer, h) for layer in chosen for h in range(anatomy.heads_per_layer[layer])]
 
 
+def _chosen_heads(
+    loaded: LoadedModel, layers: Sequence[int] | None, heads: Sequence[tuple[int, int]] | None
+) -> list[tuple[int, int]]:
+    """The heads a sweep runs: ``heads`` as given (checked), else every head of ``layers`` (default all)."""
+    if heads is None:
+        return sweep_heads(loaded, layers)
+    if layers is not None:
+        raise ValueError("give layers= or heads= to restrict a sweep, not both.")
+    chosen = [(int(layer), int(head)) for layer, head in heads]
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"heads={list(heads)!r}: give a non-empty list of distinct (layer, head) pairs.")
+    for layer, head in chosen:
+        loaded.anatomy.check_head(layer, head)
+    return chosen
+
+
 def single_head_gates(loaded: LoadedModel, heads: Sequence[tuple[int, int]]) -> Float[Tensor, "n_cond layer head"]:
     """One condition per head: all gates 1 except that head's."""
     gates = ones_gates(loaded.anatomy, batch=len(heads))
@@ -58,6 +74,7 @@ def naive_sweep(
     baseline: Baseline = ZeroBaseline(),
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
+    heads: Sequence[tuple[int, int]] | None = None,
     progress: bool = True,
 ) -> tuple[GridResult, list[tuple[int, int]]]:
     """Reference sweep: for every head, full forward passes over all examples with that head's global gate 0.
@@ -66,7 +83,7 @@ def naive_sweep(
         ``(result, heads)``: ``result.values[c]`` is the score with ``heads[c]`` switched off.
     """
     score.check(loaded, data)
-    heads = sweep_heads(loaded, layers)
+    heads = _chosen_heads(loaded, layers, heads)
     collector = Collector(score, len(heads), len(data))
     chunks = list(example_chunks(len(data), check_batch_size(batch_size)))
     for c, gates in enumerate(tqdm(single_head_gates(loaded, heads), desc="naive sweep", disable=not progress)):
@@ -87,6 +104,7 @@ def fast_sweep(
     baseline: Baseline = ZeroBaseline(),
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
+    heads: Sequence[tuple[int, int]] | None = None,
     progress: bool = True,
 ) -> tuple[GridResult, list[tuple[int, int]]]:
     """Prefix-cached sweep: blocks 0..l-1 run once per block of examples, blocks l..L-1 per (head, example).
@@ -98,6 +116,7 @@ def fast_sweep(
         baseline: what the closed head outputs (zero, mean, or the counterfactual run for patching).
         batch_size: rows per forward pass; ``batch_size // heads`` examples are expanded over a layer's heads.
         layers: restrict the sweep to these layers.
+        heads: restrict the sweep to these (layer, local head) pairs instead (e.g. one process's share).
         progress: show a progress bar.
 
     Returns:
@@ -105,9 +124,11 @@ def fast_sweep(
     """
     score.check(loaded, data)
     anatomy, device = loaded.anatomy, loaded.device
-    heads = sweep_heads(loaded, layers)
+    heads = _chosen_heads(loaded, layers, heads)
     cond_of = {pair: c for c, pair in enumerate(heads)}
-    sweep_layers = sorted({layer for layer, _ in heads})
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
     collector = Collector(score, len(heads), len(data))
     per_block = max(1, check_batch_size(batch_size) // max(anatomy.n_heads, 1))
     for ex in tqdm(list(example_chunks(len(data), per_block)), desc="fast sweep", disable=not progress):
@@ -116,11 +137,11 @@ def fast_sweep(
         entering = {v: anatomy.hidden_states(batch.view(v).input_ids, batch.view(v).attention_mask)
                     for v in score.views}  # fmt: skip
         e = len(ex)
-        for layer in sweep_layers:
-            n_h = anatomy.heads_per_layer[layer]
+        for layer, local in by_layer.items():
+            n_h = len(local)
             rows = batch.repeat(n_h)
             gates = ones_gates(anatomy, batch=n_h * e, device=device)  # (n_h * e, layer, head)
-            which = torch.arange(n_h, device=device).repeat_interleave(e)  # head closed in each row
+            which = torch.tensor(local, device=device).repeat_interleave(e)  # head closed in each row
             gates[torch.arange(n_h * e, device=device), layer, which] = 0.0
             feats = {}
             for v in score.views:
@@ -128,5 +149,5 @@ def fast_sweep(
                 gated = HeadGates(anatomy, gates, baseline=expand_baseline(baseline, base, n_h), layers=[layer])
                 with gated, anatomy.start_at(layer, hidden):  # hooks first: start_at hides blocks < layer
                     feats[v] = view_features(loaded, score, rows.view(v))
-            collector.add(torch.tensor([cond_of[(layer, h)] for h in range(n_h)]), ex, feats)
+            collector.add(torch.tensor([cond_of[(layer, h)] for h in local]), ex, feats)
     return collector.finish(data, device), heads

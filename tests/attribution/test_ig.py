@@ -76,3 +76,52 @@ def test_whole_set_head_ig_is_complete(minilm):
                                                                                 progress=False)
     assert attr.shape == (1, 6, 12)
     assert abs(float(attr.sum() - diff[0])) <= 0.01 * abs(float(diff[0]))
+
+
+def test_single_layer_neuron_ig_is_complete_over_its_layer(planted):
+    loaded, data = planted
+    data = data.subset(range(4))
+    ig = NeuronIntegratedGradients(loaded, CounterfactualGap(), layers=[1])
+    attr, _, diff = ig.integrate(data, n_steps=24, batch_size=96, progress=False)
+    assert (attr[:, [0, 2]] == 0).all() and attr[:, 1].abs().max() > 0  # other layers are not integrated
+    assert ((attr.sum((1, 2)) - diff).abs() <= 0.01 * diff.abs()).all()  # completeness over layer 1's neurons
+    frame = ig.attribute(data, n_steps=24, batch_size=96, n_boot=0, progress=False)
+    assert set(frame.loc[frame["unit"] == "neuron", "layer"]) == {1}
+
+
+def test_a_subset_of_examples_integrates_as_in_the_full_run(planted):
+    loaded, data = planted
+    data = data.subset(range(6))
+    ig = HeadIntegratedGradients(loaded, CounterfactualGap())
+    kw = {"n_steps": 16, "baseline": "mean", "batch_size": 32, "progress": False}
+    full = ig.integrate(data, **kw)
+    part = ig.integrate(data, examples=[4, 1], **kw)  # the mean baseline still comes from all six
+    for whole, some in zip(full, part):
+        torch.testing.assert_close(some, whole[[4, 1]], atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="examples must be a non-empty list of row ids in 0..5"):
+        ig.integrate(data, examples=[6], **kw)
+
+
+def test_whole_set_examples_cannot_be_split(minilm):
+    data = AttributionData.from_seat(minilm, load_seat("weat6"))
+    with pytest.raises(ValueError, match="cannot be split"):
+        HeadIntegratedGradients(minilm, SeatEffect()).integrate(data, n_steps=2, examples=[0], progress=False)
+
+
+class _Broken(TrueClassProb):
+    def combine(self, feats, batch):
+        raise RuntimeError("boom")
+
+
+def test_parameters_requiring_grad_are_restored(planted):
+    loaded, data = planted
+    params = list(loaded.model.parameters())
+    params[0].requires_grad_(False)  # a frozen embedding stays frozen, the rest trainable
+    before = [p.requires_grad for p in params]
+    try:
+        NeuronIntegratedGradients(loaded, TrueClassProb()).integrate(data.subset([0]), n_steps=4, progress=False)
+        with pytest.raises(RuntimeError, match="boom"):
+            TokenIntegratedGradients(loaded, _Broken()).attribute(data.subset([0]), n_steps=4, progress=False)
+        assert [p.requires_grad for p in params] == before
+    finally:
+        params[0].requires_grad_(True)

@@ -53,3 +53,12 @@ def test_gate_independent_score_exits_with_a_message(model_dir, tmp_path, capsys
 def test_unknown_data_is_refused(model_dir):
     with pytest.raises(SystemExit, match="not a known dataset"):
         main(["ablate", "--model", str(model_dir / "model"), "--data", "no_such_table.csv"])
+
+
+@pytest.mark.parametrize("argv", [["importance"], ["ablate", "--mode", "layer", "--out", "x.csv"], ["ig"]])
+def test_sharded_runs_need_a_splittable_command_and_out(model_dir, monkeypatch, argv):
+    from attribution import shard
+
+    monkeypatch.setattr(shard, "current_shard", lambda device: (shard.Shard(0, 2), device))
+    with pytest.raises(SystemExit, match="accelerate launch needs --out"):
+        main([*argv, "--model", str(model_dir / "model"), "--data", str(model_dir / "bios.csv")])

@@ -86,3 +86,22 @@ def test_scores_that_contrast_twins_are_refused(tiny_loaded):
         ActivationPatching(tiny_loaded(), SeatEffect())
     with pytest.raises(ValueError, match="engine='hooks'"):
         ActivationPatching(tiny_loaded(), TrueClassProb(), engine="hooks")
+
+
+def test_effects_of_a_subset_are_those_rows_of_all_effects(tiny_loaded, tiny_task):
+    loaded = tiny_loaded("bert")
+    patching = ActivationPatching(loaded, TrueClassProb())
+    pairs, _ = patching.pairs(AttributionData.from_task(loaded, tiny_task))
+    full = patching.effects(pairs, neurons=[(0, 3)], batch_size=16, progress=False)
+    part = patching.effects(pairs, neurons=[(0, 3)], batch_size=16, examples=[5, 0, 2], progress=False)
+    assert full.indirect.shape == (len(pairs), loaded.anatomy.n_layers * loaded.anatomy.n_heads + 1)
+    for name in ("original", "total", "indirect"):
+        torch.testing.assert_close(getattr(part, name), getattr(full, name)[[5, 0, 2]], atol=1e-6, rtol=0)
+
+
+def test_effects_need_aligned_pairs(tiny_loaded):
+    loaded = tiny_loaded("bert")
+    data = AttributionData.from_texts(loaded, ["he was late", "mr john was late"], cf_texts=["she was late",
+                                      "mrs mary was late ."], labels=[0, 1], genders=[0, 0])  # fmt: skip
+    with pytest.raises(ValueError, match=r"pass the data from pairs\(data\)\[0\]"):
+        ActivationPatching(loaded, TrueClassProb()).effects(data, progress=False)

@@ -84,3 +84,26 @@ def test_no_hook_or_truncated_layer_list_is_left_behind(tiny_loaded, tiny_task):
         fast_sweep(loaded, _Broken(), data, progress=False)
     assert _hooks(loaded.model) == before
     assert len(loaded.anatomy.layers()) == loaded.anatomy.n_layers
+
+
+@pytest.mark.parametrize("sweep", [fast_sweep, naive_sweep])
+def test_a_subset_of_heads_gives_those_rows_of_the_full_sweep(tiny_loaded, tiny_task, sweep):
+    loaded = tiny_loaded("bert")
+    data, _ = AttributionData.from_task(loaded, tiny_task).aligned()
+    full, heads = sweep(loaded, TrueClassProb(), data, baseline=CounterfactualBaseline(), batch_size=8, progress=False)
+    some = [(2, 1), (0, 3), (2, 0)]  # any order, layers interleaved
+    part, chosen = sweep(loaded, TrueClassProb(), data, baseline=CounterfactualBaseline(), batch_size=8, heads=some,
+                         progress=False)  # fmt: skip
+    assert chosen == some
+    torch.testing.assert_close(part.values, full.values[[heads.index(h) for h in some]], atol=1e-6, rtol=0)
+
+
+def test_bad_head_subsets_are_refused(tiny_loaded):
+    loaded = tiny_loaded("bert")
+    data = AttributionData.from_texts(loaded, ["a"], labels=[0])
+    with pytest.raises(ValueError, match="not both"):
+        fast_sweep(loaded, TaskLoss(), data, layers=[0], heads=[(0, 1)])
+    with pytest.raises(ValueError, match="distinct"):
+        fast_sweep(loaded, TaskLoss(), data, heads=[(0, 1), (0, 1)])
+    with pytest.raises(IndexError, match="head 4 is out of range for layer 2"):
+        fast_sweep(loaded, TaskLoss(), data, heads=[(2, 4)])
