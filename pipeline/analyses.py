@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from attribution.analysis import run_attribution
 from attribution.compare import homogeneity, layer_map, seed_stability, teacher_student_alignment
@@ -110,16 +111,19 @@ def attribution_stage(ctx: StageContext) -> Tables:
         return run_attribution(loaded, data, settings, variant=step.variant, seed=step.seed)
 
     tables = _per_variant(ctx, _chosen(ctx, settings.variants), "attribution", settings, analyse)
-    if settings.compare and "head_ablation" in tables:
-        tables["comparison"] = comparison_table(ctx, tables["head_ablation"], k=settings.top_k)
+    comparison = comparison_table(ctx, tables["head_ablation"], k=settings.top_k) \
+        if settings.compare and "head_ablation" in tables else None
+    if comparison is not None:
+        tables["comparison"] = comparison
     return tables
 
 
-def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd.DataFrame:
-    """Homogeneity, seed stability and teacher alignment of single-head ablation effects (one tidy table)."""
+def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd.DataFrame | None:
+    """Homogeneity, seed stability and teacher alignment of single-head ablation effects (one tidy table); None
+    when no variant has single-head rows (e.g. ``ablation_modes`` without ``single``)."""
     heads = ablation[(ablation["unit"] == "head") & (ablation["metric"] == COMPARE_METRIC)]
     if heads.empty:
-        return pd.DataFrame()
+        return None
     frames = [homogeneity(heads, COMPARE_METRIC)]
     if heads.groupby("variant")["seed"].nunique().max() > 1:
         frames.append(seed_stability(heads, COMPARE_METRIC, k=k))
@@ -134,7 +138,7 @@ def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd
         reference = same_score[same_score["variant"] == teachers[0]]
         reference = reference[reference["seed"] == (step.seed if step.seed in set(reference["seed"])
                                                     else reference["seed"].min())]
-        config = load_variant(ctx, step, head="encoder").model.config
+        config = AutoConfig.from_pretrained(ctx.run_dir / step.folder)  # the saved layer_map; no weights needed
         mapping = layer_map(config, int(student["layer"].max()) + 1)
         frames.append(teacher_student_alignment(reference, student, COMPARE_METRIC, mapping))
     return concat_tables(frames)
