@@ -3,7 +3,7 @@
     streamlit run app.py [-- RUNS_DIR]        (or set BIAS_ATLAS_RUNS; default: runs/)
 
 Thin by design (STYLE.md point 15): the pages read the tidy tables of run folders through
-:mod:`attribution.runfolder` and draw every figure with :mod:`attribution.plots`, the functions that
+:mod:`pipeline.runs.runfolder` and draw every figure with :mod:`attribution.plots`, the functions that
 ``python -m attribution figures`` uses, so the app shows exactly the exported figures. Only the Playground
 computes: it loads a saved variant with :func:`pipeline.models.load_model`, builds the gender-swapped twin of a
 sentence with :class:`pipeline.data.GenderSwapper` and switches heads off with :class:`pipeline.gates.HeadGates`
@@ -24,8 +24,8 @@ import streamlit as st
 import torch
 
 from attribution import plots
-from attribution.figures import figure_bytes
-from attribution.runfolder import (
+from pipeline.runs.figures import figure_bytes
+from pipeline.runs.runfolder import (
     RunFolder,
     combine_tables,
     find_runs,
@@ -36,19 +36,15 @@ from attribution.runfolder import (
 from pipeline.data import GENDER_NAMES, GenderSwapper
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel, load_model
+from pipeline.runs.tables import HEAD_MAPS, NEURON_MAPS
 from pipeline.schema import SchemaError
 
 RUNS_ENV = "BIAS_ATLAS_RUNS"
 PAGES = ("Overview", "Heads", "Neurons", "Tokens", "Probes", "Playground")
-HEAD_SOURCES = {  # label -> (table, metrics accepted: the first present is shown)
-    "ablation: Δ bias score": ("head_ablation", ("delta_score", "delta_bias")),
-    "ablation: Δ accuracy": ("head_ablation", ("delta_accuracy",)),
-    "gradient importance": ("head_importance", ("grad_importance",)),
-    "integrated gradients": ("head_ig", ("ig",)),
-    "patching: indirect effect": ("patching", ("indirect_effect",)),
-}
-NEURON_SOURCES = {"integrated gradients": ("neuron_ig", "ig"),
-                  "patching: indirect effect": ("patching", "indirect_effect")}
+# label -> (table, metrics accepted: the first present is shown), from the table registry; probe maps have their
+# own page.
+HEAD_SOURCES = {label: (table, metrics) for label, table, metrics in HEAD_MAPS if table != "probes_heads"}
+NEURON_SOURCES = {label: (table, metric) for label, table, metric in NEURON_MAPS}
 BIAS_METRICS = ("gap_rms", "cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate", "accuracy_gap", "crows_stereo_pct",
                 "stereoset_ss", "stereoset_icat")
 DEFAULT_SENTENCE = "She recorded her first [MASK] album with him in Nashville."

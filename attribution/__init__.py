@@ -12,10 +12,10 @@ the comparison across models, :mod:`attribution.sanity` the randomisation check,
 
 from importlib import import_module
 
-# Public name -> defining module. Imported lazily (PEP 562), so that ``attribution.runfolder`` / the viewer do not
+# Public name -> defining module. Imported lazily (PEP 562), so that ``pipeline.runs.runfolder`` / the viewer do not
 # pull in torch, captum and TransformerLens just by importing the package.
 _EXPORTS = {
-    "HeadAblation": "ablation", "AttributionConfig": "analysis", "run_attribution": "analysis",
+    "HeadAblation": "ablation", "AttributionConfig": "config", "run_attribution": "analysis",
     "AttributionData": "data", "Batch": "data", "View": "data", "GateIndependentScoreError": "errors",
     "HeadIntegratedGradients": "ig", "NeuronIntegratedGradients": "ig", "TokenIntegratedGradients": "ig",
     "GradientHeadImportance": "importance", "LensModel": "lens", "lens_patching": "lens", "to_bert_mlm": "lens",

@@ -16,6 +16,8 @@ value NaN and a ``skipped`` column holding the reason, and the reason is logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,17 +30,15 @@ from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, T
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, TrueClassProb
-from pipeline.analysis_config import AttributionConfig
+from attribution.config import AttributionConfig
 from pipeline.compress.quantise import supports_gradients
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["TABLES", "AttributionConfig", "default_score", "patching_score", "run_attribution"]
+__all__ = ["METHODS", "TABLES", "AttributionConfig", "AttributionMethod", "Job", "default_score", "patching_score",
+           "run_attribution"]
 
 log = logging.getLogger(__name__)
-
-TABLES = ("head_ablation", "cumulative_ablation", "head_importance", "head_ig", "neuron_ig", "token_ig", "patching")
-
 
 def default_score(loaded: LoadedModel) -> Score:
     """The score for the model's head: counterfactual gap, pronoun gap, or SEAT effect size for a bare encoder."""
@@ -68,6 +68,95 @@ def _sample(data: AttributionData, n: int, seed: int) -> AttributionData:
     return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
 
 
+@dataclass
+class Job:
+    """What a method of :data:`METHODS` gets: the variant, the scores, the (sampled) data, the settings, and the
+    tables of the methods that ran before it (cumulative curves reuse gradient importance, patching the top
+    neurons of neuron IG)."""
+
+    loaded: LoadedModel
+    score: Score
+    data: AttributionData
+    cfg: AttributionConfig
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def common(self) -> dict:
+        return {"n_boot": self.cfg.n_boot, "seed": self.cfg.seed}
+
+    @property
+    def grads(self) -> bool:
+        return supports_gradients(self.loaded)
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A registry record: the table a method writes, whether it needs gradients (int8 models: a skipped row), when
+    the settings switch it on, and how it runs on a :class:`Job`."""
+
+    table: str
+    needs_gradients: bool
+    enabled: Callable[[AttributionConfig, Job], bool]
+    run: Callable[[Job], pd.DataFrame]
+    main_metric: str
+
+
+def _ablation(job: Job) -> pd.DataFrame:
+    ablation, cfg = HeadAblation(job.loaded, job.score), job.cfg
+    return pd.concat([
+        ablation.attribute(job.data, mode=mode, baseline=cfg.baseline, batch_size=cfg.batch_size, **job.common)
+        for mode in cfg.ablation_modes])  # fmt: skip
+
+
+def _importance(job: Job) -> pd.DataFrame:
+    return GradientHeadImportance(job.loaded, job.score).attribute(job.data, batch_size=job.cfg.batch_size,
+                                                                   **job.common)  # fmt: skip
+
+
+def _head_ig(job: Job) -> pd.DataFrame:
+    cfg = job.cfg
+    return HeadIntegratedGradients(job.loaded, job.score).attribute(
+        job.data, n_steps=cfg.ig_steps, baseline=cfg.baseline, batch_size=cfg.ig_batch_size, **job.common)
+
+
+def _neuron_ig(job: Job) -> pd.DataFrame:
+    cfg = job.cfg
+    return NeuronIntegratedGradients(job.loaded, job.score).attribute(
+        job.data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **job.common)
+
+
+def _token_ig(job: Job) -> pd.DataFrame:
+    explained = _sample(job.data, job.cfg.token_examples, job.cfg.seed)
+    frame = TokenIntegratedGradients(job.loaded, job.score).attribute(
+        explained, n_steps=job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size)
+    return _with_example_facts(frame, job.loaded, explained)
+
+
+def _patching(job: Job) -> pd.DataFrame:
+    patch_score = patching_score(job.score)
+    if patch_score is None or not job.data.has_counterfactual:
+        return _skipped("patching", f"{job.score!r} on {job.data.name!r} has no gender-swapped twins")
+    neurons = _top_neurons(job.tables.get("neuron_ig"), job.cfg.patch_top_neurons)
+    return ActivationPatching(job.loaded, patch_score).attribute(job.data, neurons=neurons,
+                                                                batch_size=job.cfg.batch_size, **job.common)
+
+
+# The registry: every attribution method of a run, in the order they run. A new method is one class (its own
+# module, ``attribute(data, ...) -> tidy frame``), one function above and one line here.
+METHODS: tuple[AttributionMethod, ...] = (
+    AttributionMethod("head_ablation", False, lambda c, j: c.ablation, _ablation, "delta_score"),
+    AttributionMethod("head_importance", True, lambda c, j: c.importance or (c.cumulative and j.grads), _importance,
+                      "grad_importance"),
+    AttributionMethod("cumulative_ablation", False, lambda c, j: c.cumulative, lambda j: _cumulative(j),
+                      "ablated_score"),
+    AttributionMethod("head_ig", True, lambda c, j: c.head_ig, _head_ig, "ig"),
+    AttributionMethod("neuron_ig", True, lambda c, j: c.neuron_ig or bool(c.patch_top_neurons), _neuron_ig, "ig"),
+    AttributionMethod("token_ig", True, lambda c, j: c.token_ig and j.score.per_example, _token_ig, "token_ig"),
+    AttributionMethod("patching", False, lambda c, j: c.patching, _patching, "indirect_effect"),
+)
+TABLES: tuple[str, ...] = tuple(m.table for m in METHODS)
+
+
 def run_attribution(
     loaded: LoadedModel,
     data: AttributionData,
@@ -77,7 +166,7 @@ def run_attribution(
     seed: int,
     score: Score | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Run the configured methods on one variant.
+    """Run every method of :data:`METHODS` that ``cfg`` switches on, in registry order, on one variant.
 
     Args:
         loaded: the variant.
@@ -91,56 +180,22 @@ def run_attribution(
     Returns:
         Table name (:data:`TABLES`) -> tidy frame, for each method that is switched on.
     """
-    score = score or default_score(loaded)
-    patch_score = patching_score(score)
-    data = _sample(data, cfg.n_examples, cfg.seed)
-    grads = supports_gradients(loaded)
+    job = Job(loaded, score or default_score(loaded), _sample(data, cfg.n_examples, cfg.seed), cfg)
     no_grad = "int8 model: no gradients (pipeline.compress.quantise.supports_gradients)"
-    common = {"n_boot": cfg.n_boot, "seed": cfg.seed}
-    tables: dict[str, pd.DataFrame] = {}
-
-    def gradient_method(table: str, run) -> None:
-        if not grads:
-            tables[table] = _skipped(table, no_grad)
-            return
+    for method in METHODS:
+        if not method.enabled(cfg, job):
+            continue
+        if method.needs_gradients and not job.grads:
+            job.tables[method.table] = _skipped(method.table, no_grad)
+            continue
         try:
-            tables[table] = run()
+            job.tables[method.table] = method.run(job)
         except GateIndependentScoreError as err:
-            tables[table] = _skipped(table, str(err))
-
-    if cfg.ablation:
-        ablation = HeadAblation(loaded, score)
-        tables["head_ablation"] = pd.concat([
-            ablation.attribute(data, mode=mode, baseline=cfg.baseline, batch_size=cfg.batch_size, **common)
-            for mode in cfg.ablation_modes])  # fmt: skip
-    if cfg.importance or (cfg.cumulative and grads):
-        gradient_method("head_importance", lambda: GradientHeadImportance(loaded, score).attribute(
-            data, batch_size=cfg.batch_size, **common))  # fmt: skip
-    if cfg.cumulative:
-        tables["cumulative_ablation"] = _cumulative(loaded, score, data, cfg, tables, common)
-    if cfg.head_ig:
-        gradient_method("head_ig", lambda: HeadIntegratedGradients(loaded, score).attribute(
-            data, n_steps=cfg.ig_steps, baseline=cfg.baseline, batch_size=cfg.ig_batch_size, **common))  # fmt: skip
-    if cfg.neuron_ig or cfg.patch_top_neurons:
-        gradient_method("neuron_ig", lambda: NeuronIntegratedGradients(loaded, score).attribute(
-            data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **common))  # fmt: skip
-    if cfg.token_ig and score.per_example:
-        explained = _sample(data, cfg.token_examples, cfg.seed)
-        gradient_method("token_ig", lambda: TokenIntegratedGradients(loaded, score).attribute(
-            explained, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size))
-        if "token_ig" in tables and "skipped" not in tables["token_ig"]:
-            tables["token_ig"] = _with_example_facts(tables["token_ig"], loaded, explained)
-    if cfg.patching:
-        if patch_score is None or not data.has_counterfactual:
-            tables["patching"] = _skipped("patching", f"{score!r} on {data.name!r} has no gender-swapped twins")
-        else:
-            neurons = _top_neurons(tables.get("neuron_ig"), cfg.patch_top_neurons)
-            tables["patching"] = ActivationPatching(loaded, patch_score).attribute(
-                data, neurons=neurons, batch_size=cfg.batch_size, **common)
-    for frame in tables.values():
+            job.tables[method.table] = _skipped(method.table, str(err))
+    for frame in job.tables.values():
         frame["variant"], frame["seed"] = variant, seed
-    log.info("attribution of %s (seed %d) with %s: %s", variant, seed, cfg.model_dump(), sorted(tables))
-    return tables
+    log.info("attribution of %s (seed %d) with %s: %s", variant, seed, cfg.model_dump(), sorted(job.tables))
+    return job.tables
 
 
 @torch.no_grad()
@@ -159,13 +214,14 @@ def _with_example_facts(frame: pd.DataFrame, loaded: LoadedModel, data: Attribut
     return frame.drop(columns=[c for c in facts if c in frame]).join(facts, on="example")
 
 
-def _cumulative(loaded, score, data, cfg, tables, common) -> pd.DataFrame:
+def _cumulative(job: Job) -> pd.DataFrame:
     """Cumulative curves, most and least important first, ordered by gradient importance or single ablation."""
-    importance = tables.get("head_importance")
+    loaded, score, data, cfg, common = job.loaded, job.score, job.data, job.cfg, job.common
+    importance = job.tables.get("head_importance")
     if importance is not None and "skipped" not in importance:
         order = importance[importance["metric"] == "grad_importance"]
     else:
-        single = tables.get("head_ablation")
+        single = job.tables.get("head_ablation")
         if single is None or "single" not in set(single["mode"]):
             single = HeadAblation(loaded, score).attribute(data, mode="single", baseline=cfg.baseline,
                                                            batch_size=cfg.batch_size, **common)  # fmt: skip

@@ -155,6 +155,7 @@ class AttributionData(_Rows):
             raise ValueError(f"data {name!r} is empty; attribution needs at least one example. Fix: check the filters.")
         if cf_texts is not None and len(cf_texts) != n:
             raise ValueError(f"cf_texts has {len(cf_texts)} texts for {n} originals; give one twin per text.")
+        loaded.report_truncation(list(texts) + list(cf_texts or []), max_length, name=name)
         ids, mask = _encode(loaded, list(texts) + list(cf_texts or []), max_length)
         missing = torch.full((n,), -1, dtype=torch.long)
         return cls(

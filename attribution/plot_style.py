@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import matplotlib
 import pandas as pd
 
-from attribution.runfolder import variant_sort_key
+from pipeline.variants import variant_sort_key
 
 __all__ = ["DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "label", "select", "style", "styled"]
 

@@ -2,7 +2,7 @@
 
 Every function takes tidy frames (:mod:`pipeline.schema`) and returns a :class:`matplotlib.figure.Figure` sized
 for a two-column paper (single column 3.35 in, double column 7.0 in; :data:`FIGURE_SIZES`), drawn inside
-:func:`style` (7-8 pt fonts, constrained layout; :func:`attribution.figures.figure_bytes` encodes PNG at 300 dpi). Signed effects (ablation deltas, IG, indirect
+:func:`style` (7-8 pt fonts, constrained layout; :func:`pipeline.runs.figures.figure_bytes` encodes PNG at 300 dpi). Signed effects (ablation deltas, IG, indirect
 effects) use a diverging, colour-blind-safe map centred at zero; unsigned ones (gradient importance, probe
 accuracy) use viridis; categorical colours are Okabe & Ito's (2008) colour-blind-safe palette.
 
@@ -41,7 +41,7 @@ from attribution.plot_style import (
     style,
     styled,
 )
-from attribution.runfolder import parse_variant, variant_sort_key
+from pipeline.variants import parse_variant, variant_sort_key
 
 __all__ = [
     "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "bias_vs_compression", "cumulative_curve",

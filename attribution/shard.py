@@ -34,7 +34,6 @@ With one process nothing is written: the functions return the table directly.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,6 +50,7 @@ from attribution.data import AttributionData
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.sweep import sweep_heads
+from pipeline.files import atomic_path
 from pipeline.schema import read_table, write_table
 
 __all__ = ["Shard", "current_shard", "integrated_gradients", "merge_tables", "patching", "sweep", "token_ig"]
@@ -109,14 +109,8 @@ def merge_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 def _save_arrays(path: Path, arrays: dict[str, Tensor]) -> None:
     """``np.savez`` to a temp file, then rename (a shard is never read half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:

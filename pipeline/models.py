@@ -9,32 +9,49 @@ silently used as if trained), and wraps the model in an :class:`~pipeline.anatom
 Compressed variants written by :mod:`pipeline.compress` reload here too: a head-pruned folder
 (``config.kept_heads``) is rebuilt with the shrunk attention shapes before its weights are loaded, and an int8
 folder (``config.quantization``, float weights on disk) is quantised again on CPU after loading.
+
+Hub checkpoints load as they ship: a config without ``model_type`` (the TinyBERT general checkpoints) is
+recognised as BERT or DistilBERT from its keys, TinyBERT's ``fit_denses.*`` distillation projections are skipped,
+a folder with only ``vocab.txt`` gets a tokenizer built from the vocabulary, and ``pytorch_model.bin`` is read
+with ``torch.load(weights_only=True)`` only (never a full unpickle).
+
+A trained classifier head is never replaced: its classes (``config.id2label``) are the truth, and data labels are
+mapped onto them by name (:meth:`pipeline.data.TaskData.relabel`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 from transformers import (
-    AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
+    PretrainedConfig,
     PreTrainedTokenizerBase,
 )
-from transformers.utils import logging as hf_logging
 
 from pipeline.anatomy import SUPPORTED_FAMILIES, Anatomy
+from pipeline.checkpoints import load_config, load_tokenizer, note_ignored_weights, quiet_transformers, read_weights
 
-__all__ = ["DEFAULT_MODEL", "HeadKind", "LoadedModel", "load_model", "resolve_source"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "HEAD_TRAINED_KEY",
+    "HeadKind",
+    "LoadedModel",
+    "check_max_length",
+    "count_truncated",
+    "load_config",
+    "load_model",
+    "resolve_source",
+    "trained_label_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +63,7 @@ _HEAD_PREFIXES = {
     "classifier": ("classifier", "pre_classifier"),
     "mlm": ("cls.predictions", "vocab_transform", "vocab_layer_norm", "vocab_projector"),
 }
+HEAD_TRAINED_KEY = "task_head_trained"  # config attribute written by the pipeline: was the classifier trained?
 
 
 @dataclass
@@ -68,15 +86,62 @@ class LoadedModel:
     head: HeadKind
     head_trained: bool
     source: str
+    _reported: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The classifier's class names indexed by output id (``config.id2label``); empty for other heads."""
+        if self.head != "classifier":
+            return ()
+        config = self.model.config
+        return tuple(str(config.id2label[i]) for i in range(config.num_labels))
+
     def tokenize(self, texts: list[str], *, max_length: int = 128) -> dict[str, torch.Tensor]:
-        """Tokenise a batch to padded tensors on the model's device."""
+        """Tokenise a batch to padded tensors on the model's device (texts longer than ``max_length`` are cut)."""
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
+
+    def report_truncation(self, texts: Sequence[str], max_length: int, *, name: str = "texts") -> int:
+        """Count the texts longer than ``max_length`` tokens (they are truncated) and log it once per dataset.
+
+        Call it where a whole dataset enters the model (extraction, attribution data, training); the same texts
+        at the same ``max_length`` are reported once per model. Returns the count.
+        """
+        texts = list(texts)
+        key = (hash(tuple(texts)), max_length)
+        n, longest = count_truncated(self.tokenizer, texts, max_length)
+        if n and key not in self._reported:
+            self._reported.add(key)
+            log.warning(
+                "%s: %d of %d texts are longer than max_length=%d tokens (longest %d) and are truncated; raise "
+                "max_length (the model takes up to %s) to keep them whole.", name, n, len(texts), max_length,
+                longest, getattr(self.model.config, "max_position_embeddings", "?"),
+            )
+        return n
+
+
+def count_truncated(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> tuple[int, int]:
+    """(number of ``texts`` longer than ``max_length`` tokens with special tokens, longest length in tokens)."""
+    if not texts:
+        return 0, 0
+    with quiet_transformers():  # "sequence longer than the model's maximum" is what we count here
+        lengths = [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+    return sum(n > max_length for n in lengths), max(lengths)
+
+
+def check_max_length(max_length: int, config: PretrainedConfig, *, option: str = "max_length") -> int:
+    """``max_length`` unchanged when the model can take it: 2 (``[CLS]`` and ``[SEP]``) up to
+    ``config.max_position_embeddings``; else a ValueError naming ``option``, the value and the range."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2 or (
+            limit is not None and max_length > limit):
+        raise ValueError(f"{option} {max_length!r} is out of range: this model takes 2..{limit} tokens per text "
+                         f"(config.max_position_embeddings = {limit}); give a value in that range, e.g. 128.")
+    return max_length
 
 
 def resolve_source(source: str | Path) -> str:
@@ -100,14 +165,55 @@ def resolve_source(source: str | Path) -> str:
     return str(Path(text).expanduser()) if looks_local else text
 
 
-def _load_config(source: str):
-    try:
-        return AutoConfig.from_pretrained(source)
-    except OSError as err:
-        raise OSError(
-            f"could not load a model config from {source!r}: not a local folder and not reachable on the hub "
-            f"({err.__class__.__name__}). Offline? Pass a local folder or {DEFAULT_MODEL!r}."
-        ) from err
+def trained_label_names(config: PretrainedConfig) -> tuple[str, ...] | None:
+    """The class names of the trained classifier head a config describes, or None when it marks none.
+
+    ``config.task_head_trained`` (written by the pipeline) decides when present; otherwise a head is trained
+    when ``id2label`` holds real names rather than transformers' defaults ``LABEL_0``, ``LABEL_1``...
+    """
+    names = tuple(str(config.id2label[i]) for i in range(config.num_labels))
+    flag = getattr(config, HEAD_TRAINED_KEY, None)
+    if flag is not None:
+        return names if flag else None
+    return None if names == tuple(f"LABEL_{i}" for i in range(len(names))) else names
+
+
+def _label_kwargs(config: PretrainedConfig, source, num_labels: int | None, label_names: list[str] | None) -> dict:
+    """Classifier settings for loading: the trained head's own classes, or a head sized to the data.
+
+    A trained head (see :func:`trained_label_names`) is kept as it is: the data are mapped onto its classes by
+    name later (:meth:`pipeline.data.TaskData.relabel`). Only a model without one gets ``num_labels`` /
+    ``label_names`` (a new head when the size differs).
+    """
+    trained = trained_label_names(config)
+    if num_labels is None and label_names is None:
+        return {}
+    n = num_labels if num_labels is not None else len(label_names)
+    if trained is None:
+        kwargs: dict = {"num_labels": n}
+        if label_names is not None:
+            kwargs["id2label"] = dict(enumerate(label_names))
+            kwargs["label2id"] = {name: i for i, name in enumerate(label_names)}
+        if config.num_labels != n:
+            kwargs["ignore_mismatched_sizes"] = True
+        return kwargs
+    if label_names is None:
+        if n != len(trained):
+            raise ValueError(f"{source!r} has a trained {len(trained)}-class classifier head ({list(trained)[:5]}...); "
+                             f"num_labels={n} would replace it. Fix: load it without num_labels, or pass a model "
+                             "without a trained head.")
+        return {}
+    known = set(map(str, label_names)) & set(trained)
+    if not known:
+        raise ValueError(
+            f"{source!r} has a trained classifier head for the classes {list(trained)}, and none of the data's "
+            f"classes {list(label_names)} is among them; an analysis never replaces a trained head. Fix: pass data "
+            "labelled with the model's classes, or a model trained on these classes."
+        )
+    if tuple(map(str, label_names)) != trained:
+        log.info("%s keeps its trained %d-class head; the data's %d classes are mapped onto it by name (%d known)",
+                 source, len(trained), len(label_names), len(known))
+    return {}
 
 
 def load_model(
@@ -125,43 +231,43 @@ def load_model(
     Args:
         source: hub name, local folder, or ``"minilm"`` (offline default).
         head: ``encoder`` (bare body), ``classifier`` (sequence classification) or ``mlm`` (masked LM).
-        num_labels: for ``classifier`` when the checkpoint has no (or a different) classification head.
-        label_names: class names, stored in ``config.id2label``.
+        num_labels: for ``classifier`` when the checkpoint has no trained classification head.
+        label_names: the data's class names. A model without a trained head gets a head with these classes
+            (``config.id2label``); a trained head keeps its own classes (:attr:`LoadedModel.label_names`), onto
+            which the data are mapped by name (:meth:`pipeline.data.TaskData.relabel`).
         device: where to put the model (default: CPU).
         attn_implementation: ``eager`` or ``sdpa`` (default: transformers' choice).
         dtype: parameter dtype (default float32).
 
     Raises:
-        ValueError: unsupported family or head kind.
+        ValueError: unsupported family or head kind; ``label_names`` / ``num_labels`` that would replace a
+            trained classifier head (no class in common, or another size).
         FileNotFoundError / OSError: a missing folder or an unreachable hub name.
     """
     if head not in _AUTO:
         raise ValueError(f"head={head!r} is not supported; use one of {', '.join(_AUTO)}.")
     resolved = resolve_source(source)
-    config = _load_config(resolved)
+    config = load_config(resolved)
     if config.model_type not in SUPPORTED_FAMILIES:
         raise ValueError(
             f"{source!r} is a {config.model_type!r} model; supported families: {', '.join(SUPPORTED_FAMILIES)} "
             "(BERT covers TinyBERT and MiniLM checkpoints)."
         )
-    kwargs: dict = {}
-    if head == "classifier" and (num_labels is not None or label_names is not None):
-        n = num_labels if num_labels is not None else len(label_names)
-        kwargs["num_labels"] = n
-        if label_names is not None:
-            kwargs["id2label"] = dict(enumerate(label_names))
-            kwargs["label2id"] = {name: i for i, name in enumerate(label_names)}
-        if getattr(config, "num_labels", None) != n:
-            kwargs["ignore_mismatched_sizes"] = True
+    kwargs = _label_kwargs(config, source, num_labels, label_names) if head == "classifier" else {}
+    for key in ("num_labels", "id2label", "label2id"):
+        if key in kwargs:
+            setattr(config, key, kwargs.pop(key))
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
-    with _quiet_transformers():  # its load report is replaced by the one-line warning below
+    with quiet_transformers():  # its load report is replaced by the one-line warning below
         if getattr(config, "kept_heads", None) is not None:  # physically head-pruned: rebuild the shrunk shapes
             model, info = _load_pruned(resolved, config, head, kwargs)
         else:
-            model, info = _AUTO[head].from_pretrained(resolved, output_loading_info=True, **kwargs)
+            model, info = _AUTO[head].from_pretrained(resolved, config=config, output_loading_info=True,
+                                                      weights_only=True, **kwargs)
+    note_ignored_weights(source, info)
     head_trained = _head_was_loaded(head, info)
     if getattr(config, "quantization", None) is not None:
         model, device = _requantise(model, config.quantization, device)
@@ -173,22 +279,8 @@ def load_model(
     model.eval()
     if device is not None:
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(resolved)
+    tokenizer = load_tokenizer(resolved, config)
     return LoadedModel(model, tokenizer, Anatomy(model), head, head_trained, resolved)
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """The safetensors state dict of a save_pretrained folder (single file or sharded)."""
-    from safetensors.torch import load_file
-
-    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
-    if single.is_file():
-        return load_file(single)
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
-    raise FileNotFoundError(f"{folder} has no model.safetensors; a head-pruned model must be a folder written by "
-                            "save_pretrained (safetensors).")
 
 
 def _load_pruned(resolved: str, config, head: HeadKind, kwargs: dict) -> tuple[nn.Module, dict]:
@@ -211,7 +303,7 @@ def _load_pruned(resolved: str, config, head: HeadKind, kwargs: dict) -> tuple[n
     own = model.state_dict()
     prefix = f"{model.base_model_prefix}."
     state, mismatched = {}, []
-    for key, tensor in _read_weights(folder).items():
+    for key, tensor in read_weights(folder).items():
         name = key if key in own else prefix + key if prefix + key in own else key.removeprefix(prefix)
         if name not in own:
             continue  # e.g. an MLM head in a checkpoint loaded as classifier
@@ -235,16 +327,6 @@ def _requantise(model: nn.Module, scheme: str, device) -> tuple[nn.Module, torch
     if device is not None and torch.device(device).type != "cpu":
         log.warning("an int8 model runs on CPU only; ignoring device=%s.", device)
     return quantise_dynamic(model), torch.device("cpu")
-
-
-@contextmanager
-def _quiet_transformers():
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def _head_was_loaded(head: HeadKind, info: dict) -> bool:

@@ -19,12 +19,12 @@ Columns:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.files import atomic_path
 
 __all__ = ["COLUMNS", "UNITS", "tidy", "write_table", "read_table", "SchemaError"]
 
@@ -73,18 +73,11 @@ def tidy(rows: list[dict] | pd.DataFrame, **constant) -> pd.DataFrame:
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` to parquet (or CSV by suffix) atomically: a temp file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -24,18 +24,22 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from jaxtyping import Int
+from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from pipeline.config import FinetuneSection
 from pipeline.data import TaskData
+from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
+from pipeline.settings import Settings
 
 __all__ = [
+    "FinetuneSection",
     "OptimSettings",
     "TrainResult",
+    "TrainingDivergedError",
     "batch_loader",
     "encode",
     "finetune_classifier",
@@ -47,6 +51,35 @@ __all__ = [
 ]
 
 Batch = dict[str, Tensor]
+
+
+class FinetuneSection(Settings):
+    """Task fine-tuning (sequence classification) and optional masked-LM domain fine-tuning."""
+
+    epochs: int = Field(default=3, ge=1)
+    lr: float = Field(default=5e-5, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)  # linear warm-up share of the steps, then linear decay
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    # masked-LM fine-tuning on the training texts before anything else (the "fine-tune on the corpus at hand"
+    # step): adds the variant "teacher-mlm", and every recipe starts from it instead of the pretrained teacher
+    mlm_domain: bool = False
+    mlm_epochs: int = Field(default=1, ge=1)
+    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights: the result would be meaningless."""
+
+
+def _diverged(desc: str, where: str, loss: float, opt: OptimSettings) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"{desc}: training diverged {where} (loss {loss}); the model is not usable. Fix: lower the learning rate "
+        f"(lr = {opt.lr:g}; 1e-5..5e-5 is usual for BERT) or clip gradients harder (grad_clip = {opt.grad_clip:g}; "
+        "1.0 is usual)."
+    )
 
 
 @dataclass(frozen=True)
@@ -171,6 +204,10 @@ def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, acceler
 
     The objective's trainable parameters (``requires_grad``) are updated in place; after training it is moved back
     from any ``accelerate`` wrapper, so the caller keeps using its own modules.
+
+    Raises:
+        TrainingDivergedError: a step's loss is not finite, or a trainable weight is not finite after training
+            (e.g. a learning rate far too large); the message names the epoch and step, the loss and the fix.
     """
     start = time.perf_counter()
     optimizer = torch.optim.AdamW(_param_groups(objective, opt.weight_decay), lr=opt.lr)
@@ -188,14 +225,28 @@ def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, acceler
             for batch in bar:
                 with accelerator.autocast():
                     loss = model(batch)
+                value = loss.item()
+                if not np.isfinite(value):
+                    raise _diverged(desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}",
+                                    value, opt)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), opt.grad_clip)
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except RuntimeError as err:  # a rate beyond float range: torch refuses the update itself
+                    if "overflow" not in str(err):
+                        raise
+                    raise _diverged(desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}: the "
+                                    "update overflows float", value, opt) from err
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                running, count, steps = running + loss.item(), count + 1, steps + 1
+                running, count, steps = running + value, count + 1, steps + 1
                 bar.set_postfix(loss=f"{running / count:.4f}")
             losses.append(running / max(count, 1))
+        bad = [name for name, p in objective.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            raise _diverged(desc, f"by the end of epoch {opt.epochs} ({len(bad)} weight tensors hold inf/NaN, e.g. "
+                            f"{bad[0]})", losses[-1] if losses else float("nan"), opt)
     finally:
         model.eval()
         accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -238,9 +289,8 @@ def finetune_classifier(loaded: LoadedModel, train: TaskData, dev: TaskData | No
         max_length: tokens per text.
         accelerator: defaults to :func:`make_accelerator` on the available device.
     """
-    from pipeline.task_metrics import predict
-
     _check_classifier(loaded, train)
+    loaded.report_truncation(train.texts, max_length, name=train.name)
     accelerator = accelerator or make_accelerator()
     labels = torch.tensor(train.labels)  # a copy: TaskData arrays are read-only
 
@@ -254,7 +304,8 @@ def finetune_classifier(loaded: LoadedModel, train: TaskData, dev: TaskData | No
     loaded.head_trained = True
     if dev is None or len(dev) == 0:
         return result
-    pred = predict(loaded, dev.texts, batch_size=cfg.eval_batch_size, max_length=max_length).argmax(1)
+    logits = classifier_logits(loaded, dev.texts, batch_size=cfg.eval_batch_size, max_length=max_length)
+    pred = logits.argmax(1).numpy()
     return TrainResult(result.steps, result.epoch_losses, result.seconds, float((pred == dev.labels).mean()))
 
 
@@ -274,6 +325,7 @@ def finetune_mlm(loaded: LoadedModel, texts: Sequence[str], cfg: FinetuneSection
         raise ValueError(f"finetune_mlm needs a model loaded with head='mlm', got head={loaded.head!r}.")
     if not texts:
         raise ValueError("finetune_mlm got no texts; give the domain corpus.")
+    loaded.report_truncation(texts, max_length, name="masked-LM corpus")
     accelerator = accelerator or make_accelerator()
     masking = torch.Generator().manual_seed(seed)
 

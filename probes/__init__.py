@@ -7,50 +7,58 @@ erased?
 - :mod:`probes.mdl`: online-code minimum description length (Voita & Titov 2020).
 - :mod:`probes.erasure`: LEACE erasure inside the model and amnesic probing (Belrose et al. 2023; Elazar et al. 2021).
 - :mod:`probes.compare`: curves on normalised depth across variants, per-head maps.
-- :mod:`probes.analysis`: the probes stage of a run (:func:`run_probes`, :class:`ProbeConfig`).
+- :mod:`probes.analysis`: the probes of one variant (:func:`run_probes`); :mod:`probes.config` its settings.
 
-Command line: ``python -m probes run --model minilm --data bug`` (see :mod:`probes.__main__`).
+Command line: ``bias-atlas probe run --model minilm --data bug`` (see :mod:`probes.cli`).
 """
 
-from probes.analysis import TABLES, ProbeConfig, prepare_data, run_probes
-from probes.compare import add_depth, depth_curves, head_map, plot_depth_curves, plot_head_map
-from probes.control import control_labels, control_task
-from probes.erasure import FIT_ON, ConceptEraser, amnesic_effect, erase_layer, fit_eraser
-from probes.extract import POOLINGS, Representations, data_fingerprint, default_cache_dir, extract, model_fingerprint
-from probes.linear import DEFAULT_CS, METRICS, LinearProbe, interval, make_splits, probe_heads, probe_layers
-from probes.mdl import BLOCK_FRACTIONS, mdl_layers, online_codelength
+from importlib import import_module
 
-__all__ = [
-    "BLOCK_FRACTIONS",
-    "DEFAULT_CS",
-    "FIT_ON",
-    "METRICS",
-    "POOLINGS",
-    "TABLES",
-    "ConceptEraser",
-    "LinearProbe",
-    "ProbeConfig",
-    "Representations",
-    "add_depth",
-    "amnesic_effect",
-    "control_labels",
-    "control_task",
-    "data_fingerprint",
-    "default_cache_dir",
-    "depth_curves",
-    "erase_layer",
-    "extract",
-    "fit_eraser",
-    "head_map",
-    "interval",
-    "make_splits",
-    "mdl_layers",
-    "model_fingerprint",
-    "online_codelength",
-    "plot_depth_curves",
-    "plot_head_map",
-    "prepare_data",
-    "probe_heads",
-    "probe_layers",
-    "run_probes",
-]
+# Public name -> defining module, imported lazily (PEP 562): importing ``probes.config`` (as the run config does)
+# must not import every probe module, so that stage cache keys follow real imports only.
+_EXPORTS = {
+    "BLOCK_FRACTIONS": "mdl",
+    "ConceptEraser": "erasure",
+    "DEFAULT_CS": "linear",
+    "FIT_ON": "erasure",
+    "LinearProbe": "linear",
+    "METRICS": "linear",
+    "POOLINGS": "extract",
+    "ProbeConfig": "config",
+    "Representations": "extract",
+    "TABLES": "analysis",
+    "add_depth": "compare",
+    "amnesic_effect": "erasure",
+    "control_labels": "control",
+    "control_task": "control",
+    "data_fingerprint": "extract",
+    "default_cache_dir": "extract",
+    "depth_curves": "compare",
+    "erase_layer": "erasure",
+    "extract": "extract",
+    "fit_eraser": "erasure",
+    "head_map": "compare",
+    "interval": "linear",
+    "make_splits": "linear",
+    "mdl_layers": "mdl",
+    "model_fingerprint": "extract",
+    "online_codelength": "mdl",
+    "plot_depth_curves": "compare",
+    "plot_head_map": "compare",
+    "prepare_data": "analysis",
+    "probe_heads": "linear",
+    "probe_layers": "linear",
+    "run_probes": "analysis",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'probes' has no attribute {name!r}")
+    return getattr(import_module(f"probes.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

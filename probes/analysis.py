@@ -14,14 +14,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis_config import ProbeConfig
 from pipeline.data import TaskData, rebalance_genders
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
+from probes.config import ProbeConfig
 from probes.control import control_task
 from probes.erasure import amnesic_effect
 from probes.extract import Representations, extract
-from probes.linear import LinearProbe, check_split, probe_heads, probe_layers
+from probes.linear import LinearProbe, check_split, probe_heads, probe_layers, text_groups
 from probes.mdl import mdl_layers
 
 __all__ = ["TABLES", "ProbeConfig", "prepare_data", "run_probes"]
@@ -93,20 +93,26 @@ def run_probes(
                          f"{n_layers}-block model: hidden-state indices are 0..{n_layers} (or -{n_layers + 1}..-1).")
     data = prepare_data(data, cfg)
     probe = LinearProbe(Cs=cfg.Cs, cv=cfg.inner_cv, seed=cfg.seed)
-    common = dict(n_folds=cfg.n_folds, seed=cfg.seed, probe=probe)
+    common = {"n_folds": cfg.n_folds, "seed": cfg.seed, "probe": probe}
+    groups = text_groups(data.texts)  # copies of a text share a fold (None when all texts differ)
+    boot = {"n_boot": cfg.n_boot}
     reps = extract(loaded, data.texts, poolings=cfg.poolings, heads=cfg.heads, batch_size=cfg.batch_size,
                    max_length=cfg.max_length, cache_dir=cache_dir, progress=progress)
-    layer_tables = [probe_layers(reps, data.genders, target="gender", progress=progress, **common)]
+    layer_tables = [probe_layers(reps, data.genders, target="gender", groups=groups, progress=progress, **common,
+                                 **boot)]
     rows = _frequent_rows(data, cfg.min_class_size) if cfg.label else None
     labelled = None if rows is None else data.subset(rows)
     if labelled is not None:
         sub = Representations(layers={p: a[:, rows] for p, a in reps.layers.items()})
-        layer_tables.append(probe_layers(sub, labelled.labels, target="label", progress=progress, **common))
+        layer_tables.append(probe_layers(sub, labelled.labels, target="label", groups=text_groups(labelled.texts),
+                                         progress=progress, **common, **boot))
     tables = {"probes_layers": pd.concat(layer_tables, ignore_index=True)}
     if cfg.heads:
-        tables["probes_heads"] = probe_heads(reps, data.genders, target="gender", progress=progress, **common)
+        tables["probes_heads"] = probe_heads(reps, data.genders, target="gender", groups=groups, progress=progress,
+                                             **common, **boot)
     if cfg.control:
-        tables["probes_control"] = control_task(reps, data.genders, types=data.labels, target="gender", **common)
+        tables["probes_control"] = control_task(reps, data.genders, types=data.labels, target="gender",
+                                                groups=groups, **common, **boot)
     if cfg.mdl:
         tables["probes_mdl"] = mdl_layers(reps, data.genders, target="gender", seed=cfg.seed)
     if erase:

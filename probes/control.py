@@ -7,7 +7,10 @@ For BUG the type is the (masked) profession word; without types every example is
 are permuted.
 
 The control probe deliberately uses the real task's folds, not folds grouped by type: as in Hewitt & Liang, types
-recur between train and test, which is what lets an expressive probe memorise them.
+recur between train and test, which is what lets an expressive probe memorise them. Copies of one *text* are
+another matter: with ``groups`` (e.g. :func:`probes.linear.text_groups`) they stay inside one fold. Intervals are
+percentile bootstrap intervals over test examples (:mod:`probes.intervals`); selectivity is bootstrapped paired,
+on the same resamples as both accuracies.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from pipeline.schema import tidy
 from probes.extract import Representations
-from probes.linear import LinearProbe, check_split, check_target, fold_scores, interval, make_splits, resolve_poolings
+from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarise
+from probes.linear import LinearProbe, check_split, check_target, fold_predictions, make_splits, resolve_poolings
 
 __all__ = ["control_labels", "control_task"]
 
@@ -75,6 +78,7 @@ def control_labels(y: np.ndarray, *, types: np.ndarray | None = None, seed: int 
 def control_task(
     reps: Representations, y: np.ndarray, *, types: np.ndarray | None = None, target: str = "gender",
     poolings: Sequence[str] | None = None, n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
+    groups: np.ndarray | None = None, n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe accuracy, control accuracy and selectivity for every layer, on one shared set of folds.
 
@@ -87,11 +91,15 @@ def control_task(
         n_folds: outer folds.
         seed: seed of the folds and of the control labels.
         probe: the probe (default ``LinearProbe(seed=seed)``).
+        groups: optional group per example (n,), e.g. :func:`probes.linear.text_groups`: copies of a text share
+            a fold.
+        n_boot: bootstrap resamples behind each interval (0: none).
 
     Returns:
         Tidy rows (``unit="layer"``), metrics ``probe_accuracy``, ``control_accuracy`` and ``selectivity``
-        (mean over folds with a t interval; selectivity is the per-fold difference), extra columns ``pooling``
-        and ``chance`` (the majority share of the real or the control labels; 0 for selectivity).
+        (mean over folds with a percentile bootstrap interval over test examples; selectivity is the per-fold
+        difference, bootstrapped paired), extra columns ``pooling`` and ``chance`` (the majority share of the
+        real or the control labels; 0 for selectivity).
 
     Raises:
         ValueError: as for :func:`probes.linear.make_splits`, for the real or the control labels.
@@ -99,7 +107,8 @@ def control_task(
     y = check_target(y, reps.n)
     control = control_labels(y, types=types, seed=seed)
     probe = probe if probe is not None else LinearProbe(seed=seed)
-    folds = make_splits(y, n_folds=n_folds, seed=seed, inner_cv=probe.cv)
+    folds = make_splits(y, groups=groups, n_folds=n_folds, seed=seed, inner_cv=probe.cv)
+    weights = resample_weights(folds, n_boot=n_boot, seed=seed)
     fix = "Fix: give more word types (or types=None), or lower n_folds."
     for i, (train, test) in enumerate(folds):  # the control labels must be probe-able on the same folds
         check_split(control[train], f"fold {i} train (control labels)", min_per_class=probe.cv, fix=fix)
@@ -110,10 +119,14 @@ def control_task(
     for p in resolve_poolings(reps.layers, poolings):
         for layer in range(reps.n_layers + 1):
             X = reps.layers[p][layer]
-            real = np.array([fold_scores(clone(probe), X, y, tr, te)["probe_accuracy"] for tr, te in folds])
-            ctrl = np.array([fold_scores(clone(probe), X, control, tr, te)["probe_accuracy"] for tr, te in folds])
-            for metric, values in (("probe_accuracy", real), ("control_accuracy", ctrl), ("selectivity", real - ctrl)):
-                mean, lo, hi = interval(values)
+            real, ctrl = [], []
+            for (tr, te), w in zip(folds, weights):
+                for labels, out in ((y, real), (control, ctrl)):
+                    proba, classes = fold_predictions(probe, X, labels, tr, te, groups)
+                    out.append(fold_metrics(labels[te], proba, classes, w, ("probe_accuracy",))["probe_accuracy"])
+            selectivity = [r - c for r, c in zip(real, ctrl)]
+            for metric, values in (("probe_accuracy", real), ("control_accuracy", ctrl), ("selectivity", selectivity)):
+                mean, lo, hi = summarise(values)
                 rows.append({"unit": "layer", "layer": layer, "metric": metric, "subset": target, "value": mean,
                              "ci_low": lo, "ci_high": hi, "n": len(y), "pooling": p,
                              "chance": chance[metric]})

@@ -37,14 +37,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pipeline.analysis_config import FIT_ON, FitOn
+from probes.config import FIT_ON, FitOn
 from pipeline.anatomy import pool
 from pipeline.data import TaskData
 from pipeline.metrics import classifier_logits, counterfactual_metrics, extrinsic_metrics
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 from probes.extract import eval_mode, extract
-from probes.linear import LinearProbe, probe_layers
+from probes.linear import LinearProbe, probe_layers, text_groups
 
 __all__ = ["FIT_ON", "FitOn", "ConceptEraser", "amnesic_effect", "erase_layer", "fit_eraser"]
 
@@ -260,7 +260,7 @@ def amnesic_effect(
         probe: the probe (default ``LinearProbe(seed=seed)``).
         batch_size: texts per forward pass.
         max_length: token limit.
-        n_boot: bootstrap resamples behind the intervals of the task and bias rows.
+        n_boot: bootstrap resamples behind the intervals of the probe, task and bias rows.
         cache_dir: extraction cache for the un-erased representations (erased ones are never cached).
         progress: show progress bars.
 
@@ -275,6 +275,7 @@ def amnesic_effect(
                         batch_size=batch_size, max_length=max_length, progress=progress)
     probed = sorted({int(layer), loaded.anatomy.n_layers})
     ys = {"gender": data.genders, "label": data.labels}
+    groups = text_groups(data.texts)  # copies of a text share a fold
     classify = loaded.head == "classifier" and loaded.head_trained
     if not classify:
         log.info("amnesic_effect: %s has no trained classifier head; only probes are measured", loaded.source)
@@ -286,8 +287,8 @@ def amnesic_effect(
                            max_length=max_length, cache=condition == "before", cache_dir=cache_dir, progress=progress)
             task = _task_rows(loaded, data, batch_size, max_length, seed, n_boot) if classify else []
         for target in targets:
-            frame = probe_layers(reps, ys[target], target=target, layers=probed, n_folds=n_folds, seed=seed,
-                                 probe=probe)
+            frame = probe_layers(reps, ys[target], target=target, layers=probed, groups=groups, n_folds=n_folds,
+                                 seed=seed, probe=probe, n_boot=n_boot)
             rows += [{**r, "condition": condition} for r in frame.to_dict("records")]
         rows += [{**r, "condition": condition} for r in task]
     out = tidy(rows, variant="", erased_layer=int(layer))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pipeline.analysis_config import POOLINGS
+from pipeline.files import atomic_path
+from probes.config import POOLINGS
 from pipeline.anatomy import Anatomy, pool
 from pipeline.gates import RecordHeads
 from pipeline.models import LoadedModel
@@ -162,15 +162,8 @@ def _cache_path(cache_dir: Path, model_fp: str, data_fp: str, pooling: str, max_
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write ``arrays`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _load_cached(path: Path, heads: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -209,6 +202,7 @@ def _run(
     """Extract the requested poolings with one forward pass per batch; texts are batched by length."""
     anatomy: Anatomy = loaded.anatomy
     n, n_layers = len(texts), anatomy.n_layers
+    loaded.report_truncation(texts, max_length)
     lengths = [len(ids) for ids in loaded.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     out_layers = {p: np.empty((n_layers + 1, n, anatomy.d_model), np.float32) for p in poolings}

@@ -3,8 +3,11 @@
 A probe is an L2-regularised logistic regression on standardised features, its strength chosen by inner
 cross-validation (:class:`LinearProbe`, an sklearn estimator). :func:`probe_layers` and :func:`probe_heads` run it
 under outer cross-validation (stratified, or stratified-grouped when ``groups`` are given) on every layer or head
-of a :class:`~probes.extract.Representations` and report accuracy, balanced accuracy and AUC with a t interval over
-folds: ``mean +- t_{k-1, 0.975} * sd / sqrt(k)`` for ``k`` folds. Probing classifiers as an analysis tool:
+of a :class:`~probes.extract.Representations` and report accuracy, balanced accuracy and AUC as the mean over folds
+with a percentile bootstrap interval over test examples that stays inside [0, 1] (:mod:`probes.intervals` says
+why). Duplicate texts must not sit in both the train and the test rows of a fold: pass ``groups`` (e.g.
+:func:`text_groups` of the texts) and every copy of a text lands in the same fold. Probing classifiers as an
+analysis tool:
 Conneau et al. (2018), Tenney et al. (2019), Belinkov (2022, "Probing Classifiers: Promises, Shortcomings, and
 Advances"); gender in BERT layers and heads: Leteno et al. (2023).
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -36,9 +40,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from pipeline.analysis_config import DEFAULT_CS
 from pipeline.schema import tidy
+from probes.config import DEFAULT_CS
 from probes.extract import Representations
+from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarise
 
 # Features whose standard deviation is below this share of the largest one are constant up to float noise (e.g. the
 # ~1e-17 residue LEACE leaves in MiniLM's three near-dead last-layer features, std 1e-33 and 1e-9 against a median
@@ -52,12 +57,14 @@ __all__ = [
     "LinearProbe",
     "check_split",
     "check_target",
+    "fold_predictions",
     "fold_scores",
     "interval",
     "make_splits",
     "probe_heads",
     "probe_layers",
     "resolve_poolings",
+    "text_groups",
 ]
 
 METRICS: tuple[str, ...] = ("probe_accuracy", "probe_balanced_accuracy", "probe_auc")
@@ -122,7 +129,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         C_: the chosen strength.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "Cs": ["array-like"],
         "cv": [Interval(Integral, 2, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -224,6 +231,14 @@ def make_splits(
     return folds
 
 
+def fold_predictions(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                     groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a clone of ``probe`` on the train rows; return its class probabilities on the test rows, shape
+    (n_test, n_classes), and its classes, shape (n_classes,). ``groups`` keep a group inside one inner fold."""
+    fitted = clone(probe).fit(X[train], y[train], None if groups is None else groups[train])
+    return fitted.predict_proba(X[test]), fitted.classes_
+
+
 def fold_scores(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                 groups: np.ndarray | None = None) -> dict[str, float]:
     """Fit ``probe`` on the train rows and score the test rows: accuracy, balanced accuracy, macro one-vs-rest AUC.
@@ -231,17 +246,19 @@ def fold_scores(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndar
     The AUC averages over classes that have both positives and negatives in the test rows (for two classes both
     one-vs-rest AUCs are the usual AUC). ``probe`` is cloned, so the caller's instance stays unfitted.
     """
-    probe = clone(probe).fit(X[train], y[train], None if groups is None else groups[train])
-    proba = probe.predict_proba(X[test])  # (n_test, n_classes)
-    pred = probe.classes_[proba.argmax(1)]
-    aucs = [_auc(y[test] == c, proba[:, j]) for j, c in enumerate(probe.classes_)
+    proba, classes = fold_predictions(probe, X, y, train, test, groups)  # (n_test, n_classes)
+    pred = classes[proba.argmax(1)]
+    aucs = [_auc(y[test] == c, proba[:, j]) for j, c in enumerate(classes)
             if 0 < (y[test] == c).sum() < len(test)]
     return {"probe_accuracy": float(np.mean(pred == y[test])),
             "probe_balanced_accuracy": _balanced_accuracy(y[test], pred), "probe_auc": float(np.mean(aucs))}
 
 
 def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t confidence interval over folds: ``mean +- t_{k-1, (1+level)/2} * sd / sqrt(k)``."""
+    """Mean and t confidence interval over folds: ``mean +- t_{k-1, (1+level)/2} * sd / sqrt(k)``.
+
+    Not used for probe rows: with few folds it leaves [0, 1] (see :mod:`probes.intervals`).
+    """
     v = np.asarray(values, dtype=float)
     mean = float(v.mean())
     if len(v) < 2:
@@ -264,17 +281,27 @@ def check_target(y: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
+def text_groups(texts: Sequence[str]) -> np.ndarray | None:
+    """One group id per text, equal for equal texts, shape (n,); None when every text is distinct (plain
+    stratified folds then suffice, and the folds stay those of earlier runs)."""
+    _, ids = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+    return None if len(np.unique(ids)) == len(ids) else ids.astype(np.int64)
+
+
 def _rows(
     features: list[tuple[dict, np.ndarray]], y: np.ndarray, target: str, groups: np.ndarray | None, n_folds: int,
-    seed: int, probe: LinearProbe, desc: str, progress: bool,
+    seed: int, probe: LinearProbe, desc: str, progress: bool, n_boot: int,
 ) -> list[dict]:
-    """Cross-validated scores of ``probe`` on each (row keys, X) in ``features`` with one shared set of folds."""
+    """Cross-validated scores of ``probe`` on each (row keys, X) in ``features`` with one shared set of folds and
+    one shared set of bootstrap resamples (:mod:`probes.intervals`)."""
     folds = make_splits(y, groups=groups, n_folds=n_folds, seed=seed, inner_cv=probe.cv)
+    weights = resample_weights(folds, n_boot=n_boot, seed=seed)
     chance, rows = _chance(y), []
     for keys, X in tqdm(features, desc=desc, disable=not progress):
-        per_fold = [fold_scores(probe, X, y, tr, te, groups) for tr, te in folds]
+        per_fold = [fold_metrics(y[te], *fold_predictions(probe, X, y, tr, te, groups), w)
+                    for (tr, te), w in zip(folds, weights)]
         for metric in METRICS:
-            mean, lo, hi = interval([f[metric] for f in per_fold])
+            mean, lo, hi = summarise([f[metric] for f in per_fold])
             rows.append({**keys, "metric": metric, "subset": target, "value": mean, "ci_low": lo, "ci_high": hi,
                          "n": len(y), "chance": chance[metric]})
     return rows
@@ -293,7 +320,7 @@ def resolve_poolings(arrays: dict, poolings: Sequence[str] | None) -> list[str]:
 def probe_layers(
     reps: Representations, y: np.ndarray, *, target: str = "gender", poolings: Sequence[str] | None = None,
     layers: Sequence[int] | None = None, groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0,
-    probe: LinearProbe | None = None, progress: bool = False,
+    probe: LinearProbe | None = None, progress: bool = False, n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe every layer (hidden-state index 0..n_layers) of ``reps`` for ``y`` under outer cross-validation.
 
@@ -303,14 +330,17 @@ def probe_layers(
         target: name written to ``subset`` (``gender``, ``label``, ``control``...).
         poolings: which poolings of ``reps`` (default: all).
         layers: hidden-state indices to probe (default: all).
-        groups: optional group per example (n,) for grouped folds.
+        groups: optional group per example (n,) for grouped folds, e.g. :func:`text_groups` of the texts, so that
+            copies of a text never sit in both the train and the test rows of a fold.
         n_folds: outer folds; every class needs at least ``n_folds`` examples.
-        seed: seed of the fold shuffles.
+        seed: seed of the fold shuffles and of the bootstrap resamples.
         probe: the probe to clone per fold (default ``LinearProbe(seed=seed)``).
         progress: show a progress bar.
+        n_boot: bootstrap resamples behind each interval (0: no interval).
 
     Returns:
-        Tidy rows (``unit="layer"``) with the metrics of :data:`METRICS`; extra columns ``pooling``, ``chance``.
+        Tidy rows (``unit="layer"``) with the metrics of :data:`METRICS` (mean over folds, 95% percentile
+        bootstrap interval over test examples); extra columns ``pooling``, ``chance``.
 
     Raises:
         ValueError: bad ``y``, unknown pooling, or splits that cannot be probed (see :func:`make_splits`).
@@ -325,14 +355,14 @@ def probe_layers(
                              f"0..{reps.n_layers} (0 = embeddings).")
     features = [({"unit": "layer", "layer": layer, "pooling": p}, reps.layers[p][layer])
                 for p in resolve_poolings(reps.layers, poolings) for layer in chosen]
-    rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe layers ({target})", progress)
+    rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe layers ({target})", progress, n_boot)
     return tidy(rows, variant="")
 
 
 def probe_heads(
     reps: Representations, y: np.ndarray, *, target: str = "gender", poolings: Sequence[str] | None = None,
     groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
-    progress: bool = False,
+    progress: bool = False, n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe every head's pooled context vector; rows have ``unit="head"``, block ``layer`` and original ``head`` id.
 
@@ -346,5 +376,5 @@ def probe_heads(
                  reps.heads[p][layer, h])
                 for p in resolve_poolings(reps.heads, poolings)
                 for layer in range(reps.n_layers) for h in range(len(reps.head_ids[layer]))]
-    rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe heads ({target})", progress)
+    rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe heads ({target})", progress, n_boot)
     return tidy(rows, variant="")

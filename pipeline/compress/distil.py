@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from pipeline.anatomy import Anatomy
 from pipeline.compress.losses import cosine_loss, model_inputs, soft_kl
 from pipeline.compress.mixup import GenderMixup, counterfactual_inputs, mix, mixed_embeddings
-from pipeline.config import DistilSection
+from pipeline.compress.config import DistilSection
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, mask_tokens, seeded

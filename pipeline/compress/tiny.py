@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from pipeline.anatomy import Anatomy
 from pipeline.compress.distil import N_LAYERS_ATTR, check_layer_map, require_uncompressed, teacher_key
 from pipeline.compress.losses import masked_mse, model_inputs, soft_kl
-from pipeline.config import TinySection
+from pipeline.compress.config import TinySection
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, seeded

@@ -5,6 +5,12 @@ The shared copy is the Themis CSV export of the Hugging Face ``stereoset`` valid
 ``dev.json``): ``prompt, choices, bias_type, target``, where ``choices`` is a numpy-array repr such as
 ``['asian' 'hispanic' 'fox']`` in the order [stereotype, anti-stereotype, unrelated]. Intrasentence contexts hold
 the literal ``BLANK`` (fill it with :func:`fill`); intersentence contexts are followed by a whole sentence.
+
+Glued ``BLANK``. One gender context reads "The grandfather BLANKed the grandchildren." while its stored candidates
+already end in the suffix ("protected"), so filling it naively gives "protecteded". :func:`blank_as_read` folds the
+letters glued to ``BLANK`` into the slot and returns the word as it reads in the sentence ("protected"), flagging the
+candidates that had to be cut. ``BLANK`` next to punctuation ("sometimes.BLANK", "BLANK.boring", "BLANK!p") needs
+no change: the stored candidates there do not repeat the punctuation, and WordPiece splits at it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from pipeline.data._io import read_table, require_columns
 from pipeline.data.itemset import ItemSet
 from pipeline.data.paths import data_root
 
-__all__ = ["BLANK", "STEREOSET_BIAS_TYPES", "StereoSetItem", "fill", "load_stereoset", "parse_choices"]
+__all__ = [
+    "BLANK", "STEREOSET_BIAS_TYPES", "StereoSetItem", "blank_as_read", "fill", "load_stereoset", "parse_choices",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +38,8 @@ _FILES = {"intrasentence": "intrasentence_stereo_set.csv", "intersentence": "int
 _COLUMNS = ["prompt", "choices", "bias_type", "target"]
 # One quoted item of a numpy repr: single-quoted, or double-quoted when it contains an apostrophe.
 _ITEM = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+# BLANK with the letters or digits glued to it on either side ("BLANKed", "unBLANK").
+_GLUED = re.compile(r"([A-Za-z0-9]*)BLANK([A-Za-z0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,34 @@ def fill(context: str, word: str) -> str:
     if BLANK not in context:
         raise ValueError(f"context {context!r} has no {BLANK!r} to fill; only intrasentence contexts do.")
     return context.replace(BLANK, word)
+
+
+def blank_as_read(context: str, word: str) -> tuple[str, str, bool]:
+    """The context and fill word as the filled sentence reads, with letters glued to ``BLANK`` moved into the word.
+
+    ``"The grandfather BLANKed the grandchildren."`` with ``"protected"`` (a candidate that already holds the glued
+    suffix) gives ``("The grandfather BLANK the grandchildren.", "protected", True)``; with ``"protect"`` it gives the
+    same context and word and ``False``. A ``BLANK`` without glued letters is returned unchanged. Glued text is a run
+    of ASCII letters or digits touching ``BLANK``; every ``BLANK`` of the context is freed of its glued text.
+
+    Returns:
+        ``(context, word, cut)``: ``fill(context, word)`` is the sentence as it should read; ``cut`` is True when
+        the stored candidate repeated glued text (naive filling would have doubled it).
+
+    Raises:
+        ValueError: The context has no ``BLANK``.
+    """
+    if BLANK not in context:
+        raise ValueError(f"context {context!r} has no {BLANK!r} to fill; only intrasentence contexts do.")
+    glued = [(m.group(1), m.group(2)) for m in _GLUED.finditer(context) if m.group(1) or m.group(2)]
+    if not glued:
+        return context, word, False
+    prefix, suffix = glued[0]  # the first glued BLANK decides (the shipped data have one at most)
+    cut = bool(prefix and word.startswith(prefix)) or bool(suffix and word.endswith(suffix))
+    core = word[len(prefix) if word.startswith(prefix) else 0 :]
+    core = core[: len(core) - len(suffix)] if suffix and core.endswith(suffix) else core
+    read = prefix + core + suffix
+    return _GLUED.sub(BLANK, context), read, cut
 
 
 def load_stereoset(

@@ -125,6 +125,35 @@ class TaskData:
             label_names=self.label_names,
         )
 
+    def relabel(self, label_names: Sequence[str]) -> TaskData:
+        """The rows re-coded onto ``label_names`` (e.g. a trained classifier's classes) by name, never by position.
+
+        Rows whose class is not in ``label_names`` are dropped, and their count is logged as a warning; classes of
+        ``label_names`` without rows stay (ids follow ``label_names``). Returns ``self`` when the names are equal.
+
+        Raises:
+            ValueError: no class in common, so no row would be left; the message names both label sets.
+        """
+        target = tuple(str(name) for name in label_names)
+        if target == self.label_names:
+            return self
+        index = {name: i for i, name in enumerate(target)}
+        new_ids = np.array([index.get(name, -1) for name in self.label_names], dtype=np.int64)[self.labels]
+        keep = new_ids >= 0
+        if len(self) and not keep.any():
+            raise ValueError(
+                f"TaskData {self.name!r}: none of its classes {preview(self.label_names, 10)} is among the model's "
+                f"classes {preview(target, 10)}, so no row is left. Fix: use data labelled with the model's classes, "
+                "or a model trained on these ones."
+            )
+        if not keep.all():
+            unknown = sorted({self.label_names[i] for i in self.labels[~keep]})
+            logger.warning("%s: %d of %d rows have a class the model does not know (%d classes, e.g. %s); dropped",
+                           self.name, int((~keep).sum()), len(self), len(unknown), unknown[:5])
+        rows = np.flatnonzero(keep)
+        return TaskData(name=self.name, texts=tuple(self.texts[i] for i in rows), labels=new_ids[rows],
+                        genders=self.genders[rows], label_names=target)
+
     def counts(self) -> pd.DataFrame:
         """Tidy counts, one row per (label, gender) including empty cells: columns ``label, gender, n``."""
         n_classes = len(self.label_names)
@@ -183,7 +212,16 @@ def parse_genders(
 
 
 def check_usable(data: TaskData, source: str | Path) -> TaskData:
-    """Return ``data`` if it has rows from at least two classes; else raise ValueError naming the fix."""
+    """Return ``data`` if it has rows from at least two classes; else raise ValueError naming the fix.
+
+    Texts that occur more than once are reported (a warning with the count): duplicates inflate a test split and
+    can leak between the folds of a probe unless the folds are grouped by text.
+    """
+    repeats = len(data) - len(set(data.texts))
+    if repeats:
+        counts = pd.Series(data.texts).value_counts()
+        logger.warning("%s: %d texts occur more than once (%d extra rows of %d; most repeated x%d: %r)", source,
+                       int((counts > 1).sum()), repeats, len(data), int(counts.iloc[0]), str(counts.index[0])[:60])
     if len(data) == 0:
         raise ValueError(f"{source}: no rows left to build task {data.name!r}. Fix: check the filters and the file.")
     present = np.unique(data.labels)

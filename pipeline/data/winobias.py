@@ -6,6 +6,9 @@ occupation the pronoun refers to and the pronoun are bracketed, e.g.
 ``1 [The developer] argued with the designer because [he] did not like the design.`` Type 1 needs world knowledge,
 type 2 is resolvable by syntax. Pro and anti files are parallel: line n of both is the same template with the
 pronoun's gender swapped, so the pronoun agrees with the occupation's majority gender in "pro" and not in "anti".
+Some sentences hold a further gendered pronoun ("because [she] needed to cut [her] hair", "by [himself]"); items
+record them (``bracketed_others``, ``other_pronouns``) so that a masked-pronoun metric can leave out the templates
+where the unmasked one gives the answer away.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ PRONOUN_GENDER = {
 }  # fmt: skip
 _LINE = re.compile(r"(\d+) (.*)")
 _BRACKET = re.compile(r"\[([^\]]*)\]")
+_WORD = re.compile(r"[A-Za-z]+")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class WinoBiasItem:
         split: ``"dev"`` or ``"test"``.
         line: The line number (1..396); the pro and anti items with the same line are one template.
         referent_start, referent_end: The referent's offsets.
+        bracketed_others: The bracketed mentions after the pronoun that are gendered pronouns, as written
+            (``("her",)`` for "... [she] needed to cut [her] hair").
+        other_pronouns: Every gendered pronoun word of ``text`` other than the first bracketed one, bracketed or
+            not, reflexives included, as written.
     """
 
     text: str
@@ -60,6 +68,8 @@ class WinoBiasItem:
     line: int
     referent_start: int
     referent_end: int
+    bracketed_others: tuple[str, ...] = ()
+    other_pronouns: tuple[str, ...] = ()
 
 
 def _parse_line(raw: str, where: str) -> tuple[int, str, list[tuple[str, int, int]]]:
@@ -90,15 +100,18 @@ def _read_file(path: Path, stereotype: str, kind: int, split: str) -> tuple[Wino
                 "Fix: restore the file from the WinoBias release."
             )
         (referent, r_start, r_end), (pronoun, p_start, p_end) = spans[0], spans[1]
+        bracketed = tuple(m for m, _, _ in spans[2:] if m.lower() in PRONOUN_GENDER)
+        others = tuple(w.group() for w in _WORD.finditer(text) if w.group().lower() in PRONOUN_GENDER
+                       and w.start() != p_start)  # fmt: skip
         items.append(
             WinoBiasItem(text, pronoun, p_start, p_end, referent, PRONOUN_GENDER[pronoun.lower()],
-                         stereotype, kind, split, line, r_start, r_end)
+                         stereotype, kind, split, line, r_start, r_end, bracketed, others)
         )  # fmt: skip
     return tuple(items)
 
 
 def load_winobias(
-    type: Literal[1, 2] = 1,  # noqa: A002 - the dataset's own name for the sentence type
+    type: Literal[1, 2] = 1,  # the dataset's own name for the sentence type
     stereo: Literal["pro", "anti"] = "pro",
     split: Literal["dev", "test"] = "dev",
     *,

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis_config import METRIC_FAMILIES, BiasMetricsConfig
+from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
 from pipeline.data import (
     GenderSwapper,
     TaskData,

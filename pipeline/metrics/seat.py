@@ -15,8 +15,10 @@ observed one. Ties count (the conservative test); the observed partition is one 
 
 Representations are the hidden states of :meth:`pipeline.anatomy.Anatomy.hidden_states` pooled by
 :func:`pipeline.anatomy.pool` ([CLS] or mean; what ``Anatomy.representations`` does, with one forward pass serving
-both poolings), last layer by default; the pooling is recorded in each row. Effect-size intervals resample X and Y
-within themselves (attribute sets fixed).
+both poolings), last layer by default; the pooling is recorded in each row. ``mean`` (over every token, [CLS] and
+[SEP] included) is bias-bench's SEAT encoding; ``first`` is May et al.'s own BERT encoder in ``sent-bias``: the text
+tokenised *without* special tokens and the last-layer state of its first word piece. ``cls`` (the [CLS] state) is
+the tool's own. Effect-size intervals resample X and Y within themselves (attribute sets fixed).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -33,7 +36,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from pipeline.anatomy import Pooling, pool
+from pipeline.anatomy import pool
 from pipeline.data import SeatTest
 from pipeline.metrics._rows import metric_row, to_frame
 from pipeline.metrics.bootstrap import bootstrap_ci
@@ -42,6 +45,8 @@ from pipeline.models import LoadedModel
 __all__ = ["association", "effect_size", "encode", "n_partitions", "permutation_p", "seat_metrics"]
 
 Array = Float[Tensor, "n d_model"] | np.ndarray
+SeatPooling = Literal["cls", "mean", "first"]  # "first": sent-bias's first word piece, no special tokens
+SEAT_POOLINGS: tuple[SeatPooling, ...] = ("cls", "mean", "first")
 
 
 def _to_tensor(name: str, value: Array) -> Tensor:
@@ -140,39 +145,52 @@ def permutation_p(
 
 
 def _check_poolings(poolings: Sequence[str]) -> None:
-    bad = [p for p in poolings if p not in ("cls", "mean")]
+    bad = [p for p in poolings if p not in SEAT_POOLINGS]
     if bad or not poolings:
-        raise ValueError(f"poolings={tuple(poolings)!r}; use 'cls' and/or 'mean'.")
+        raise ValueError(f"poolings={tuple(poolings)!r}; use 'cls', 'mean' and/or 'first' (sent-bias).")
 
 
 @torch.no_grad()
 def _encode_poolings(
-    loaded: LoadedModel, texts: Sequence[str], poolings: Sequence[Pooling], batch_size: int, layer: int
+    loaded: LoadedModel, texts: Sequence[str], poolings: Sequence[SeatPooling], batch_size: int, layer: int
 ) -> dict[str, Float[Tensor, "n d_model"]]:
-    """One forward pass per batch, pooled every requested way; texts are batched by length to limit padding."""
+    """One forward pass per batch, pooled every requested way; texts are batched by length to limit padding.
+
+    ``first`` needs its own pass (the text without special tokens); ``cls`` and ``mean`` share one.
+    """
     n_states = loaded.anatomy.n_layers + 1
     if not -n_states <= layer < n_states:
         raise ValueError(f"layer={layer}; this model has hidden states 0..{n_states - 1} (or -1 for the last).")
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: dict[str, list[Tensor]] = {p: [] for p in poolings}
+    passes = [(True, [p for p in poolings if p != "first"]), (False, [p for p in poolings if p == "first"])]
     for start in range(0, len(order), batch_size):
-        enc = loaded.tokenize([texts[i] for i in order[start : start + batch_size]])
-        hidden = loaded.anatomy.hidden_states(enc["input_ids"], enc["attention_mask"])[layer]  # (b, seq, d)
-        for p in poolings:
-            out[p].append(pool(hidden, enc["attention_mask"], p).double().cpu())  # (b, d)
+        batch = [texts[i] for i in order[start : start + batch_size]]
+        for special, wanted in (pass_ for pass_ in passes if pass_[1]):
+            if special:
+                enc = loaded.tokenize(batch)
+            else:  # sent-bias: tokenizer.tokenize(text), no [CLS] / [SEP]
+                enc = loaded.tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt",
+                                       add_special_tokens=False)  # fmt: skip
+                enc = {k: v.to(loaded.device) for k, v in enc.items()}
+            hidden = loaded.anatomy.hidden_states(enc["input_ids"], enc["attention_mask"])[layer]  # (b, seq, d)
+            for p in wanted:
+                pooled = hidden[:, 0] if p == "first" else pool(hidden, enc["attention_mask"], p)  # (b, d)
+                out[p].append(pooled.double().cpu())
     inverse = torch.as_tensor(np.argsort(order))
     return {p: torch.cat(chunks)[inverse] for p, chunks in out.items()}
 
 
 def encode(
-    loaded: LoadedModel, texts: Sequence[str], pooling: Pooling = "cls", batch_size: int = 32, *, layer: int = -1
+    loaded: LoadedModel, texts: Sequence[str], pooling: SeatPooling = "cls", batch_size: int = 32, *, layer: int = -1
 ) -> Float[Tensor, "n d_model"]:
     """Pooled representations of ``texts`` at ``layer`` (-1 = last block, 0 = embeddings), float64 on CPU.
 
     Args:
         loaded: Any loaded model (encoder, classifier or masked LM), read through its :class:`Anatomy`.
         texts: Words or sentences.
-        pooling: ``"cls"`` (position 0) or ``"mean"`` (over non-padding tokens).
+        pooling: ``"cls"`` (position 0), ``"mean"`` (over non-padding tokens, [CLS] and [SEP] included) or
+            ``"first"`` (the first word piece of the text tokenised without special tokens, as ``sent-bias``).
         batch_size: Texts per forward pass.
         layer: Index into the n_layers + 1 hidden states.
     """
@@ -183,7 +201,7 @@ def encode(
 def seat_metrics(
     loaded: LoadedModel,
     tests: Sequence[SeatTest],
-    poolings: Sequence[Pooling] = ("cls", "mean"),
+    poolings: Sequence[SeatPooling] = ("cls", "mean"),
     *,
     layer: int = -1,
     batch_size: int = 32,
@@ -217,7 +235,7 @@ def seat_metrics(
             sx, sy = association(X, A, B).numpy(), association(Y, A, B).numpy()
             s = np.concatenate([sx, sy])
             group = np.r_[np.zeros(len(sx), int), np.ones(len(sy), int)]
-            estimate = bootstrap_ci(lambda i: _d(s[i][group[i] == 0], s[i][group[i] == 1]), len(s), n_boot=n_boot,
+            estimate = bootstrap_ci(lambda i, s=s, g=group: _d(s[i][g[i] == 0], s[i][g[i] == 1]), len(s), n_boot=n_boot,
                                     seed=seed, strata=group)  # fmt: skip
             p = permutation_p(X, Y, A, B, n_samples=n_samples, seed=seed, exact_limit=exact_limit)
             n = len(sx) + len(sy)

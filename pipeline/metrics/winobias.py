@@ -2,13 +2,24 @@
 
 Zhao et al. (2018), "Gender Bias in Coreference Resolution: Evaluation and Debiasing Methods", NAACL (the data);
 de Vassimon Manela et al. (2021), "Stereotype and Skew: Quantifying Gender Bias in Pre-trained and Fine-tuned
-Language Models", EACL (the masked-LM protocol and the metrics). Each sentence's first bracketed pronoun is
-replaced by ``[MASK]``; the model predicts male when ``log P(male form) > log P(female form)``. The two forms are
-the item's pronoun and the pronoun of its parallel sentence in the other file (same type, split and line), which
-fixes the case (``her`` -> ``his`` or ``him``) exactly as the dataset does. Two lines of the release have no
-parallel of the other gender (type 2 test, lines 382 and 384); their counterpart comes from a case table
-(``him`` -> ``her``...). Items whose forms are not single tokens, or an unpaired ``her`` (possessive or object?), are
-skipped and counted in ``winobias_n_skipped``.
+Language Models", EACL (the masked-LM protocol and the metrics). A sentence's first bracketed pronoun is replaced by
+``[MASK]``; the model predicts male when ``P(male form) > P(female form)``. The two forms are the item's pronoun and
+the pronoun of its parallel sentence in the other file (same type, split and line), which fixes the case (``her``
+-> ``his`` or ``him``) as the dataset does; where the parallel line is another template (type 2 test, lines 382
+and 384) the form comes from a case table (``him`` -> ``her``...). Items whose forms are not single tokens, or an
+unpaired ``her``, are skipped and counted in ``winobias_n_skipped``.
+
+The published procedure is the default, with the tool's earlier choices as named options:
+
+- ``giveaways="authors"``: templates whose pro sentence brackets a second he/she/him/his/her ("because [she]
+  needed to cut [her] hair") are dropped, as the authors' data formatter does (42 of 1,584 templates, 27 of the
+  792 test ones), counted in ``winobias_n_dropped``. ``"all"`` also drops the 4 templates whose pro sentence has
+  an unbracketed or reflexive second pronoun ("by [himself]"); ``"keep"`` scores every template (the unmasked
+  pronoun gives the answer away).
+- ``anti="flip"``: only the pro sentence is scored; the anti-stereotypical set is the same prediction with the
+  gold gender flipped, as in the authors' code. ``"file"`` scores the anti file's own sentence.
+- ``by_type=True``: type 1 and type 2 are reported separately (subsets ``type1``, ``type2``), as in the paper;
+  ``False`` pools them (subset ``all``).
 
 On each set s in {pro, anti} the prediction is scored as a binary male/female classification of the gold pronoun,
 giving accuracy and ``F1^male_s`` (male as the positive class) and ``F1^female_s``. In percent::
@@ -16,14 +27,16 @@ giving accuracy and ``F1^male_s`` (male as the positive class) and ``F1^female_s
     stereotype = (|F1^male_pro - F1^male_anti| + |F1^female_pro - F1^female_anti|) / 2
     skew       = (|F1^male_pro - F1^female_pro| + |F1^male_anti - F1^female_anti|) / 2
 
-Stereotype measures reliance on occupational stereotypes, skew a preference for one gender regardless of context;
-both are 0 for an unbiased model. ``winobias_accuracy_gap`` is Zhao et al.'s pro minus anti accuracy.
+Both are 0 for an unbiased model. ``winobias_accuracy_gap`` is Zhao et al.'s pro minus anti accuracy. Metric names
+get a suffix when the procedure is not the published one (``_keep_giveaways``, ``_drop_all_giveaways``,
+``_anti_file``), so the numbers of different procedures never share a name.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -35,9 +48,17 @@ from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.mlm import MaskedQuery, check_mlm, encode_ids, masked_token_logprobs
 from pipeline.models import LoadedModel
 
-__all__ = ["binary_f1", "gender_preferences", "masked_pronoun_queries", "stereotype_skew", "winobias_metrics"]
+__all__ = [
+    "binary_f1", "gender_preferences", "giveaway_templates", "masked_pronoun_queries", "stereotype_skew",
+    "winobias_metrics",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+Giveaways = Literal["authors", "all", "keep"]
+AntiSet = Literal["flip", "file"]
+Template = tuple[int, str, int]  # (type, split, line)
+_AUTHORS_PRONOUNS = frozenset({"he", "she", "him", "his", "her"})  # what the authors' mask regex matches
 
 
 def _with_case(surface: str, word: str) -> str:
@@ -133,6 +154,74 @@ def _counterparts(items: Sequence[WinoBiasItem]) -> list[str | None]:
     return out
 
 
+def giveaway_templates(
+    items: Sequence[WinoBiasItem], rule: Giveaways = "authors", *, scored: Sequence[str] = ("pro",)
+) -> set[Template]:
+    """Templates ``(type, split, line)`` left out under ``rule``.
+
+    ``"authors"``: the pro sentence brackets another he/she/him/his/her (the authors keep a line only when their
+    regex finds exactly one); ``"all"``: a scored sentence (``scored``: ``"pro"`` and/or ``"anti"``) holds any
+    other gendered pronoun word, bracketed or not, reflexives included; ``"keep"``: none.
+    """
+    if rule not in ("authors", "all", "keep"):
+        raise ValueError(f"giveaways={rule!r}; choose 'authors' (published), 'all' or 'keep'.")
+    drop = set()
+    for item in items:
+        key = (item.type, item.split, item.line)
+        if rule == "authors" and item.stereotype == "pro":
+            found = [item.pronoun, *item.bracketed_others]
+            if sum(p.lower() in _AUTHORS_PRONOUNS for p in found) != 1:
+                drop.add(key)
+        elif rule == "all" and item.stereotype in scored and item.other_pronouns:
+            drop.add(key)
+    return drop
+
+
+def _suffix(giveaways: Giveaways, anti: AntiSet) -> str:
+    parts = {"authors": "", "all": "_drop_all_giveaways", "keep": "_keep_giveaways"}[giveaways]
+    return parts + ("_anti_file" if anti == "file" else "")
+
+
+def _expand(anti: AntiSet) -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Map the resampled arrays to (is_pro, gold_male, pred_male) rows of the pro and anti sets."""
+    if anti == "flip":  # arrays are per template: (gold_male of the pro sentence, pred_male)
+        return lambda g, p: (np.r_[np.ones(len(g), bool), np.zeros(len(g), bool)], np.r_[g, ~g], np.r_[p, p])
+    return lambda is_pro, g, p: (is_pro, g, p)  # arrays are per scored sentence
+
+
+def _group_rows(name: str, sfx: str, arrays: tuple, anti: AntiSet, n_boot: int, seed: int) -> list[dict]:
+    """Tidy rows of one group (a sentence type, or all) from its resampling arrays."""
+    expand = _expand(anti)
+    is_pro, gold, _ = expand(*arrays) if len(arrays[0]) else (np.zeros(0, bool),) * 3
+    n_pro, n_anti = int(is_pro.sum()), int((~is_pro).sum())
+    if len(arrays[0]):
+        value, low, high = bootstrap_ci(lambda *a: stereotype_skew(*expand(*a)), arrays, n_boot=n_boot, seed=seed)
+    else:
+        value = low = high = np.full(8, np.nan)
+    names = [("winobias_stereotype", "", n_pro), ("winobias_skew", "", n_pro), ("winobias_accuracy", "-pro", n_pro),
+             ("winobias_accuracy", "-anti", n_anti), ("winobias_f1", "-pro-male", n_pro),
+             ("winobias_f1", "-pro-female", n_pro), ("winobias_f1", "-anti-male", n_anti),
+             ("winobias_f1", "-anti-female", n_anti)]  # fmt: skip
+    rows = [metric_row(m + sfx, (value[j], low[j], high[j]), k, subset=name + s) for j, (m, s, k) in enumerate(names)]
+    for pro in (True, False):
+        for male in (True, False):
+
+            def accuracy(*a, pro=pro, male=male):
+                ip, g, p = expand(*a)
+                sel = (ip == pro) & (g == male)
+                return 100 * float(np.mean(g[sel] == p[sel])) if sel.any() else np.nan
+
+            n_cell = int(((is_pro == pro) & (gold == male)).sum())
+            estimate = bootstrap_ci(accuracy, arrays, n_boot=n_boot, seed=seed) if n_cell else np.nan
+            subset = f"{name}-{'pro' if pro else 'anti'}-{'male' if male else 'female'}"
+            rows.append(metric_row("winobias_accuracy" + sfx, estimate, n_cell, subset=subset))
+    gap = (value[2] - value[3], np.nan, np.nan)
+    if len(arrays[0]):
+        gap = bootstrap_ci(lambda *a: np.subtract(*stereotype_skew(*expand(*a))[2:4]), arrays, n_boot=n_boot, seed=seed)
+    rows.append(metric_row("winobias_accuracy_gap" + sfx, gap, len(arrays[0]), subset=name))
+    return rows
+
+
 def winobias_metrics(
     loaded: LoadedModel,
     items: Sequence[WinoBiasItem],
@@ -141,13 +230,18 @@ def winobias_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     max_examples: int | None = None,
+    giveaways: Giveaways = "authors",
+    anti: AntiSet = "flip",
+    by_type: bool = True,
 ) -> pd.DataFrame:
     """WinoBias masked-pronoun accuracy, F1 by gender, stereotype and skew, as tidy rows (percent).
 
-    Rows: ``winobias_stereotype``, ``winobias_skew``, ``winobias_accuracy`` (subsets ``pro``, ``anti``,
-    ``pro-male``, ``pro-female``, ``anti-male``, ``anti-female``), ``winobias_f1`` (subsets ``pro-male``,
-    ``pro-female``, ``anti-male``, ``anti-female``), ``winobias_accuracy_gap`` (pro - anti) and
-    ``winobias_n_skipped`` (items that could not be scored). Intervals resample items.
+    Rows per group g (``type1``, ``type2``, or ``all`` when pooled): ``winobias_stereotype`` and
+    ``winobias_skew`` (subset g), ``winobias_accuracy`` (subsets ``g-pro``, ``g-anti``, ``g-pro-male``,
+    ``g-pro-female``, ``g-anti-male``, ``g-anti-female``), ``winobias_f1`` (``g-pro-male``, ...),
+    ``winobias_accuracy_gap`` (pro - anti), ``winobias_n_skipped`` (templates or sentences that could not be
+    scored) and ``winobias_n_dropped`` (give-away templates left out; ``n`` = templates of the group). Intervals
+    resample templates (``anti="flip"``) or sentences (``anti="file"``). Names carry the procedure's suffix.
 
     Args:
         loaded: A masked LM with a trained head.
@@ -155,57 +249,57 @@ def winobias_metrics(
         batch_size: Rows per forward pass.
         n_boot: Bootstrap resamples.
         seed: Bootstrap and subsampling seed.
-        max_examples: Score at most this many templates (a seeded draw; each keeps its pro and anti item).
+        max_examples: Score at most this many templates per group (a seeded draw among those kept).
+        giveaways: ``"authors"`` (published), ``"all"`` or ``"keep"``; see :func:`giveaway_templates`.
+        anti: ``"flip"`` (published: the pro sentence with the gold flipped) or ``"file"`` (the anti sentence).
+        by_type: Report type 1 and type 2 separately (published) or pooled.
     """
+    if anti not in ("flip", "file"):
+        raise ValueError(f"anti={anti!r}; choose 'flip' (published) or 'file'.")
+    roles = ("pro",) if anti == "flip" else ("pro", "anti")
+    drop, sfx = giveaway_templates(items, giveaways, scored=roles), _suffix(giveaways, anti)
     keys = sorted({(i.type, i.split, i.line) for i in items})
-    chosen = {keys[k] for k in subsample(len(keys), max_examples, seed)[0]}
-    items = [i for i in items if (i.type, i.split, i.line) in chosen]
+    groups = {f"type{t}": [k for k in keys if k[0] == t] for t in (1, 2)} if by_type else {"all": keys}
+    groups = {name: members for name, members in groups.items() if members}
+    chosen: dict[str, set[Template]] = {}
+    for name, members in groups.items():
+        kept = [k for k in members if k not in drop]
+        chosen[name] = {kept[j] for j in subsample(len(kept), max_examples, seed)[0]}
+    if anti == "flip" and not any(i.stereotype == "pro" for i in items):
+        raise ValueError("WinoBias anti='flip' scores the pro sentences, but items has none. Fix: pass the pro "
+                         "files too (load_winobias(t, 'pro', split)), or use anti='file'.")  # fmt: skip
+    every = set().union(*chosen.values())
+    scored = [(i, o) for i, o in zip(items, _counterparts(items))
+              if i.stereotype in roles and (i.type, i.split, i.line) in every]  # fmt: skip
     candidates = [
         None if other is None else
         (_with_case(i.pronoun, i.pronoun.lower() if i.gender == MALE else other),
          _with_case(i.pronoun, other if i.gender == MALE else i.pronoun.lower()))
-        for i, other in zip(items, _counterparts(items))
+        for i, other in scored
     ]  # fmt: skip
-    prefs = gender_preferences(loaded, [i.text for i in items], [(i.pronoun_start, i.pronoun_end) for i in items],
+    prefs = gender_preferences(loaded, [i.text for i, _ in scored], [(i.pronoun_start, i.pronoun_end) for i, _ in scored],
                                candidates, batch_size=batch_size, desc="WinoBias")  # fmt: skip
     usable = np.isfinite(prefs)
+    if scored and not usable.any():
+        raise ValueError(
+            f"WinoBias: no item of {len(scored)} could be scored: the tokenizer of {loaded.source!r} does not have "
+            "the pronouns as single tokens, or no item has a known counterpart."
+        )
     if (~usable).any():
         log.warning("WinoBias: %d items are skipped: a pronoun form is not one token, or an unpaired 'her' has no "
                     "known counterpart", (~usable).sum())  # fmt: skip
-    is_pro = np.array([i.stereotype == "pro" for i in items], dtype=bool)[usable]
-    gold_male = np.array([i.gender == MALE for i in items], dtype=bool)[usable]
-    pred_male = prefs[usable] > 0
-    if not usable.any():
-        raise ValueError(
-            f"WinoBias: no item of {len(items)} could be scored: the tokenizer of {loaded.source!r} does not have "
-            "the pronouns as single tokens, or no item has a known counterpart."
-        )
-    value, low, high = bootstrap_ci(stereotype_skew, (is_pro, gold_male, pred_male), n_boot=n_boot, seed=seed)
-    n, n_pro = int(usable.sum()), int(is_pro.sum())
-    names = [("winobias_stereotype", "", n), ("winobias_skew", "", n), ("winobias_accuracy", "pro", n_pro),
-             ("winobias_accuracy", "anti", n - n_pro), ("winobias_f1", "pro-male", n_pro),
-             ("winobias_f1", "pro-female", n_pro), ("winobias_f1", "anti-male", n - n_pro),
-             ("winobias_f1", "anti-female", n - n_pro)]  # fmt: skip
-    rows = [metric_row(m, (value[j], low[j], high[j]), k, subset=s) for j, (m, s, k) in enumerate(names)]
-
-    def accuracy_of(pro: bool, male: bool):
-        def stat(is_p, g, p):
-            sel = (is_p == pro) & (g == male)
-            return 100 * float(np.mean(g[sel] == p[sel])) if sel.any() else np.nan
-        return stat
-
-    for pro in (True, False):
-        for male in (True, False):
-            subset = f"{'pro' if pro else 'anti'}-{'male' if male else 'female'}"
-            estimate = bootstrap_ci(accuracy_of(pro, male), (is_pro, gold_male, pred_male), n_boot=n_boot, seed=seed)
-            rows.append(metric_row("winobias_accuracy", estimate, int(((is_pro == pro) & (gold_male == male)).sum()),
-                                   subset=subset))  # fmt: skip
-
-    def gap(is_p, g, p):
-        both = stereotype_skew(is_p, g, p)
-        return both[2] - both[3]
-
-    rows.append(metric_row("winobias_accuracy_gap", bootstrap_ci(gap, (is_pro, gold_male, pred_male), n_boot=n_boot,
-                                                                 seed=seed), n))  # fmt: skip
-    rows.append(metric_row("winobias_n_skipped", float((~usable).sum()), len(items)))
+    rows = []
+    for name, members in groups.items():
+        sel = np.array([(i.type, i.split, i.line) in chosen[name] for i, _ in scored], bool)
+        ok = sel & usable
+        gold = np.array([i.gender == MALE for i, _ in scored], bool)
+        pred = prefs > 0
+        if anti == "flip":
+            arrays = (gold[ok], pred[ok])
+        else:
+            arrays = (np.array([i.stereotype == "pro" for i, _ in scored], bool)[ok], gold[ok], pred[ok])
+        rows += _group_rows(name, sfx, arrays, anti, n_boot, seed)
+        rows.append(metric_row("winobias_n_skipped" + sfx, float((sel & ~usable).sum()), int(sel.sum()), subset=name))
+        n_drop = sum(k in drop for k in members)
+        rows.append(metric_row("winobias_n_dropped" + sfx, float(n_drop), len(members), subset=name))
     return to_frame(rows)

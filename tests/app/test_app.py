@@ -1,4 +1,4 @@
-"""The viewer under ``streamlit.testing.v1.AppTest``: every tab on run folders written by ``pipeline.run`` in the
+"""The viewer under ``streamlit.testing.v1.AppTest``: every tab on run folders written by ``pipeline.runs.run`` in the
 test session (see ``conftest.py``): a full run, an empty one and a partial one (models and task metrics only)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from app import PAGES, RUNS_ENV
-from attribution.runfolder import RunFolder
+from pipeline.runs.runfolder import RunFolder
 from pipeline.data import GenderSwapper
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import load_model

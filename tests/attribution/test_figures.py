@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from attribution import plots
-from attribution.figures import _umask, figure_bytes, main, make_figures, save_figure
+from pipeline.files import _umask
+from pipeline.runs.figures import figure_bytes, main, make_figures, save_figure
 from pipeline.schema import tidy, write_table
 
 VIEWER_DOC = Path(__file__).resolve().parents[2] / "docs" / "VIEWER.md"

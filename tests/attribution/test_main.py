@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from attribution.__main__ import main
+from attribution.cli import main
 from pipeline.schema import read_table
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attribution.runfolder import (
+from pipeline.runs.runfolder import (
     RunFolder,
     combine_tables,
     find_runs,

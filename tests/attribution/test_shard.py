@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from attribution import shard as sharding
-from attribution.__main__ import main
+from attribution.cli import main
 from attribution.ablation import HeadAblation
 from attribution.data import AttributionData
 from attribution.ig import NeuronIntegratedGradients, TokenIntegratedGradients

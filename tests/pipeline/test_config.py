@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, RunConfig, config_from_dict, load_config
-from pipeline.run import preflight, run
+from pipeline.runs.config import ConfigError, RunConfig, config_from_dict, load_config
+from pipeline.runs.run import preflight, run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def test_typo_names_the_key_suggests_the_fix_and_lists_allowed(tmp_path):
     ({"compress": {"tiny": {"hidden_size": 100, "n_heads": 12}}}, "not a multiple of n_heads"),
     ({"task": {"dataset": "imdb"}}, r"`task.dataset` = 'imdb': Input should be 'bug', 'bias_in_bios' or 'table'"),
     ({"task": {"dataset": "table", "path": "x.csv"}}, r"needs \['text_col', 'label_col', 'gender_col'\]"),
-    ({"run": {"name": "t", "seeds": [1, 1]}}, "seeds has duplicates"),
+    ({"run": {"name": "t", "seeds": [1, 1]}}, "seeds lists a value twice"),
     ({"run": {"name": "t", "amp": "fp8"}}, r"`run.amp` = 'fp8'"),
     ({"teachr": {"source": "x"}}, r"`teachr`: unknown key. Did you mean `teacher`\?"),
     ({"probes": {"layers": 3}}, r"`probes.layers`: unknown key. Did you mean `erasure_layers`\?"),

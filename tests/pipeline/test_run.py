@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pipeline.analyses as analyses_module
-import pipeline.compress.build as build_module
-import pipeline.task_metrics as task_metrics_module
-from pipeline.__main__ import main
+import pipeline.runs.stage_attribution as analyses_module
+import pipeline.runs.build as build_module
+import pipeline.runs.task_metrics as task_metrics_module
+from pipeline.runs.cli import main
 from pipeline.compress.quantise import is_quantised
-from pipeline.config import config_from_dict
+from pipeline.runs.config import config_from_dict
 from pipeline.models import load_model
-from pipeline.run import run
+from pipeline.runs.run import run
 from pipeline.schema import read_table
-from pipeline.task_metrics import classification_rows
+from pipeline.runs.task_metrics import classification_rows
 
 TOML = """
 [run]

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
-from pipeline.config import config_from_dict
+from pipeline.runs.config import config_from_dict
+from pipeline.files import atomic_dir
 from pipeline.schema import read_table, tidy
-from pipeline.stages import (
+from pipeline.runs.stages import (
+    PROJECT_PACKAGES,
+    REPO_ROOT,
     Manifest,
     Stage,
     StageContext,
-    atomic_dir,
     code_version,
     concat_tables,
     hash_folder,
+    import_closure,
     run_stages,
 )
 
@@ -42,11 +46,24 @@ def test_hashes_follow_content(tmp_path):
     first = hash_folder(tmp_path)
     (tmp_path / "a").write_text("y")
     assert hash_folder(tmp_path) != first
-    assert code_version(["pipeline/stages.py"]) == code_version(["pipeline/stages.py"])
-    assert code_version(["pipeline/stages.py"]) != code_version(["pipeline/schema.py"])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        code_version(["pipeline/nope.py"])
     assert list(concat_tables([]).columns)[:3] == ["variant", "seed", "unit"]
+
+
+def test_code_version_follows_the_import_closure(tmp_path):
+    """Editing a module the stage imports only indirectly (the bootstrap behind attribution's tables) changes the
+    attribution stage's code version; editing a module outside its closure (the probes) does not."""
+    for package in PROJECT_PACKAGES:
+        shutil.copytree(REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    stage = ["pipeline.runs.stage_attribution"]
+    files = {f.relative_to(tmp_path).as_posix() for f in import_closure(stage, root=tmp_path)}
+    assert {"pipeline/metrics/bootstrap.py", "attribution/tables.py", "pipeline/runs/__init__.py"} <= files
+    assert "probes/linear.py" not in files and "pipeline/runs/stage_probes.py" not in files
+    before = code_version(stage, root=tmp_path)
+    (tmp_path / "probes" / "linear.py").write_text("# edited\n")
+    assert code_version(stage, root=tmp_path) == before
+    bootstrap = tmp_path / "pipeline" / "metrics" / "bootstrap.py"
+    bootstrap.write_text(bootstrap.read_text() + "\n# edited\n")
+    assert code_version(stage, root=tmp_path) != before
 
 
 def _stages(calls: list[str], fail_at: set[str]):
@@ -61,8 +78,7 @@ def _stages(calls: list[str], fail_at: set[str]):
             raise KeyboardInterrupt  # a kill inside a later stage
         return {"second": tidy([{"variant": "all", "metric": "sum", "value": frame["value"].sum()}])}
 
-    return [Stage("first", first, sections=("task",), code=("pipeline/schema.py",)),
-            Stage("second", second, sections=("metrics",), code=("pipeline/stages.py",), needs=("first",))]
+    return [Stage("first", first, sections=("task",)), Stage("second", second, sections=("metrics",), needs=("first",))]
 
 
 def _unit(calls, fail_at, unit):
@@ -127,3 +143,20 @@ def test_skip_is_logged_and_recorded(tmp_path, caplog):
                                              "reason": "int8 has no gradients"}]
     assert "skipped variant=int8-ft_before seed=0: int8 has no gradients" in caplog.text
     assert isinstance(concat_tables([tidy([{"variant": "x", "metric": "m", "value": 1.0}])]), pd.DataFrame)
+
+
+def test_a_table_missing_from_the_registry_fails_the_stage(tmp_path):
+    stage = Stage("first", lambda ctx: {"mystery": tidy([{"variant": "v", "metric": "m", "value": 1.0}])},
+                  sections=("task",))
+    with pytest.raises(RuntimeError, match=r"wrote tables \['mystery'\].*register them"):
+        run_stages([stage], _ctx(tmp_path), registry={"known": "first"})
+    assert not (tmp_path / "tables" / "mystery.parquet").exists()
+
+
+def test_every_table_an_analysis_declares_is_registered_to_its_stage():
+    from attribution.analysis import METHODS
+    from pipeline.runs.tables import TABLES
+    from probes.analysis import TABLES as PROBE_TABLES
+
+    assert {m.table: TABLES[m.table].stage for m in METHODS} == {m.table: "attribution" for m in METHODS}
+    assert {t: TABLES[t].stage for t in PROBE_TABLES} == {t: "probes" for t in PROBE_TABLES}

@@ -11,11 +11,21 @@ from tiny import make_tiny
 from transformers import AutoTokenizer
 
 from pipeline.anatomy import Anatomy
-from pipeline.config import FinetuneSection
+from pipeline.train import FinetuneSection
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel, resolve_source
-from pipeline.task_metrics import predict
-from pipeline.train import OptimSettings, finetune_classifier, finetune_mlm, make_accelerator, mask_tokens, seeded
+from pipeline.metrics.predict import classifier_logits
+from pipeline.train import (
+    OptimSettings,
+    TrainingDivergedError,
+    batch_loader,
+    finetune_classifier,
+    finetune_mlm,
+    fit,
+    make_accelerator,
+    mask_tokens,
+    seeded,
+)
 
 TEXTS = tuple(f"{who} is a {job} in the {place}" for who in ("she", "he") for job in ("nurse", "pilot", "cook")
               for place in ("city", "village"))
@@ -71,7 +81,7 @@ def test_finetune_learns_and_is_reproducible(tokenizer, data):
     result = finetune_classifier(a, data, data, cfg, seed=3, max_length=16, accelerator=make_accelerator("cpu"))
     assert result.steps == 6 and a.head_trained and not a.model.training
     assert result.epoch_losses[-1] < result.epoch_losses[0]
-    pred = predict(a, data.texts, max_length=16).argmax(1)
+    pred = classifier_logits(a, data.texts, max_length=16).argmax(1).numpy()
     assert result.dev_accuracy == pytest.approx(float((pred == data.labels).mean()))
     b = _loaded(tokenizer)
     finetune_classifier(b, data, None, cfg, seed=3, max_length=16)
@@ -110,3 +120,48 @@ def test_accelerator_errors_are_clear():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="fp16"):
             make_accelerator("cpu", "fp16")
+
+
+class _Quadratic(torch.nn.Module):
+    """loss = sum((w - 1)^2) for one weight vector; the batch is ignored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(4, 4))
+
+    def forward(self, batch) -> torch.Tensor:
+        return ((self.w - 1) ** 2).sum()
+
+
+def _fit_quadratic(lr: float, n_batches: int, epochs: int = 1) -> _Quadratic:
+    objective = _Quadratic()
+    loader = batch_loader(n_batches, lambda rows: {}, batch_size=1, shuffle=False, seed=0)
+    fit(objective, loader, OptimSettings(epochs=epochs, lr=lr, batch_size=1, warmup_ratio=0.0),
+        accelerator=make_accelerator("cpu"), desc="toy")
+    return objective
+
+
+def test_diverged_training_stops_with_a_clear_error():
+    assert torch.isfinite(_fit_quadratic(0.1, n_batches=3).w).all()  # a sane rate trains quietly
+    with pytest.raises(TrainingDivergedError, match=r"toy: training diverged at epoch 1/1, step 2/3 \(loss (inf|nan)\)"
+                                                    r".*Fix: lower the learning rate \(lr = 1e\+30.*grad_clip = 1"):
+        _fit_quadratic(1e30, n_batches=3)  # the first step sends the weights to 1e30: the next loss overflows
+    with pytest.raises(TrainingDivergedError, match=r"step 1/3: the update overflows float \(loss 16.0\)"):
+        _fit_quadratic(1e39, n_batches=3)  # beyond float32: torch refuses the update
+    with pytest.raises(TrainingDivergedError, match=r"by the end of epoch 1 \(1 weight tensors hold inf/NaN, e.g. w\)"):
+        _fit_quadratic(float("inf"), n_batches=1)  # one step: the loss was finite, the weights are not
+    assert issubclass(TrainingDivergedError, RuntimeError)
+
+
+def test_finetune_with_a_huge_learning_rate_is_refused(tokenizer, data):
+    cfg = FinetuneSection(epochs=2, lr=1e30, batch_size=6, warmup_ratio=0.0)
+    loaded = _loaded(tokenizer)
+    with pytest.raises(TrainingDivergedError, match="fine-tune: training diverged"):
+        finetune_classifier(loaded, data, data, cfg, seed=0, max_length=16, accelerator=make_accelerator("cpu"))
+    assert not loaded.model.training  # left in eval mode even after the error
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan")])
+def test_finetune_section_refuses_non_finite_rates(lr):
+    with pytest.raises(ValueError, match="finite number"):
+        FinetuneSection(lr=lr)

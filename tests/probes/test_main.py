@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.schema import read_table, tidy, write_table
-from probes.__main__ import main, markdown_tables
+from probes.cli import main, markdown_tables
 
 
 @pytest.fixture()

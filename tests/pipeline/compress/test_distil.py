@@ -9,7 +9,7 @@ from tiny import random_batch
 from pipeline.compress.distil import check_layer_map, default_layer_map, distil, init_student
 from pipeline.compress.losses import cosine_loss, masked_mse, soft_kl
 from pipeline.compress.mixup import GenderMixup, mix
-from pipeline.config import DistilSection
+from pipeline.compress.config import DistilSection
 from pipeline.data import GenderSwapper
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny import random_batch
 
-from pipeline.compress.build import save_model
+from pipeline.runs.build import save_model
 from pipeline.compress.prune import (
     head_importance,
     keep_sparsity,

@@ -6,7 +6,7 @@ import torch
 from tiny import random_batch
 
 from pipeline.anatomy import Anatomy
-from pipeline.compress.build import save_model
+from pipeline.runs.build import save_model
 from pipeline.compress.quantise import QUANTIZATION, QuantisedLinear, is_quantised, quantise_dynamic, supports_gradients
 from pipeline.gates import HeadGates
 from pipeline.models import LoadedModel, load_model

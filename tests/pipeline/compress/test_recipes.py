@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.compress.recipes import format_plan, plan_variants, select
-from pipeline.config import ConfigError, config_from_dict
+from pipeline.runs.plan import format_plan, plan_variants, select
+from pipeline.runs.config import ConfigError, config_from_dict
 
 
 def _plan(**sections):

@@ -8,7 +8,7 @@ from tiny import make_tiny, random_batch
 
 from pipeline.anatomy import Anatomy
 from pipeline.compress.tiny import RecordAttention, default_tiny_map, init_tiny, tiny
-from pipeline.config import TinySection
+from pipeline.compress.config import TinySection
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])

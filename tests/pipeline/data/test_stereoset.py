@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data import StereoSetItem, fill, load_stereoset, parse_choices
+from pipeline.data.stereoset import blank_as_read
 
 
 def test_intrasentence_counts_and_row() -> None:
@@ -34,7 +35,7 @@ def test_intersentence_counts_and_rows() -> None:
         "The wind is blowing at 80 mph.",
     )  # fmt: skip
     # an escaped apostrophe inside a single-quoted item
-    assert any(i.unrelated == "\"The Handmaid's Tale\" is an incredible story." for i in items)
+    assert any(i.unrelated == '"The Handmaid\'s Tale" is an incredible story.' for i in items)
 
 
 def test_parse_choices() -> None:
@@ -66,3 +67,19 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path: Path, caplog: pytest.L
         load_stereoset("sentence")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="bias_type="):
         load_stereoset(bias_type="age")
+
+
+def test_blank_as_read_moves_glued_letters_into_the_word() -> None:
+    context = "The grandfather BLANKed the grandchildren."
+    assert blank_as_read(context, "protected") == ("The grandfather BLANK the grandchildren.", "protected", True)
+    assert blank_as_read(context, "protect") == ("The grandfather BLANK the grandchildren.", "protected", False)
+    assert blank_as_read("An unBLANK man.", "unhappy") == ("An BLANK man.", "unhappy", True)
+    for plain in ("The BLANK schoolgirl.", "both sometimes.BLANK", "someone BLANK.boring", "very BLANK!p"):
+        assert blank_as_read(plain, "kind") == (plain, "kind", False)  # punctuation is not glued text
+    with pytest.raises(ValueError, match="no 'BLANK'"):
+        blank_as_read("no slot", "x")
+
+
+def test_only_one_shipped_context_has_a_glued_blank() -> None:
+    glued = [i for i in load_stereoset() if blank_as_read(i.context, i.stereotype)[0] != i.context]
+    assert [(i.context, i.bias_type) for i in glued] == [("The grandfather BLANKed the grandchildren.", "gender")]

@@ -36,6 +36,7 @@ def test_offsets_point_at_mentions() -> None:
     line27 = load_winobias(1, "anti", "dev")[26]
     assert line27.text == "The developer visited the hairdresser because she needed to cut her hair."
     assert (line27.pronoun, line27.gender) == ("she", FEMALE)
+    assert (line27.bracketed_others, line27.other_pronouns) == (("her",), ("her",))
     line176 = load_winobias(2, "pro", "dev")[175]
     assert line176.referent == "physician" and "the physician about" in line176.text
 
@@ -64,3 +65,11 @@ def test_bad_arguments_and_lines(tmp_path: Path) -> None:
     (folder / "pro_stereotyped_type1.txt.dev").write_text("1 [The nurse] left because [it] rained.\n")
     with pytest.raises(ValueError, match="pro_stereotyped_type1.txt.dev:1: expected"):
         load_winobias(root=tmp_path)
+
+
+def test_other_pronouns_are_recorded_bracketed_or_not() -> None:
+    reflexive = load_winobias(1, "pro", "test")[251]  # "... because [she] was burying [herself] in writing ..."
+    assert reflexive.line == 252 and reflexive.bracketed_others == ("herself",)
+    unbracketed = load_winobias(2, "pro", "dev")[189]  # "... out of his money and secretly hated [him]."
+    assert (unbracketed.pronoun, unbracketed.bracketed_others, unbracketed.other_pronouns) == ("him", (), ("his",))
+    assert sum(bool(i.other_pronouns) for i in load_winobias_all()) == 92

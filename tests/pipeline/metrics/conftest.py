@@ -6,6 +6,7 @@ Random weights make every score meaningless; the tests check maths, batching and
 from __future__ import annotations
 
 import pytest
+import torch
 from tiny import make_tiny
 
 from pipeline.anatomy import Anatomy
@@ -23,6 +24,20 @@ def tiny_mlm(minilm):
     """Tiny random BERT masked LM (marked as trained) with MiniLM's tokenizer."""
     return _wrap(make_tiny("bert", "mlm", vocab_size=VOCAB, max_position_embeddings=128), minilm.tokenizer, "mlm",
                  "tiny-bert-mlm")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sharp_mlm(minilm):
+    """Tiny random BERT masked LM whose untied decoder is scaled 20x, so its word distributions are far from uniform.
+
+    With the plain tiny model every probability is close to 1 / vocab, so a mean of piece probabilities and a mean
+    of piece log-probabilities rank words alike; here they do not. Context still moves its predictions only a
+    little (relative changes around 1e-3), as in any random tiny model.
+    """
+    model = make_tiny("bert", "mlm", vocab_size=VOCAB, max_position_embeddings=128, tie_word_embeddings=False, seed=3)
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.mul_(20.0)
+    return _wrap(model, minilm.tokenizer, "mlm", "sharp-tiny-bert-mlm")
 
 
 @pytest.fixture(scope="session")

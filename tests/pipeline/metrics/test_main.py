@@ -1,8 +1,8 @@
-"""Tests for pipeline/metrics/__main__.py: the documented SEAT command."""
+"""Tests for pipeline/metrics/cli.py: the documented SEAT command."""
 
 from __future__ import annotations
 
-from pipeline.metrics.__main__ import main
+from pipeline.metrics.cli import main
 from pipeline.schema import read_table
 
 

@@ -54,7 +54,7 @@ def test_torch_inputs_are_differentiable_and_match_numpy():
     xt = torch.tensor(X, requires_grad=True)
     d = effect_size(xt, torch.tensor(Y), torch.tensor(A), torch.tensor(B))
     d.backward()
-    assert d.item() == pytest.approx(effect_size(X, Y, A, B)) and xt.grad.abs().sum() > 0
+    assert d.item() == pytest.approx(float(effect_size(X, Y, A, B))) and xt.grad.abs().sum() > 0
 
 
 def test_empty_set_is_refused_with_the_fix(tmp_path):
@@ -84,5 +84,19 @@ def test_all_twelve_gender_tests_on_minilm_with_both_poolings(minilm):
     test = tests[0]  # weat6: recompute directly
     X_, Y_, A_, B_ = (encode(minilm, getattr(test, k), "mean") for k in ("targ1", "targ2", "attr1", "attr2"))
     row = d[(d.subset == test.name) & (d.pooling == "mean")].iloc[0]
-    assert row.value == pytest.approx(effect_size(X_, Y_, A_, B_), abs=1e-6)
+    assert row.value == pytest.approx(float(effect_size(X_, Y_, A_, B_)), abs=1e-6)
     assert row.n == len(test.targ1) + len(test.targ2)
+
+
+def test_first_pooling_is_sent_bias_first_word_piece_without_special_tokens(minilm):
+    texts = ["This is John.", "Amy", "Engineering is hard work."]
+    got = encode(minilm, texts, "first", batch_size=2)
+    for row, text in zip(got, texts):
+        ids = minilm.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        assert ids[0, 0] != minilm.tokenizer.cls_token_id
+        with torch.no_grad():
+            want = minilm.anatomy.hidden_states(ids, torch.ones_like(ids))[-1][0, 0].double()
+        assert torch.allclose(row, want, atol=1e-5)
+    assert not torch.allclose(got, encode(minilm, texts, "cls"), atol=1e-3)
+    with pytest.raises(ValueError, match="'first' \\(sent-bias\\)"):
+        encode(minilm, texts, "max")  # type: ignore[arg-type]

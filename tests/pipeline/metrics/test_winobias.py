@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score
 
-from pipeline.data import load_winobias, load_winogender
+from pipeline.data import MALE, load_winobias, load_winobias_all, load_winogender
 from pipeline.metrics import stereotype_skew, winobias_metrics, winogender_metrics
-from pipeline.metrics.winobias import binary_f1, gender_preferences
+from pipeline.metrics.winobias import binary_f1, gender_preferences, giveaway_templates
 from pipeline.metrics.winogender import winogender_pairs
 
 
@@ -38,36 +39,102 @@ def items():
     return load_winobias(1, "pro", "dev") + load_winobias(1, "anti", "dev")
 
 
-def test_metrics_on_a_few_real_templates(tiny_mlm, items):
-    frame = winobias_metrics(tiny_mlm, items, max_examples=4, n_boot=20, seed=0)
+def _he_minus_she(loaded, text: str, start: int, end: int, male: str, female: str) -> float:
+    """log P(male) - log P(female) at the pronoun, from one forward pass over the masked sentence's ids."""
+    tok = loaded.tokenizer
+    ids = tok(text[:start] + tok.mask_token + text[end:])["input_ids"]
+    with torch.no_grad():
+        logp = loaded.model(input_ids=torch.tensor([ids])).logits[0, ids.index(tok.mask_token_id)].double()
+    logp = logp.log_softmax(-1)
+    return (logp[tok.convert_tokens_to_ids(male)] - logp[tok.convert_tokens_to_ids(female)]).item()
+
+
+def test_giveaway_templates_are_the_authors_42_and_4_more_with_rule_all():
+    every = load_winobias_all()
+    authors = giveaway_templates(every, "authors")
+    assert len(authors) == 42 and sum(k[1] == "test" for k in authors) == 27  # 22 of type 1, 5 of type 2
+    assert (1, "dev", 27) in authors  # "... because [he] needed to cut [his] hair."
+    wider = giveaway_templates(every, "all")
+    assert authors < wider and len(wider - authors) == 4  # two reflexives, two unbracketed "his"
+    assert (1, "test", 252) in wider - authors  # "... because [she] was burying [herself] in writing"
+    assert giveaway_templates(every, "keep") == set()
+    with pytest.raises(ValueError, match="giveaways='some'"):
+        giveaway_templates(every, "some")  # type: ignore[arg-type]
+
+
+def test_flip_scores_the_pro_sentence_and_flips_its_gold_by_hand(tiny_mlm):
+    # Type 2 test line 382: the anti file holds another template, so "file" and "flip" differ there.
+    pro = [i for i in load_winobias(2, "pro", "test") if i.line in (380, 382, 383)]
+    anti = [i for i in load_winobias(2, "anti", "test") if i.line in (380, 382, 383)]
+    assert pro[1].text != anti[1].text.replace("him", pro[1].pronoun)
+    forms = {380: ("him", "her"), 382: ("him", "her"), 383: ("him", "her")}  # 382: case table, him -> her
+    gold = np.array([i.gender == MALE for i in pro])
+    pred = np.array([_he_minus_she(tiny_mlm, i.text, i.pronoun_start, i.pronoun_end, *forms[i.line]) > 0 for i in pro])
+    want = stereotype_skew(np.r_[[True] * 3, [False] * 3], np.r_[gold, ~gold], np.r_[pred, pred])
+    frame = winobias_metrics(tiny_mlm, pro + anti, n_boot=0).set_index(["metric", "subset"])
+    assert frame.loc[("winobias_stereotype", "type2"), "value"] == pytest.approx(want[0])
+    assert frame.loc[("winobias_skew", "type2"), "value"] == pytest.approx(want[1])
+    pro_acc, anti_acc = (
+        frame.loc[("winobias_accuracy", "type2-pro"), "value"],
+        frame.loc[("winobias_accuracy", "type2-anti"), "value"],
+    )
+    assert (pro_acc, anti_acc) == pytest.approx((want[2], want[3])) and pro_acc + anti_acc == pytest.approx(100)
+    assert frame.loc[("winobias_n_dropped", "type2"), "value"] == 0 and "type1" not in frame.index.levels[1]
+    # the anti file's own sentences only under the option's own names
+    other = winobias_metrics(tiny_mlm, pro + anti, n_boot=0, anti="file")
+    assert set(other.metric) == {m + "_anti_file" for m in frame.index.get_level_values(0)}
+    anti_pred = [_he_minus_she(tiny_mlm, i.text, i.pronoun_start, i.pronoun_end, "him", "her") > 0 for i in anti]
+    anti_acc = 100 * np.mean(np.array(anti_pred) == np.array([i.gender == MALE for i in anti]))
+    rows = other.set_index(["metric", "subset"])
+    assert rows.loc[("winobias_accuracy_anti_file", "type2-anti"), "value"] == pytest.approx(anti_acc)
+
+
+def test_metrics_on_a_few_real_templates_per_type(tiny_mlm):
+    both = load_winobias(1, "pro", "test") + load_winobias(1, "anti", "test")
+    both += load_winobias(2, "pro", "test") + load_winobias(2, "anti", "test")
+    frame = winobias_metrics(tiny_mlm, both, max_examples=4, n_boot=20, seed=0)
     rows = frame.set_index(["metric", "subset"])
-    assert rows.loc[("winobias_accuracy", "pro"), "n"] == 4 and rows.loc[("winobias_accuracy", "anti"), "n"] == 4
-    assert rows.loc[("winobias_n_skipped", ""), "value"] == 0
-    gap = rows.loc[("winobias_accuracy_gap", ""), "value"]
-    pro, anti = rows.loc[("winobias_accuracy", "pro"), "value"], rows.loc[("winobias_accuracy", "anti"), "value"]
-    assert gap == pytest.approx(pro - anti)
-    for metric in ("winobias_stereotype", "winobias_skew"):
-        assert 0 <= rows.loc[(metric, ""), "value"] <= 100
+    for group, n_drop in (("type1", 22), ("type2", 5)):
+        assert rows.loc[("winobias_accuracy", f"{group}-pro"), "n"] == 4
+        assert rows.loc[("winobias_accuracy", f"{group}-anti"), "n"] == 4
+        assert rows.loc[("winobias_n_skipped", group), "value"] == 0
+        assert rows.loc[("winobias_n_dropped", group), ["value", "n"]].tolist() == [n_drop, 396]
+        gap = rows.loc[("winobias_accuracy_gap", group), "value"]
+        pro, anti = (
+            rows.loc[("winobias_accuracy", f"{group}-pro"), "value"],
+            rows.loc[("winobias_accuracy", f"{group}-anti"), "value"],
+        )
+        assert gap == pytest.approx(pro - anti)
+        for metric in ("winobias_stereotype", "winobias_skew"):
+            assert 0 <= rows.loc[(metric, group), "value"] <= 100
+    pooled = winobias_metrics(tiny_mlm, both, max_examples=4, n_boot=0, by_type=False, giveaways="keep")
+    assert set(pooled.subset) >= {"all", "all-pro"} and not pooled.subset.str.startswith("type").any()
+    assert pooled.metric.str.endswith("_keep_giveaways").all()
 
 
 def test_candidates_come_from_the_parallel_sentence(tiny_mlm, items):
     # "... and wished [her] happy birthday" has the parallel "... wished [him] ...": compare him with her, not his.
-    item = next(i for i in items if i.pronoun == "her" and "birthday" in i.text)
+    item = next(i for i in items if i.pronoun == "her" and "birthday" in i.text and i.stereotype == "pro")
     pref = gender_preferences(tiny_mlm, [item.text], [(item.pronoun_start, item.pronoun_end)], [("him", "her")])
+    assert pref[0] == pytest.approx(_he_minus_she(tiny_mlm, item.text, item.pronoun_start, item.pronoun_end, "him",
+                                                  "her"), abs=1e-6)  # fmt: skip
     one = [i for i in items if i.line == item.line]
     frame = winobias_metrics(tiny_mlm, one, n_boot=0).set_index(["metric", "subset"])
-    female_gold = "female" if item.stereotype == "pro" else "male"
-    acc = frame.loc[("winobias_accuracy", f"{item.stereotype}-{female_gold}"), "value"]
+    acc = frame.loc[("winobias_accuracy", "type1-pro-female"), "value"]
     assert acc == (100.0 if pref[0] < 0 else 0.0)
 
 
 def test_unpaired_items_use_the_case_table_and_an_unpaired_her_is_counted(tiny_mlm):
     pro = [i for i in load_winobias(1, "pro", "dev") if i.line <= 40]
     frame = winobias_metrics(tiny_mlm, pro, n_boot=0).set_index(["metric", "subset"])
-    n_her = sum(i.pronoun.lower() == "her" for i in pro)
-    assert n_her > 0
-    assert frame.loc[("winobias_n_skipped", ""), "value"] == n_her
-    assert frame.loc[("winobias_accuracy", "pro"), "n"] == len(pro) - n_her
+    dropped = giveaway_templates(pro)
+    kept = [i for i in pro if (i.type, i.split, i.line) not in dropped]
+    n_her = sum(i.pronoun.lower() == "her" for i in kept)
+    assert n_her > 0 and len(dropped) == 1
+    assert frame.loc[("winobias_n_skipped", "type1"), "value"] == n_her
+    assert frame.loc[("winobias_accuracy", "type1-pro"), "n"] == len(kept) - n_her
+    with pytest.raises(ValueError, match="scores the pro sentences"):
+        winobias_metrics(tiny_mlm, load_winobias(1, "anti", "dev")[:3], n_boot=0)
 
 
 def test_winogender_pairs_and_metrics(tiny_mlm):

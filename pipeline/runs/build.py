@@ -23,21 +23,21 @@ from pipeline.anatomy import Anatomy
 from pipeline.compress.distil import distil
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
-from pipeline.compress.recipes import HEAD_TRAINED_KEY, Step
+from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.compress.tiny import tiny
-from pipeline.config import RunConfig
+from pipeline.runs.config import RunConfig
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.models import LoadedModel, load_model
 from pipeline.schema import tidy
-from pipeline.stages import StageContext, concat_tables
-from pipeline.task_metrics import predict, prediction_rows
+from pipeline.runs.stages import Stage, StageContext, concat_tables
+from pipeline.metrics.predict import classifier_logits
+from pipeline.runs.task_metrics import prediction_rows
 from pipeline.train import TrainResult, encode, finetune_classifier, finetune_mlm, seeded
 
-__all__ = ["BUILD_CODE", "Built", "build_stage", "build_step", "save_model"]
+__all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]
 
 log = logging.getLogger(__name__)
 # source whose change invalidates built models (the data enters keys by content, not by code)
-BUILD_CODE = ("pipeline/compress", "pipeline/train.py", "pipeline/models.py", "pipeline/anatomy.py", "pipeline/gates.py")
 _SECTION_OF_OP = {"distil": "distil", "tiny": "tiny", "prune": "prune", "sparse": "prune"}
 
 
@@ -196,8 +196,8 @@ def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path
     rows = built.rows + [{"unit": "model", "metric": "head_trained", "value": float(trained)}]
     preds = []
     if built.model.head == "classifier":  # in-run predictions, to check reloads against
-        logits = predict(built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size,
-                         max_length=cfg.task.max_length)
+        logits = classifier_logits(built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size,
+                                   max_length=cfg.task.max_length).numpy()
         preds = prediction_rows(logits, splits.test)
     del built
     if torch.cuda.is_available():
@@ -223,3 +223,6 @@ def build_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
         training.append(tables["training"])
         preds.append(tables["build_predictions"])
     return {"training": concat_tables(training), "build_predictions": concat_tables(preds)}
+
+
+STAGE = Stage("build", build_stage, sections=("teacher", "task", "finetune", "compress", "hub_students"))

@@ -1,4 +1,4 @@
-"""``python -m attribution figures RUN_DIR``: write the publication figures of a run folder.
+"""``bias-atlas figures RUN_DIR``: write the publication figures of a run folder.
 
 Every figure is drawn by :mod:`attribution.plots` (the functions the viewer uses) from the run's tidy tables and
 written (:func:`save_figure`, atomically) as PNG (300 dpi), PDF and/or SVG at the sizes of :data:`attribution.plots.FIGURE_SIZES` (single column
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -33,21 +31,15 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from attribution import plots
-from attribution.runfolder import RunFolder, variant_sort_key
+from pipeline.files import write_bytes
+from pipeline.runs.runfolder import RunFolder
+from pipeline.runs.tables import HEAD_MAPS
+from pipeline.variants import variant_sort_key
 
 __all__ = ["FORMATS", "figure_bytes", "main", "make_figures", "save_figure"]
 
 FORMATS = ("png", "pdf", "svg")
 
-# (table, unit-head metrics accepted, first present wins) drawn per variant and side by side.
-HEAD_MAPS = (
-    ("head_ablation", ("delta_score", "delta_bias")),
-    ("head_ablation", ("delta_accuracy",)),
-    ("head_importance", ("grad_importance",)),
-    ("head_ig", ("ig",)),
-    ("patching", ("indirect_effect",)),
-    ("probes_heads", ("probe_accuracy",)),
-)
 N_TOKEN_EXAMPLES = 3  # token-attribution figures per variant
 MAX_COMPARED = 4  # variants per side-by-side figure (the first ones, teacher first)
 
@@ -65,28 +57,12 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Write ``stem.<fmt>`` for each format, atomically (temp file, then rename); returns the paths."""
     stem, paths = Path(stem), []
     stem.parent.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
-        data, path = figure_bytes(fig, fmt), stem.with_name(f"{stem.name}.{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        paths.append(path)
+        paths.append(write_bytes(stem.with_name(f"{stem.name}.{fmt}"), figure_bytes(fig, fmt)))
     return paths
 
 
@@ -95,7 +71,7 @@ def _variants(frame: pd.DataFrame) -> list[str]:
 
 
 def _head_jobs(tables: dict[str, pd.DataFrame]) -> Iterator[Job]:
-    for name, metrics in HEAD_MAPS:
+    for _, name, metrics in HEAD_MAPS:
         if name not in tables:
             continue
         heads = tables[name][tables[name]["unit"] == "head"]
@@ -155,7 +131,7 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
         raise ValueError(f"formats={list(formats)!r}: choose one or more of {', '.join(FORMATS)}.")
     run = RunFolder(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
-    wanted = {t for t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "task_metrics", "bias_metrics",
+    wanted = {t for _, t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "task_metrics", "bias_metrics",
                                           "token_ig", "neuron_ig"}
     tables = {}
     for name in sorted(wanted):
@@ -174,9 +150,9 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m attribution figures RUN_DIR [--out DIR] [--format png,pdf,svg]``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m attribution figures", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas figures") -> int:
+    """CLI: ``bias-atlas figures RUN_DIR [--out DIR] [--format png,pdf,svg]``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="run folder written by `python -m pipeline run` (runs/<name>)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/figures)")
     parser.add_argument("--format", default=",".join(FORMATS),
@@ -191,6 +167,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {len(written)} files to {Path(args.out) if args.out else RunFolder(args.run_dir).figures_dir}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

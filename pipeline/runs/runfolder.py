@@ -2,7 +2,7 @@
 
 The run folder layout is DESIGN.md section 5: ``<run>/manifest.json``, ``<run>/models/<variant>/seed<k>/``,
 ``<run>/tables/<table>.parquet`` (tidy, :mod:`pipeline.schema`) and ``<run>/figures/``. The viewer (``app.py``)
-and the figure command (:mod:`attribution.figures`) read runs only through :class:`RunFolder`, so a missing or
+and the figure command (:mod:`pipeline.runs.figures`) read runs only through :class:`RunFolder`, so a missing or
 partial run always gives a message that names the missing table and the stage that writes it.
 
 Variant names encode the recipe (teacher, compression method, fine-tuning order: none / before / after / both,
@@ -12,17 +12,17 @@ as in Sanh et al. 2019 and Leteno et al. 2023); :func:`parse_variant` is the one
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.runs.tables import TABLES, missing_message
 from pipeline.schema import SchemaError, read_table
+from pipeline.variants import parse_variant, variant_sort_key
 
 __all__ = [
-    "ORDERS",
     "TABLES",
     "RunFolder",
     "combine_tables",
@@ -33,69 +33,8 @@ __all__ = [
     "variant_sort_key",
 ]
 
-ORDERS: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the task-fine-tuned teacher itself
 
-# Table name -> the pipeline stage (config section) that writes it; used in "missing" messages.
-TABLES: dict[str, str] = {
-    "task_metrics": "the [metrics] stage (task metrics)",
-    "predictions": "the [metrics] stage (task metrics)",
-    "bias_metrics": "the [metrics] stage (bias metrics)",
-    "head_ablation": "[attribution] ablation",
-    "cumulative_ablation": "[attribution] ablation (cumulative curves)",
-    "head_importance": "[attribution] gradient importance",
-    "head_ig": "[attribution] integrated gradients",
-    "neuron_ig": "[attribution] integrated gradients",
-    "token_ig": "[attribution] integrated gradients",
-    "patching": "[attribution] patching",
-    "comparison": "[attribution] comparison (needs head tables for several variants or seeds)",
-    "probes_layers": "[probes] layer probes",
-    "probes_heads": "[probes] head probes",
-    "probes_control": "[probes] control tasks",
-    "erasure": "[probes] erasure",
-}
 _NOT_TIDY = frozenset({"predictions"})  # per-example rows; read as stored when they lack the tidy columns
-
-_METHOD = r"distil(?:_mixup)?|tiny|prune\d+(?:\.\d+)?|sparse\d+(?:\.\d+)?|int8|hub-[A-Za-z0-9._-]+?"
-_VARIANT = re.compile(
-    r"^(?:[^/]+/)?"  # run prefix when several runs are combined
-    rf"(?:(?P<teacher>teacher(?:-mlm)?)(?P<ft>-ft)?|(?P<method>{_METHOD})-ft_(?P<order>none|before|after|both))"
-    r"(?:@[A-Za-z0-9_]+)?$"  # training-set suffix
-)
-_FAMILY_RANK = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub")
-
-
-def parse_variant(name: str) -> tuple[str, str]:
-    """Split a variant name into (method, fine-tuning order).
-
-    ``teacher`` -> (teacher, none), ``teacher-ft`` -> (teacher, ft), ``teacher-mlm`` -> (teacher-mlm, none),
-    ``<method>-ft_<order>`` -> (method, order) with method in distil | distil_mixup | tiny | prune<NN> |
-    sparse<NN> | int8 | hub-<name> and order in none | before | after | both. A training-set suffix
-    (``@balanced``) and a run prefix (``<run>/``, added when several runs are combined) are ignored.
-
-    Raises:
-        ValueError: the name follows none of these patterns.
-    """
-    match = _VARIANT.match(str(name))
-    if match is None:
-        raise ValueError(
-            f"variant {name!r} does not follow the recipe naming: expected 'teacher', 'teacher-ft', 'teacher-mlm' "
-            "or '<method>-ft_<order>' with method in distil|distil_mixup|tiny|prune<NN>|sparse<NN>|int8|hub-<name> "
-            "and order in none|before|after|both (optionally '@<training set>'). Rename the variant folder."
-        )
-    if match["teacher"]:
-        return match["teacher"], "ft" if match["ft"] else "none"
-    return match["method"], match["order"]
-
-
-def variant_sort_key(name: str) -> tuple:
-    """Teacher first, then by method family, method and order; unparseable names last, alphabetically."""
-    try:
-        method, order = parse_variant(name)
-    except ValueError:
-        return (len(_FAMILY_RANK) + 1, name, 0, name)
-    family = next((i for i, f in enumerate(_FAMILY_RANK) if method.startswith(f)), len(_FAMILY_RANK))
-    return (family, method, ORDERS.index(order), name)
-
 
 def _is_run(path: Path) -> bool:
     return path.is_dir() and any((path / p).exists() for p in ("manifest.json", "tables", "models"))
@@ -181,11 +120,7 @@ class RunFolder:
 
     def missing(self, name: str) -> str:
         """A message naming the missing table ``name`` and how to produce it."""
-        stage = TABLES.get(name, "the stage that writes it")
-        return (
-            f"{name} is missing from run {self.name!r}: run `python -m pipeline run CONFIG` with {stage} enabled "
-            f"(it writes tables/{name}.parquet)."
-        )
+        return missing_message(name, self.name)
 
     def table(self, name: str) -> pd.DataFrame:
         """Read table ``name`` (tidy tables through :func:`pipeline.schema.read_table`).

@@ -30,14 +30,15 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from pipeline.compress.quantise import QuantisedLinear
-from pipeline.compress.recipes import exposed_steps, load_variant
+from pipeline.runs.plan import exposed_steps, load_variant
 from pipeline.data import TaskData
+from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
-from pipeline.stages import StageContext, concat_tables
+from pipeline.runs.stages import Stage, StageContext, concat_tables
 
 __all__ = [
-    "TASK_METRICS_CODE",
+    "STAGE",
     "classification_rows",
     "cpu_latency_ms",
     "parameter_counts",
@@ -49,35 +50,6 @@ __all__ = [
     "task_metrics_stage",
 ]
 
-# source whose change invalidates the task metrics (the loader rebuilds pruned and int8 variants)
-TASK_METRICS_CODE = ("pipeline/task_metrics.py", "pipeline/models.py", "pipeline/anatomy.py",
-                     "pipeline/compress/prune.py", "pipeline/compress/quantise.py")
-
-
-@torch.no_grad()
-def predict(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128,
-            progress: bool = False) -> Float[np.ndarray, "n classes"]:
-    """Logits of a classifier for ``texts`` (float32, in input order).
-
-    Texts are batched in order of token length so that batches carry little padding; the batching depends only on
-    the texts, so the same model gives bit-identical outputs on every call.
-    """
-    if loaded.head != "classifier":
-        raise ValueError(f"predict needs a classifier (head='classifier'), got head={loaded.head!r}.")
-    model = loaded.model
-    was_training = model.training
-    model.eval()
-    lengths = [len(ids) for ids in loaded.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc="predict", leave=False, disable=not progress):
-            rows = order[start:start + batch_size]
-            batch = loaded.tokenize([texts[i] for i in rows], max_length=max_length)
-            out[rows] = model(**batch).logits.float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
 
 
 def classification_rows(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> list[dict]:
@@ -172,7 +144,7 @@ def task_metric_rows(loaded: LoadedModel, data: TaskData, *, folder: Path | None
                      latency_batch_sizes: Sequence[int] = (1, 32), latency_repeats: int = 5,
                      subset: str = "test") -> tuple[list[dict], list[dict]]:
     """All task metrics of one variant on ``data``: (metric rows, prediction rows), ready for ``tidy``."""
-    logits = predict(loaded, data.texts, batch_size=batch_size, max_length=max_length)
+    logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length).numpy()
     rows = [{"subset": subset, **r} for r in classification_rows(data.labels, logits.argmax(1), data.label_names)]
     rows += size_rows(loaded, folder)
     rows.append({"unit": "model", "metric": "head_trained", "value": float(loaded.head_trained)})
@@ -204,3 +176,6 @@ def task_metrics_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
         metrics.append(tables["task_metrics"])
         preds.append(tables["predictions"])
     return {"task_metrics": concat_tables(metrics), "predictions": concat_tables(preds)}
+
+
+STAGE = Stage("task_metrics", task_metrics_stage, sections=("task", "metrics"), needs=("build",))

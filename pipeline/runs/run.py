@@ -1,20 +1,20 @@
 """The run orchestrator: ``python -m pipeline run CONFIG.toml`` (DESIGN.md sections 2 and 5).
 
-Order of work: validate the config (:func:`pipeline.config.load_config`), check everything that can fail early
+Order of work: validate the config (:func:`pipeline.runs.config.load_config`), check everything that can fail early
 without building a model (:func:`preflight`: output folder, teacher and hub-student families, layer maps, the
-dataset and its classes), plan the variants (:mod:`pipeline.compress.recipes`), then run the stages of
-:data:`STAGES` in order, each cached by content hash (:mod:`pipeline.stages`), writing::
+dataset and its classes), plan the variants (:mod:`pipeline.runs.plan`), then run the stages of
+:data:`STAGES` in order, each cached by content hash (:mod:`pipeline.runs.stages`), writing::
 
     <out_dir>/<name>/manifest.json        config, versions, seeds, git revision, plan, stage status/timings/keys
     <out_dir>/<name>/models/<variant>/seed<k>/   save_pretrained folders (+ tokenizer)
     <out_dir>/<name>/tables/*.parquet     tidy tables (pipeline.schema)
 
 Stages: ``build`` (tables ``training``, ``build_predictions``) -> ``task_metrics`` (tables ``task_metrics``,
-``predictions``) -> the analyses of :mod:`pipeline.analyses` named in ``run.analyses``: ``bias_metrics``,
+``predictions``) -> the analyses of :mod:`pipeline.runs.analyses` named in ``run.analyses``: ``bias_metrics``,
 ``attribution`` (head and neuron tables, ``comparison``) and ``probes``. A stage is a
-:class:`pipeline.stages.Stage`; it finds in ``ctx.extras``: ``plan`` (list of
-:class:`~pipeline.compress.recipes.Step`; evaluate :func:`~pipeline.compress.recipes.exposed_steps` and load them
-with :func:`~pipeline.compress.recipes.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data
+:class:`pipeline.runs.stages.Stage`; it finds in ``ctx.extras``: ``plan`` (list of
+:class:`~pipeline.runs.plan.Step`; evaluate :func:`~pipeline.runs.plan.exposed_steps` and load them
+with :func:`~pipeline.runs.plan.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data
 hash for unit keys), ``device`` (evaluation device) and the lazy factories ``accelerator()`` and ``swapper()``.
 What a variant cannot do (int8: no gradients) is skipped with ``ctx.skip(reason, variant=..., seed=...)``.
 
@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import subprocess
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,13 +41,12 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig
 
-from pipeline.analyses import ANALYSIS_STAGES, check_analysis_variants
 from pipeline.anatomy import SUPPORTED_FAMILIES
-from pipeline.compress.build import BUILD_CODE, build_stage
+from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_probes, task_metrics
 from pipeline.compress.distil import check_layer_map
-from pipeline.compress.recipes import Step, format_plan, plan_variants, select
+from pipeline.runs.plan import Step, format_plan, plan_variants, select
 from pipeline.compress.tiny import default_tiny_map
-from pipeline.config import ConfigError, RunConfig
+from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.data import (
     BIOS_HUB_ID,
     GenderSwapper,
@@ -59,21 +59,21 @@ from pipeline.data import (
     split_task,
 )
 from pipeline.models import resolve_source
-from pipeline.stages import REPO_ROOT, Manifest, Stage, StageContext, run_stages, sha256_json
-from pipeline.task_metrics import TASK_METRICS_CODE, task_metrics_stage
+from pipeline.files import remove_stale_temps
+from pipeline.runs.manifest import Manifest, run_lock
+from pipeline.runs.stages import REPO_ROOT, Stage, StageContext, run_stages, sha256_json
+from pipeline.runs.tables import TABLES
+from pipeline.runs.units import check_analysis_variants
 from pipeline.train import make_accelerator
 
 __all__ = ["STAGES", "RunResult", "TaskSplits", "load_task_splits", "preflight", "run"]
 
-log = logging.getLogger("pipeline.run")
+log = logging.getLogger("pipeline.runs.run")
 
-STAGES: list[Stage] = [
-    Stage("build", build_stage, sections=("teacher", "task", "finetune", "compress", "hub_students"),
-          code=BUILD_CODE),
-    Stage("task_metrics", task_metrics_stage, sections=("task", "metrics"), code=TASK_METRICS_CODE,
-          needs=("build",)),
-    *ANALYSIS_STAGES.values(),  # bias_metrics, attribution, probes: each on if named in run.analyses
-]
+# The stage registry: every stage of a run, in order. The analyses run when named in ``run.analyses``.
+STAGES: list[Stage] = [build.STAGE, task_metrics.STAGE, stage_bias_metrics.STAGE, stage_attribution.STAGE,
+                       stage_probes.STAGE]
+ANALYSES: tuple[str, ...] = ("bias_metrics", "attribution", "probes")
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -259,37 +259,9 @@ def _git() -> dict[str, object]:
         return {"revision": None, "dirty": None}
 
 
-def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool = False,
-        only: Sequence[str] | None = None, force: Sequence[str] = (), stages: Sequence[Stage] | None = None) -> RunResult:
-    """Run (or with ``dry_run`` only plan and check) the configured pipeline.
-
-    Args:
-        cfg: the validated config.
-        config_path: recorded in the manifest.
-        dry_run: print the variant plan after the early checks; build nothing.
-        only: restrict to these variants (all seeds) and the models they are built from.
-        force: stage names to recompute even if cached.
-        stages: the stage list (default :data:`STAGES`).
-
-    Raises:
-        ConfigError: from :func:`preflight`, or an unknown stage in ``force`` or variant in ``only``.
-    """
-    stages = [s for s in (STAGES if stages is None else stages)
-              if s.name not in ANALYSIS_STAGES or s.name in cfg.run.analyses]
-    unknown = [f for f in force if f not in [s.name for s in stages]]
-    if unknown:
-        raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")
-    full_plan = plan_variants(cfg)
-    check_analysis_variants(cfg, [s.variant for s in full_plan if s.exposed])
-    plan = select(full_plan, only)
-    notes, splits = preflight(cfg, load_data=not dry_run)
-    for note in notes:
-        log.info("note: %s", note)
-    run_dir = Path(cfg.run.out_dir) / cfg.run.name
-    if dry_run:
-        print(f"run folder: {run_dir}\n{format_plan(plan)}")
-        return RunResult(run_dir, plan, {})
-    splits = splits or load_task_splits(cfg.task, cfg.run.data_root)
+def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits, *, force: Sequence[str],
+             stages: Sequence[Stage], config_path: str | Path | None) -> dict[str, str]:
+    """Write the manifest's header, then run the stages (the caller holds the run folder's lock)."""
     state = PartialState()
     manifest = Manifest(run_dir / "manifest.json", write=state.is_main_process)
     manifest.data.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -306,5 +278,45 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
     ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), extras=extras)
     log.info("run %s: %d models planned, %d seeds, device %s -> %s", cfg.run.name, len(plan), len(cfg.run.seeds),
              device, run_dir)
-    actions = run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]})
+    return run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
+                         registry={name: spec.stage for name, spec in TABLES.items()})
+
+
+def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool = False,
+        only: Sequence[str] | None = None, force: Sequence[str] = (), stages: Sequence[Stage] | None = None) -> RunResult:
+    """Run (or with ``dry_run`` only plan and check) the configured pipeline.
+
+    Args:
+        cfg: the validated config.
+        config_path: recorded in the manifest.
+        dry_run: print the variant plan after the early checks; build nothing.
+        only: restrict to these variants (all seeds) and the models they are built from.
+        force: stage names to recompute even if cached.
+        stages: the stage list (default :data:`STAGES`).
+
+    Raises:
+        ConfigError: from :func:`preflight`, or an unknown stage in ``force`` or variant in ``only``.
+    """
+    stages = [s for s in (STAGES if stages is None else stages)
+              if s.name not in ANALYSES or s.name in cfg.run.analyses]
+    unknown = [f for f in force if f not in [s.name for s in stages]]
+    if unknown:
+        raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")
+    full_plan = plan_variants(cfg)
+    check_analysis_variants(cfg, [s.variant for s in full_plan if s.exposed])
+    plan = select(full_plan, only)
+    notes, splits = preflight(cfg, load_data=not dry_run)
+    for note in notes:
+        log.info("note: %s", note)
+    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    if dry_run:
+        print(f"run folder: {run_dir}\n{format_plan(plan)}")
+        return RunResult(run_dir, plan, {})
+    splits = splits or load_task_splits(cfg.task, cfg.run.data_root)
+    state = PartialState()
+    with run_lock(run_dir) if state.is_main_process else nullcontext():
+        if state.is_main_process:
+            for stale in remove_stale_temps(run_dir):
+                log.info("removed %s, left by a killed run", stale)
+        actions = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
     return RunResult(run_dir, plan, actions)

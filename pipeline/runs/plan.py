@@ -32,9 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.config import ConfigError, RunConfig
+from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.models import LoadedModel, load_model
-from pipeline.stages import StageContext
+from pipeline.runs.stages import StageContext
+from pipeline.variants import Variant, method_name
 
 __all__ = ["HEAD_TRAINED_KEY", "Op", "Step", "exposed_steps", "format_plan", "load_variant", "plan_variants", "select"]
 
@@ -77,10 +78,6 @@ class Step:
         return f"models/{self.variant}/seed{self.seed}"
 
 
-def _pct(fraction: float) -> str:
-    return f"{fraction * 100:g}"
-
-
 class _Planner:
     """Accumulates steps; a step asked for twice is kept once (and exposed if either asked)."""
 
@@ -89,12 +86,12 @@ class _Planner:
         self.steps: dict[str, Step] = {}
         self.multi_sets = len(cfg.task.training_sets) > 1
 
-    def add(self, base: str, seed: int, op: Op, parent: Step | None, training_set: str, *, exposed: bool,
+    def add(self, variant: Variant, seed: int, op: Op, parent: Step | None, training_set: str, *, exposed: bool,
             source: str | None = None, **params: Any) -> Step:
         uses = op in _USES_DATA or (parent is not None and parent.training_set is not None)
         data_set = training_set if uses else None
-        suffix = f"@{data_set}" if self.multi_sets and data_set not in (None, "original") else ""
-        step = Step(f"{base}{suffix}", seed if uses else self.first,  # data-free steps are seed-independent
+        name = variant.on(data_set if self.multi_sets else None).name
+        step = Step(name, seed if uses else self.first,  # data-free steps are seed-independent
                     op, parent.key if parent else None, source if parent is None else None, params, data_set, exposed)
         if step.key in self.steps:
             step = Step(**{**step.__dict__, "exposed": self.steps[step.key].exposed or exposed})
@@ -111,13 +108,14 @@ def _method_chain(p: _Planner, name: str, op: Op, orders: Iterable[str], seed: i
     """Add ``name-ft_<order>`` for each order (and the intermediates they need)."""
     orders = set(orders)
     if orders & {"none", "after"}:
-        none = p.add(f"{name}-ft_none", seed, op, pretrained, ts, exposed="none" in orders, source=source, **params)
+        none = p.add(Variant(name, "none"), seed, op, pretrained, ts, exposed="none" in orders, source=source,
+                     **params)
         if "after" in orders:
-            p.add(f"{name}-ft_after", seed, "finetune", none, ts, exposed=True, **_follow(op))
+            p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=True, **_follow(op))
     if orders & {"before", "both"}:
-        before = p.add(f"{name}-ft_before", seed, op, teacher_ft, ts, exposed="before" in orders, **params)
+        before = p.add(Variant(name, "before"), seed, op, teacher_ft, ts, exposed="before" in orders, **params)
         if "both" in orders:
-            p.add(f"{name}-ft_both", seed, "finetune", before, ts, exposed=True, **_follow(op))
+            p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=True, **_follow(op))
 
 
 def _follow(op: Op) -> dict[str, Any]:
@@ -131,32 +129,32 @@ def plan_variants(cfg: RunConfig) -> list[Step]:
     src, comp = cfg.teacher.source, cfg.compress
     for ts in cfg.task.training_sets:
         for seed in cfg.run.seeds:
-            p.add("teacher", seed, "load", None, ts, exposed=True, source=src)
-            pretrained = p.add("teacher-mlm", seed, "mlm", None, ts, exposed=True, source=src) \
+            p.add(Variant("teacher", "none"), seed, "load", None, ts, exposed=True, source=src)
+            pretrained = p.add(Variant("teacher-mlm", "none"), seed, "mlm", None, ts, exposed=True, source=src) \
                 if cfg.finetune.mlm_domain else None
-            teacher_ft = p.add("teacher-ft", seed, "finetune", pretrained, ts, exposed=True, source=src)
+            teacher_ft = p.add(Variant("teacher", "ft"), seed, "finetune", pretrained, ts, exposed=True, source=src)
             if comp.distil is not None:
-                _method_chain(p, "distil", "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft, src,
+                _method_chain(p, method_name("distil"), "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft, src,
                               mixup=False)
                 if comp.distil.mixup:
-                    _method_chain(p, "distil_mixup", "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft,
+                    _method_chain(p, method_name("distil", mixup=True), "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft,
                                   src, mixup=True)
             if comp.tiny is not None:
                 _method_chain(p, "tiny", "tiny", comp.tiny.orders, seed, ts, pretrained, teacher_ft, src)
             if comp.prune is not None:
                 for fraction in comp.prune.fractions:
-                    _method_chain(p, f"prune{_pct(fraction)}", "prune", comp.prune.orders, seed, ts, pretrained,
+                    _method_chain(p, method_name("prune", fraction=fraction), "prune", comp.prune.orders, seed, ts, pretrained,
                                   teacher_ft, src, fraction=fraction)
                 for amount in comp.prune.sparsities:
-                    _method_chain(p, f"sparse{_pct(amount)}", "sparse", comp.prune.orders, seed, ts, pretrained,
+                    _method_chain(p, method_name("sparse", sparsity=amount), "sparse", comp.prune.orders, seed, ts, pretrained,
                                   teacher_ft, src, sparsity=amount)
             if comp.int8 is not None:
                 _method_chain(p, "int8", "int8", comp.int8.orders, seed, ts, pretrained, teacher_ft, src)
             for hub in cfg.hub_students:
                 if "none" in hub.orders:
-                    p.add(f"hub-{hub.name}-ft_none", seed, "load", None, ts, exposed=True, source=hub.source)
+                    p.add(Variant(method_name("hub", name=hub.name), "none"), seed, "load", None, ts, exposed=True, source=hub.source)
                 if "after" in hub.orders:
-                    p.add(f"hub-{hub.name}-ft_after", seed, "finetune", None, ts, exposed=True, source=hub.source)
+                    p.add(Variant(method_name("hub", name=hub.name), "after"), seed, "finetune", None, ts, exposed=True, source=hub.source)
     return list(p.steps.values())
 
 
@@ -201,7 +199,7 @@ def format_plan(plan: list[Step]) -> str:
 def exposed_steps(ctx: StageContext) -> list[Step]:
     """The planned variants that analyses evaluate (intermediates left out), in plan order.
 
-    ``ctx.extras["plan"]`` holds the run's (selected) plan; see :func:`pipeline.run.run`.
+    ``ctx.extras["plan"]`` holds the run's (selected) plan; see :func:`pipeline.runs.run.run`.
     """
     return [s for s in ctx.extras["plan"] if s.exposed]
 

@@ -1,11 +1,11 @@
 """Stages of a run: content-hashed caching, atomic writes and the manifest (DESIGN.md section 5).
 
 A run is a list of :class:`Stage` objects, each a function ``(ctx) -> {table name: tidy frame}``. The orchestrator
-(:mod:`pipeline.run`) executes them in order; the tables land in ``<run>/tables/<table>.parquet``. New stages (bias
+(:mod:`pipeline.runs.run`) executes them in order; the tables land in ``<run>/tables/<table>.parquet``. New stages (bias
 metrics, attribution, probes) are appended to the list; nothing else changes.
 
 Caching. A stage's key is the sha256 of (the config sections it reads, the output hashes of the stages it needs,
-the source files of its code, the run's inputs: planned models and a fingerprint of the data). A stage whose key matches a finished entry in the manifest
+the source of every project module its function imports, the run's inputs: planned models and a fingerprint of the data). A stage whose key matches a finished entry in the manifest
 is skipped ("cached"). Inside a stage, work is split into *units* (one model built, one variant evaluated) with
 their own keys, run through :meth:`StageContext.unit`: a unit's tables (and model folder) are kept under
 ``<run>/.cache``, so a run killed at any point resumes and recomputes only unfinished units.
@@ -20,14 +20,12 @@ process writes, and processes meet after each unit.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,8 @@ from typing import Any
 import pandas as pd
 from accelerate import PartialState
 
+from pipeline.files import atomic_dir
+from pipeline.runs.manifest import Manifest, file_hash, hash_folder, intact, now
 from pipeline.schema import read_table, tidy, write_table
 
 __all__ = [
@@ -43,17 +43,17 @@ __all__ = [
     "Manifest",
     "Stage",
     "StageContext",
-    "atomic_dir",
     "code_version",
+    "import_closure",
     "concat_tables",
     "hash_folder",
     "run_stages",
     "sha256_json",
-    "write_json",
 ]
 
-log = logging.getLogger("pipeline.run")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("pipeline.runs.run")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("pipeline", "attribution", "probes")
 Tables = dict[str, pd.DataFrame]
 
 
@@ -63,57 +63,60 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_version(paths: Sequence[str]) -> str:
-    """sha256 over the source of ``paths`` (files, or folders meaning every ``*.py`` below), repo-relative."""
+def _module_file(name: str, root: Path) -> Path | None:
+    """The source file of project module ``name`` (a package's ``__init__.py``), or None outside the project."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(file: Path, module: str) -> set[str]:
+    """Every module named by an import statement anywhere in ``file`` (function bodies too), absolute form."""
+    found: set[str] = set()
+    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import submodule``
+    return found
+
+
+def import_closure(modules: Sequence[str], *, root: Path = REPO_ROOT) -> list[Path]:
+    """Source files of the project modules that ``modules`` import, transitively (the modules themselves and the
+    ``__init__.py`` of every package on the way included), sorted."""
+    seen: dict[str, Path] = {}
+    stack = list(modules)
+    while stack:
+        name = stack.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            sub = ".".join(parts[:i])
+            file = _module_file(sub, root)
+            if file is None or sub in seen:
+                continue
+            seen[sub] = file
+            stack.extend(_imports(file, sub))
+    return sorted(set(seen.values()))
+
+
+def code_version(modules: Sequence[str], *, root: Path = REPO_ROOT) -> str:
+    """sha256 over the source of every project module in the import closure of ``modules`` (repo-relative names
+    and bytes), so that editing any module a stage imports, however indirectly, changes its key."""
     digest = hashlib.sha256()
-    for rel in sorted(paths):
-        target = REPO_ROOT / rel
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-        for file in files:
-            if not file.is_file():
-                raise FileNotFoundError(f"stage code path {rel!r} does not exist under {REPO_ROOT}.")
-            digest.update(str(file.relative_to(REPO_ROOT)).encode())
-            digest.update(file.read_bytes())
+    for file in import_closure(modules, root=root):
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
     return digest.hexdigest()
-
-
-def hash_folder(path: Path) -> str:
-    """sha256 over every file's relative name and bytes, in sorted order."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a temp file beside ``path``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
-
-
-@contextmanager
-def atomic_dir(path: Path, *, commit: bool = True) -> Iterator[Path]:
-    """Yield a temp folder; on success it replaces ``path`` in one rename (``commit=False``: it is discarded)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if commit:
-            old = path.with_name(f".{path.name}.{os.getpid()}.old")
-            if path.exists():
-                os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def concat_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -122,32 +125,6 @@ def concat_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return tidy(pd.DataFrame({c: pd.Series(dtype="object") for c in ("variant", "metric", "value")}))
     return pd.concat(frames, ignore_index=True)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ---- manifest ---------------------------------------------------------------------------------------------------
-class Manifest:
-    """``manifest.json`` of a run folder: config, versions, plan, and status/timing/key of stages and units."""
-
-    def __init__(self, path: Path, *, write: bool = True) -> None:
-        self.path, self.write = Path(path), write
-        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.data.setdefault("stages", {})
-        self.data.setdefault("skipped", [])
-
-    def save(self) -> None:
-        if self.write:
-            self.data["updated"] = _now()
-            write_json(self.path, self.data)
-
-    def stage(self, name: str) -> dict[str, Any]:
-        return self.data["stages"].setdefault(name, {"status": "pending", "executions": 0, "units": {}})
-
-    def unit(self, stage: str, unit: str) -> dict[str, Any]:
-        return self.stage(stage)["units"].setdefault(unit, {"status": "pending", "executions": 0})
 
 
 # ---- stages -----------------------------------------------------------------------------------------------------
@@ -159,14 +136,15 @@ class Stage:
         name: stage id (also the manifest key).
         fn: ``fn(ctx) -> {table name: tidy frame}``; table names are unique across stages.
         sections: config sections the stage reads (hashed into its key).
-        code: repo-relative source files or folders of its code (hashed into its key).
         needs: upstream stages whose outputs it reads.
+
+    The stage's code version is the import closure of ``fn``'s module (:func:`code_version`), so no list of
+    source paths can go stale.
     """
 
     name: str
     fn: Callable[[StageContext], Tables]
     sections: tuple[str, ...]
-    code: tuple[str, ...]
     needs: tuple[str, ...] = ()
 
 
@@ -208,11 +186,14 @@ class StageContext:
         key = sha256_json({"stage": self.stage, "unit": name, "parts": parts, "code": self.code_hash})
         cache = self._cache_dir(name)
         stored = record.get("tables", [])
-        fresh = self.stage not in self.force and record.get("status") == "done" and record.get("key") == key
-        if fresh and all((cache / f"{t}.parquet").exists() for t in stored) and (folder is None or folder.exists()):
-            self.counts["cached"] += 1
-            return {t: read_table(cache / f"{t}.parquet") for t in stored}
-        record.update(status="started", key=key, started=_now())
+        paths = {t: cache / f"{t}.parquet" for t in stored}
+        if self.stage not in self.force and record.get("status") == "done" and record.get("key") == key:
+            problem = intact(record, paths, folder)
+            if problem is None:
+                self.counts["cached"] += 1
+                return {t: read_table(p) for t, p in paths.items()}
+            log.warning("[%s] %s: %s; recomputing this unit", self.stage, name, problem)
+        record.update(status="started", key=key, started=now())
         record["executions"] = record.get("executions", 0) + 1
         self.manifest.save()
         start = time.perf_counter()
@@ -231,8 +212,10 @@ class StageContext:
             record.update(status="failed", error=f"{type(err).__name__}: {err}")
             self.manifest.save()
             raise
-        record.update(status="done", seconds=round(time.perf_counter() - start, 3), finished=_now(),
-                      tables=sorted(tables))
+        record.update(status="done", seconds=round(time.perf_counter() - start, 3), finished=now(),
+                      tables=sorted(tables), table_hashes=_table_hashes(cache, tables) if self.is_main else {})
+        if folder is not None:
+            record["folder"] = folder.relative_to(self.run_dir).as_posix()
         record.pop("error", None)
         self.manifest.save()
         PartialState().wait_for_everyone()
@@ -258,17 +241,34 @@ def _stage_key(stage: Stage, ctx: StageContext, inputs: Any) -> str:
                         "inputs": inputs})
 
 
+def _table_hashes(folder: Path, tables: Mapping[str, Any]) -> dict[str, str]:
+    return {t: file_hash(folder / f"{t}.parquet") for t in tables}
+
+
+def _units_problem(ctx: StageContext, record: dict[str, Any]) -> str | None:
+    """What is wrong with the model folders the finished units of a stage wrote (None: all intact)."""
+    for name, unit in record.get("units", {}).items():
+        if unit.get("status") == "done" and unit.get("folder"):
+            problem = intact(unit, {}, ctx.run_dir / unit["folder"])
+            if problem:
+                return f"unit {name}: {problem}"
+    return None
+
+
 def _outputs_hash(record: dict[str, Any], tables: dict[str, Path]) -> str:
     """What downstream keys depend on: the finished units' folder hashes (or keys) and the table bytes."""
     units = {n: u.get("hash") or u.get("key") for n, u in record["units"].items() if u.get("status") == "done"}
-    files = {t: hashlib.sha256(p.read_bytes()).hexdigest() for t, p in tables.items()}
+    files = {t: file_hash(p) for t, p in tables.items()}
     return sha256_json({"units": units, "tables": files})
 
 
-def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None) -> dict[str, str]:
+def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None,
+               registry: Mapping[str, str] | None = None) -> dict[str, str]:
     """Run ``stages`` in order, skipping those whose key matches a finished entry; return ``{stage: action}``.
 
     ``inputs`` (JSON-able) enters every stage key: the run passes the planned models and the data fingerprint.
+    ``registry`` (table name -> the stage that writes it): a stage that writes a table not registered to it
+    fails before anything is written.
 
     Each stage logs one summary line: ``[name] cached`` or ``[name] done in 12.3 s (4 units run, 2 cached)``.
     """
@@ -279,23 +279,30 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
             raise ValueError(f"stage {stage.name!r} needs {missing}, which must come before it in the stage list.")
     actions: dict[str, str] = {}
     for stage in stages:
-        ctx.stage, ctx.code_hash, ctx.counts = stage.name, code_version(stage.code), {"ran": 0, "cached": 0}
+        ctx.stage, ctx.code_hash, ctx.counts = stage.name, code_version([stage.fn.__module__]), {"ran": 0, "cached": 0}
         record = ctx.manifest.stage(stage.name)
         key = _stage_key(stage, ctx, inputs)
         paths = {t: ctx.run_dir / "tables" / f"{t}.parquet" for t in record.get("tables", [])}
-        if (stage.name not in ctx.force and record.get("status") == "done" and record.get("key") == key
-                and all(p.exists() for p in paths.values())):
-            record["last"] = "cached"
-            ctx.manifest.save()
-            log.info("[%s] cached", stage.name)
-            actions[stage.name] = "cached"
-            continue
-        record.update(status="started", key=key, started=_now(), last="ran")
+        if stage.name not in ctx.force and record.get("status") == "done" and record.get("key") == key:
+            problem = intact(record, paths) or _units_problem(ctx, record)
+            if problem is None:
+                record["last"] = "cached"
+                ctx.manifest.save()
+                log.info("[%s] cached", stage.name)
+                actions[stage.name] = "cached"
+                continue
+            log.warning("[%s] %s: running the stage again (finished units whose outputs are intact stay cached)",
+                        stage.name, problem)
+        record.update(status="started", key=key, started=now(), last="ran")
         record["executions"] = record.get("executions", 0) + 1
         ctx.manifest.save()
         start = time.perf_counter()
         try:
             tables = stage.fn(ctx)
+            unknown = sorted(t for t in tables if registry is not None and registry.get(t) != stage.name)
+            if unknown:
+                raise RuntimeError(f"stage {stage.name!r} wrote tables {unknown} that the table registry "
+                                   "(pipeline/runs/tables.py) does not give to it; register them there.")
             paths = {t: ctx.run_dir / "tables" / f"{t}.parquet" for t in tables}
             if ctx.is_main:
                 for table, frame in tables.items():
@@ -307,8 +314,8 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
             log.error("[%s] failed: %s", stage.name, err)
             raise
         seconds = time.perf_counter() - start
-        record.update(status="done", seconds=round(seconds, 3), finished=_now(), tables=sorted(tables),
-                      outputs=_outputs_hash(record, paths))
+        record.update(status="done", seconds=round(seconds, 3), finished=now(), tables=sorted(tables),
+                      outputs=_outputs_hash(record, paths), table_hashes=_table_hashes(ctx.run_dir / "tables", tables))
         record.pop("error", None)
         ctx.manifest.save()
         log.info("[%s] done in %.1f s (%d units run, %d cached; tables: %s)", stage.name, seconds, ctx.counts["ran"],

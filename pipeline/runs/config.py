@@ -4,7 +4,7 @@
 pydantic model with ``frozen=True, extra="forbid"``: unknown keys are errors that name the key, suggest the closest
 allowed key (``epoch`` -> "did you mean `epochs`?") and list the section's keys; bad values are errors that name
 the key path (``compress.prune.sparsities[1]``), the value and what is allowed. Checks that need the file system
-(output folder, teacher config, dataset classes) live in :func:`pipeline.run.preflight`, which runs before any
+(output folder, teacher config, dataset classes) live in :func:`pipeline.runs.run.preflight`, which runs before any
 model is built.
 
 Sections (see ``configs/demo.toml`` for a commented example):
@@ -15,9 +15,9 @@ Sections (see ``configs/demo.toml`` for a commented example):
     [finetune]      task fine-tuning and optional masked-LM domain fine-tuning
     [compress.distil] [compress.tiny] [compress.prune] [compress.int8]   one per compression method, with orders
     [[hub_students]] ready-made students from the hub (paper runs)
-    [metrics]       latency settings and the bias metrics (pipeline.analysis_config.BiasMetricsConfig)
-    [attribution]   the attribution methods (pipeline.analysis_config.AttributionConfig)
-    [probes]        the probes (pipeline.analysis_config.ProbeConfig)
+    [metrics]       latency settings and the bias metrics (pipeline.metrics.config.BiasMetricsConfig)
+    [attribution]   the attribution methods (attribution.config.AttributionConfig)
+    [probes]        the probes (probes.config.ProbeConfig)
 
 Fine-tuning orders (DESIGN.md section 6): ``none`` (no task fine-tuning anywhere), ``before`` (fine-tune the
 teacher, then compress), ``after`` (compress the pretrained teacher, then fine-tune the student), ``both``.
@@ -30,12 +30,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from pipeline.analysis_config import AttributionConfig, BiasMetricsConfig, ProbeConfig
+from attribution.config import AttributionConfig
+from pipeline.compress.config import CompressSection, DistilSection, Int8Section, PruneSection, TinySection
+from pipeline.metrics.config import BiasMetricsConfig
+from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct
+from pipeline.train import FinetuneSection
+from probes.config import ProbeConfig
 
 __all__ = [
-    "ORDERS",
+    "FT_ORDERS",
     "CompressSection",
     "ConfigError",
     "DistilSection",
@@ -54,8 +59,6 @@ __all__ = [
     "load_config",
 ]
 
-Order = Literal["none", "before", "after", "both"]
-ORDERS: tuple[str, ...] = ("none", "before", "after", "both")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # safe as a folder name
 
 
@@ -63,33 +66,8 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the key, the bad value, what is allowed and the fix."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _unit_interval(values: tuple[float, ...], what: str) -> tuple[float, ...]:
-    for i, v in enumerate(values):
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"{what}[{i}] = {v!r} is outside [0, 1); give a fraction such as 0.3")
-    return values
-
-
-def _unique(values: tuple, what: str) -> tuple:
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what} has duplicates {list(values)}; list each value once")
-    return values
-
-
-def _check_orders(orders: tuple[str, ...], allowed: tuple[str, ...], why: str) -> tuple[str, ...]:
-    _unique(orders, "orders")
-    bad = [o for o in orders if o not in allowed]
-    if bad:
-        raise ValueError(f"orders {bad} are not possible here ({why}); allowed: {list(allowed)}")
-    return orders
-
-
 # ---- sections ---------------------------------------------------------------------------------------------------
-class RunSection(_Section):
+class RunSection(Settings):
     """Where and how the run executes."""
 
     name: str = Field(pattern=_NAME)  # the run folder is <out_dir>/<name>
@@ -105,16 +83,16 @@ class RunSection(_Section):
     def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(s < 0 for s in v):
             raise ValueError(f"seeds must be non-negative integers, got {list(v)}")
-        return _unique(v, "seeds")
+        return distinct(v, "seeds")
 
 
-class TeacherSection(_Section):
+class TeacherSection(Settings):
     """The uncompressed model: a BERT-family hub name, a save_pretrained folder, or ``"minilm"`` (offline)."""
 
     source: str = "minilm"
 
 
-class TaskSection(_Section):
+class TaskSection(Settings):
     """The occupation-classification task and its splits."""
 
     dataset: Literal["bug", "bias_in_bios", "table"] = "bug"
@@ -139,7 +117,7 @@ class TaskSection(_Section):
     @field_validator("training_sets")
     @classmethod
     def _sets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _unique(v, "training_sets")
+        return distinct(v, "training_sets")
 
     @field_validator("fractions")
     @classmethod
@@ -157,140 +135,7 @@ class TaskSection(_Section):
         return self
 
 
-class FinetuneSection(_Section):
-    """Task fine-tuning (sequence classification) and optional masked-LM domain fine-tuning."""
-
-    epochs: int = Field(default=3, ge=1)
-    lr: float = Field(default=5e-5, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    eval_batch_size: int = Field(default=64, ge=1)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)  # linear warm-up share of the steps, then linear decay
-    weight_decay: float = Field(default=0.01, ge=0)
-    grad_clip: float = Field(default=1.0, gt=0)
-    # masked-LM fine-tuning on the training texts before anything else (the "fine-tune on the corpus at hand"
-    # step): adds the variant "teacher-mlm", and every recipe starts from it instead of the pretrained teacher
-    mlm_domain: bool = False
-    mlm_epochs: int = Field(default=1, ge=1)
-    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
-
-
-class _Method(_Section):
-    """Shared settings of a compression method that trains a student: optimiser, orders, layer map."""
-
-    epochs: int = Field(default=1, ge=1)
-    lr: float = Field(default=1e-4, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    grad_clip: float = Field(default=1.0, gt=0)
-    orders: tuple[Order, ...] = ("before",)
-    layer_map: tuple[int, ...] | None = None  # teacher layer of each student layer (defaults: see the methods)
-
-    @field_validator("orders")
-    @classmethod
-    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _unique(v, "orders")
-
-    @field_validator("layer_map")
-    @classmethod
-    def _map(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if v is not None and (not v or list(v) != sorted(set(v)) or min(v) < 0):
-            raise ValueError(f"layer_map {list(v)} must be non-empty, non-negative and strictly increasing")
-        return v
-
-
-class DistilSection(_Method):
-    """DistilBERT-style student (Sanh et al. 2019): half the layers, initialised from teacher layers.
-
-    ``layer_map`` default: every other teacher layer, 0, 2, 4, ...
-    """
-    temperature: float = Field(default=2.0, gt=0)
-    alpha_kl: float = Field(default=0.5, ge=0)  # soft-target KL * T^2 (class logits, or MLM logits when general)
-    alpha_ce: float = Field(default=0.5, ge=0)  # hard labels (class, or masked tokens when general)
-    alpha_cos: float = Field(default=1.0, ge=0)  # 1 - cos(student, teacher) of the last hidden states
-    mixup: bool = False  # also build "distil_mixup-*" variants: gender-word mixup (Ahn et al. 2022)
-    mixup_alpha: float = Field(default=0.0, ge=0)  # 0: lambda = 0.5; > 0: lambda ~ Beta(alpha, alpha)
-
-    @model_validator(mode="after")
-    def _losses(self) -> DistilSection:
-        if self.alpha_kl + self.alpha_ce + self.alpha_cos == 0:
-            raise ValueError("alpha_kl, alpha_ce and alpha_cos are all 0; give at least one loss a weight")
-        return self
-
-
-class TinySection(_Method):
-    """TinyBERT-style student (Jiao et al. 2020): smaller width and depth, layer-wise distillation.
-
-    ``layer_map`` (teacher layer distilled into each student layer) default: uniform, (i + 1) * N / M - 1.
-    """
-
-    n_layers: int | None = Field(default=None, ge=1)  # default: half the teacher's layers
-    hidden_size: int | None = Field(default=None, ge=8)  # default: half the teacher's width
-    n_heads: int | None = Field(default=None, ge=1)  # default: the teacher's head count
-    d_ff: int | None = Field(default=None, ge=8)  # default: 4 * hidden_size
-    init: Literal["truncate", "random"] = "truncate"  # truncate = slice the mapped teacher layers' weights
-    pred_epochs: int = Field(default=1, ge=0)  # prediction-layer distillation (needs a fine-tuned teacher)
-    temperature: float = Field(default=1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _shape(self) -> TinySection:
-        if self.hidden_size is not None and self.n_heads is not None and self.hidden_size % self.n_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of n_heads {self.n_heads}; "
-                             "pick sizes with hidden_size % n_heads == 0")
-        if self.layer_map is not None and self.n_layers is not None and len(self.layer_map) != self.n_layers:
-            raise ValueError(f"layer_map has {len(self.layer_map)} entries but n_layers = {self.n_layers}; "
-                             "give one teacher layer per student layer")
-        return self
-
-
-class PruneSection(_Section):
-    """Head pruning by importance (Michel et al. 2019) and unstructured magnitude pruning."""
-
-    # importance is the gradient of the task loss, so the pruned model must have a fine-tuned classifier
-    orders: tuple[Order, ...] = ("before",)
-    fractions: tuple[float, ...] = (0.3,)  # share of heads removed, globally; one variant "prune<pct>" each
-    sparsities: tuple[float, ...] = ()  # share of encoder linear weights zeroed; one variant "sparse<pct>" each
-    importance_examples: int = Field(default=512, ge=1)  # training examples behind the head importance
-    normalise: bool = True  # l2-normalise importance within each layer before ranking (Michel et al.)
-
-    @field_validator("orders")
-    @classmethod
-    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_orders(v, ("before", "both"), "head importance needs a fine-tuned classifier")
-
-    @field_validator("fractions", "sparsities")
-    @classmethod
-    def _fractions(cls, v: tuple[float, ...], info) -> tuple[float, ...]:
-        return _unique(_unit_interval(v, info.field_name), info.field_name)
-
-    @model_validator(mode="after")
-    def _something(self) -> PruneSection:
-        if not self.fractions and not self.sparsities:
-            raise ValueError("fractions and sparsities are both empty; give at least one, or drop [compress.prune]")
-        return self
-
-
-class Int8Section(_Section):
-    """Dynamic int8 quantisation of the linear layers (evaluation only: a quantised model cannot be trained)."""
-
-    orders: tuple[Order, ...] = ("before",)
-
-    @field_validator("orders")
-    @classmethod
-    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_orders(v, ("none", "before"), "an int8 model cannot be fine-tuned")
-
-
-class CompressSection(_Section):
-    """One optional sub-section per compression method; a present sub-section enables the method."""
-
-    distil: DistilSection | None = None
-    tiny: TinySection | None = None
-    prune: PruneSection | None = None
-    int8: Int8Section | None = None
-
-
-class HubStudent(_Section):
+class HubStudent(Settings):
     """A ready-made compressed model from the hub, compared beside the pipeline-made students."""
 
     source: str
@@ -300,7 +145,7 @@ class HubStudent(_Section):
     @field_validator("orders")
     @classmethod
     def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_orders(v, ("none", "after"), "a hub student is not compressed from this run's teacher")
+        return check_orders(v, ("none", "after"), "a hub student is not compressed from this run's teacher")
 
 
 class MetricsSection(BiasMetricsConfig):
@@ -310,7 +155,7 @@ class MetricsSection(BiasMetricsConfig):
     latency_repeats: int = Field(default=5, ge=1)  # median of this many timed runs
 
 
-class RunConfig(_Section):
+class RunConfig(Settings):
     """The whole run; each stage reads its own section."""
 
     run: RunSection
@@ -326,7 +171,7 @@ class RunConfig(_Section):
     @field_validator("hub_students")
     @classmethod
     def _hub_names(cls, v: tuple[HubStudent, ...]) -> tuple[HubStudent, ...]:
-        _unique(tuple(h.name for h in v), "hub student names")
+        distinct(tuple(h.name for h in v), "hub student names")
         return v
 
 

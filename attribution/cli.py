@@ -1,0 +1,227 @@
+"""Command line: the head-ablation scripts, usable on any model folder or hub name without a pipeline run.
+
+    python -m attribution ablate     --model NAME_OR_DIR --data bug --score cf_gap --n 64 --out ablation.parquet
+    python -m attribution importance --model NAME_OR_DIR --data bug --score loss
+    python -m attribution ig         --model NAME_OR_DIR --data winobias --score pronoun_gap --over neurons
+    python -m attribution patch      --model NAME_OR_DIR --data bug --score prob --engine lens
+
+``--data`` is ``bug``, ``bias_in_bios`` (the offline sample), ``winobias``, ``winogender``, ``seat`` /
+``seat:<test>`` (e.g. ``seat:sent-weat6``) or a table file (``--text-col``, ``--label-col``, ``--gender-col``).
+``--score`` is ``loss``, ``prob``, ``cf_gap``, ``pronoun_gap`` or ``seat``; the model is loaded with the head the
+score needs (classifier, mlm, encoder). A trained classifier head keeps its classes: the data's labels are mapped
+onto them by name and rows of other classes are dropped (logged). Each command writes a tidy table (parquet, or
+CSV by suffix) and prints the top-k units by |value|. Bad arguments stop with ``error: ...`` (exit status 2).
+
+Under ``accelerate launch`` the single-head sweep (``ablate --mode single``) is split by heads, ``ig`` and
+``patch`` by examples; the main process merges the shards into the table one process writes
+(:mod:`attribution.shard`)::
+
+    accelerate launch --multi_gpu --num_processes 2 -m attribution ig --model NAME_OR_DIR --out ig.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attribution import shard as sharding
+from attribution.ablation import HeadAblation
+from attribution.data import AttributionData
+from attribution.errors import GateIndependentScoreError
+from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
+from attribution.importance import GradientHeadImportance
+from attribution.patching import ActivationPatching
+from attribution.scores import SCORES, Score, make_score
+from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line
+from pipeline.data import (
+    SeatTest,
+    TaskData,
+    data_root,
+    load_bias_in_bios,
+    load_bug,
+    load_seat,
+    load_table_task,
+    load_winobias_all,
+    load_winogender,
+)
+from pipeline.models import check_max_length, load_config, load_model, resolve_source
+from pipeline.schema import read_table, write_table
+
+_HEAD_OF_SCORE = {"loss": "classifier", "prob": "classifier", "cf_gap": "classifier", "pronoun_gap": "mlm",
+                  "seat": "encoder"}  # fmt: skip
+_DATA_OF_SCORE = {"loss": "bug", "prob": "bug", "cf_gap": "bug", "pronoun_gap": "winobias", "seat": "seat"}
+_MAIN_METRIC = {"ablate": "delta_score", "importance": "grad_importance", "ig": "ig", "patch": "indirect_effect"}
+
+
+def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", required=True, help="hub name, model folder, or 'minilm'")
+    common.add_argument("--data", help="bug | bias_in_bios | winobias | winogender | seat[:test] | table file "
+                                       "(default: the score's usual data)")  # fmt: skip
+    common.add_argument("--score", default="cf_gap", choices=sorted(SCORES), help="what to explain")
+    common.add_argument("--pooling", default="mean", choices=("mean", "cls"), help="SEAT pooling")
+    common.add_argument("--n", type=int, default=64, help="examples drawn (seeded); 0 = all")
+    common.add_argument("--out", type=Path, help="output table (.parquet or .csv)")
+    common.add_argument("--top-k", type=int, default=10, help="units printed")
+    common.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    common.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples")
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--max-length", type=int, default=128)
+    common.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    common.add_argument("--text-col", default="text")
+    common.add_argument("--label-col", default="label")
+    common.add_argument("--gender-col", default="gender")
+    ablate = sub.add_parser("ablate", parents=[common], help="head ablation")
+    ablate.add_argument("--mode", default="single", choices=("single", "layer", "leave_one_in", "cumulative"))
+    ablate.add_argument("--baseline", default="zero", choices=("zero", "mean"))
+    ablate.add_argument("--order", type=Path, help="cumulative: importance table (default: gradient importance)")
+    ablate.add_argument("--least-first", action="store_true", help="cumulative: remove the least important first")
+    ablate.add_argument("--slow", action="store_true", help="single: naive loop instead of the prefix-cached sweep")
+    sub.add_parser("importance", parents=[common], help="gradient head importance (Michel et al. 2019)")
+    ig = sub.add_parser("ig", parents=[common], help="integrated gradients")
+    ig.add_argument("--over", default="heads", choices=("heads", "neurons", "tokens"))
+    ig.add_argument("--steps", type=int, default=32, help="integration steps")
+    ig.add_argument("--baseline", default="zero", choices=("zero", "mean"))
+    patch = sub.add_parser("patch", parents=[common], help="activation patching (Vig et al. 2020)")
+    patch.add_argument("--engine", default="gates", choices=("gates", "lens"))
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Stop with a message naming the option for a value no command can use (``--max-length`` is checked against
+    the model's limit once its config is read)."""
+    check_range("--n", args.n, low=0, what="examples drawn; 0 = all")
+    check_range("--batch-size", args.batch_size, low=1, what="rows per forward pass")
+    check_range("--n-boot", args.n_boot, low=1, what="bootstrap resamples; 200 is a quick choice")
+    check_range("--top-k", args.top_k, low=1, what="units printed")
+    check_range("--seed", args.seed, low=0)
+    check_range("--max-length", args.max_length, low=2, what="tokens per text, [CLS] and [SEP] included")
+    if args.command == "ig":
+        check_range("--steps", args.steps, low=1, what="integration steps; 32 is usual")
+
+
+def _load_source(args: argparse.Namespace) -> TaskData | SeatTest | list:
+    """The raw examples named by ``--data``: a task (all rows; drawn by :func:`_draw` once its labels are mapped
+    onto the model's), a SEAT test, or WinoBias / Winogender items (``--n`` drawn)."""
+    name = args.data or _DATA_OF_SCORE[args.score]
+    rng = np.random.default_rng(args.seed)
+    if name in ("winobias", "winogender"):
+        items = list(load_winobias_all() if name == "winobias" else load_winogender())
+        if args.n and args.n < len(items):
+            items = [items[i] for i in np.sort(rng.choice(len(items), args.n, replace=False))]
+        return items
+    if name == "seat" or name.startswith("seat:"):
+        return load_seat(name.partition(":")[2] or "weat6")
+    if name == "bug":
+        return load_bug()
+    if name == "bias_in_bios":
+        return load_bias_in_bios(data_root() / "bias_in_bios" / "sample")
+    if Path(name).exists():
+        return load_table_task(name, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
+    raise SystemExit(f"--data {name!r}: not a known dataset (bug, bias_in_bios, winobias, winogender, seat[:test]) "
+                     "and not an existing table file.")
+
+
+def _draw(task: TaskData, args: argparse.Namespace) -> TaskData:
+    """``--n`` rows of ``task`` drawn with ``--seed`` (all when ``--n`` is 0 or at least the size)."""
+    if args.n and args.n < len(task):
+        rng = np.random.default_rng(args.seed)
+        task = task.subset(np.sort(rng.choice(len(task), args.n, replace=False)))
+    return task
+
+
+def _attribution_data(loaded, source, name: str, twins: bool, max_length: int) -> AttributionData:
+    if isinstance(source, TaskData):
+        return AttributionData.from_task(loaded, source, counterfactual_twins=twins, max_length=max_length)
+    if isinstance(source, SeatTest):
+        return AttributionData.from_seat(loaded, source, max_length=max_length)
+    return AttributionData.from_pronouns(loaded, source, name=name, max_length=max_length)
+
+
+def _sharded(args: argparse.Namespace) -> bool:
+    """Whether the command can be split over processes (:mod:`attribution.shard`)."""
+    return args.command in ("ig", "patch") or (args.command == "ablate" and args.mode == "single")
+
+
+def _run(
+    args: argparse.Namespace, loaded, score: Score, data: AttributionData, shard: sharding.Shard
+) -> pd.DataFrame | None:
+    """The command's table; None on a process other than the main one of a sharded run."""
+    common = {"batch_size": args.batch_size}
+    boot = {"n_boot": args.n_boot, "seed": args.seed}
+    if args.command == "ablate" and args.mode == "single":
+        return sharding.sweep(HeadAblation(loaded, score), data, args.out, shard, baseline=args.baseline,
+                              fast=not args.slow, **common, **boot)  # fmt: skip
+    if args.command == "ablate":
+        order = None
+        if args.mode == "cumulative":
+            order = read_table(args.order) if args.order else GradientHeadImportance(loaded, score).attribute(
+                data, **common, **boot)
+            order = order[order["metric"] == ("grad_importance" if "grad_importance" in set(order["metric"])
+                                              else "delta_score")]  # fmt: skip
+        return HeadAblation(loaded, score).attribute(data, mode=args.mode, baseline=args.baseline, order=order,
+                                                     most_first=not args.least_first, **common, **boot)  # fmt: skip
+    if args.command == "importance":
+        return GradientHeadImportance(loaded, score).attribute(data, **common, **boot)
+    if args.command == "ig":
+        if args.over == "tokens":
+            return sharding.token_ig(TokenIntegratedGradients(loaded, score), data, args.out, shard,
+                                     n_steps=args.steps, **common)  # fmt: skip
+        method = HeadIntegratedGradients if args.over == "heads" else NeuronIntegratedGradients
+        return sharding.integrated_gradients(method(loaded, score), data, args.out, shard, n_steps=args.steps,
+                                             baseline=args.baseline, **common, **boot)  # fmt: skip
+    return sharding.patching(ActivationPatching(loaded, score, engine=args.engine), data, args.out, shard, **common,
+                             **boot)  # fmt: skip
+
+
+def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
+    """Entry point of ``ablate``, ``importance``, ``ig`` and ``patch`` (``argv[0]``); returns the exit code."""
+    args = _parser(prog).parse_args(argv)
+    _check_args(args)
+    if args.command == "patch" and args.score == "cf_gap":
+        print("patch: the counterfactual gap is the total effect of patching; explaining the true-class "
+              "probability (--score prob) instead.", file=sys.stderr)
+        args.score = "prob"
+    shard, device = sharding.current_shard(args.device)
+    if shard.world > 1 and not (_sharded(args) and args.out):
+        raise SystemExit(f"{args.command}: a run under accelerate launch needs --out (shards are written next to it) "
+                         "and one of ablate --mode single, ig, patch; run other commands in one process.")
+    score = make_score(args.score, **({"pooling": args.pooling} if args.score == "seat" else {}))
+    twins = "cf" in score.views or args.command == "patch"
+    head = _HEAD_OF_SCORE[args.score]
+    try:
+        source = _load_source(args)
+    except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
+        raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
+    check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
+    labels = list(source.label_names) if head == "classifier" and isinstance(source, TaskData) else None
+    torch.manual_seed(args.seed)  # a head missing from the checkpoint starts random: the same in every process
+    loaded = load_model(args.model, head=head, label_names=labels, device=device)
+    if isinstance(source, TaskData):  # a trained head's classes are the truth: map the data onto them by name
+        source = _draw(source.relabel(loaded.label_names) if head == "classifier" else source, args)
+    data = _attribution_data(loaded, source, args.data or _DATA_OF_SCORE[args.score], twins, args.max_length)
+    try:
+        frame = _run(args, loaded, score, data, shard)
+    except GateIndependentScoreError as err:
+        print(f"{args.command}: {err}", file=sys.stderr)
+        return 2
+    if frame is None:  # a sharded run's other process: the main process writes the table
+        return 0
+    frame["variant"] = str(args.model)
+    if args.out:
+        print(f"wrote {write_table(frame, args.out)}", file=sys.stderr)
+    metric = "token_ig" if args.command == "ig" and args.over == "tokens" else _MAIN_METRIC[args.command]
+    rows = frame[frame["metric"] == metric]
+    top = rows.assign(key=rows["value"].abs()).nlargest(args.top_k, "key")
+    columns = [c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high") if c in top]
+    print(f"top {args.top_k} by |{metric}| ({score!r}, {len(data)} examples):")
+    print(top[columns].to_string(index=False))
+    return 0
+

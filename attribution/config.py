@@ -1,0 +1,42 @@
+"""Settings of the attribution stage (``[attribution]`` of a run; docs/ATTRIBUTION.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipeline.settings import Settings
+
+__all__ = ["AttributionConfig"]
+
+
+class AttributionConfig(Settings):
+    """Settings of the attribution stage (docs/ATTRIBUTION.md).
+
+    The defaults keep one MiniLM-sized variant to a few minutes on a CPU; raise ``n_examples`` (and
+    ``cumulative_steps``) for paper runs on a GPU.
+    """
+
+    ablation: bool = True
+    ablation_modes: tuple[Literal["single", "layer", "leave_one_in"], ...] = ("single", "layer")
+    cumulative: bool = True  # curves ordered by gradient importance (by single-head ablation for int8 models)
+    cumulative_steps: int = Field(default=13, ge=0)  # points on each curve, evenly spaced; 0 = every head count
+    importance: bool = True
+    head_ig: bool = True
+    neuron_ig: bool = True
+    token_ig: bool = True
+    patching: bool = True
+    patch_top_neurons: int = Field(default=0, ge=0)  # also patch the top-k neurons of neuron IG (0 = heads only)
+    n_examples: int = Field(default=64, ge=0)  # examples drawn (seeded) from the data; 0 = all
+    token_examples: int = Field(default=8, ge=0)  # examples explained token by token
+    batch_size: int = Field(default=64, ge=1)  # rows (gate setting x example) per forward pass
+    ig_steps: int = Field(default=32, ge=1)
+    ig_batch_size: int = Field(default=64, ge=1)  # rows (example x integration step) per IG forward pass
+    baseline: Literal["zero", "mean"] = "zero"  # what an ablated head outputs
+    n_boot: int = Field(default=500, ge=0)
+    seed: int = Field(default=0, ge=0)
+    variants: tuple[str, ...] = ()  # in a pipeline run: the variants to attribute (empty = every variant)
+    seat_test: str = "sent-weat6"  # in a pipeline run: the SEAT test explained for variants without a trained head
+    compare: bool = True  # in a pipeline run: also write the ``comparison`` table across variants and seeds
+    top_k: int = Field(default=10, ge=1)  # top-k overlap of head effects between seeds

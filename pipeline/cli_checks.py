@@ -1,0 +1,57 @@
+"""Argument checks shared by the command lines (``bias-atlas ablate|importance|ig|patch|probe``).
+
+A bad value stops the command with ``SystemExit("message")``, which ``bias-atlas`` prints as ``error: message``
+with exit status 2 (never a traceback); the message names the option, the value and what is allowed. Errors
+raised by the library name Python parameters (``text_col=``, ``n_folds``); :func:`for_command_line` rewords them
+with the command's own options, so a fix hint never names an option the command does not have.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
+__all__ = ["DATA_HINTS", "check_range", "for_command_line", "settings_error"]
+
+# Fix hints of the data loaders (pipeline.data) that name Python parameters, as a table-file command puts them.
+DATA_HINTS: dict[str, str] = {
+    "pass text_col=, label_col= and gender_col= naming the right columns":
+        "pass --text-col, --label-col and --gender-col naming the right columns",
+    "pass gender_map={value: 'male' | 'female', ...}, or drop those rows first":
+        "recode those values in the file as male / female (or m / f, 0 / 1), or drop those rows",
+    "or pass encoding= with the file's real codec (e.g. encoding='latin-1')": "(this command reads UTF-8 only)",
+    ", or pass allow_pickle=True if you trust the file": " (this command never unpickles)",
+}
+
+
+def check_range(option: str, value: int, *, low: int | None = None, high: int | None = None, what: str = "") -> int:
+    """``value`` unchanged when ``low <= value <= high`` (a missing bound is open); else SystemExit naming the
+    option, the value, the allowed range and ``what`` the option means."""
+    if (low is None or value >= low) and (high is None or value <= high):
+        return value
+    allowed = (f"an integer from {low} to {high}" if low is not None and high is not None
+               else f"an integer >= {low}" if low is not None else f"an integer <= {high}")
+    raise SystemExit(f"{option} {value!r} is out of range: give {allowed}{f' ({what})' if what else ''}.")
+
+
+def for_command_line(message: str, options: Mapping[str, str]) -> str:
+    """``message`` with each key of ``options`` replaced by its value: a phrase literally, a Python name
+    (``n_folds``, ``max_examples``) only as a whole word, so ``n_folds`` does not touch ``inner_n_folds``."""
+    for spelling in sorted(options, key=len, reverse=True):
+        if spelling.isidentifier():
+            message = re.sub(rf"(?<![\w.-]){re.escape(spelling)}(?!\w)", options[spelling], message)
+        else:
+            message = message.replace(spelling, options[spelling])
+    return message
+
+
+def settings_error(err: ValidationError, fields: Mapping[str, str]) -> SystemExit:
+    """A settings validation error as one command-line message: each problem names the option and the value."""
+    parts = []
+    for problem in err.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        text = for_command_line(problem["msg"].removeprefix("Value error, "), fields)
+        parts.append(f"{fields.get(field, field)} {problem['input']!r}: {text}" if field else text)
+    return SystemExit("; ".join(parts))

@@ -1,0 +1,131 @@
+"""Settings of the compression methods: one section per method, each listing the fine-tuning orders it is built in.
+
+A present section enables its method (``[compress.distil]``, ``[compress.tiny]``, ``[compress.prune]``,
+``[compress.int8]``); the run plan (:mod:`pipeline.runs.plan`) turns each (method, order) into a variant.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct, unit_interval
+
+__all__ = ["CompressSection", "DistilSection", "Int8Section", "PruneSection", "TinySection"]
+
+
+class _Method(Settings):
+    """Shared settings of a compression method that trains a student: optimiser, orders, layer map."""
+
+    epochs: int = Field(default=1, ge=1)
+    lr: float = Field(default=1e-4, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    orders: tuple[Order, ...] = ("before",)
+    layer_map: tuple[int, ...] | None = None  # teacher layer of each student layer (defaults: see the methods)
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, FT_ORDERS, "fine-tuning orders")
+
+    @field_validator("layer_map")
+    @classmethod
+    def _map(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None and (not v or list(v) != sorted(set(v)) or min(v) < 0):
+            raise ValueError(f"layer_map {list(v)} must be non-empty, non-negative and strictly increasing")
+        return v
+
+
+class DistilSection(_Method):
+    """DistilBERT-style student (Sanh et al. 2019): half the layers, initialised from teacher layers.
+
+    ``layer_map`` default: every other teacher layer, 0, 2, 4, ...
+    """
+    temperature: float = Field(default=2.0, gt=0)
+    alpha_kl: float = Field(default=0.5, ge=0)  # soft-target KL * T^2 (class logits, or MLM logits when general)
+    alpha_ce: float = Field(default=0.5, ge=0)  # hard labels (class, or masked tokens when general)
+    alpha_cos: float = Field(default=1.0, ge=0)  # 1 - cos(student, teacher) of the last hidden states
+    mixup: bool = False  # also build "distil_mixup-*" variants: gender-word mixup (Ahn et al. 2022)
+    mixup_alpha: float = Field(default=0.0, ge=0)  # 0: lambda = 0.5; > 0: lambda ~ Beta(alpha, alpha)
+
+    @model_validator(mode="after")
+    def _losses(self) -> DistilSection:
+        if self.alpha_kl + self.alpha_ce + self.alpha_cos == 0:
+            raise ValueError("alpha_kl, alpha_ce and alpha_cos are all 0; give at least one loss a weight")
+        return self
+
+
+class TinySection(_Method):
+    """TinyBERT-style student (Jiao et al. 2020): smaller width and depth, layer-wise distillation.
+
+    ``layer_map`` (teacher layer distilled into each student layer) default: uniform, (i + 1) * N / M - 1.
+    """
+
+    n_layers: int | None = Field(default=None, ge=1)  # default: half the teacher's layers
+    hidden_size: int | None = Field(default=None, ge=8)  # default: half the teacher's width
+    n_heads: int | None = Field(default=None, ge=1)  # default: the teacher's head count
+    d_ff: int | None = Field(default=None, ge=8)  # default: 4 * hidden_size
+    init: Literal["truncate", "random"] = "truncate"  # truncate = slice the mapped teacher layers' weights
+    pred_epochs: int = Field(default=1, ge=0)  # prediction-layer distillation (needs a fine-tuned teacher)
+    temperature: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TinySection:
+        if self.hidden_size is not None and self.n_heads is not None and self.hidden_size % self.n_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of n_heads {self.n_heads}; "
+                             "pick sizes with hidden_size % n_heads == 0")
+        if self.layer_map is not None and self.n_layers is not None and len(self.layer_map) != self.n_layers:
+            raise ValueError(f"layer_map has {len(self.layer_map)} entries but n_layers = {self.n_layers}; "
+                             "give one teacher layer per student layer")
+        return self
+
+
+class PruneSection(Settings):
+    """Head pruning by importance (Michel et al. 2019) and unstructured magnitude pruning."""
+
+    # importance is the gradient of the task loss, so the pruned model must have a fine-tuned classifier
+    orders: tuple[Order, ...] = ("before",)
+    fractions: tuple[float, ...] = (0.3,)  # share of heads removed, globally; one variant "prune<pct>" each
+    sparsities: tuple[float, ...] = ()  # share of encoder linear weights zeroed; one variant "sparse<pct>" each
+    importance_examples: int = Field(default=512, ge=1)  # training examples behind the head importance
+    normalise: bool = True  # l2-normalise importance within each layer before ranking (Michel et al.)
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("before", "both"), "head importance needs a fine-tuned classifier")
+
+    @field_validator("fractions", "sparsities")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...], info) -> tuple[float, ...]:
+        return distinct(unit_interval(v, info.field_name), info.field_name)
+
+    @model_validator(mode="after")
+    def _something(self) -> PruneSection:
+        if not self.fractions and not self.sparsities:
+            raise ValueError("fractions and sparsities are both empty; give at least one, or drop [compress.prune]")
+        return self
+
+
+class Int8Section(Settings):
+    """Dynamic int8 quantisation of the linear layers (evaluation only: a quantised model cannot be trained)."""
+
+    orders: tuple[Order, ...] = ("before",)
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("none", "before"), "an int8 model cannot be fine-tuned")
+
+
+class CompressSection(Settings):
+    """One optional sub-section per compression method; a present sub-section enables the method."""
+
+    distil: DistilSection | None = None
+    tiny: TinySection | None = None
+    prune: PruneSection | None = None
+    int8: Int8Section | None = None

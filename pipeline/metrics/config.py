@@ -1,0 +1,55 @@
+"""Settings of the bias metrics of every variant (``[metrics]`` of a run; docs/METRICS.md)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field, field_validator
+
+from pipeline.anatomy import Pooling
+from pipeline.settings import Settings, distinct
+
+__all__ = ["METRIC_FAMILIES", "POOLINGS", "BiasMetricsConfig", "MetricFamily"]
+
+MetricFamily = Literal["extrinsic", "counterfactual", "seat", "crows", "stereoset", "winobias", "winogender"]
+METRIC_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+
+
+class BiasMetricsConfig(Settings):
+    """Settings of the bias metrics of every variant (DESIGN.md section 6; docs/METRICS.md).
+
+    Attributes:
+        metrics: Families to run, any of :data:`METRIC_FAMILIES`.
+        n_boot: Bootstrap resamples per aggregate; 0 leaves the intervals NaN.
+        seed: Seed of bootstraps, SEAT permutation sampling and ``max_examples`` draws (not the model's seed).
+        max_examples: Per benchmark, score at most this many items (a seeded draw, the same for every variant);
+            None scores everything. The task test set is never subsampled.
+        poolings: SEAT poolings, ``cls`` and/or ``mean``.
+        seat_form: SEAT tests in ``word`` form, ``sentence`` form or ``both`` (6 + 6 gender tests).
+        seat_layer: Hidden state SEAT reads: -1 the last block, 0 the embeddings.
+        seat_n_samples: Random partitions for a SEAT p-value when exact enumeration is too large.
+        winobias_split: WinoBias split(s): ``dev``, ``test`` or ``both``; both sentence types are used.
+        batch_size: Texts (or masked rows) per forward pass.
+        max_length: Token limit for classifier inputs.
+        data_root: Folder of the shared benchmark data; None uses :func:`pipeline.data.data_root` (a pipeline run
+            fills it from ``run.data_root``).
+    """
+
+    metrics: tuple[MetricFamily, ...] = Field(default=METRIC_FAMILIES, min_length=1)
+    n_boot: int = Field(default=1000, ge=0)
+    seed: int = Field(default=0, ge=0)
+    max_examples: int | None = Field(default=None, ge=1)
+    poolings: tuple[Pooling, ...] = Field(default=POOLINGS, min_length=1)
+    seat_form: Literal["word", "sentence", "both"] = "both"
+    seat_layer: int = -1
+    seat_n_samples: int = Field(default=100_000, ge=1)
+    winobias_split: Literal["dev", "test", "both"] = "test"
+    batch_size: int = Field(default=32, ge=1)
+    max_length: int = Field(default=128, ge=2)
+    data_root: str | None = None
+
+    @field_validator("metrics", "poolings")
+    @classmethod
+    def _once(cls, v: tuple, info) -> tuple:
+        return distinct(v, info.field_name)

@@ -1,0 +1,79 @@
+"""``bias-atlas run CONFIG.toml``, ``bias-atlas validate CONFIG.toml`` and ``bias-atlas plan CONFIG.toml``.
+
+``run`` builds every configured model variant, evaluates it and writes the run folder (:mod:`pipeline.runs.run`);
+``--dry-run`` prints the variant plan after the early checks, ``--only VARIANT`` (repeatable) restricts the run to
+some variants, ``--force STAGE`` (repeatable) recomputes a cached stage. ``validate`` checks the config and
+everything :func:`pipeline.runs.run.preflight` can check without building a model. Configuration problems print one
+clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.runs.config import ConfigError, load_config
+from pipeline.runs.manifest import RunLockedError, verify
+from pipeline.runs.plan import format_plan, plan_variants
+from pipeline.runs.run import STAGES, preflight, run
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="build, evaluate and write the run folder")
+    run_cmd.add_argument("config", help="TOML run config, e.g. configs/demo.toml")
+    run_cmd.add_argument("--dry-run", action="store_true", help="print the variant plan and stop")
+    run_cmd.add_argument("--only", action="append", metavar="VARIANT", help="restrict to this variant (repeatable)")
+    run_cmd.add_argument("--force", action="append", default=[], metavar="STAGE",
+                         choices=[s.name for s in STAGES], help="recompute this stage even if cached (repeatable)")
+    check = commands.add_parser("validate", help="check a config without running it")
+    check.add_argument("config")
+    plan = commands.add_parser("plan", help="print the variants a config builds, in build order")
+    plan.add_argument("config")
+    check_run = commands.add_parser("verify", help="check every unit of a run folder against its recorded hashes")
+    check_run.add_argument("run_dir", help="a run folder (runs/<name>)")
+    return parser
+
+
+def _verify(run_dir: str) -> int:
+    """Print the state of every stage and unit; exit code 1 when any output is missing or corrupt."""
+    rows = verify(Path(run_dir))
+    width = max(len(f"{r['stage']} {r['unit']}") for r in rows)
+    for r in rows:
+        print(f"{(r['stage'] + ' ' + r['unit']).strip():<{width}}  {r['state']:<8} {r['detail']}")
+    bad = [r for r in rows if r["state"] in ("missing", "corrupt")]
+    print(f"{len(rows)} stages and units: {sum(r['state'] == 'ok' for r in rows)} ok, {len(bad)} missing or corrupt"
+          + ("; `bias-atlas run CONFIG` rebuilds exactly those." if bad else "."))
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
+    """Entry point of ``run``, ``validate`` and ``plan`` (``argv[0]``); returns the exit code."""
+    args = _parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    if args.command == "verify":
+        return _verify(args.run_dir)
+    try:
+        cfg = load_config(args.config)
+        if args.command == "plan":
+            print(format_plan(plan_variants(cfg)))
+            return 0
+        if args.command == "validate":
+            notes, splits = preflight(cfg)
+            for note in notes:
+                print(f"note: {note}")
+            sizes = "" if splits is None else ", ".join(f"{k} {len(v)}" for k, v in splits.train.items())
+            print(f"{args.config}: valid" + (f" (training sets: {sizes}; test {len(splits.test)})" if sizes else ""))
+            return 0
+        result = run(cfg, config_path=args.config, dry_run=args.dry_run, only=args.only, force=args.force)
+    except (ConfigError, FileNotFoundError, RunLockedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        print(f"run folder: {result.run_dir}")
+    return 0
+

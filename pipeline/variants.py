@@ -1,0 +1,121 @@
+"""Variant names: the one grammar that names a model variant by its recipe, and parses the name back.
+
+A variant is (method, fine-tuning order, training set), DESIGN.md section 5; :class:`Variant` builds the name and
+:meth:`Variant.parse` reads it, so the plan that writes names (:mod:`pipeline.runs.plan`) and every reader (the
+viewer, figures, the report) agree by construction; a test round-trips every name the paper and demo configs plan.
+
+==========================  ===================================================================================
+``teacher``                 the pretrained teacher (order ``none``)
+``teacher-ft``              the teacher fine-tuned on the task (order ``ft``)
+``teacher-mlm``             the teacher after masked-LM domain fine-tuning (order ``none``)
+``<method>-ft_<order>``     a compression method in one of the orders none | before | after | both
+``...@<set>``               trained on training set ``<set>`` (absent for the original training set)
+``<run>/...``               a run prefix, added when the viewer combines several runs (ignored by the parser)
+==========================  ===================================================================================
+
+Methods: ``distil``, ``distil_mixup``, ``tiny``, ``prune<pct>`` (heads removed), ``sparse<pct>`` (weights zeroed),
+``int8``, ``hub-<name>`` (a ready-made student). :data:`METHOD_FAMILIES` lists the families in display order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+__all__ = ["METHOD_FAMILIES", "ORDER_RANK", "Variant", "method_name", "parse_variant", "variant_sort_key"]
+
+# family -> regex of its method names; the display order of the families (teacher first)
+METHOD_FAMILIES: dict[str, str] = {
+    "teacher": r"teacher(?:-mlm)?",
+    "distil": r"distil(?:_mixup)?",
+    "tiny": r"tiny",
+    "prune": r"prune\d+(?:\.\d+)?",
+    "sparse": r"sparse\d+(?:\.\d+)?",
+    "int8": r"int8",
+    "hub": r"hub-[A-Za-z0-9._-]+?",
+}
+ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
+_COMPRESSED = "|".join(p for f, p in METHOD_FAMILIES.items() if f != "teacher")
+_NAME = re.compile(
+    r"^(?:[^/]+/)?"  # run prefix when several runs are combined
+    rf"(?:(?P<teacher>teacher(?:-mlm)?)(?P<ft>-ft)?|(?P<method>{_COMPRESSED})-ft_(?P<order>none|before|after|both))"
+    r"(?:@(?P<set>[A-Za-z0-9_]+))?$"
+)
+
+
+def method_name(family: str, **params: float | str) -> str:
+    """The method part of a name: ``prune`` + fraction 0.3 -> ``prune30``, ``sparse`` + sparsity, ``hub`` + name,
+    ``distil`` + mixup; other families are their own name."""
+    if family in ("prune", "sparse"):
+        return f"{family}{float(params['fraction' if family == 'prune' else 'sparsity']) * 100:g}"
+    if family == "hub":
+        return f"hub-{params['name']}"
+    if family == "distil" and params.get("mixup"):
+        return "distil_mixup"
+    if family not in METHOD_FAMILIES:
+        raise ValueError(f"unknown method family {family!r}; known: {', '.join(METHOD_FAMILIES)}.")
+    return family
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model variant's identity.
+
+    Attributes:
+        method: ``teacher``, ``teacher-mlm`` or a compression method name (see :func:`method_name`).
+        order: ``none`` | ``before`` | ``after`` | ``both``, or ``ft`` for the fine-tuned teacher.
+        training_set: the training set it learnt from when not the original one (``balanced``), else None.
+    """
+
+    method: str
+    order: str
+    training_set: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.method.startswith("teacher"):
+            base = f"{self.method}-ft" if self.order == "ft" else self.method
+        else:
+            base = f"{self.method}-ft_{self.order}"
+        return f"{base}@{self.training_set}" if self.training_set else base
+
+    @property
+    def family(self) -> str:
+        return next(f for f, p in METHOD_FAMILIES.items() if re.fullmatch(p, self.method))
+
+    def on(self, training_set: str | None) -> Variant:
+        """The same recipe trained on ``training_set`` (None or ``original``: the original set)."""
+        return replace(self, training_set=None if training_set in (None, "original") else training_set)
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        """Read a variant name (a run prefix ``<run>/`` is ignored).
+
+        Raises:
+            ValueError: the name follows none of the patterns of the module docstring.
+        """
+        match = _NAME.match(str(name))
+        if match is None:
+            raise ValueError(
+                f"variant {name!r} does not follow the recipe naming: expected 'teacher', 'teacher-ft', 'teacher-mlm' "
+                "or '<method>-ft_<order>' with method in distil|distil_mixup|tiny|prune<NN>|sparse<NN>|int8|hub-<name> "
+                "and order in none|before|after|both (optionally '@<training set>'). Rename the variant folder."
+            )
+        if match["teacher"]:
+            return cls(match["teacher"], "ft" if match["ft"] else "none", match["set"])
+        return cls(match["method"], match["order"], match["set"])
+
+
+def parse_variant(name: str) -> tuple[str, str]:
+    """(method, order) of a variant name; see :meth:`Variant.parse`."""
+    variant = Variant.parse(name)
+    return variant.method, variant.order
+
+
+def variant_sort_key(name: str) -> tuple:
+    """Teacher first, then by method family, method, order and training set; unparseable names last."""
+    try:
+        v = Variant.parse(name)
+    except ValueError:
+        return (len(METHOD_FAMILIES) + 1, name, 0, "", name)
+    return (list(METHOD_FAMILIES).index(v.family), v.method, ORDER_RANK.index(v.order), v.training_set or "", name)
