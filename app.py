@@ -1,11 +1,14 @@
 """bias-atlas viewer: explore run folders (DESIGN.md section 1, second use).
 
-    streamlit run app.py [-- RUNS_DIR]        (or set BIAS_ATLAS_RUNS; default: runs/)
+    bias-atlas view [RUNS_DIR]     (= streamlit run app.py -- RUNS_DIR; or set BIAS_ATLAS_RUNS; default: runs/)
+
+It binds to localhost (``.streamlit/config.toml``; ``--address`` exposes it) and opens run folders under
+RUNS_DIR only.
 
 Thin by design (STYLE.md point 15): the pages read the tidy tables of run folders through
 :mod:`pipeline.runs.runfolder` and draw every figure with :mod:`attribution.plots`, the functions that
-``python -m attribution figures`` uses, so the app shows exactly the exported figures. Only the Playground
-computes: it loads a saved variant with :func:`pipeline.models.load_model`, builds the gender-swapped twin of a
+``bias-atlas figures`` uses, so the app shows exactly the exported figures. Only the Playground
+computes (:mod:`pipeline.runs.playground`): it loads a saved variant with :func:`pipeline.models.load_model`, builds the gender-swapped twin of a
 sentence with :class:`pipeline.data.GenderSwapper` and switches heads off with :class:`pipeline.gates.HeadGates`
 (head masking as in Michel et al. 2019), showing the prediction and the counterfactual gap
 P(y | text) - P(y | swapped text) (DESIGN.md section 6). Tables are cached by path and modification time, figures
@@ -21,7 +24,6 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from attribution import plots
 from pipeline.runs.figures import figure_bytes
@@ -33,9 +35,8 @@ from pipeline.runs.runfolder import (
     top_neurons_table,
     variant_sort_key,
 )
-from pipeline.data import GENDER_NAMES, GenderSwapper
-from pipeline.gates import HeadGates, ones_gates
-from pipeline.models import LoadedModel, load_model
+from pipeline.data import GENDER_NAMES
+from pipeline.runs.playground import playground
 from pipeline.runs.tables import HEAD_MAPS, NEURON_MAPS
 from pipeline.schema import SchemaError
 
@@ -47,7 +48,6 @@ HEAD_SOURCES = {label: (table, metrics) for label, table, metrics in HEAD_MAPS i
 NEURON_SOURCES = {label: (table, metric) for label, table, metric in NEURON_MAPS}
 BIAS_METRICS = ("gap_rms", "cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate", "accuracy_gap", "crows_stereo_pct",
                 "stereoset_ss", "stereoset_icat")
-DEFAULT_SENTENCE = "She recorded her first [MASK] album with him in Nashville."
 _ERRORS = (ValueError, KeyError, FileNotFoundError, SchemaError)
 _NOT_ATTRIBUTED = ("None of the selected variants has these attributions: the pipeline attributes the variants "
                    "listed in `[attribution] variants` (all when empty). Pick other variants in the sidebar.")
@@ -304,78 +304,6 @@ def probes(view: View) -> None:
             table(name, frame)
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _model(folder: str) -> LoadedModel:
-    return load_model(folder, head="classifier")
-
-
-@st.cache_resource(show_spinner=False)
-def _swapper() -> GenderSwapper:
-    return GenderSwapper.from_winobias()
-
-
-@torch.no_grad()
-def _probabilities(loaded: LoadedModel, texts: list[str], gates: torch.Tensor) -> torch.Tensor:
-    batch = loaded.tokenize(texts)
-    with HeadGates(loaded.anatomy, gates.to(loaded.device)):
-        return loaded.model(**batch).logits.float().softmax(-1).cpu()  # (texts, classes)
-
-
-def _gate_grid(anatomy, key: str) -> torch.Tensor:
-    """A layer x head grid of checkboxes; an unticked box closes that head's gate."""
-    gates = ones_gates(anatomy)
-    header = st.columns(anatomy.n_heads + 1)
-    for h in range(anatomy.n_heads):
-        header[h + 1].caption(f"H{h}")
-    for layer in range(anatomy.n_layers):
-        cells = st.columns(anatomy.n_heads + 1)
-        cells[0].caption(f"L{layer}")
-        for h in range(anatomy.heads_per_layer[layer]):
-            on = cells[h + 1].checkbox(f"layer {layer} head {h}", value=True, key=f"{key}:{layer}:{h}",
-                                       label_visibility="collapsed")
-            gates[layer, h] = float(on)
-    return gates
-
-
-def playground(view: View) -> None:
-    runs = [RunFolder(p) for p in view.runs]
-    prefix = (lambda r: f"{r.name}/") if len(runs) > 1 else (lambda r: "")
-    choices = [(r, v, s) for r in runs for v, s in r.saved_models()
-               if prefix(r) + v in view.variants and s in view.seeds]
-    if not choices:
-        st.info("No saved model for the selected variants and seeds: the pipeline saves each variant under "
-                "models/<variant>/seed<k>/ (run `python -m pipeline run CONFIG`).")
-        return
-    run, variant, seed = st.selectbox("Model", choices, key="play_model",
-                                      format_func=lambda c: f"{prefix(c[0])}{c[1]} (seed {c[2]})")
-    try:
-        loaded = _model(str(run.model_dir(variant, seed)))
-    except (OSError, ValueError) as err:
-        st.error(f"Cannot load {variant} seed {seed}: {err}")
-        return
-    text = st.text_input("Sentence", DEFAULT_SENTENCE, key="play_text")
-    try:
-        twin = _swapper().swap(text)
-        st.markdown(f"Gender-swapped twin: *{twin}*")
-    except FileNotFoundError as err:
-        st.warning(f"No gender swap lists, so no twin: {err}")
-        twin = text
-    st.caption("Untick a head to switch it off (its output is replaced by zero).")
-    gates = _gate_grid(loaded.anatomy, f"gate:{run.name}:{variant}:{seed}")
-    full, gated = (_probabilities(loaded, [text, twin], g) for g in (ones_gates(loaded.anatomy), gates))
-    names = [loaded.model.config.id2label.get(i, str(i)) for i in range(full.shape[1])]
-    pred, pred_full = int(gated[0].argmax()), int(full[0].argmax())
-    gap, gap_full = float(gated[0, pred] - gated[1, pred]), float(full[0, pred_full] - full[1, pred_full])
-    left, right = st.columns(2)
-    left.metric("Prediction", names[pred], delta=None if pred == pred_full else f"was {names[pred_full]}",
-                delta_color="off")
-    right.metric("Counterfactual gap P(ŷ|text) − P(ŷ|twin)", f"{gap:+.3f}", delta=f"{gap - gap_full:+.3f}",
-                 delta_color="off")
-    table("playground", pd.DataFrame({"class": names, "P(text), all heads": full[0].numpy(),
-                                      "P(text)": gated[0].numpy(), "P(twin)": gated[1].numpy()}))
-    st.caption(f"{int((gates == 0).sum())} of {sum(loaded.anatomy.heads_per_layer)} heads off.")
-
-
 # ---- layout -----------------------------------------------------------------------------------------------------
 def _default_root() -> str:
     """``streamlit run app.py -- RUNS_DIR`` first, then ``$BIAS_ATLAS_RUNS``, then ``runs``."""
@@ -385,17 +313,28 @@ def _default_root() -> str:
     return os.environ.get(RUNS_ENV) or "runs"
 
 
+def _allowed(root: str, base: str) -> bool:
+    """Whether ``root`` lies under the runs root the viewer was started on (visitors cannot browse elsewhere)."""
+    return Path(root).resolve().is_relative_to(Path(base).resolve())
+
+
 def sidebar() -> View | None:
     st.sidebar.title("bias-atlas")
-    root = st.sidebar.text_input("Runs folder", _default_root(), key="root",
-                                 help="A run folder, or a folder of runs (python -m pipeline run writes runs/<name>/).")
+    base = st.session_state.setdefault("runs_root", _default_root())  # fixed at the session's start
+    root = st.sidebar.text_input("Runs folder", base, key="root",
+                                 help=f"A run folder, or a folder of runs, under {base!r} (the folder the viewer was "
+                                      "started on: `bias-atlas view FOLDER`).")
+    if not _allowed(root, base):
+        st.error(f"{root!r} is outside the runs folder this viewer serves ({base!r}); only run folders under it can "
+                 "be opened. Start the viewer on another folder with `bias-atlas view FOLDER`.")
+        return None
     try:
         found = find_runs(root)
     except FileNotFoundError as err:
         st.info(str(err))
         return None
     if not found:
-        st.info(f"No run folders under {root!r}. Produce one with `python -m pipeline run configs/demo.toml`, or "
+        st.info(f"No run folders under {root!r}. Produce one with `bias-atlas run configs/demo.toml`, or "
                 "type the folder that holds your runs in the sidebar.")
         return None
     names = {str(p): p.name for p in found}
@@ -405,6 +344,9 @@ def sidebar() -> View | None:
         st.info("Pick at least one run in the sidebar.")
         return None
     paths = tuple(runs)
+    for path in paths:
+        for name, problem in RunFolder(path).unreadable().items():
+            st.sidebar.warning(f"{RunFolder(path).name}/{name} is damaged and left out: {problem}")
     variants, seeds = _keys(paths, _stamp(paths))
     picked = st.sidebar.multiselect("Variants", variants, default=variants, key=f"variants:{paths}")
     chosen_seeds = st.sidebar.multiselect("Seeds", seeds, default=seeds, key=f"seeds:{paths}")
@@ -417,7 +359,8 @@ def main() -> None:
     if view is None:
         return
     tabs = st.tabs(PAGES, key="page", on_change="rerun")
-    for tab, page in zip(tabs, (overview, heads, neurons, tokens, probes, playground)):
+    pages = (overview, heads, neurons, tokens, probes, lambda v: playground(v, table))
+    for tab, page in zip(tabs, pages):
         with tab:
             if tab.open:
                 try:

@@ -4,7 +4,8 @@ Michel, Levy & Neubig (2019), "Are Sixteen Heads Really Better than One?", NeurI
 time, a layer at a time, or all but one per layer (leave-one-in), and pruned cumulatively in order of an
 importance score. Here every mode reports, per condition, the mean score with the heads off
 (``ablated_score``), its change from the intact model (``delta_score``) and, for scores with a task, the accuracy
-and its change (``ablated_accuracy``, ``delta_accuracy``), each with a bootstrap interval over examples. A
+and its change (``ablated_accuracy``, ``delta_accuracy``), each with a bootstrap interval over examples, and for
+the changes a p-value and a Benjamini-Hochberg q-value over the units (:mod:`attribution.tables`). A
 switched-off head outputs zero or its mean context vector over the data (mean ablation keeps later layers in
 distribution).
 
@@ -23,7 +24,7 @@ from attribution.data import AttributionData
 from attribution.engine import GridResult, evaluate
 from attribution.scores import Score
 from attribution.sweep import fast_sweep, single_head_gates, sweep_heads
-from attribution.tables import head_unit, local_head, mean_ci, rows, set_ci
+from attribution.tables import head_unit, local_head, mean_ci, mean_ci_p, rows, set_ci, set_ci_p, with_q
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
@@ -104,6 +105,8 @@ class HeadAblation:
             ``ablated_score``, ``delta_score`` (and ``ablated_accuracy``, ``delta_accuracy``) of unit ``head`` or
             ``layer`` (single/layer/leave-one-in), or of unit ``model`` with extra columns ``order`` (``most`` /
             ``least``), ``step`` (heads removed), ``fraction``, ``removed_layer``, ``removed_head`` (cumulative).
+            The changes ``delta_score`` and ``delta_accuracy`` carry ``p`` (mean change 0: sign-flip test over
+            examples, or the bootstrap for a whole-set score) and ``q`` (Benjamini-Hochberg over this call's units).
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not supported; use one of {', '.join(MODES)}.")
@@ -157,7 +160,7 @@ class HeadAblation:
                               "removed_layer": layer, "removed_head": anatomy.head_ids[layer][head] if k else -1})
         table = _reference_rows(reference, n_boot=n_boot, seed=seed)
         table += _condition_rows(result, reference, units, n_boot=n_boot, seed=seed)
-        return tidy(table, variant="", score=score.name, mode=mode, baseline=baseline)
+        return with_q(tidy(table, variant="", score=score.name, mode=mode, baseline=baseline))
 
 
 def _reference_rows(reference: GridResult, *, n_boot: int, seed: int) -> list[dict]:
@@ -178,14 +181,14 @@ def _condition_rows(
     n = result.meta.index.shape[0]
     if score.per_example:
         absolute = mean_ci(result.values, n_boot=n_boot, seed=seed)
-        delta = mean_ci(result.values - reference.values, n_boot=n_boot, seed=seed)
+        delta = mean_ci_p(result.values - reference.values, n_boot=n_boot, seed=seed)
     else:
         absolute = set_ci(result, n_boot=n_boot, seed=seed)
-        delta = set_ci(result, reference, n_boot=n_boot, seed=seed)
+        delta = set_ci_p(result, reference, n_boot=n_boot, seed=seed)
     out = rows(units, "ablated_score", absolute, n) + rows(units, "delta_score", delta, n)
     if result.correct is not None:
         acc = mean_ci(result.correct, n_boot=n_boot, seed=seed)
-        acc_delta = mean_ci(result.correct - reference.correct, n_boot=n_boot, seed=seed)
+        acc_delta = mean_ci_p(result.correct - reference.correct, n_boot=n_boot, seed=seed)
         out += rows(units, "ablated_accuracy", acc, n) + rows(units, "delta_accuracy", acc_delta, n)
     return out
 

@@ -1,9 +1,9 @@
 """Command line: the head-ablation scripts, usable on any model folder or hub name without a pipeline run.
 
-    python -m attribution ablate     --model NAME_OR_DIR --data bug --score cf_gap --n 64 --out ablation.parquet
-    python -m attribution importance --model NAME_OR_DIR --data bug --score loss
-    python -m attribution ig         --model NAME_OR_DIR --data winobias --score pronoun_gap --over neurons
-    python -m attribution patch      --model NAME_OR_DIR --data bug --score prob --engine lens
+    bias-atlas ablate     --model NAME_OR_DIR --data bug --score cf_gap --n 64 --out ablation.parquet
+    bias-atlas importance --model NAME_OR_DIR --data bug --score loss
+    bias-atlas ig         --model NAME_OR_DIR --data winobias --score pronoun_gap --over neurons
+    bias-atlas patch      --model NAME_OR_DIR --data bug --score prob --engine lens
 
 ``--data`` is ``bug``, ``bias_in_bios`` (the offline sample), ``winobias``, ``winogender``, ``seat`` /
 ``seat:<test>`` (e.g. ``seat:sent-weat6``) or a table file (``--text-col``, ``--label-col``, ``--gender-col``).
@@ -73,7 +73,8 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     common.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     common.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples")
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--max-length", type=int, default=128)
+    common.add_argument("--max-length", type=int, default=None,
+                        help="tokens per text (default: 128, or the model's limit when smaller)")
     common.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     common.add_argument("--text-col", default="text")
     common.add_argument("--label-col", default="label")
@@ -102,7 +103,6 @@ def _check_args(args: argparse.Namespace) -> None:
     check_range("--n-boot", args.n_boot, low=1, what="bootstrap resamples; 200 is a quick choice")
     check_range("--top-k", args.top_k, low=1, what="units printed")
     check_range("--seed", args.seed, low=0)
-    check_range("--max-length", args.max_length, low=2, what="tokens per text, [CLS] and [SEP] included")
     if args.command == "ig":
         check_range("--steps", args.steps, low=1, what="integration steps; 32 is usual")
 
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
         source = _load_source(args)
     except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
         raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
-    check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
+    args.max_length = check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
     labels = list(source.label_names) if head == "classifier" and isinstance(source, TaskData) else None
     torch.manual_seed(args.seed)  # a head missing from the checkpoint starts random: the same in every process
     loaded = load_model(args.model, head=head, label_names=labels, device=device)

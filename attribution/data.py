@@ -251,7 +251,7 @@ class AttributionData(_Rows):
     def subset(self, idx: Sequence[int] | np.ndarray | Tensor) -> AttributionData:
         """The rows ``idx`` (metadata kept)."""
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        pick = lambda seq: None if seq is None else tuple(seq[i] for i in idx.tolist())  # noqa: E731
+        pick = lambda seq: None if seq is None else tuple(seq[i] for i in idx.tolist())
         return replace(self, texts=pick(self.texts), cf_texts=pick(self.cf_texts), **self._map_rows(lambda t: t[idx]))
 
     def aligned(self) -> tuple[AttributionData, int]:

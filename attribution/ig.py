@@ -44,7 +44,7 @@ from attribution.engine import evaluate, gate_context
 from attribution.errors import check_depends_on_gates
 from attribution.scores import Score, view_features
 from attribution.sweep import sweep_heads
-from attribution.tables import head_unit, mean_ci, rows
+from attribution.tables import head_unit, mean_ci_p, rows, with_q
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
@@ -215,15 +215,15 @@ class _GateIntegratedGradients(ABC):
         layer, unit = torch.tensor(index).T  # (n_units,) each
         per_unit = attr[:, layer, unit].T  # (n_units, n_rows)
         if self.score.per_example:
-            estimate = mean_ci(per_unit, n_boot=n_boot, seed=seed)
-            total = mean_ci(diff[None], n_boot=n_boot, seed=seed)
+            estimate = mean_ci_p(per_unit, n_boot=n_boot, seed=seed)
+            total = mean_ci_p(diff[None], n_boot=n_boot, seed=seed)
         else:
             nan = np.full(len(units), np.nan)
             estimate, total = (per_unit[:, 0].double().numpy(), nan, nan), (diff.double().numpy(), [np.nan], [np.nan])
         extra = {"delta": float(delta.abs().mean()), "delta_rel": _nanmax(rel)}
         table = rows([{"unit": "model"}], "ig_total", total, n, **extra)
         table += rows(units, "ig", estimate, n, **extra)
-        return tidy(table, variant="", score=self.score.name, baseline=baseline, n_steps=n_steps)
+        return with_q(tidy(table, variant="", score=self.score.name, baseline=baseline, n_steps=n_steps))
 
     def attribute(
         self,
@@ -239,7 +239,8 @@ class _GateIntegratedGradients(ABC):
     ) -> pd.DataFrame:
         """Mean attribution per unit over examples (metric ``ig``, bootstrap interval), with the convergence
         columns ``delta`` and ``delta_rel``, and a ``model`` row ``ig_total`` with the mean ``F(x) - F(baseline)``
-        that the attributions of each example sum to; column ``score`` names the score.
+        that the attributions of each example sum to; column ``score`` names the score. Per-example scores add
+        ``p`` (sign-flip test of the mean attribution being 0) and ``q`` (Benjamini-Hochberg over the units).
 
         Raises:
             GateIndependentScoreError: every attribution is exactly zero.

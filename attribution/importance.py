@@ -26,7 +26,7 @@ from attribution.engine import Collector
 from attribution.errors import check_depends_on_gates
 from attribution.scores import Score, view_features
 from attribution.sweep import sweep_heads
-from attribution.tables import head_unit, mean_ci, rows
+from attribution.tables import head_unit, mean_ci, mean_ci_p, rows, with_q
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
@@ -82,6 +82,8 @@ class GradientHeadImportance:
     ) -> pd.DataFrame:
         """Importance of every head: metric ``grad_importance`` (mean |gradient|, bootstrap interval over examples)
         and ``grad`` (mean signed gradient: minus the first-order effect of closing the gate); column ``score``.
+        ``grad`` rows carry ``p`` (sign-flip test of the mean gradient being 0) and ``q`` (Benjamini-Hochberg over
+        the heads); ``grad_importance`` is a mean magnitude, which has no zero-centred null, so its ``p`` is NaN.
 
         Raises:
             GateIndependentScoreError: the gradient is zero for every head and example.
@@ -95,10 +97,10 @@ class GradientHeadImportance:
         n = len(data)
         if self.score.per_example:
             magnitude = mean_ci(per_head.abs(), n_boot=n_boot, seed=seed)
-            signed = mean_ci(per_head, n_boot=n_boot, seed=seed)
+            signed = mean_ci_p(per_head, n_boot=n_boot, seed=seed)
         else:  # one gradient of the whole set: no resampling of examples here
             value = per_head[:, 0].double().numpy()
             nan = np.full_like(value, np.nan)
             magnitude, signed = (np.abs(value), nan, nan), (value, nan, nan)
         table = rows(units, "grad_importance", magnitude, n) + rows(units, "grad", signed, n)
-        return tidy(table, variant="", score=name)
+        return with_q(tidy(table, variant="", score=name))

@@ -39,7 +39,7 @@ from attribution.engine import evaluate
 from attribution.lens import lens_patching, to_lens
 from attribution.scores import Score
 from attribution.sweep import fast_sweep, sweep_heads
-from attribution.tables import head_unit, mean_ci, rows
+from attribution.tables import head_unit, mean_ci, mean_ci_p, rows, with_q
 from pipeline.data import FEMALE
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
@@ -165,12 +165,12 @@ class ActivationPatching:
         n = effects.original.shape[0]
         model = [{"unit": "model"}]
         table = rows(model, "intact_score", mean_ci(effects.original[None], n_boot=n_boot, seed=seed), n)
-        table += rows(model, "total_effect", mean_ci(effects.total[None], n_boot=n_boot, seed=seed), n)
+        table += rows(model, "total_effect", mean_ci_p(effects.total[None], n_boot=n_boot, seed=seed), n)
         table += rows(model, "pairs_dropped", ([dropped], [float("nan")], [float("nan")]), n + dropped)
         units = [head_unit(self.loaded.anatomy, l, h) for l, h in sweep_heads(self.loaded)]
         units += [{"unit": "neuron", "layer": l, "head": i} for l, i in neurons or ()]
-        table += rows(units, "indirect_effect", mean_ci(effects.indirect.T, n_boot=n_boot, seed=seed), n)
-        return tidy(table, variant="", score=self.score.name, engine=self.engine, oriented=orient)
+        table += rows(units, "indirect_effect", mean_ci_p(effects.indirect.T, n_boot=n_boot, seed=seed), n)
+        return with_q(tidy(table, variant="", score=self.score.name, engine=self.engine, oriented=orient))
 
     def attribute(
         self,
@@ -189,7 +189,9 @@ class ActivationPatching:
 
         Returns:
             Rows: unit ``model`` with ``intact_score`` (the originals), ``total_effect`` and ``pairs_dropped``;
-            unit ``head`` (and ``neuron``) with ``indirect_effect``; extra columns ``score`` and ``engine``.
+            unit ``head`` (and ``neuron``) with ``indirect_effect``; extra columns ``score`` and ``engine``. Effects
+            carry ``p`` (sign-flip test of the mean effect over pairs) and ``q`` (Benjamini-Hochberg over all
+            patched units, heads and neurons together).
         """
         pairs, dropped = self.pairs(data)
         effects = self.effects(pairs, neurons=neurons, orient=orient, batch_size=batch_size, progress=progress)

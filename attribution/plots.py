@@ -1,4 +1,4 @@
-"""Matplotlib figures of run-folder tables, shared by the viewer (``app.py``) and ``python -m attribution figures``.
+"""Matplotlib figures of run-folder tables, shared by the viewer (``app.py``) and ``bias-atlas figures``.
 
 Every function takes tidy frames (:mod:`pipeline.schema`) and returns a :class:`matplotlib.figure.Figure` sized
 for a two-column paper (single column 3.35 in, double column 7.0 in; :data:`FIGURE_SIZES`), drawn inside

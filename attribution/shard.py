@@ -50,6 +50,7 @@ from attribution.data import AttributionData
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.sweep import sweep_heads
+from attribution.tables import with_q
 from pipeline.files import atomic_path
 from pipeline.schema import read_table, write_table
 
@@ -100,11 +101,12 @@ def current_shard(device: str | None) -> tuple[Shard, str | None]:
 
 
 def merge_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The ``model`` rows of the first shard, then each metric's other rows of every shard in rank order."""
+    """The ``model`` rows of the first shard, then each metric's other rows of every shard in rank order; q-values
+    are recomputed over the units of all shards (each shard's q saw only its own units)."""
     units = [frame[frame["unit"] != "model"] for frame in frames]
     metrics = pd.unique(pd.concat([u["metric"] for u in units]))
     model = frames[0][frames[0]["unit"] == "model"]
-    return pd.concat([model] + [u[u["metric"] == m] for m in metrics for u in units], ignore_index=True)
+    return with_q(pd.concat([model] + [u[u["metric"] == m] for m in metrics for u in units], ignore_index=True))
 
 
 def _save_arrays(path: Path, arrays: dict[str, Tensor]) -> None:

@@ -1,47 +1,83 @@
-"""From per-example results to tidy rows: means with percentile-bootstrap intervals over examples.
+"""From per-example results to tidy rows: means with percentile-bootstrap intervals and significance over examples.
 
 Every attribution value in a table is a mean over examples, with a bootstrap confidence interval from
 :func:`pipeline.metrics.bootstrap.bootstrap_ci` (resampling examples; all conditions of one table share the same
 resamples, so their intervals are comparable). Whole-set scores (SEAT) are resampled within each of the four
 sets and recomputed on every resample. Head rows carry the head's *original* index (``Anatomy.head_ids``), so a
 pruned model's rows line up with its teacher's.
+
+Effects (changes, indirect effects, signed gradients, attributions) also carry a p-value of "the mean effect is 0"
+(column ``p``): the sign-flip permutation test of :func:`pipeline.stats.sign_flip_test` on the per-example values
+(exact under a symmetric null, no normality), or, for a whole-set score with no per-example values, the bootstrap
+p-value of the same resamples as the interval (:func:`pipeline.stats.bootstrap_pvalue`). :func:`with_q` adds the
+Benjamini-Hochberg q-value over the units of one model, method and metric (column ``q``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from attribution.engine import GridResult
 from pipeline.anatomy import Anatomy
 from pipeline.metrics.bootstrap import bootstrap_ci
+from pipeline.stats import N_PERM, bh_qvalues, bootstrap_pvalue, sign_flip_test
 
-__all__ = ["head_unit", "local_head", "mean_ci", "rows", "set_ci"]
+__all__ = ["Q_GROUPS", "head_unit", "local_head", "mean_ci", "mean_ci_p", "rows", "set_ci", "set_ci_p", "with_q"]
+
+# Columns that separate families of tests in a table: q-values are computed within each (one model, one method
+# setting, one metric), over all its units (heads and neurons together).
+Q_GROUPS: tuple[str, ...] = ("variant", "seed", "score", "mode", "baseline", "engine", "order", "metric")
+
+
+def _numpy(values: Tensor | np.ndarray) -> np.ndarray:
+    return values.detach().double().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values, float)
 
 
 def mean_ci(values: Tensor | np.ndarray, *, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean over examples of each condition and its interval; ``values`` is (n_cond, n_ex), NaN ignored."""
-    arr = values.detach().double().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values, float)
+    arr = _numpy(values)
     value, low, high = bootstrap_ci(lambda v: np.nanmean(v, axis=0), arr.T, n_boot=n_boot, seed=seed)
     return np.atleast_1d(value), np.atleast_1d(low), np.atleast_1d(high)
 
 
-def set_ci(
+def mean_ci_p(
+    values: Tensor | np.ndarray, *, n_boot: int, seed: int, n_perm: int = N_PERM
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mean_ci` plus the sign-flip p-value of each condition's mean being 0 (same seed)."""
+    arr = _numpy(values)
+    return (*mean_ci(arr, n_boot=n_boot, seed=seed), np.atleast_1d(sign_flip_test(arr, n_perm=n_perm, seed=seed)))
+
+
+def set_ci_p(
     result: GridResult, minus: GridResult | None = None, *, n_boot: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whole-set score of each condition (minus ``minus``'s single condition) with a within-set bootstrap."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-set score of each condition (minus ``minus``'s single condition) with a within-set bootstrap interval
+    and the bootstrap p-value of the value being 0 (from the same resamples; NaN without resamples)."""
+    draws: list[np.ndarray] = []
 
     def stat(idx: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = result.on(torch.as_tensor(idx))
             if minus is not None:
                 out = out - minus.on(torch.as_tensor(idx))
-        return out.double().cpu().numpy()
+        draws.append(out.double().cpu().numpy())
+        return draws[-1]
 
     groups = result.meta.groups.cpu().numpy()
     value, low, high = bootstrap_ci(stat, len(groups), n_boot=n_boot, seed=seed, strata=groups)
-    return np.atleast_1d(value), np.atleast_1d(low), np.atleast_1d(high)
+    value = np.atleast_1d(value)
+    p = bootstrap_pvalue(np.stack(draws[1:])) if n_boot >= 2 else np.full(value.shape, np.nan)  # draws[0]: all data
+    return value, np.atleast_1d(low), np.atleast_1d(high), np.atleast_1d(p)
+
+
+def set_ci(
+    result: GridResult, minus: GridResult | None = None, *, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-set score of each condition (minus ``minus``'s single condition) with a within-set bootstrap."""
+    return set_ci_p(result, minus, n_boot=n_boot, seed=seed)[:3]
 
 
 def head_unit(anatomy: Anatomy, layer: int, head: int) -> dict:
@@ -58,12 +94,30 @@ def local_head(anatomy: Anatomy, layer: int, head_id: int) -> int:
     return ids.index(head_id)
 
 
-def rows(
-    units: list[dict], metric: str, estimate: tuple[np.ndarray, np.ndarray, np.ndarray], n: int, **extra
-) -> list[dict]:
-    """One tidy row per unit with ``value, ci_low, ci_high`` from ``estimate``; ``extra`` columns are added."""
-    value, low, high = estimate
-    return [
+def rows(units: list[dict], metric: str, estimate: tuple[np.ndarray, ...], n: int, **extra) -> list[dict]:
+    """One tidy row per unit with ``value, ci_low, ci_high`` (and ``p`` when ``estimate`` has a fourth entry, as
+    from :func:`mean_ci_p`) from ``estimate``; ``extra`` columns are added."""
+    value, low, high = estimate[:3]
+    p = estimate[3] if len(estimate) > 3 else None
+    out = [
         {**unit, "metric": metric, "value": float(v), "ci_low": float(lo), "ci_high": float(hi), "n": n, **extra}
         for unit, v, lo, hi in zip(units, value, low, high, strict=True)
     ]
+    if p is not None:
+        for row, pv in zip(out, p, strict=True):
+            row["p"] = float(pv)
+    return out
+
+
+def with_q(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with column ``q``: Benjamini-Hochberg q-values of ``p`` within each family of :data:`Q_GROUPS`
+    (one model, one method setting, one metric: all its units together). Without a ``p`` column, unchanged."""
+    if "p" not in frame:
+        return frame
+    out = frame.copy()
+    out["q"] = np.nan
+    keys = [c for c in Q_GROUPS if c in out]
+    tested = out[out["p"].notna()]
+    for _, group in tested.groupby([out[c].astype(str) for c in keys], sort=False) if keys else [(None, tested)]:
+        out.loc[group.index, "q"] = bh_qvalues(group["p"].to_numpy())
+    return out

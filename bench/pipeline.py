@@ -1,6 +1,6 @@
 """Where the time of a pipeline run goes: wall time per stage and per unit (variant), read from its manifest.
 
-    python -m pipeline run configs/demo.toml        # time the whole run with `time`
+    bias-atlas run configs/demo.toml        # time the whole run with `time`
     python -m bench.pipeline runs/demo              # then break it down
 
 Each stage records its own seconds and each cached unit (one variant in one stage) its seconds in
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     path = args.run_dir / "manifest.json"
     if not path.is_file():
-        raise SystemExit(f"{path} does not exist; give a run folder written by `python -m pipeline run`.")
+        raise SystemExit(f"{path} does not exist; give a run folder written by `bias-atlas run`.")
     manifest = json.loads(path.read_text())
     stages = stage_table(manifest)
     print(f"run {manifest.get('name')}: {stages['seconds'].sum():.0f} s in stages "

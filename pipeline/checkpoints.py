@@ -39,13 +39,16 @@ _IGNORED_WEIGHTS = "fit_denses."  # TinyBERT's projections to the teacher's widt
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' own logging (load reports, length warnings) for the block."""
-    previous = hf_logging.get_verbosity()
+    """Silence transformers' own logging (load reports, length warnings) and progress bars for the block."""
+    previous, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(previous)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _raw_config(source: str, local_files_only: bool) -> dict:
@@ -61,7 +64,7 @@ def _family_from_keys(raw: dict, source: str) -> str:
             return family
     raise ValueError(
         f"{source!r}: config.json has no model_type and its keys {sorted(raw)} match none of the supported "
-        f"families ({', '.join(SUPPORTED_FAMILIES)}). Fix: add \"model_type\": \"bert\" (or \"distilbert\") to "
+        f'families ({", ".join(SUPPORTED_FAMILIES)}). Fix: add "model_type": "bert" (or "distilbert") to '
         "config.json if it is one of them."
     )
 
@@ -101,8 +104,11 @@ def load_config(source: str | Path, *, local_files_only: bool = False) -> Pretra
 def load_tokenizer(resolved: str, config: PretrainedConfig) -> PreTrainedTokenizerBase:
     """The saved tokenizer; a folder with only ``vocab.txt`` gets the family's (fast) tokenizer built from it."""
     folder = Path(resolved)
-    if folder.is_dir() and (folder / "vocab.txt").is_file() and not any(
-            (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+    if (
+        folder.is_dir()
+        and (folder / "vocab.txt").is_file()
+        and not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    ):
         log.info("%s has only vocab.txt as tokenizer: building a %s tokenizer from it", resolved, config.model_type)
     return AutoTokenizer.from_pretrained(resolved, config=config)  # the config tells the family when no file does
 
@@ -111,8 +117,12 @@ def note_ignored_weights(source: object, info: dict) -> list[str]:
     """Log (once, as a note) the ``fit_denses.*`` tensors a checkpoint held but the model does not use."""
     ignored = sorted(k for k in map(str, info.get("unexpected_keys", ())) if k.startswith(_IGNORED_WEIGHTS))
     if ignored:
-        log.info("%s: ignored %d %s* weights (TinyBERT's distillation projections, not part of the model)",
-                 source, len(ignored), _IGNORED_WEIGHTS)
+        log.info(
+            "%s: ignored %d %s* weights (TinyBERT's distillation projections, not part of the model)",
+            source,
+            len(ignored),
+            _IGNORED_WEIGHTS,
+        )
     return ignored
 
 
@@ -129,5 +139,6 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
     if (folder / "pytorch_model.bin").is_file():
         return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder} has neither model.safetensors nor pytorch_model.bin; pass a folder written "
-                            "by save_pretrained.")
+    raise FileNotFoundError(
+        f"{folder} has neither model.safetensors nor pytorch_model.bin; pass a folder written by save_pretrained."
+    )

@@ -17,10 +17,8 @@ __all__ = ["DATA_HINTS", "check_range", "for_command_line", "settings_error"]
 
 # Fix hints of the data loaders (pipeline.data) that name Python parameters, as a table-file command puts them.
 DATA_HINTS: dict[str, str] = {
-    "pass text_col=, label_col= and gender_col= naming the right columns":
-        "pass --text-col, --label-col and --gender-col naming the right columns",
-    "pass gender_map={value: 'male' | 'female', ...}, or drop those rows first":
-        "recode those values in the file as male / female (or m / f, 0 / 1), or drop those rows",
+    "pass text_col=, label_col= and gender_col=": "pass --text-col, --label-col and --gender-col",
+    "pass gender_map={value: 'male' | 'female', ...}": "recode those values in the file as male / female (m / f, 0 / 1)",
     "or pass encoding= with the file's real codec (e.g. encoding='latin-1')": "(this command reads UTF-8 only)",
     ", or pass allow_pickle=True if you trust the file": " (this command never unpickles)",
 }
@@ -31,8 +29,13 @@ def check_range(option: str, value: int, *, low: int | None = None, high: int | 
     option, the value, the allowed range and ``what`` the option means."""
     if (low is None or value >= low) and (high is None or value <= high):
         return value
-    allowed = (f"an integer from {low} to {high}" if low is not None and high is not None
-               else f"an integer >= {low}" if low is not None else f"an integer <= {high}")
+    allowed = (
+        f"an integer from {low} to {high}"
+        if low is not None and high is not None
+        else f"an integer >= {low}"
+        if low is not None
+        else f"an integer <= {high}"
+    )
     raise SystemExit(f"{option} {value!r} is out of range: give {allowed}{f' ({what})' if what else ''}.")
 
 

@@ -22,6 +22,7 @@ mapped onto them by name (:meth:`pipeline.data.TaskData.relabel`).
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,7 @@ class LoadedModel:
     head: HeadKind
     head_trained: bool
     source: str
-    _reported: set = field(default_factory=set, init=False, repr=False, compare=False)
+    _truncated: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (texts, max_length) -> n
 
     @property
     def device(self) -> torch.device:
@@ -112,10 +113,12 @@ class LoadedModel:
         at the same ``max_length`` are reported once per model. Returns the count.
         """
         texts = list(texts)
-        key = (hash(tuple(texts)), max_length)
+        key = (hash(tuple(texts)), len(texts), max_length)
+        if key in self._truncated:
+            return self._truncated[key]
         n, longest = count_truncated(self.tokenizer, texts, max_length)
-        if n and key not in self._reported:
-            self._reported.add(key)
+        self._truncated[key] = n
+        if n:
             log.warning(
                 "%s: %d of %d texts are longer than max_length=%d tokens (longest %d) and are truncated; raise "
                 "max_length (the model takes up to %s) to keep them whole.", name, n, len(texts), max_length,
@@ -133,14 +136,20 @@ def count_truncated(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], ma
     return sum(n > max_length for n in lengths), max(lengths)
 
 
-def check_max_length(max_length: int, config: PretrainedConfig, *, option: str = "max_length") -> int:
-    """``max_length`` unchanged when the model can take it: 2 (``[CLS]`` and ``[SEP]``) up to
-    ``config.max_position_embeddings``; else a ValueError naming ``option``, the value and the range."""
-    limit = getattr(config, "max_position_embeddings", None)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2 or (
-            limit is not None and max_length > limit):
+def check_max_length(max_length: int | None, config: PretrainedConfig, *, option: str = "max_length",
+                     default: int = 128) -> int:
+    """The token limit per text to use with a model.
+
+    ``None`` gives ``default`` or the model's limit (``config.max_position_embeddings``) when that is smaller;
+    a given value is returned unchanged when the model can take it (2, for ``[CLS]`` and ``[SEP]``, up to the
+    limit), else a ValueError names ``option``, the value and the range.
+    """
+    limit = getattr(config, "max_position_embeddings", None) or default
+    if max_length is None:
+        return min(default, limit)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= limit:
         raise ValueError(f"{option} {max_length!r} is out of range: this model takes 2..{limit} tokens per text "
-                         f"(config.max_position_embeddings = {limit}); give a value in that range, e.g. 128.")
+                         f"(config.max_position_embeddings); give a value in that range, e.g. {min(default, limit)}.")
     return max_length
 
 
@@ -262,11 +271,18 @@ def load_model(
     if dtype is not None:
         kwargs["dtype"] = dtype
     with quiet_transformers():  # its load report is replaced by the one-line warning below
-        if getattr(config, "kept_heads", None) is not None:  # physically head-pruned: rebuild the shrunk shapes
-            model, info = _load_pruned(resolved, config, head, kwargs)
-        else:
-            model, info = _AUTO[head].from_pretrained(resolved, config=config, output_loading_info=True,
-                                                      weights_only=True, **kwargs)
+        try:
+            if getattr(config, "kept_heads", None) is not None:  # physically head-pruned: rebuild the shrunk shapes
+                model, info = _load_pruned(resolved, config, head, kwargs)
+            else:
+                model, info = _AUTO[head].from_pretrained(resolved, config=config, output_loading_info=True,
+                                                          weights_only=True, **kwargs)
+        except pickle.UnpicklingError as err:
+            raise ValueError(
+                f"{source!r}: its pytorch_model.bin holds more than tensors, and unpickling it in full could run "
+                "arbitrary code, so it is refused. Fix: use a checkpoint with model.safetensors, or convert this "
+                "one to safetensors only if you trust its source."
+            ) from err
     note_ignored_weights(source, info)
     head_trained = _head_was_loaded(head, info)
     if getattr(config, "quantization", None) is not None:

@@ -85,7 +85,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a table written by :func:`write_table` and check it has the schema columns."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"table {path} does not exist; run the stage that writes it (python -m pipeline run).")
+        raise FileNotFoundError(f"table {path} does not exist; run the stage that writes it (bias-atlas run).")
     frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     missing = [c for c in COLUMNS if c not in frame]
     if missing:

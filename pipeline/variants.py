@@ -22,20 +22,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["METHOD_FAMILIES", "ORDER_RANK", "Variant", "method_name", "parse_variant", "variant_sort_key"]
+__all__ = ["METHOD_FAMILIES", "ORDER_RANK", "Variant", "parse_variant", "variant_sort_key"]
 
-# family -> regex of its method names; the display order of the families (teacher first)
-METHOD_FAMILIES: dict[str, str] = {
-    "teacher": r"teacher(?:-mlm)?",
-    "distil": r"distil(?:_mixup)?",
-    "tiny": r"tiny",
-    "prune": r"prune\d+(?:\.\d+)?",
-    "sparse": r"sparse\d+(?:\.\d+)?",
-    "int8": r"int8",
-    "hub": r"hub-[A-Za-z0-9._-]+?",
-}
+# Method families in display order (teacher first); a family is a method name without its strength and variant
+# suffix (``prune30`` -> prune, ``distil_mixup`` -> distil). A new method needs no entry: it sorts after these.
+METHOD_FAMILIES: tuple[str, ...] = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub")
 ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
-_COMPRESSED = "|".join(p for f, p in METHOD_FAMILIES.items() if f != "teacher")
+_COMPRESSED = r"hub-[A-Za-z0-9._-]+?|(?!teacher)[a-z][a-z0-9_]*?(?:\d+(?:\.\d+)?)?"
 _NAME = re.compile(
     r"^(?:[^/]+/)?"  # run prefix when several runs are combined
     rf"(?:(?P<teacher>teacher(?:-mlm)?)(?P<ft>-ft)?|(?P<method>{_COMPRESSED})-ft_(?P<order>none|before|after|both))"
@@ -43,26 +36,12 @@ _NAME = re.compile(
 )
 
 
-def method_name(family: str, **params: float | str) -> str:
-    """The method part of a name: ``prune`` + fraction 0.3 -> ``prune30``, ``sparse`` + sparsity, ``hub`` + name,
-    ``distil`` + mixup; other families are their own name."""
-    if family in ("prune", "sparse"):
-        return f"{family}{float(params['fraction' if family == 'prune' else 'sparsity']) * 100:g}"
-    if family == "hub":
-        return f"hub-{params['name']}"
-    if family == "distil" and params.get("mixup"):
-        return "distil_mixup"
-    if family not in METHOD_FAMILIES:
-        raise ValueError(f"unknown method family {family!r}; known: {', '.join(METHOD_FAMILIES)}.")
-    return family
-
-
 @dataclass(frozen=True)
 class Variant:
     """A model variant's identity.
 
     Attributes:
-        method: ``teacher``, ``teacher-mlm`` or a compression method name (see :func:`method_name`).
+        method: ``teacher``, ``teacher-mlm``, ``hub-<name>`` or a compression method name (``prune30``).
         order: ``none`` | ``before`` | ``after`` | ``both``, or ``ft`` for the fine-tuned teacher.
         training_set: the training set it learnt from when not the original one (``balanced``), else None.
     """
@@ -81,7 +60,8 @@ class Variant:
 
     @property
     def family(self) -> str:
-        return next(f for f, p in METHOD_FAMILIES.items() if re.fullmatch(p, self.method))
+        known = [f for f in METHOD_FAMILIES if self.method.startswith(f)]
+        return known[0] if known else re.sub(r"[\d.]+$", "", self.method).split("_")[0]
 
     def on(self, training_set: str | None) -> Variant:
         """The same recipe trained on ``training_set`` (None or ``original``: the original set)."""
@@ -118,4 +98,5 @@ def variant_sort_key(name: str) -> tuple:
         v = Variant.parse(name)
     except ValueError:
         return (len(METHOD_FAMILIES) + 1, name, 0, "", name)
-    return (list(METHOD_FAMILIES).index(v.family), v.method, ORDER_RANK.index(v.order), v.training_set or "", name)
+    rank = METHOD_FAMILIES.index(v.family) if v.family in METHOD_FAMILIES else len(METHOD_FAMILIES)
+    return (rank, v.method, ORDER_RANK.index(v.order), v.training_set or "", name)

@@ -1,8 +1,8 @@
-"""Command line of the probes: ``python -m probes run``, ``python -m probes figure`` and ``python -m probes table``.
+"""Command line of the probes: ``bias-atlas probe run``, ``bias-atlas probe figure`` and ``bias-atlas probe table``.
 
-    python -m probes run --model minilm --data bug --n 2000 --pooling cls,mean --out runs/probes-minilm
-    python -m probes figure runs/probes-minilm --out docs/figures/probes_minilm_bug.png
-    python -m probes table runs/probes-minilm
+    bias-atlas probe run --model minilm --data bug --n 2000 --pooling cls,mean --out runs/probes-minilm
+    bias-atlas probe figure runs/probes-minilm --out docs/figures/probes_minilm_bug.png
+    bias-atlas probe table runs/probes-minilm
 
 ``run`` loads a model (hub name, folder or ``minilm``) and a task (``bug``, ``bug-gold``, ``bias_in_bios`` = the
 offline sample, ``LabHC/bias_in_bios`` = the hub, or a table file), runs :func:`probes.analysis.run_probes`,
@@ -84,7 +84,6 @@ def _settings(args: argparse.Namespace) -> ProbeConfig:
     check_range("--n", args.n or 0, low=0, what="examples to probe; 0 = all")
     check_range("--folds", args.folds, low=2, what="outer cross-validation folds; 5 is usual")
     check_range("--batch-size", args.batch_size, low=1, what="texts per forward pass")
-    check_range("--max-length", args.max_length, low=2, what="tokens per text, [CLS] and [SEP] included")
     check_range("--seed", args.seed, low=0)
     try:
         return ProbeConfig(
@@ -106,12 +105,12 @@ def _check_erase(layers: tuple[int, ...], n_layers: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    args.max_length = check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
     cfg = _settings(args)
     try:
         data = load_task(args.data, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
     except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
         raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
-    check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
     labels = list(data.label_names) if args.head == "classifier" else None
     loaded = load_model(args.model, head=args.head, label_names=labels, device=args.device)
     _check_erase(cfg.erasure_layers, loaded.anatomy.n_layers)
@@ -264,7 +263,8 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas probe") -> in
     run.add_argument("--out", default=None, help="output folder (default runs/probes-VARIANT)")
     run.add_argument("--cache-dir", default=None, help="representation cache (default ~/.cache/bias-atlas/reps)")
     run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--max-length", type=int, default=128)
+    run.add_argument("--max-length", type=int, default=None,
+                     help="tokens per text (default: 128, or the model's limit when smaller)")
     run.add_argument("--device", default=None)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--text-col", default="text")

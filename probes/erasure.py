@@ -24,7 +24,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,16 +37,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from probes.config import FIT_ON, FitOn
 from pipeline.anatomy import pool
 from pipeline.data import TaskData
 from pipeline.metrics import classifier_logits, counterfactual_metrics, extrinsic_metrics
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
+from probes.config import FIT_ON, FitOn
 from probes.extract import eval_mode, extract
 from probes.linear import LinearProbe, probe_layers, text_groups
 
-__all__ = ["FIT_ON", "FitOn", "ConceptEraser", "amnesic_effect", "erase_layer", "fit_eraser"]
+__all__ = ["FIT_ON", "ConceptEraser", "FitOn", "amnesic_effect", "erase_layer", "fit_eraser"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _concept_matrix(z: np.ndarray | Tensor, classes: np.ndarray) -> Tensor:
 
 def _eraser_as(eraser: LeaceEraser, like: Tensor) -> LeaceEraser:
     """A copy of ``eraser`` on ``like``'s device and dtype."""
-    move = lambda t: None if t is None else t.to(device=like.device, dtype=like.dtype)  # noqa: E731
+    move = lambda t: None if t is None else t.to(device=like.device, dtype=like.dtype)
     return LeaceEraser(move(eraser.proj_left), move(eraser.proj_right), move(eraser.bias))
 
 
@@ -78,7 +78,7 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
         classes_: the concept's classes, shape (K,).
     """
 
-    _parameter_constraints: dict = {"method": [StrOptions({"leace", "orth"})], "shrinkage": ["boolean"]}
+    _parameter_constraints: ClassVar[dict] = {"method": [StrOptions({"leace", "orth"})], "shrinkage": ["boolean"]}
 
     def __init__(self, *, method: Literal["leace", "orth"] = "leace", shrinkage: bool = True) -> None:
         self.method = method

@@ -19,7 +19,6 @@ Layer indices here are hidden-state indices: 0 is the embeddings, ``k`` the outp
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -31,11 +30,11 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pipeline.files import atomic_path
-from probes.config import POOLINGS
 from pipeline.anatomy import Anatomy, pool
+from pipeline.files import atomic_path
 from pipeline.gates import RecordHeads
 from pipeline.models import LoadedModel
+from probes.config import POOLINGS
 
 __all__ = [
     "POOLINGS",

@@ -28,18 +28,20 @@ N_BOOT = 1000  # resamples behind each interval
 _METRICS = ("probe_accuracy", "probe_balanced_accuracy", "probe_auc")
 
 
-def resample_weights(folds: Sequence[tuple[np.ndarray, np.ndarray]], *, n_boot: int = N_BOOT,
-                     seed: int = 0) -> list[np.ndarray]:
-    """Per fold, the counts of each test row in each resample, shape (1 + n_boot, n_test); row 0 is all ones
-    (the data as they are), rows 1.. are multinomial draws of ``n_test`` rows with replacement."""
+def resample_weights(
+    folds: Sequence[tuple[np.ndarray, np.ndarray]], *, n_boot: int = N_BOOT, seed: int = 0
+) -> list[np.ndarray]:
+    """Per fold, how often each test row is drawn in each weighting, shape (n_test, 1 + n_boot): column 0 is all
+    ones (the data as they are), columns 1.. are multinomial draws of ``n_test`` rows with replacement."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
         raise ValueError(f"n_boot={n_boot!r}: give a non-negative integer (1000 is usual; 0 skips the intervals).")
     rng = np.random.default_rng(seed)
     out = []
     for _, test in folds:
         m = len(test)
-        draws = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64)  # (n_boot, m)
-        out.append(np.vstack([np.ones((1, m)), draws]))  # (1 + n_boot, m)
+        draws = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).T  # (m, n_boot)
+        # float32 is exact here: the counts, their sums and halves stay far below 2**24; it halves the memory traffic
+        out.append(np.ascontiguousarray(np.hstack([np.ones((m, 1)), draws]), dtype=np.float32))  # (m, 1 + n_boot)
     return out
 
 
@@ -51,60 +53,70 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
 
 
 def _weighted_auc(positive: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC (ties count one half) under row weights ``w`` (B, m): one AUC per row of ``w``."""
+    """Mann-Whitney AUC (ties count one half) under row weights ``w`` (m, B): one AUC per column of ``w``.
+
+    Rows sorted by score; a positive row wins against the negative weight strictly below its score and half of
+    the negative weight at its score: ``AUC = sum_pos w_i (N_<(s_i) + N_=(s_i) / 2) / (W_pos W_neg)``.
+    """
     order = np.argsort(score, kind="stable")
     s, pos = score[order], positive[order]
+    ws = w[order]  # (m, B)
+    neg = np.where(pos[:, None], ws.dtype.type(0), ws)  # (m, B): negative weight per row
+    below = np.cumsum(neg, axis=0) - neg  # (m, B): negative weight of the rows sorted before this one
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first row of each run of equal scores
-    ws = w[:, order]  # (B, m)
-    w_pos = np.add.reduceat(ws * pos, starts, axis=1)  # (B, U): positive weight per distinct score
-    w_neg = np.add.reduceat(ws * ~pos, starts, axis=1)  # (B, U)
-    below = np.cumsum(w_neg, axis=1) - w_neg  # negative weight strictly below each score
-    total = w_pos.sum(1) * w_neg.sum(1)  # (B,)
-    wins = (w_pos * (below + 0.5 * w_neg)).sum(1)
+    if len(starts) < len(s):  # ties: count all of a run's negatives as tied, none as below
+        run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))  # (m,): run of each row
+        tied = np.add.reduceat(neg, starts, axis=0)[run]  # (m, B)
+        below = below[starts][run]  # negatives below the run's first row
+    else:
+        tied = neg
+    wins = (ws[pos] * (below[pos] + 0.5 * tied[pos])).sum(0)  # (B,)
+    total = ws[pos].sum(0) * neg.sum(0)  # (B,)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, wins / total, np.nan)
+        return np.where(total > 0, wins.astype(np.float64) / total, np.nan)
 
 
-def fold_metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, w: np.ndarray,
-                 metrics: Sequence[str] = _METRICS) -> dict[str, np.ndarray]:
+def fold_metrics(
+    y: np.ndarray, proba: np.ndarray, classes: np.ndarray, w: np.ndarray, metrics: Sequence[str] = _METRICS
+) -> dict[str, np.ndarray]:
     """The metrics of one fold's test rows under each weighting, each of shape (B,).
 
     Args:
         y: true labels of the test rows, shape (m,).
         proba: the fold probe's class probabilities, shape (m, n_classes), columns in ``classes`` order.
         classes: the probe's classes, shape (n_classes,).
-        w: row weights, shape (B, m) (see :func:`resample_weights`).
+        w: row weights, shape (m, B) (see :func:`resample_weights`).
         metrics: which of ``probe_accuracy``, ``probe_balanced_accuracy``, ``probe_auc``.
 
     With ``w`` all ones these equal :func:`probes.linear.fold_scores`. Balanced accuracy averages the recall of
     the classes that have weight in the resample; the AUC averages one-vs-rest AUCs over classes with positives
     and negatives among the test rows, leaving out a class whose resample draws no positive or no negative.
     """
-    correct = (classes[proba.argmax(1)] == y).astype(np.float64)  # (m,)
+    correct = (classes[proba.argmax(1)] == y).astype(w.dtype)  # (m,)
     out: dict[str, np.ndarray] = {}
     if "probe_accuracy" in metrics:
-        out["probe_accuracy"] = w @ correct / w.sum(1)
+        out["probe_accuracy"] = (correct @ w).astype(np.float64) / w.sum(0)  # exact: integer sums
     if "probe_balanced_accuracy" in metrics:
         recalls = []
         for c in np.unique(y):
             rows = y == c
             with np.errstate(invalid="ignore", divide="ignore"):
-                recalls.append(w[:, rows] @ correct[rows] / w[:, rows].sum(1))
+                recalls.append((correct[rows] @ w[rows]).astype(np.float64) / w[rows].sum(0))
         out["probe_balanced_accuracy"] = _nanmean(np.stack(recalls))
     if "probe_auc" in metrics:
         usable = [j for j, c in enumerate(classes) if 0 < (y == c).sum() < len(y)]
         if len(classes) == 2 and len(usable) == 2:
             usable = usable[1:]  # for two classes both one-vs-rest AUCs are the same number
         aucs = [_weighted_auc(y == classes[j], proba[:, j], w) for j in usable]  # n_usable x (B,)
-        out["probe_auc"] = _nanmean(np.stack(aucs)) if aucs else np.full(len(w), np.nan)
+        out["probe_auc"] = _nanmean(np.stack(aucs)) if aucs else np.full(w.shape[1], np.nan)
     return out
 
 
 def summarise(per_fold: Sequence[np.ndarray], level: float = 0.95) -> tuple[float, float, float]:
     """(value, ci_low, ci_high) from per-fold metrics under the weightings of :func:`resample_weights`.
 
-    ``value`` is the mean over folds of row 0 (the data as they are); the interval is the percentile interval
-    of the fold mean over rows 1.. (NaN without resamples).
+    ``per_fold`` holds one array (1 + n_boot,) per fold. ``value`` is the mean over folds of entry 0 (the data as
+    they are); the interval is the percentile interval of the fold mean over entries 1.. (NaN without resamples).
     """
     stacked = np.stack(per_fold)  # (k, 1 + n_boot)
     value = float(stacked[:, 0].mean())

@@ -223,11 +223,13 @@ def make_splits(
                              "least one group per fold. Fix: lower n_folds or pass groups=None.")
         splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
     folds = list(splitter.split(np.zeros(len(y)), y, groups))
+    grouped = "" if groups is None else (f" (folds keep each group, e.g. the copies of one text, together: "
+                                         f"{len(np.unique(groups))} groups for {len(y)} examples)")
     for i, (train, test) in enumerate(folds):
         check_split(y[train], f"fold {i} train", min_per_class=inner_cv,
-                    fix=f"Fix: lower n_folds or the probe's inner cv ({inner_cv}), or add examples.")
+                    fix=f"Fix: lower n_folds or the probe's inner cv ({inner_cv}), or add examples{grouped}.")
         check_split(y[test], f"fold {i} test",
-                    fix="Fix: lower n_folds, use groups=None, or add examples of the missing class.")
+                    fix=f"Fix: lower n_folds, use groups=None, or add examples of the missing class{grouped}.")
     return folds
 
 

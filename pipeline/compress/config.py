@@ -6,16 +6,32 @@ A present section enables its method (``[compress.distil]``, ``[compress.tiny]``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct, unit_interval
 
-__all__ = ["CompressSection", "DistilSection", "Int8Section", "PruneSection", "TinySection"]
+__all__ = ["CompressSection", "DistilSection", "Int8Section", "MethodSection", "PruneSection", "TinySection"]
 
 
-class _Method(Settings):
+class MethodSection(Settings):
+    """A compression method's section: the orders it is built in and the variants it adds to the plan.
+
+    :meth:`methods` lists ``(method name, build op, op params)``: one entry for most methods, several for a method
+    with a list of strengths (one variant per pruning fraction). The plan (:mod:`pipeline.runs.plan`) iterates the
+    sections of :class:`CompressSection` and their methods; the build stage runs the op
+    (:data:`pipeline.runs.build.OPERATIONS`).
+    """
+
+    op: ClassVar[str] = ""
+    orders: tuple[Order, ...] = ("before",)
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        return [(self.op, self.op, {})]
+
+
+class _Method(MethodSection):
     """Shared settings of a compression method that trains a student: optimiser, orders, layer map."""
 
     epochs: int = Field(default=1, ge=1)
@@ -45,12 +61,18 @@ class DistilSection(_Method):
 
     ``layer_map`` default: every other teacher layer, 0, 2, 4, ...
     """
+
+    op: ClassVar[str] = "distil"
     temperature: float = Field(default=2.0, gt=0)
     alpha_kl: float = Field(default=0.5, ge=0)  # soft-target KL * T^2 (class logits, or MLM logits when general)
     alpha_ce: float = Field(default=0.5, ge=0)  # hard labels (class, or masked tokens when general)
     alpha_cos: float = Field(default=1.0, ge=0)  # 1 - cos(student, teacher) of the last hidden states
     mixup: bool = False  # also build "distil_mixup-*" variants: gender-word mixup (Ahn et al. 2022)
     mixup_alpha: float = Field(default=0.0, ge=0)  # 0: lambda = 0.5; > 0: lambda ~ Beta(alpha, alpha)
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        plain = [("distil", "distil", {"mixup": False})]
+        return plain + [("distil_mixup", "distil", {"mixup": True})] if self.mixup else plain
 
     @model_validator(mode="after")
     def _losses(self) -> DistilSection:
@@ -65,6 +87,7 @@ class TinySection(_Method):
     ``layer_map`` (teacher layer distilled into each student layer) default: uniform, (i + 1) * N / M - 1.
     """
 
+    op: ClassVar[str] = "tiny"
     n_layers: int | None = Field(default=None, ge=1)  # default: half the teacher's layers
     hidden_size: int | None = Field(default=None, ge=8)  # default: half the teacher's width
     n_heads: int | None = Field(default=None, ge=1)  # default: the teacher's head count
@@ -84,7 +107,7 @@ class TinySection(_Method):
         return self
 
 
-class PruneSection(Settings):
+class PruneSection(MethodSection):
     """Head pruning by importance (Michel et al. 2019) and unstructured magnitude pruning."""
 
     # importance is the gradient of the task loss, so the pruned model must have a fine-tuned classifier
@@ -99,6 +122,10 @@ class PruneSection(Settings):
     def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return check_orders(v, ("before", "both"), "head importance needs a fine-tuned classifier")
 
+    def methods(self) -> list[tuple[str, str, dict]]:
+        return [(f"prune{f * 100:g}", "prune", {"fraction": f}) for f in self.fractions] + [
+            (f"sparse{s * 100:g}", "sparse", {"sparsity": s}) for s in self.sparsities]
+
     @field_validator("fractions", "sparsities")
     @classmethod
     def _fractions(cls, v: tuple[float, ...], info) -> tuple[float, ...]:
@@ -111,9 +138,10 @@ class PruneSection(Settings):
         return self
 
 
-class Int8Section(Settings):
+class Int8Section(MethodSection):
     """Dynamic int8 quantisation of the linear layers (evaluation only: a quantised model cannot be trained)."""
 
+    op: ClassVar[str] = "int8"
     orders: tuple[Order, ...] = ("before",)
 
     @field_validator("orders")
@@ -123,9 +151,21 @@ class Int8Section(Settings):
 
 
 class CompressSection(Settings):
-    """One optional sub-section per compression method; a present sub-section enables the method."""
+    """One optional sub-section per compression method; a present sub-section enables the method.
+
+    A new method is a :class:`MethodSection` subclass (its ``op`` and, if it adds several variants, ``methods``)
+    and one field here; the plan and the build stage iterate them.
+    """
 
     distil: DistilSection | None = None
     tiny: TinySection | None = None
     prune: PruneSection | None = None
     int8: Int8Section | None = None
+
+    def sections(self) -> list[tuple[str, MethodSection]]:
+        """(name, section) of every enabled method, in declaration order."""
+        return [(name, section) for name in type(self).model_fields if (section := getattr(self, name)) is not None]
+
+    def section_of(self, op: str) -> MethodSection | None:
+        """The enabled section whose methods build with ``op`` (None for non-compression ops)."""
+        return next((sec for _, sec in self.sections() if any(o == op for _, o, _ in sec.methods())), None)

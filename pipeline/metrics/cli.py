@@ -1,63 +1,99 @@
-"""Command line for the bias metrics.
+"""``bias-atlas metrics FAMILY --model NAME_OR_DIR``: the intrinsic bias benchmarks of one model, a one-liner.
 
-``bias-atlas metrics seat --model minilm [--pooling cls,mean] [--out file.csv]`` prints the SEAT effect
-size d and permutation p-value of the 12 gender tests (6, 6b, 7, 7b, 8, 8b in word and sentence form) under each
-pooling, and optionally writes the tidy rows (May et al. 2019; see docs/METRICS.md).
+``seat`` prints the SEAT effect size d and permutation p-value of the 12 gender tests (6, 6b, 7, 7b, 8, 8b in word
+and sentence form) under each pooling; ``crows``, ``stereoset``, ``winobias`` and ``winogender`` need a trained
+masked-LM head (a model without one prints the reason); ``all`` runs every one of them. Each prints the
+published procedure it follows (docs/METRICS.md) above its numbers and can write the tidy rows with ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from pipeline.data import load_gender_seat_tests
-from pipeline.metrics.seat import seat_metrics
+import pandas as pd
+
+from pipeline.metrics.config import BiasMetricsConfig
+from pipeline.metrics.evaluate import FAMILIES, Inputs, family_frame, skip_reason
+from pipeline.metrics.seat import SEAT_POOLINGS
 from pipeline.models import load_model
 from pipeline.schema import write_table
+
+__all__ = ["main"]
+
+INTRINSIC = tuple(name for name, f in FAMILIES.items() if f.needs != "classifier")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    seat = sub.add_parser("seat", help="SEAT effect sizes of the 12 gender tests")
-    seat.add_argument("--model", default="minilm", help="hub name, model folder or 'minilm' (default)")
-    seat.add_argument("--pooling", default="cls,mean", help="comma-separated: cls, mean (default both)")
-    seat.add_argument("--form", default="both", choices=("word", "sentence", "both"), help="test form (default both)")
-    seat.add_argument("--layer", type=int, default=-1, help="hidden state: -1 last block (default), 0 embeddings")
-    seat.add_argument("--n-samples", type=int, default=100_000, help="random partitions for sampled p-values")
-    seat.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the effect-size interval")
-    seat.add_argument("--seed", type=int, default=0, help="seed of permutation sampling and bootstrap")
-    seat.add_argument("--batch-size", type=int, default=32)
-    seat.add_argument("--out", help="also write the tidy rows here (.csv or .parquet)")
+    parser.add_argument("family", choices=(*INTRINSIC, "all"), help="benchmark to run")
+    parser.add_argument("--model", default="minilm", help="hub name, model folder or 'minilm' (default)")
+    parser.add_argument("--pooling", default="cls,mean", help=f"SEAT: comma-separated, of {', '.join(SEAT_POOLINGS)}")
+    parser.add_argument("--form", default="both", choices=("word", "sentence", "both"), help="SEAT test form")
+    parser.add_argument("--layer", type=int, default=-1, help="SEAT hidden state: -1 last block, 0 embeddings")
+    parser.add_argument("--n-samples", type=int, default=100_000, help="SEAT: random partitions for sampled p-values")
+    parser.add_argument("--max-examples", type=int, default=None, help="score at most this many items (seeded)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--seed", type=int, default=0, help="seed of permutation sampling, bootstrap, draws")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--data-root", default=None, help="folder of the shared benchmark data")
+    parser.add_argument("--out", help="also write the tidy rows here (.csv or .parquet)")
     return parser
 
 
-def _seat(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsConfig:
     poolings = tuple(p.strip() for p in args.pooling.split(",") if p.strip())
-    bad = [p for p in poolings if p not in ("cls", "mean")]
+    bad = [p for p in poolings if p not in SEAT_POOLINGS]
     if bad or not poolings:
-        raise SystemExit(f"--pooling {args.pooling!r}: use cls, mean or cls,mean.")
-    loaded = load_model(args.model, head="encoder")
-    table = seat_metrics(loaded, load_gender_seat_tests(args.form), poolings, layer=args.layer,
-                         batch_size=args.batch_size, n_samples=args.n_samples, n_boot=args.n_boot,
-                         seed=args.seed)  # fmt: skip
-    table["variant"] = args.model
+        raise SystemExit(f"--pooling {args.pooling!r}: use a comma-separated list of {', '.join(SEAT_POOLINGS)}.")
+    for option in ("n_boot", "n_samples", "batch_size", "max_examples"):
+        value = getattr(args, option)
+        if value is not None and value < (0 if option == "n_boot" else 1):
+            raise SystemExit(f"--{option.replace('_', '-')} {value}: give a {'non-negative' if option == 'n_boot' else 'positive'} number.")
+    return BiasMetricsConfig(metrics=families, poolings=poolings, seat_form=args.form, seat_layer=args.layer,
+                             seat_n_samples=args.n_samples, max_examples=args.max_examples, n_boot=args.n_boot,
+                             seed=args.seed, batch_size=args.batch_size, data_root=args.data_root)
+
+
+def _print_seat(table: pd.DataFrame, args: argparse.Namespace) -> None:
     wide = table.pivot_table(index=["subset", "pooling"], columns="metric", values="value", sort=False)
     ci = table[table.metric == "seat_effect_size"].set_index(["subset", "pooling"])[["ci_low", "ci_high", "n"]]
     wide = wide.join(ci).reset_index()
     wide.columns = ["test", "pooling", "d", "p", "d_ci_low", "d_ci_high", "n_targets"]
     print(f"SEAT gender tests on {args.model!r} (layer {args.layer}; d: effect size, p: one-sided permutation p-value)")
     print(wide.to_string(index=False, float_format=lambda v: f"{v:.3f}", formatters={"p": lambda v: f"{v:.5f}"}))
-    if args.out:
-        write_table(table, args.out)
-        print(f"wrote {len(table)} rows to {args.out}")
-    return 0
+
+
+def _print_rows(table: pd.DataFrame) -> None:
+    columns = [c for c in ("metric", "subset", "value", "ci_low", "ci_high", "n", "skipped") if c in table]
+    shown = table[columns].copy()
+    if "skipped" in shown and not shown["skipped"].astype(bool).any():
+        shown = shown.drop(columns="skipped")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def main(argv: list[str] | None = None, *, prog: str = "bias-atlas metrics") -> int:
     """Entry point of ``bias-atlas metrics FAMILY``; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser(prog).parse_args(argv)
-    return {"seat": _seat}[args.command](args)
-
+    families = INTRINSIC if args.family == "all" else (args.family,)
+    cfg = _config(args, families)
+    frames = []
+    for head in ("encoder", "mlm"):  # SEAT reads the encoder; the masked-LM benchmarks need the MLM head
+        wanted = [FAMILIES[f] for f in families if (FAMILIES[f].needs == "mlm") == (head == "mlm")]
+        if not wanted:
+            continue
+        inputs = Inputs(load_model(args.model, head=head), cfg)
+        for family in wanted:
+            reason = skip_reason(family, inputs.loaded, None)
+            print(f"\n== {family.name}: {family.procedure}" + (f"\n   skipped: {reason}" if reason else ""))
+            table = family_frame(family, inputs)
+            table["variant"] = args.model
+            frames.append(table)
+            if not reason:
+                _print_seat(table, args) if family.name == "seat" else _print_rows(table)
+    if args.out:
+        rows = pd.concat(frames, ignore_index=True)
+        write_table(rows, args.out)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    return 0

@@ -6,14 +6,14 @@ from typing import Literal, get_args
 
 from pydantic import Field, field_validator
 
-from pipeline.anatomy import Pooling
+from pipeline.metrics.seat import SEAT_POOLINGS, SeatPooling
 from pipeline.settings import Settings, distinct
 
 __all__ = ["METRIC_FAMILIES", "POOLINGS", "BiasMetricsConfig", "MetricFamily"]
 
 MetricFamily = Literal["extrinsic", "counterfactual", "seat", "crows", "stereoset", "winobias", "winogender"]
 METRIC_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
-POOLINGS: tuple[str, ...] = get_args(Pooling)
+POOLINGS: tuple[str, ...] = SEAT_POOLINGS
 
 
 class BiasMetricsConfig(Settings):
@@ -25,11 +25,20 @@ class BiasMetricsConfig(Settings):
         seed: Seed of bootstraps, SEAT permutation sampling and ``max_examples`` draws (not the model's seed).
         max_examples: Per benchmark, score at most this many items (a seeded draw, the same for every variant);
             None scores everything. The task test set is never subsampled.
-        poolings: SEAT poolings, ``cls`` and/or ``mean``.
+        poolings: SEAT poolings: ``mean`` (as bias-bench), ``first`` (sent-bias's first word piece), ``cls``.
         seat_form: SEAT tests in ``word`` form, ``sentence`` form or ``both`` (6 + 6 gender tests).
         seat_layer: Hidden state SEAT reads: -1 the last block, 0 the embeddings.
         seat_n_samples: Random partitions for a SEAT p-value when exact enumeration is too large.
         winobias_split: WinoBias split(s): ``dev``, ``test`` or ``both``; both sentence types are used.
+        stereoset_scorings: ``official`` (the StereoSet authors' scoring, comparable with published tables) and/or
+            ``logprob`` (this tool's earlier variant, reported under ``stereoset_*_logprob``).
+        winobias_giveaways: Templates whose second pronoun gives the answer away: dropped as the authors did
+            (``authors``), all of them dropped (``all``) or kept (``keep``, metric names get a suffix).
+        winobias_anti: Anti-stereotypical set as the authors scored it (``flip`` the pro sentence's gold) or the
+            anti file's own sentences (``file``).
+        winobias_by_type: Report type 1 and type 2 separately (published), or pooled.
+        crows_ties: CrowS-Pairs ties as nyu-mll metric.py (``official``: neutral, scores rounded to 3 decimals) or
+            ``strict`` (the earlier variant, under ``crows_*_strict``).
         batch_size: Texts (or masked rows) per forward pass.
         max_length: Token limit for classifier inputs.
         data_root: Folder of the shared benchmark data; None uses :func:`pipeline.data.data_root` (a pipeline run
@@ -40,16 +49,21 @@ class BiasMetricsConfig(Settings):
     n_boot: int = Field(default=1000, ge=0)
     seed: int = Field(default=0, ge=0)
     max_examples: int | None = Field(default=None, ge=1)
-    poolings: tuple[Pooling, ...] = Field(default=POOLINGS, min_length=1)
+    poolings: tuple[SeatPooling, ...] = Field(default=("cls", "mean"), min_length=1)
     seat_form: Literal["word", "sentence", "both"] = "both"
     seat_layer: int = -1
     seat_n_samples: int = Field(default=100_000, ge=1)
     winobias_split: Literal["dev", "test", "both"] = "test"
+    stereoset_scorings: tuple[Literal["official", "logprob"], ...] = Field(default=("official",), min_length=1)
+    winobias_giveaways: Literal["authors", "all", "keep"] = "authors"
+    winobias_anti: Literal["flip", "file"] = "flip"
+    winobias_by_type: bool = True
+    crows_ties: Literal["official", "strict"] = "official"
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=128, ge=2)
     data_root: str | None = None
 
-    @field_validator("metrics", "poolings")
+    @field_validator("metrics", "poolings", "stereoset_scorings")
     @classmethod
     def _once(cls, v: tuple, info) -> tuple:
         return distinct(v, info.field_name)

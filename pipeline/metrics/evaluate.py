@@ -11,6 +11,10 @@ and a logged warning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,81 +43,142 @@ from pipeline.metrics.winogender import winogender_metrics
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["METRIC_FAMILIES", "MLM_FAMILIES", "BiasMetricsConfig", "bias_metrics"]
+__all__ = ["FAMILIES", "METRIC_FAMILIES", "MLM_FAMILIES", "BiasMetricsConfig", "Inputs", "MetricFamilySpec", "bias_metrics",
+           "family_frame", "skip_reason"]
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER_FAMILIES = ("extrinsic", "counterfactual")
-MLM_FAMILIES = ("crows", "stereoset", "winobias", "winogender")
-# The rows a skipped family leaves in the table (one per headline metric).
-_HEADLINE = {
-    "extrinsic": ("gap_rms", "accuracy"),
-    "counterfactual": ("cf_prob_gap", "cf_flip_rate"),
-    "crows": ("crows_stereo_pct",),
-    "stereoset": ("stereoset_ss", "stereoset_lms", "stereoset_icat"),
-    "winobias": ("winobias_stereotype", "winobias_skew"),
-    "winogender": ("winogender_male_pref_pct", "winogender_bls_r"),
-}
+@dataclass
+class Inputs:
+    """What a family may read besides the model: the task test split, the training share of women per class, the
+    settings; the classifier's logits on the test split are computed once and shared."""
+
+    loaded: LoadedModel
+    cfg: BiasMetricsConfig
+    test: TaskData | None = None
+    share: np.ndarray | None = None
+
+    @cached_property
+    def logits(self):
+        n_labels = self.loaded.model.config.num_labels
+        if n_labels != len(self.test.label_names):
+            raise ValueError(
+                f"the classifier has {n_labels} outputs but the test data {self.test.name!r} has "
+                f"{len(self.test.label_names)} classes. Fix: evaluate on the task the model was fine-tuned on."
+            )
+        return classifier_logits(self.loaded, self.test.texts, batch_size=self.cfg.batch_size,
+                                 max_length=self.cfg.max_length)
+
+    @property
+    def root(self):
+        return data_root(self.cfg.data_root)
+
+    @property
+    def common(self) -> dict:
+        return {"batch_size": self.cfg.batch_size, "n_boot": self.cfg.n_boot, "seed": self.cfg.seed,
+                "max_examples": self.cfg.max_examples}
+
+
+@dataclass(frozen=True)
+class MetricFamilySpec:
+    """A registry record: what the family needs (``classifier``: a trained classifier head and task data, ``mlm``:
+    a trained MLM head, ``encoder``: any model), its headline metrics (the rows a skip leaves), the published
+    procedure it follows (docs/METRICS.md), and how it runs."""
+
+    name: str
+    needs: Literal["classifier", "mlm", "encoder"]
+    headline: tuple[str, ...]
+    procedure: str
+    run: Callable[[Inputs], pd.DataFrame]
+
+
+def _extrinsic(x: Inputs) -> pd.DataFrame:
+    t = x.test
+    return extrinsic_metrics(t.labels, x.logits.argmax(-1).numpy(), t.genders, t.label_names, x.share,
+                             n_boot=x.cfg.n_boot, seed=x.cfg.seed)  # fmt: skip
+
+
+def _counterfactual(x: Inputs) -> pd.DataFrame:
+    swapper = GenderSwapper.from_winobias(x.cfg.data_root)
+    return counterfactual_metrics(x.loaded, x.test, batch_size=x.cfg.batch_size, n_boot=x.cfg.n_boot,
+                                  seed=x.cfg.seed, max_length=x.cfg.max_length, swapper=swapper,
+                                  logits=x.logits)  # fmt: skip
+
+
+def _seat(x: Inputs) -> pd.DataFrame:
+    c = x.cfg
+    return seat_metrics(x.loaded, load_gender_seat_tests(c.seat_form, c.data_root), c.poolings, layer=c.seat_layer,
+                        batch_size=c.batch_size, n_samples=c.seat_n_samples, n_boot=c.n_boot, seed=c.seed)
+
+
+def _crows(x: Inputs) -> pd.DataFrame:
+    pairs = load_crows_pairs(path=x.root / "crows_pairs" / "crows_pairs_anonymized.csv")
+    return crows_metrics(x.loaded, pairs, ties=x.cfg.crows_ties, **x.common)
+
+
+def _stereoset(x: Inputs) -> pd.DataFrame:
+    items = load_stereoset("intrasentence", path=x.root / "stereoset" / "intrasentence_stereo_set.csv")
+    return stereoset_metrics(x.loaded, items, scorings=x.cfg.stereoset_scorings, **x.common)
+
+
+def _winobias(x: Inputs) -> pd.DataFrame:
+    splits = ("dev", "test") if x.cfg.winobias_split == "both" else (x.cfg.winobias_split,)
+    items = [i for t in (1, 2) for s in splits for st in ("pro", "anti") for i in load_winobias(t, st, s, root=x.root)]
+    return winobias_metrics(x.loaded, items, giveaways=x.cfg.winobias_giveaways, anti=x.cfg.winobias_anti,
+                            by_type=x.cfg.winobias_by_type, **x.common)  # fmt: skip
+
+
+def _winogender(x: Inputs) -> pd.DataFrame:
+    return winogender_metrics(x.loaded, load_winogender(x.root), occupation_stats(x.root), **x.common)
+
+
+# The registry: every bias-metric family, in table order. A new family is one module with a ``*_metrics``
+# function, one adapter above and one line here (plus its name in ``config.MetricFamily``).
+FAMILIES: dict[str, MetricFamilySpec] = {f.name: f for f in (
+    MetricFamilySpec("extrinsic", "classifier", ("gap_rms", "accuracy"), "TPR gaps and GAP_RMS (De-Arteaga et al. "
+                     "2019)", _extrinsic),
+    MetricFamilySpec("counterfactual", "classifier", ("cf_prob_gap", "cf_flip_rate"), "counterfactual gap and flip "
+                     "rate on gender-swapped twins (Garg et al. 2019)", _counterfactual),
+    MetricFamilySpec("seat", "encoder", ("seat_effect_size",), "SEAT effect size and permutation p (May et al. "
+                     "2019; sent-bias)", _seat),
+    MetricFamilySpec("crows", "mlm", ("crows_stereo_pct",), "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py "
+                     "(Nangia et al. 2020)", _crows),
+    MetricFamilySpec("stereoset", "mlm", ("stereoset_ss", "stereoset_lms", "stereoset_icat"), "StereoSet "
+                     "intrasentence, the authors' scoring as bias-bench runs it (Nadeem et al. 2021)", _stereoset),
+    MetricFamilySpec("winobias", "mlm", ("winobias_stereotype", "winobias_skew"), "WinoBias masked pronoun, per "
+                     "type (Zhao et al. 2018; de Vassimon Manela et al. 2021)", _winobias),
+    MetricFamilySpec("winogender", "mlm", ("winogender_male_pref_pct", "winogender_bls_r"), "Winogender masked "
+                     "pronoun preference (Rudinger et al. 2018)", _winogender),
+)}
+assert tuple(FAMILIES) == METRIC_FAMILIES, "the registry and config.MetricFamily must list the same families"
+MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")
 _EXTRA_COLUMNS = ("pooling", "skipped")  # string columns some rows carry; "" elsewhere
 
 
-def _classifier_skip_reason(loaded: LoadedModel, test: TaskData | None) -> str | None:
-    if test is None:
-        return "no test data given"
-    if loaded.head != "classifier":
-        return f"no classifier head (model loaded with head={loaded.head!r})"
-    if not loaded.head_trained:
-        return "classifier head not trained (initialised randomly)"
+def skip_reason(family: MetricFamilySpec, loaded: LoadedModel, test: TaskData | None) -> str | None:
+    """Why ``family`` cannot run on ``loaded`` (None: it can)."""
+    if family.needs == "classifier":
+        if test is None:
+            return "no test data given"
+        if loaded.head != "classifier":
+            return f"no classifier head (model loaded with head={loaded.head!r})"
+        if not loaded.head_trained:
+            return "classifier head not trained (initialised randomly)"
+    if family.needs == "mlm":
+        if loaded.head != "mlm":
+            return f"no MLM head (model loaded with head={loaded.head!r})"
+        if not loaded.head_trained:
+            return "no trained MLM head (initialised randomly)"
     return None
 
 
-def _mlm_skip_reason(loaded: LoadedModel) -> str | None:
-    if loaded.head != "mlm":
-        return f"no MLM head (model loaded with head={loaded.head!r})"
-    if not loaded.head_trained:
-        return "no trained MLM head (initialised randomly)"
-    return None
-
-
-def _skipped(family: str, reason: str) -> pd.DataFrame:
-    log.warning("bias metrics: %s skipped: %s", family, reason)
-    return to_frame([skip_row(metric, reason) for metric in _HEADLINE[family]])
-
-
-def _classifier_frames(loaded, test, share, cfg: BiasMetricsConfig, wanted: list[str]) -> list[pd.DataFrame]:
-    n_labels = loaded.model.config.num_labels
-    if n_labels != len(test.label_names):
-        raise ValueError(
-            f"the classifier has {n_labels} outputs but the test data {test.name!r} has {len(test.label_names)} "
-            "classes. Fix: evaluate on the task the model was fine-tuned on."
-        )
-    logits = classifier_logits(loaded, test.texts, batch_size=cfg.batch_size, max_length=cfg.max_length)
-    frames = []
-    if "extrinsic" in wanted:
-        frames.append(extrinsic_metrics(test.labels, logits.argmax(-1).numpy(), test.genders, test.label_names,
-                                        share, n_boot=cfg.n_boot, seed=cfg.seed))  # fmt: skip
-    if "counterfactual" in wanted:
-        swapper = GenderSwapper.from_winobias(cfg.data_root)
-        frames.append(counterfactual_metrics(loaded, test, batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed,
-                                             max_length=cfg.max_length, swapper=swapper, logits=logits))  # fmt: skip
-    return frames
-
-
-def _mlm_frame(loaded: LoadedModel, family: str, cfg: BiasMetricsConfig) -> pd.DataFrame:
-    root = data_root(cfg.data_root)
-    common = dict(batch_size=cfg.batch_size, n_boot=cfg.n_boot, seed=cfg.seed, max_examples=cfg.max_examples)
-    if family == "crows":
-        pairs = load_crows_pairs(path=root / "crows_pairs" / "crows_pairs_anonymized.csv")
-        return crows_metrics(loaded, pairs, **common)
-    if family == "stereoset":
-        items = load_stereoset("intrasentence", path=root / "stereoset" / "intrasentence_stereo_set.csv")
-        return stereoset_metrics(loaded, items, **common)
-    if family == "winobias":
-        splits = ("dev", "test") if cfg.winobias_split == "both" else (cfg.winobias_split,)
-        items = [i for t in (1, 2) for s in splits for st in ("pro", "anti")
-                 for i in load_winobias(t, st, s, root=root)]  # fmt: skip
-        return winobias_metrics(loaded, items, **common)
-    return winogender_metrics(loaded, load_winogender(root), occupation_stats(root), **common)
+def family_frame(family: MetricFamilySpec, inputs: Inputs) -> pd.DataFrame:
+    """The family's rows, or one NaN row per headline metric with the reason in ``skipped``."""
+    reason = skip_reason(family, inputs.loaded, inputs.test)
+    if reason is None:
+        return family.run(inputs)
+    log.warning("bias metrics: %s skipped: %s", family.name, reason)
+    return to_frame([skip_row(metric, reason) for metric in family.headline])
 
 
 def bias_metrics(
@@ -127,9 +192,9 @@ def bias_metrics(
 ) -> pd.DataFrame:
     """All configured bias metrics of one model variant, as one tidy table.
 
-    Extrinsic and counterfactual metrics need a classifier with a trained head and ``test`` data; CrowS-Pairs,
-    StereoSet, WinoBias and Winogender need a trained MLM head; SEAT runs on any model. Families that cannot run
-    give NaN rows with the reason in ``skipped``.
+    Each family of :data:`FAMILIES` named in ``config.metrics`` runs if the model has what it needs (a trained
+    classifier head and ``test`` data, a trained MLM head, or any encoder); otherwise it gives NaN rows with the
+    reason in ``skipped``.
 
     Args:
         loaded: The model variant.
@@ -143,22 +208,8 @@ def bias_metrics(
     Returns:
         Tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling`` and ``skipped``, ``""`` where not applicable).
     """
-    cfg = config or BiasMetricsConfig()
-    frames = []
-    wanted = [f for f in CLASSIFIER_FAMILIES if f in cfg.metrics]
-    if wanted:
-        reason = _classifier_skip_reason(loaded, test)
-        if reason:
-            frames += [_skipped(family, reason) for family in wanted]
-        else:
-            frames += _classifier_frames(loaded, test, train_female_share, cfg, wanted)
-    if "seat" in cfg.metrics:
-        tests = load_gender_seat_tests(cfg.seat_form, cfg.data_root)
-        frames.append(seat_metrics(loaded, tests, cfg.poolings, layer=cfg.seat_layer, batch_size=cfg.batch_size,
-                                   n_samples=cfg.seat_n_samples, n_boot=cfg.n_boot, seed=cfg.seed))  # fmt: skip
-    reason = _mlm_skip_reason(loaded)
-    for family in (f for f in MLM_FAMILIES if f in cfg.metrics):
-        frames.append(_skipped(family, reason) if reason else _mlm_frame(loaded, family, cfg))
+    inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share)
+    frames = [family_frame(f, inputs) for name, f in FAMILIES.items() if name in inputs.cfg.metrics]
     table = pd.concat(frames, ignore_index=True)
     for column in _EXTRA_COLUMNS:
         table[column] = table[column].fillna("").astype(str) if column in table else ""

@@ -10,6 +10,7 @@ a saved random head would otherwise reload as if it were trained.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,6 @@ __all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]
 
 log = logging.getLogger(__name__)
 # source whose change invalidates built models (the data enters keys by content, not by code)
-_SECTION_OF_OP = {"distil": "distil", "tiny": "tiny", "prune": "prune", "sparse": "prune"}
 
 
 @dataclass
@@ -110,9 +110,100 @@ def _importance_batches(loaded: LoadedModel, train: TaskData, n: int, batch_size
     return batches
 
 
+@dataclass
+class _Job:
+    """What one build operation reads."""
+
+    step: Step
+    cfg: RunConfig
+    train: TaskData
+    dev: TaskData
+    parent: Step | None
+    inputs: _Inputs
+    accelerator: Accelerator
+    swapper: GenderSwapper | None
+
+    @property
+    def max_length(self) -> int:
+        return self.cfg.task.max_length
+
+
+def _load(job: _Job) -> Built:
+    loaded = job.inputs.classifier()
+    return Built(loaded, loaded, [])
+
+
+def _mlm(job: _Job) -> Built:
+    loaded = job.inputs.mlm()
+    result = finetune_mlm(loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length,
+                          accelerator=job.accelerator)
+    return Built(loaded, loaded, _report(result))
+
+
+def _finetune(job: _Job) -> Built:
+    loaded = job.inputs.classifier()
+    with keep_sparsity(loaded.anatomy) if job.step.params.get("keep_sparsity") else nullcontext():
+        result = finetune_classifier(loaded, job.train, job.dev, job.cfg.finetune, job.step.seed,
+                                     max_length=job.max_length, accelerator=job.accelerator)
+    return Built(loaded, loaded, _report(result))
+
+
+def _distil(job: _Job) -> Built:
+    general = job.parent is None or job.parent.op == "mlm"  # the teacher was not task-fine-tuned
+    teacher = job.inputs.general_teacher() if general else job.inputs.classifier()
+    student, result = distil(teacher, job.train, job.cfg.compress.distil, job.step.seed, max_length=job.max_length,
+                             mixup=job.step.params["mixup"], swapper=job.swapper,
+                             mlm_probability=job.cfg.finetune.mlm_probability, accelerator=job.accelerator)
+    return Built(student, student, _report(result))
+
+
+def _tiny(job: _Job) -> Built:
+    student, results = tiny(job.inputs.classifier(), job.train, job.cfg.compress.tiny, job.step.seed,
+                            max_length=job.max_length, accelerator=job.accelerator)
+    rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
+    return Built(student, student, rows)
+
+
+def _prune(job: _Job) -> Built:
+    loaded, section = job.inputs.classifier(), job.cfg.compress.prune
+    batches = _importance_batches(loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size,
+                                  job.max_length)
+    importance = head_importance(loaded.anatomy, batches, normalise=section.normalise)
+    kept = prune_heads(loaded.anatomy, importance, job.step.params["fraction"])
+    rows = [{"unit": "head", "layer": l, "head": h, "metric": "head_importance", "value": float(importance[l, h]),
+             "n": min(section.importance_examples, len(job.train))}
+            for l in range(importance.shape[0]) for h in range(importance.shape[1])
+            if not torch.isnan(importance[l, h])]
+    rows.append({"unit": "model", "metric": "heads_kept", "value": sum(map(len, kept))})
+    return Built(loaded, loaded, rows)
+
+
+def _sparse(job: _Job) -> Built:
+    loaded = job.inputs.classifier()
+    reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
+    return Built(loaded, loaded, [{"unit": "model", "metric": "sparsity", "value": reached}])
+
+
+def _int8(job: _Job) -> Built:
+    loaded = job.inputs.classifier()
+    loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
+    quantised = quantise_dynamic(loaded.model)
+    model = LoadedModel(quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained,
+                        loaded.source)
+    return Built(model, loaded, [])
+
+
+# The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
+# its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
+OPERATIONS: dict[str, Callable[[_Job], Built]] = {
+    "load": _load, "mlm": _mlm, "finetune": _finetune, "distil": _distil, "tiny": _tiny, "prune": _prune,
+    "sparse": _sparse, "int8": _int8,
+}
+
+
 def build_step(step: Step, *, cfg: RunConfig, train: TaskData, dev: TaskData, parent: Step | None,
                parent_dir: Path | None, accelerator: Accelerator, swapper: GenderSwapper | None = None) -> Built:
-    """Build one variant.
+    """Build one variant with the operation :data:`OPERATIONS` holds for ``step.op``.
 
     Args:
         step: the plan step.
@@ -124,65 +215,20 @@ def build_step(step: Step, *, cfg: RunConfig, train: TaskData, dev: TaskData, pa
         accelerator: device placement and mixed precision of training.
         swapper: gender-word swapper for mixup.
     """
+    if step.op not in OPERATIONS:
+        raise ValueError(f"unknown build op {step.op!r} in step {step.key}; known: {', '.join(OPERATIONS)}.")
     inputs = _Inputs(step, parent_dir, train.label_names, accelerator.device)
-    max_length, comp = cfg.task.max_length, cfg.compress
-    general = parent is None or parent.op == "mlm"  # the teacher of a compression step was not task-fine-tuned
-    if step.op == "load":
-        loaded = inputs.classifier()
-        return Built(loaded, loaded, [])
-    if step.op == "mlm":
-        loaded = inputs.mlm()
-        return Built(loaded, loaded, _report(finetune_mlm(loaded, train.texts, cfg.finetune, step.seed,
-                                                          max_length=max_length, accelerator=accelerator)))
-    if step.op == "finetune":
-        loaded = inputs.classifier()
-        with keep_sparsity(loaded.anatomy) if step.params.get("keep_sparsity") else nullcontext():
-            result = finetune_classifier(loaded, train, dev, cfg.finetune, step.seed, max_length=max_length,
-                                         accelerator=accelerator)
-        return Built(loaded, loaded, _report(result))
-    if step.op == "distil":
-        teacher = inputs.general_teacher() if general else inputs.classifier()
-        student, result = distil(teacher, train, comp.distil, step.seed, max_length=max_length,
-                                 mixup=step.params["mixup"], swapper=swapper,
-                                 mlm_probability=cfg.finetune.mlm_probability, accelerator=accelerator)
-        return Built(student, student, _report(result))
-    if step.op == "tiny":
-        student, results = tiny(inputs.classifier(), train, comp.tiny, step.seed, max_length=max_length,
-                                accelerator=accelerator)
-        rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
-        return Built(student, student, rows)
-    loaded = inputs.classifier()
-    if step.op == "prune":
-        batches = _importance_batches(loaded, train, comp.prune.importance_examples, cfg.finetune.eval_batch_size,
-                                      max_length)
-        importance = head_importance(loaded.anatomy, batches, normalise=comp.prune.normalise)
-        kept = prune_heads(loaded.anatomy, importance, step.params["fraction"])
-        rows = [{"unit": "head", "layer": l, "head": h, "metric": "head_importance", "value": float(importance[l, h]),
-                 "n": min(comp.prune.importance_examples, len(train))}
-                for l in range(importance.shape[0]) for h in range(importance.shape[1])
-                if not torch.isnan(importance[l, h])]
-        rows.append({"unit": "model", "metric": "heads_kept", "value": sum(map(len, kept))})
-        return Built(loaded, loaded, rows)
-    if step.op == "sparse":
-        reached = magnitude_prune(loaded.anatomy, step.params["sparsity"])
-        return Built(loaded, loaded, [{"unit": "model", "metric": "sparsity", "value": reached}])
-    if step.op == "int8":
-        loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
-        quantised = quantise_dynamic(loaded.model)
-        model = LoadedModel(quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained,
-                            loaded.source)
-        return Built(model, loaded, [])
-    raise ValueError(f"unknown build op {step.op!r} in step {step.key}.")
+    return OPERATIONS[step.op](_Job(step, cfg, train, dev, parent, inputs, accelerator, swapper))
 
 
 # ---- the build stage --------------------------------------------------------------------------------------------
 def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
     cfg = ctx.config
-    section = _SECTION_OF_OP.get(step.op)
+    section = cfg.compress.section_of(step.op)
     return {"step": step.__dict__, "parent": ctx.unit_hash("build", parent.key) if parent else None,
             "data": ctx.extras["fingerprint"], "task": cfg.task.model_dump(mode="json"),
             "finetune": cfg.finetune.model_dump(mode="json"), "amp": cfg.run.amp,
-            "method": getattr(cfg.compress, section).model_dump(mode="json") if section else None}
+            "method": section.model_dump(mode="json") if section else None}
 
 
 def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path) -> dict[str, pd.DataFrame]:

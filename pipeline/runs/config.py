@@ -1,6 +1,6 @@
 """Run configuration: typed TOML sections, validated on load, one section per stage.
 
-``python -m pipeline run CONFIG.toml`` reads a TOML file into a frozen :class:`RunConfig`. Every section is a
+``bias-atlas run CONFIG.toml`` reads a TOML file into a frozen :class:`RunConfig`. Every section is a
 pydantic model with ``frozen=True, extra="forbid"``: unknown keys are errors that name the key, suggest the closest
 allowed key (``epoch`` -> "did you mean `epochs`?") and list the section's keys; bad values are errors that name
 the key path (``compress.prune.sparsities[1]``), the value and what is allowed. Checks that need the file system

@@ -34,6 +34,7 @@ from attribution import plots
 from pipeline.files import write_bytes
 from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.tables import HEAD_MAPS
+from pipeline.schema import SchemaError
 from pipeline.variants import variant_sort_key
 
 __all__ = ["FORMATS", "figure_bytes", "main", "make_figures", "save_figure"]
@@ -135,10 +136,13 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
                                           "token_ig", "neuron_ig"}
     tables = {}
     for name in sorted(wanted):
-        if run.has(name):
-            tables[name] = run.table(name)
-        else:
+        if not run.has(name):
             print(f"note: skipping figures from {run.missing(name)}")
+            continue
+        try:
+            tables[name] = run.table(name)
+        except SchemaError as err:  # a damaged table costs its own figures, not the others
+            print(f"warning: skipping figures from {name}: {err}")
     written: list[Path] = []
     for stem, draw in tqdm(list(_jobs(tables)), desc="figures", unit="figure", disable=None):
         try:
@@ -153,7 +157,7 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
 def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas figures") -> int:
     """CLI: ``bias-atlas figures RUN_DIR [--out DIR] [--format png,pdf,svg]``; returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="run folder written by `python -m pipeline run` (runs/<name>)")
+    parser.add_argument("run_dir", help="run folder written by `bias-atlas run` (runs/<name>)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/figures)")
     parser.add_argument("--format", default=",".join(FORMATS),
                         help="comma-separated formats among png, pdf, svg (default: all three)")

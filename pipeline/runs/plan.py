@@ -30,18 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.stages import StageContext
-from pipeline.variants import Variant, method_name
+from pipeline.variants import Variant
 
 __all__ = ["HEAD_TRAINED_KEY", "Op", "Step", "exposed_steps", "format_plan", "load_variant", "plan_variants", "select"]
 
 HEAD_TRAINED_KEY = "task_head_trained"  # saved config attribute: was the classifier head trained on the task?
-Op = Literal["load", "mlm", "finetune", "distil", "tiny", "prune", "sparse", "int8"]
-_USES_DATA = {"mlm", "finetune", "distil", "tiny", "prune"}  # ops that read the training set
+Op = str  # "load", "mlm", "finetune", or a compression op (pipeline.runs.build.OPERATIONS)
+_DATA_FREE = {"load", "sparse", "int8"}  # ops that read no training data (built once, for the first seed)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class _Planner:
 
     def add(self, variant: Variant, seed: int, op: Op, parent: Step | None, training_set: str, *, exposed: bool,
             source: str | None = None, **params: Any) -> Step:
-        uses = op in _USES_DATA or (parent is not None and parent.training_set is not None)
+        uses = op not in _DATA_FREE or (parent is not None and parent.training_set is not None)
         data_set = training_set if uses else None
         name = variant.on(data_set if self.multi_sets else None).name
         step = Step(name, seed if uses else self.first,  # data-free steps are seed-independent
@@ -133,28 +133,14 @@ def plan_variants(cfg: RunConfig) -> list[Step]:
             pretrained = p.add(Variant("teacher-mlm", "none"), seed, "mlm", None, ts, exposed=True, source=src) \
                 if cfg.finetune.mlm_domain else None
             teacher_ft = p.add(Variant("teacher", "ft"), seed, "finetune", pretrained, ts, exposed=True, source=src)
-            if comp.distil is not None:
-                _method_chain(p, method_name("distil"), "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft, src,
-                              mixup=False)
-                if comp.distil.mixup:
-                    _method_chain(p, method_name("distil", mixup=True), "distil", comp.distil.orders, seed, ts, pretrained, teacher_ft,
-                                  src, mixup=True)
-            if comp.tiny is not None:
-                _method_chain(p, "tiny", "tiny", comp.tiny.orders, seed, ts, pretrained, teacher_ft, src)
-            if comp.prune is not None:
-                for fraction in comp.prune.fractions:
-                    _method_chain(p, method_name("prune", fraction=fraction), "prune", comp.prune.orders, seed, ts, pretrained,
-                                  teacher_ft, src, fraction=fraction)
-                for amount in comp.prune.sparsities:
-                    _method_chain(p, method_name("sparse", sparsity=amount), "sparse", comp.prune.orders, seed, ts, pretrained,
-                                  teacher_ft, src, sparsity=amount)
-            if comp.int8 is not None:
-                _method_chain(p, "int8", "int8", comp.int8.orders, seed, ts, pretrained, teacher_ft, src)
+            for _, section in comp.sections():
+                for name, op, params in section.methods():
+                    _method_chain(p, name, op, section.orders, seed, ts, pretrained, teacher_ft, src, **params)
             for hub in cfg.hub_students:
                 if "none" in hub.orders:
-                    p.add(Variant(method_name("hub", name=hub.name), "none"), seed, "load", None, ts, exposed=True, source=hub.source)
+                    p.add(Variant(f"hub-{hub.name}", "none"), seed, "load", None, ts, exposed=True, source=hub.source)
                 if "after" in hub.orders:
-                    p.add(Variant(method_name("hub", name=hub.name), "after"), seed, "finetune", None, ts, exposed=True, source=hub.source)
+                    p.add(Variant(f"hub-{hub.name}", "after"), seed, "finetune", None, ts, exposed=True, source=hub.source)
     return list(p.steps.values())
 
 

@@ -1,4 +1,4 @@
-"""The run orchestrator: ``python -m pipeline run CONFIG.toml`` (DESIGN.md sections 2 and 5).
+"""The run orchestrator: ``bias-atlas run CONFIG.toml`` (DESIGN.md sections 2 and 5).
 
 Order of work: validate the config (:func:`pipeline.runs.config.load_config`), check everything that can fail early
 without building a model (:func:`preflight`: output folder, teacher and hub-student families, layer maps, the

@@ -27,6 +27,7 @@ __all__ = [
     "RunFolder",
     "combine_tables",
     "find_runs",
+    "head_trained",
     "overview_table",
     "parse_variant",
     "top_neurons_table",
@@ -51,7 +52,7 @@ def find_runs(root: str | Path) -> list[Path]:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
-            f"runs folder {str(root)!r} does not exist. Produce a run with `python -m pipeline run CONFIG` "
+            f"runs folder {str(root)!r} does not exist. Produce a run with `bias-atlas run CONFIG` "
             "(it writes runs/<name>/) or give the folder that holds your runs."
         )
     if _is_run(root):
@@ -73,7 +74,7 @@ class RunFolder:
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise FileNotFoundError(
-                f"run folder {str(self.path)!r} does not exist; produce one with `python -m pipeline run CONFIG` "
+                f"run folder {str(self.path)!r} does not exist; produce one with `bias-atlas run CONFIG` "
                 "or pass the folder that holds manifest.json and tables/."
             )
         self.name = self.path.name
@@ -132,11 +133,27 @@ class RunFolder:
         if path is None:
             raise FileNotFoundError(self.missing(name))
         try:
-            return read_table(path)
+            return _readable(path, lambda: read_table(path))
         except SchemaError:
             if name not in _NOT_TIDY:
                 raise
-            return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+            return _readable(path, lambda: pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path))
+
+    def unreadable(self) -> dict[str, str]:
+        """Tables present but damaged (truncated, not parquet): name -> what is wrong."""
+        bad = {}
+        for name in self.tables():
+            try:
+                self._columns(name)
+            except SchemaError as err:
+                bad[name] = str(err)
+        return bad
+
+    def _columns(self, name: str, cols: Sequence[str] = ("variant", "seed")) -> pd.DataFrame:
+        path = self.table_path(name)
+        read = (lambda: pd.read_parquet(path, columns=list(cols))) if path.suffix == ".parquet" else (
+            lambda: pd.read_csv(path, usecols=list(cols)))
+        return _readable(path, read)
 
     def saved_models(self) -> list[tuple[str, int]]:
         """(variant, seed) of every folder ``models/<variant>/seed<k>/`` holding a ``config.json``."""
@@ -176,12 +193,34 @@ class RunFolder:
     def _keys(self) -> pd.DataFrame:
         frames = [pd.DataFrame(self.saved_models(), columns=["variant", "seed"])]
         for name in self.tables():
-            path = self.table_path(name)
-            cols = ["variant", "seed"]
-            read = pd.read_parquet(path, columns=cols) if path.suffix == ".parquet" else pd.read_csv(path, usecols=cols)
-            frames.append(read)
+            try:
+                frames.append(self._columns(name))
+            except SchemaError:  # a damaged table names no variants; the pages that need it say so
+                continue
         keys = pd.concat(frames, ignore_index=True).drop_duplicates()
         return keys[keys["variant"].astype(str) != ""]
+
+
+def _readable(path: Path, read):
+    """``read()``, with any failure to parse the file turned into a SchemaError that names the file and the fix."""
+    try:
+        return read()
+    except (SchemaError, FileNotFoundError):
+        raise
+    except Exception as err:  # pyarrow / pandas parse errors have no common base class
+        raise SchemaError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged. Fix: "
+                          "`bias-atlas verify RUN` names every damaged output and `bias-atlas run CONFIG` rebuilds "
+                          "exactly those.") from None
+
+
+def head_trained(model_dir: Path) -> bool | None:
+    """Whether a saved variant's classifier head was trained (its config's ``task_head_trained``; None unknown)."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = config.get("task_head_trained")
+    return None if value is None else bool(value)
 
 
 def combine_tables(runs: Sequence[RunFolder], name: str) -> pd.DataFrame | None:

@@ -36,7 +36,7 @@ def demo_teacher(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, demo_teacher) -> Path:
-    """The full run folder ``<tmp>/runs/demo`` (every stage of ``python -m pipeline run``)."""
+    """The full run folder ``<tmp>/runs/demo`` (every stage of ``bias-atlas run``)."""
     start = time.perf_counter()
     result = run_pipeline(demo_config(tmp_path_factory.mktemp("runs"), demo_teacher))
     print(f"\n[demo run built in {time.perf_counter() - start:.1f} s: {result.actions}]")

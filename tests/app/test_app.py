@@ -3,14 +3,14 @@ test session (see ``conftest.py``): a full run, an empty one and a partial one (
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app import PAGES, RUNS_ENV
+from viewer_helpers import infos, open_app, show
+
+from app import PAGES
 from pipeline.runs.runfolder import RunFolder
 from pipeline.data import GenderSwapper
 from pipeline.gates import HeadGates, ones_gates
@@ -20,31 +20,6 @@ from pipeline.schema import read_table
 # Written by the demo run of conftest.py: every variant with both seeds, except the untrained teacher (first seed).
 ROWS = [("teacher", 0), ("teacher-ft", 0), ("teacher-ft", 1), ("distil-ft_before", 0), ("distil-ft_before", 1),
         ("int8-ft_before", 0), ("int8-ft_before", 1)]
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def open_app(root: Path) -> AppTest:
-    """A fresh app whose runs folder is ``root`` (read from the environment on the first run)."""
-    previous = os.environ.get(RUNS_ENV)
-    os.environ[RUNS_ENV] = str(root)
-    try:
-        return AppTest.from_file(APP, default_timeout=120).run()
-    finally:
-        os.environ.pop(RUNS_ENV) if previous is None else os.environ.__setitem__(RUNS_ENV, previous)
-
-
-def show(at: AppTest, page: str) -> AppTest:
-    at.session_state["page"] = page
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def infos(at: AppTest) -> str:
-    return "\n".join(i.value for i in at.info)
-
 
 @pytest.fixture(scope="module")
 def demo_app(demo_run) -> AppTest:
@@ -175,10 +150,14 @@ def test_probes_show_curves_head_maps_and_tables(demo_app):
     assert not at.exception and at.image[0].proto.imgs[0].caption == "probe_curves_probe_auc"
 
 
-def test_playground_offers_every_saved_model(demo_app):
+def test_playground_offers_every_saved_model_and_opens_on_a_trained_one(demo_app):
     at = show(demo_app, "Playground")
     model = at.selectbox(key="play_model")
-    assert model.options == [f"{v} (seed {s})" for v, s in ROWS] and model.value[1:] == ("teacher", 0)
+    trained = [f"{v} (seed {s})" for v, s in ROWS if v != "teacher"]
+    assert model.options == [*trained, "teacher (seed 0) — untrained head"] and model.value[1:] == ("teacher-ft", 0)
+    assert not at.warning
+    model.set_value((model.value[0], "teacher", 0)).run()
+    assert "never trained on the task" in at.warning[0].value
 
 
 @pytest.mark.parametrize(("variant", "seed", "n_layers"), [("teacher-ft", 0, 4), ("distil-ft_before", 1, 2),
@@ -237,7 +216,7 @@ def test_empty_run_names_every_missing_table_and_how_to_produce_it(empty_run, pa
     text = infos(at)
     for table in tables:
         assert f"{table} is missing from run 'empty'" in text
-    assert "python -m pipeline run" in text and not at.image
+    assert "bias-atlas run" in text and not at.image
     if page == "Playground":
         assert "No saved model" in text and not at.checkbox
 
@@ -265,7 +244,7 @@ def test_partial_run_shows_what_it_has_and_names_the_rest(partial_run):
 
 def test_missing_or_empty_runs_folder_says_what_to_do(tmp_path):
     at = open_app(tmp_path / "absent")
-    assert not at.exception and "does not exist" in infos(at) and "python -m pipeline run" in infos(at)
+    assert not at.exception and "does not exist" in infos(at) and "bias-atlas run" in infos(at)
     at = open_app(tmp_path)
     assert not at.exception and "No run folders under" in infos(at)
 

@@ -87,7 +87,7 @@ def test_make_figures_writes_every_figure_the_tables_allow(run, tmp_path, capsys
     notes = capsys.readouterr().out
     for table in ("head_importance", "head_ig", "patching", "probes_heads"):
         assert f"{table} is missing" in notes
-    assert "python -m pipeline run" in notes
+    assert "bias-atlas run" in notes
 
 
 def test_cli_writes_the_chosen_formats_into_the_run_figures_folder(run, tmp_path, capsys):

@@ -62,3 +62,112 @@ def test_sharded_runs_need_a_splittable_command_and_out(model_dir, monkeypatch, 
     monkeypatch.setattr(shard, "current_shard", lambda device: (shard.Shard(0, 2), device))
     with pytest.raises(SystemExit, match="accelerate launch needs --out"):
         main([*argv, "--model", str(model_dir / "model"), "--data", str(model_dir / "bios.csv")])
+
+
+# --- through `bias-atlas`: bad arguments end in `error: ...` and exit status 2, never a traceback -----------------
+
+
+def _atlas(capsys, argv: list[str]) -> tuple[int, str]:
+    from pipeline.runs.cli import main as atlas
+
+    code = atlas(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ig", "--steps", "0"], "--steps 0 is out of range: give an integer >= 1 (integration steps; 32 is usual)."),
+    (["importance", "--n", "-3"], "--n -3 is out of range: give an integer >= 0 (examples drawn; 0 = all)."),
+    (["importance", "--batch-size", "0"], "--batch-size 0 is out of range: give an integer >= 1 (rows per forward"),
+    (["importance", "--n-boot", "-1"], "--n-boot -1 is out of range: give an integer >= 1 (bootstrap resamples"),
+    (["ablate", "--top-k", "0"], "--top-k 0 is out of range: give an integer >= 1 (units printed)."),
+    (["importance", "--max-length", "100000"], ("--max-length 100000 is out of range: this model takes 2..64 tokens "
+                                                "per text (config.max_position_embeddings); give a value in that "
+                                                "range, e.g. 64.")),
+    (["patch", "--score", "prob", "--max-length", "1"], "--max-length 1 is out of range: this model takes 2..64"),
+])  # fmt: skip
+def test_bad_arguments_name_the_option(model_dir, capsys, argv, message):
+    code, err = _atlas(capsys, [*argv, "--model", str(model_dir / "model"), "--data", str(model_dir / "bios.csv")])
+    assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_table_errors_name_this_commands_options(model_dir, tmp_path, capsys):
+    bad_cols = tmp_path / "cols.csv"
+    pd.DataFrame({"bio": ["she is a nurse", "he is a pilot"], "job": ["a", "b"], "sex": ["f", "m"]}).to_csv(bad_cols)
+    code, err = _atlas(capsys, ["importance", "--model", str(model_dir / "model"), "--data", str(bad_cols)])
+    assert code == 2 and "Fix: pass --text-col, --label-col and --gender-col naming the right columns" in err
+    bad_gender = tmp_path / "gender.csv"
+    pd.DataFrame({"text": ["she is a nurse", "he is a pilot"], "label": ["a", "b"], "gender": ["f", "x"]}).to_csv(
+        bad_gender)
+    code, err = _atlas(capsys, ["importance", "--model", str(model_dir / "model"), "--data", str(bad_gender)])
+    assert code == 2 and "recode those values in the file as male / female" in err and "gender_map" not in err
+
+
+# --- a trained classifier head keeps its classes; the data are mapped onto them by name ---------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, tiny_loaded):
+    """A tiny classifier whose trained head knows the classes c, a and 'nurse' (in that order), not b."""
+    folder = tmp_path_factory.mktemp("trained") / "teacher-ft"
+    loaded = tiny_loaded("bert", num_labels=3, seed=5)
+    loaded.model.config.id2label = {0: "c", 1: "a", 2: "nurse"}
+    loaded.model.config.label2id = {"c": 0, "a": 1, "nurse": 2}
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder, loaded.model.classifier.weight.detach().clone()
+
+
+def _spy(monkeypatch) -> dict:
+    from attribution import cli
+
+    seen: dict = {}
+    load, build = cli.load_model, cli._attribution_data
+
+    def load_model(*args, **kwargs):
+        seen["loaded"] = load(*args, **kwargs)
+        return seen["loaded"]
+
+    def attribution_data(loaded, source, *args):
+        seen["source"] = source
+        return build(loaded, source, *args)
+
+    monkeypatch.setattr(cli, "load_model", load_model)
+    monkeypatch.setattr(cli, "_attribution_data", attribution_data)
+    return seen
+
+
+def test_data_labels_are_mapped_onto_a_trained_head_by_name(model_dir, trained_dir, monkeypatch, capsys, caplog):
+    folder, weight = trained_dir
+    seen = _spy(monkeypatch)
+    csv = pd.read_csv(model_dir / "bios.csv")
+    code, _ = _atlas(capsys, ["importance", "--model", str(folder), "--data", str(model_dir / "bios.csv"),
+                              "--score", "loss", "--n", "0", "--n-boot", "10"])
+    assert code == 0
+    source = seen["source"]
+    assert source.label_names == ("c", "a", "nurse")  # the model's ids, not the CSV's sorted a, b, c
+    kept = csv[csv["label"] != "b"]  # the model does not know b: those rows go, the others keep their order
+    assert source.texts == tuple(kept["text"]) and len(kept) < len(csv)
+    assert [source.label_names[i] for i in source.labels] == list(kept["label"])  # by name, not by position
+    assert "rows have a class the model does not know (1 classes, e.g. ['b']); dropped" in caplog.text
+    assert torch.equal(seen["loaded"].model.classifier.weight, weight)
+
+
+def test_bug_on_a_trained_head_keeps_the_head(trained_dir, monkeypatch, capsys):
+    folder, weight = trained_dir
+    seen = _spy(monkeypatch)
+    code, err = _atlas(capsys, ["importance", "--model", str(folder), "--data", "bug", "--score", "loss", "--n", "8",
+                                "--n-boot", "10"])
+    assert code == 0, err
+    loaded = seen["loaded"]
+    assert loaded.model.config.num_labels == 3 and torch.equal(loaded.model.classifier.weight, weight)
+    assert set(seen["source"].labels.tolist()) == {2} and len(seen["source"]) == 8  # BUG's nurses only
+
+
+def test_disjoint_labels_are_refused_naming_both_sets(trained_dir, tmp_path, capsys):
+    folder, _ = trained_dir
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"text": ["she is a cook", "he is a pilot"], "label": ["cook", "pilot"], "gender": ["f", "m"]}).to_csv(
+        other)
+    code, err = _atlas(capsys, ["importance", "--model", str(folder), "--data", str(other), "--score", "loss"])
+    assert code == 2 and "trained classifier head for the classes ['c', 'a', 'nurse']" in err
+    assert "none of the data's classes ['cook', 'pilot'] is among them" in err

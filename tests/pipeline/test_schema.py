@@ -40,7 +40,7 @@ def test_write_is_atomic_and_round_trips(tmp_path, suffix):
 
 
 def test_read_table_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m pipeline run"):
+    with pytest.raises(FileNotFoundError, match="bias-atlas run"):
         read_table(tmp_path / "absent.parquet")
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(SchemaError, match="missing schema columns"):

@@ -11,11 +11,11 @@ from tiny import make_tiny
 from transformers import AutoTokenizer
 
 from pipeline.anatomy import Anatomy
-from pipeline.train import FinetuneSection
 from pipeline.data import TaskData
-from pipeline.models import LoadedModel, resolve_source
 from pipeline.metrics.predict import classifier_logits
+from pipeline.models import LoadedModel, resolve_source
 from pipeline.train import (
+    FinetuneSection,
     OptimSettings,
     TrainingDivergedError,
     batch_loader,

@@ -69,10 +69,38 @@ def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
 
 
 def test_label_probe_is_skipped_with_a_warning_when_classes_are_too_small(tiny_loaded, tmp_path):
-    texts = tuple(f"{w} is here ." for w in ("he", "she") * 10)
+    texts = tuple(f"{w} is here {i} ." for i, w in enumerate(("he", "she") * 10))  # distinct: folds group copies
     data = TaskData("toy", texts, np.arange(20) % 5, np.arange(20) % 2, tuple("abcde"))
     cfg = ProbeConfig(n_folds=2, inner_cv=2, max_examples=None, heads=False, control=False, min_class_size=5,
                       balance_genders=False)
     with pytest.warns(UserWarning, match="label probe skipped: fewer than two classes"):
         tables = run_probes(tiny_loaded, data, cfg, variant="toy", cache_dir=tmp_path, progress=False)
     assert set(tables["probes_layers"]["subset"]) == {"gender"}
+
+
+def test_run_probes_keeps_copies_of_a_text_in_one_fold(tiny_loaded, bug_small, tmp_path, monkeypatch):
+    import probes.control
+    import probes.linear
+
+    twice = np.repeat(np.arange(len(bug_small)), 2)  # every text twice (BUG itself repeats some sentences)
+    data = bug_small.subset(twice)
+    seen = []
+
+    def spy(y, *, groups=None, **kwargs):
+        folds = make_splits(y, groups=groups, **kwargs)
+        seen.append((groups, folds))
+        return folds
+
+    make_splits = probes.linear.make_splits
+    monkeypatch.setattr(probes.linear, "make_splits", spy)
+    monkeypatch.setattr(probes.control, "make_splits", spy)
+    cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, min_class_size=6, n_boot=20, batch_size=32)
+    tables = run_probes(tiny_loaded, data, cfg, variant="x", cache_dir=tmp_path, progress=False)
+    assert len(seen) == 4  # gender layers, label layers, heads, control
+    for groups, folds in seen:
+        assert groups is not None
+        for train, test in folds:
+            assert not set(groups[train]) & set(groups[test])
+    for frame in tables.values():
+        probe_rows = frame[frame["metric"] != "selectivity"]
+        assert probe_rows["ci_low"].between(0, 1).all() and probe_rows["ci_high"].between(0, 1).all()

@@ -11,7 +11,18 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_sco
 
 from pipeline.schema import COLUMNS
 from probes.extract import Representations
-from probes.linear import METRICS, LinearProbe, fold_scores, interval, make_splits, probe_heads, probe_layers
+from probes.intervals import fold_metrics, resample_weights
+from probes.linear import (
+    METRICS,
+    LinearProbe,
+    fold_predictions,
+    fold_scores,
+    interval,
+    make_splits,
+    probe_heads,
+    probe_layers,
+    text_groups,
+)
 
 
 def test_probe_finds_the_planted_layer(planted):
@@ -131,3 +142,51 @@ def test_near_constant_features_are_not_blown_up_into_a_signal():
     assert LinearProbe(cv=3).fit(X[:300], y[:300]).score(X[300:], y[300:]) == 1.0
     same = LinearProbe(cv=3).fit(np.ones((40, 8)), y[:40])  # one vector for every text: the prior only
     assert (same.predict(np.ones((5, 8))) == np.bincount(y[:40]).argmax()).all()
+
+
+def test_intervals_stay_inside_the_unit_interval_with_few_folds(planted):
+    """Two folds gave a t interval such as 0.875 [-0.713, 2.463]; the bootstrap interval stays in [0, 1]."""
+    rows = np.r_[np.flatnonzero(planted.genders == 0)[:20], np.flatnonzero(planted.genders == 1)[:20]]
+    reps = Representations(layers={"mean": planted.reps.layers["mean"][:, rows]})
+    table = probe_layers(reps, planted.genders[rows], n_folds=2, probe=LinearProbe(cv=2), n_boot=300)
+    assert table["ci_low"].between(0, 1).all() and table["ci_high"].between(0, 1).all()
+    assert (table["ci_low"] <= table["value"] + 1e-12).all() and (table["value"] <= table["ci_high"] + 1e-12).all()
+    acc = table[table["metric"] == "probe_accuracy"].set_index("layer")
+    assert acc.loc[planted.layer, "ci_high"] - acc.loc[planted.layer, "ci_low"] < 0.5
+
+
+def test_bootstrap_interval_has_the_binomial_width(planted):
+    """At chance with n = 400 test predictions the 95% interval of accuracy is about 2 * 1.96 * sqrt(.25 / 400)."""
+    acc = probe_layers(planted.reps, planted.genders, layers=[0], n_folds=4)
+    width = float((acc["ci_high"] - acc["ci_low"])[acc["metric"] == "probe_accuracy"].iloc[0])
+    assert 0.06 < width < 0.14
+    no_boot = probe_layers(planted.reps, planted.genders, layers=[0], n_folds=4, n_boot=0)
+    assert no_boot["ci_low"].isna().all() and np.allclose(no_boot["value"], acc["value"])
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_fold_metrics_equal_sklearn_on_resampled_rows(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = np.arange(120) % n_classes
+    X = np.round(rng.normal(size=(120, 5)) + 0.7 * np.eye(n_classes, 5)[y], 1)  # rounding makes ties
+    train, test = np.arange(60), np.arange(60, 120)
+    proba, classes = fold_predictions(LinearProbe(cv=2), X, y, train, test)
+    weights = resample_weights([(train, test)], n_boot=3, seed=1)[0]  # (60, 4): the data as is, then 3 resamples
+    got = fold_metrics(y[test], proba, classes, weights)
+    for b, w in enumerate(weights.T.astype(int)):
+        rows = np.repeat(np.arange(60), w)  # a weight of k = the row drawn k times
+        yt, pt, pred = y[test][rows], proba[rows], classes[proba[rows].argmax(1)]
+        assert got["probe_accuracy"][b] == pytest.approx(accuracy_score(yt, pred))
+        assert got["probe_balanced_accuracy"][b] == pytest.approx(balanced_accuracy_score(yt, pred))
+        auc = roc_auc_score(yt, pt[:, 1]) if n_classes == 2 else roc_auc_score(yt, pt, multi_class="ovr")
+        assert got["probe_auc"][b] == pytest.approx(auc)
+    assert {k: v[0] for k, v in got.items()} == pytest.approx(fold_scores(LinearProbe(cv=2), X, y, train, test))
+
+
+def test_copies_of_a_text_never_straddle_train_and_test(planted):
+    texts = [f"text {i // 2}" for i in range(len(planted.genders))]  # every text twice
+    y = planted.genders[np.arange(len(texts)) // 2 * 2]  # copies share the label
+    groups = text_groups(texts)
+    assert text_groups([f"t{i}" for i in range(5)]) is None and groups[0] == groups[1] != groups[2]
+    for train, test in make_splits(y, groups=groups, n_folds=5):
+        assert not set(groups[train]) & set(groups[test])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,3 +75,81 @@ def test_table_cells_come_from_the_right_rows(tmp_path):
     assert "chance accuracy: gender 0.500, label 0.250, control 0.500" in text
     assert "| 1 | mean | gender | 1 | 0.900 [0.890, 0.910] | 0.450 [0.440, 0.460] | -0.450 | 0.500 |" in text
     assert text.index("| toy | mean | 0 | 1 | 0.800") < text.index("| toy | mean | 0 | 2 | 0.600")  # best first
+
+
+# --- through `bias-atlas probe`: bad arguments end in `error: ...` and exit status 2, never a traceback ----------
+
+
+@pytest.fixture()
+def task_csv(bug_small, tmp_path):
+    csv = tmp_path / "task.csv"
+    pd.DataFrame({"text": bug_small.texts, "label": [bug_small.label_names[i] for i in bug_small.labels],
+                  "gender": ["female" if g else "male" for g in bug_small.genders]}).to_csv(csv, index=False)
+    return csv
+
+
+def _atlas(capsys, argv: list[str]) -> tuple[int, str]:
+    from pipeline.runs.cli import main as atlas
+
+    code = atlas(["probe", "run", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--folds", "1"], "--folds 1 is out of range: give an integer >= 2 (outer cross-validation folds; 5 is usual)."),
+    (["--n", "-3"], "--n -3 is out of range: give an integer >= 0 (examples to probe; 0 = all)."),
+    (["--batch-size", "0"], "--batch-size 0 is out of range: give an integer >= 1 (texts per forward pass)."),
+    (["--max-length", "100000"], "--max-length 100000 is out of range: this model takes 2..128 tokens per text"),
+    (["--erase", "9"], "--erase 9: layers [9] are outside this 3-block model; give hidden-state indices 0..3"),
+    (["--erase", "a"], "--erase 'a': give comma-separated integers, e.g. 3,6."),
+    (["--pooling", "max"], "--pooling 'max': Input should be 'cls' or 'mean'"),
+    (["--n", "5"], "--n = 5 is too small for --folds = 5: give 0 (all) or at least 10 (two per fold)"),
+])  # fmt: skip
+def test_bad_arguments_name_the_option(saved_model, task_csv, tmp_path, capsys, argv, message):
+    code, err = _atlas(capsys, ["--model", str(saved_model), "--data", str(task_csv), "--out", str(tmp_path / "o"),
+                                "--cache-dir", str(tmp_path / "c"), *argv])
+    assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_data_errors_name_this_commands_options(saved_model, bug_small, tmp_path, capsys):
+    cols = tmp_path / "cols.csv"
+    pd.DataFrame({"bio": bug_small.texts, "job": bug_small.labels, "sex": bug_small.genders}).to_csv(cols)
+    code, err = _atlas(capsys, ["--model", str(saved_model), "--data", str(cols)])
+    assert code == 2 and "Fix: pass --text-col, --label-col and --gender-col naming the right columns" in err
+    few = tmp_path / "few_women.csv"  # 30 men, 5 women: a draw of 10 rows has too few women for 5 folds
+    men, women = np.flatnonzero(bug_small.genders == 0), np.flatnonzero(bug_small.genders == 1)[:5]
+    rows = np.r_[men, women]
+    pd.DataFrame({"text": [bug_small.texts[i] for i in rows], "label": bug_small.labels[rows],
+                  "gender": bug_small.genders[rows]}).to_csv(few, index=False)
+    code, err = _atlas(capsys, ["--model", str(saved_model), "--data", str(few), "--n", "10", "--no-balance",
+                                "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+    assert code == 2 and "Fix: raise --n or lower --folds" in err and "max_examples" not in err
+
+
+def test_classifier_probe_maps_labels_onto_a_trained_head(tiny_loaded, bug_small, task_csv, tmp_path, monkeypatch):
+    import probes.cli
+
+    folder = tmp_path / "trained"
+    names = (bug_small.label_names[2], "zzz", bug_small.label_names[0])  # knows 2 of the 3 classes
+    config = tiny_loaded.model.config
+    before = dict(config.id2label), dict(config.label2id)
+    config.id2label, config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+    try:
+        tiny_loaded.model.save_pretrained(folder)
+    finally:
+        config.id2label, config.label2id = before
+    tiny_loaded.tokenizer.save_pretrained(folder)
+    class Seen(Exception):
+        """Raised by the stand-in of run_probes with the data it was given."""
+
+    def stand_in(loaded, data, cfg, **kwargs):
+        raise Seen(data)
+
+    monkeypatch.setattr(probes.cli, "run_probes", stand_in)
+    with pytest.raises(Seen) as seen:
+        main(["run", "--model", str(folder), "--data", str(task_csv), "--head", "classifier", "--out", str(tmp_path)])
+    data = seen.value.args[0]
+    assert data.label_names == names and len(data) == 40  # the rows of the unknown class are dropped
+    kept = [i for i in range(len(bug_small)) if bug_small.labels[i] != 1]
+    assert data.texts == tuple(bug_small.texts[i] for i in kept)
+    assert [names[i] for i in data.labels] == [bug_small.label_names[bug_small.labels[i]] for i in kept]

@@ -239,3 +239,36 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match=r"bios.xlsx: unsupported file type '.xlsx'"):
         load_table_task(path, **COLS)
+
+
+def test_relabel_maps_by_name_and_drops_unknown_classes(caplog):
+    data = _toy(2)  # classes a, b, c: 4, 4 and 8 rows
+    model_classes = ("c", "x", "a")  # the model's ids: c -> 0, a -> 2; it does not know b
+    with caplog.at_level("WARNING", logger="pipeline.data.task"):
+        mapped = data.relabel(model_classes)
+    assert mapped.label_names == model_classes and len(mapped) == 12
+    names = [mapped.label_names[i] for i in mapped.labels]
+    kept = [i for i in range(len(data)) if data.label_names[data.labels[i]] != "b"]
+    assert names == [data.label_names[data.labels[i]] for i in kept]  # the same class name on every row
+    assert mapped.texts == tuple(data.texts[i] for i in kept) and (mapped.genders == data.genders[kept]).all()
+    assert "toy: 4 of 16 rows have a class the model does not know (1 classes, e.g. ['b']); dropped" in caplog.text
+    assert data.relabel(("a", "b", "c")) is data
+
+
+def test_relabel_without_a_common_class_names_both_sets():
+    with pytest.raises(ValueError, match=r"none of its classes \['a', 'b', 'c'\] is among the model's classes "
+                                         r"\['LABEL_0', 'LABEL_1'\], so no row is left"):
+        _toy(2).relabel(["LABEL_0", "LABEL_1"])
+
+
+def test_duplicate_texts_are_reported(tmp_path, caplog):
+    rows = GOOD_ROWS + [GOOD_ROWS[0], GOOD_ROWS[0], GOOD_ROWS[1]]
+    with caplog.at_level("WARNING", logger="pipeline.data.task"):
+        data = load_table_task(_write_csv(tmp_path / "dup.csv", rows), text_col="bio", label_col="job",
+                               gender_col="sex")
+    assert len(data) == len(rows)  # reported, not dropped
+    assert "2 texts occur more than once (3 extra rows of" in caplog.text and "most repeated x3" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.data.task"):
+        load_table_task(_write_csv(tmp_path / "ok.csv", GOOD_ROWS), text_col="bio", label_col="job", gender_col="sex")
+    assert "occur more than once" not in caplog.text
