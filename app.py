@@ -54,7 +54,7 @@ _NOT_ATTRIBUTED = ("None of the selected variants has these attributions: the pi
 
 
 @dataclass(frozen=True)
-class View:
+class Selection:
     """What the sidebar selected: run folders (paths), variants (prefixed ``<run>/`` with several runs), seeds."""
 
     runs: tuple[str, ...]
@@ -86,7 +86,7 @@ def _keys(paths: tuple[str, ...], stamps: tuple[float, ...]) -> tuple[list[str],
     return variants, sorted({s for r in runs for s in r.seeds()})
 
 
-def load(view: View, name: str) -> pd.DataFrame | None:
+def load(view: Selection, name: str) -> pd.DataFrame | None:
     """Table ``name`` of the selected runs, restricted to the selected variants and seeds (None when no run has
     it; with several runs, an info box names those that lack it)."""
     frame = _read(view.runs, name, _stamp(view.runs))
@@ -97,7 +97,7 @@ def load(view: View, name: str) -> pd.DataFrame | None:
     return frame[frame["variant"].isin(view.variants) & frame["seed"].isin(view.seeds)]
 
 
-def missing(view: View, name: str) -> None:
+def missing(view: Selection, name: str) -> None:
     """An info box naming the missing table of each selected run and the stage that writes it."""
     for path in view.runs:
         run = RunFolder(path)
@@ -105,7 +105,7 @@ def missing(view: View, name: str) -> None:
             st.info(run.missing(name))
 
 
-def need(view: View, name: str) -> pd.DataFrame | None:
+def need(view: Selection, name: str) -> pd.DataFrame | None:
     """Table ``name``, or None after an info box saying what is missing or that no selected row is in it."""
     frame = load(view, name)
     if frame is None:
@@ -150,7 +150,7 @@ def _variants(frame: pd.DataFrame) -> list[str]:
 
 
 # ---- pages ------------------------------------------------------------------------------------------------------
-def overview(view: View) -> None:
+def overview(view: Selection) -> None:
     task, bias = load(view, "task_metrics"), load(view, "bias_metrics")
     for name, frame in (("task_metrics", task), ("bias_metrics", bias)):
         if frame is None:
@@ -175,7 +175,7 @@ def overview(view: View) -> None:
             st.json(RunFolder(path).manifest or {"manifest.json": "absent"}, expanded=False)
 
 
-def heads(view: View) -> None:
+def heads(view: Selection) -> None:
     frames = {t: load(view, t) for t in dict.fromkeys(t for t, _ in HEAD_SOURCES.values())}
     sources = {}
     for label, (name, metrics) in HEAD_SOURCES.items():
@@ -213,7 +213,7 @@ def heads(view: View) -> None:
         table("comparison", comparison)
 
 
-def neurons(view: View) -> None:
+def neurons(view: Selection) -> None:
     frames = {label: (load(view, t), m) for label, (t, m) in NEURON_SOURCES.items()}
     sources = {label: f[(f["unit"] == "neuron") & (f["metric"] == m)] for label, (f, m) in frames.items()
                if f is not None and ((f["unit"] == "neuron") & (f["metric"] == m)).any()}
@@ -240,7 +240,7 @@ def _gender(value) -> str:
     return GENDER_NAMES[int(number)] if number in (0, 1) else str(value)
 
 
-def tokens(view: View) -> None:
+def tokens(view: Selection) -> None:
     table_rows = need(view, "token_ig")
     if table_rows is None:
         return
@@ -285,7 +285,7 @@ def tokens(view: View) -> None:
     table(f"tokens_{variant}_seed{seed}_ex{example}", one)
 
 
-def probes(view: View) -> None:
+def probes(view: Selection) -> None:
     layers = need(view, "probes_layers")
     if layers is not None:
         options = [m for m in ("probe_accuracy", "probe_balanced_accuracy", "probe_auc") if m in set(layers["metric"])]
@@ -318,7 +318,7 @@ def _allowed(root: str, base: str) -> bool:
     return Path(root).resolve().is_relative_to(Path(base).resolve())
 
 
-def sidebar() -> View | None:
+def sidebar() -> Selection | None:
     st.sidebar.title("bias-atlas")
     base = st.session_state.setdefault("runs_root", _default_root())  # fixed at the session's start
     root = st.sidebar.text_input("Runs folder", base, key="root",
@@ -350,7 +350,7 @@ def sidebar() -> View | None:
     variants, seeds = _keys(paths, _stamp(paths))
     picked = st.sidebar.multiselect("Variants", variants, default=variants, key=f"variants:{paths}")
     chosen_seeds = st.sidebar.multiselect("Seeds", seeds, default=seeds, key=f"seeds:{paths}")
-    return View(paths, tuple(picked), tuple(chosen_seeds))
+    return Selection(paths, tuple(picked), tuple(chosen_seeds))
 
 
 def main() -> None:

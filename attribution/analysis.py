@@ -30,13 +30,13 @@ from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, T
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, TrueClassProb
-from attribution.config import AttributionConfig
+from attribution.config import METHOD_SPECS, AttributionConfig, MethodSpec
 from pipeline.compress.quantise import supports_gradients
+from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["METHODS", "TABLES", "AttributionConfig", "AttributionMethod", "Job", "default_score", "patching_score",
-           "run_attribution"]
+__all__ = ["METHOD_TABLES", "RUNNERS", "AttributionConfig", "Job", "default_score", "patching_score", "run_attribution"]
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,12 @@ def _skipped(metric: str, reason: str) -> pd.DataFrame:
 
 
 def _sample(data: AttributionData, n: int, seed: int) -> AttributionData:
-    if n == 0 or n >= len(data):
-        return data
-    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+    return data.subset(seeded_rows(len(data), n, seed))
 
 
 @dataclass
 class Job:
-    """What a method of :data:`METHODS` gets: the variant, the scores, the (sampled) data, the settings, and the
+    """What a method of the registry gets: the variant, the scores, the (sampled) data, the settings, and the
     tables of the methods that ran before it (cumulative curves reuse gradient importance, patching the top
     neurons of neuron IG)."""
 
@@ -87,18 +85,6 @@ class Job:
     @property
     def grads(self) -> bool:
         return supports_gradients(self.loaded)
-
-
-@dataclass(frozen=True)
-class AttributionMethod:
-    """A registry record: the table a method writes, whether it needs gradients (int8 models: a skipped row), when
-    the settings switch it on, and how it runs on a :class:`Job`."""
-
-    table: str
-    needs_gradients: bool
-    enabled: Callable[[AttributionConfig, Job], bool]
-    run: Callable[[Job], pd.DataFrame]
-    main_metric: str
 
 
 def _ablation(job: Job) -> pd.DataFrame:
@@ -141,20 +127,24 @@ def _patching(job: Job) -> pd.DataFrame:
                                                                 batch_size=job.cfg.batch_size, **job.common)
 
 
-# The registry: every attribution method of a run, in the order they run. A new method is one class (its own
-# module, ``attribute(data, ...) -> tidy frame``), one function above and one line here.
-METHODS: tuple[AttributionMethod, ...] = (
-    AttributionMethod("head_ablation", False, lambda c, j: c.ablation, _ablation, "delta_score"),
-    AttributionMethod("head_importance", True, lambda c, j: c.importance or (c.cumulative and j.grads), _importance,
-                      "grad_importance"),
-    AttributionMethod("cumulative_ablation", False, lambda c, j: c.cumulative, lambda j: _cumulative(j),
-                      "ablated_score"),
-    AttributionMethod("head_ig", True, lambda c, j: c.head_ig, _head_ig, "ig"),
-    AttributionMethod("neuron_ig", True, lambda c, j: c.neuron_ig or bool(c.patch_top_neurons), _neuron_ig, "ig"),
-    AttributionMethod("token_ig", True, lambda c, j: c.token_ig and j.score.per_example, _token_ig, "token_ig"),
-    AttributionMethod("patching", False, lambda c, j: c.patching, _patching, "indirect_effect"),
-)
-TABLES: tuple[str, ...] = tuple(m.table for m in METHODS)
+# How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
+RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
+    "head_ablation": _ablation, "head_importance": _importance, "cumulative_ablation": lambda j: _cumulative(j),
+    "head_ig": _head_ig, "neuron_ig": _neuron_ig, "token_ig": _token_ig, "patching": _patching,
+}
+# Methods that also run when another one needs their table, or that a score cannot feed.
+_ALSO_WHEN: dict[str, Callable[[Job], bool]] = {
+    "head_importance": lambda j: j.cfg.cumulative and j.grads,  # orders the cumulative curves
+    "neuron_ig": lambda j: bool(j.cfg.patch_top_neurons),  # picks the neurons patching patches
+}
+_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {"token_ig": lambda j: j.score.per_example}
+METHOD_TABLES: tuple[str, ...] = tuple(m.table for m in METHOD_SPECS)
+assert set(RUNNERS) == set(METHOD_TABLES), "every registered method needs a runner"
+
+
+def _enabled(spec: MethodSpec, job: Job) -> bool:
+    on = getattr(job.cfg, spec.switch) or _ALSO_WHEN.get(spec.table, lambda j: False)(job)
+    return bool(on) and _ONLY_WHEN.get(spec.table, lambda j: True)(job)
 
 
 def run_attribution(
@@ -166,7 +156,7 @@ def run_attribution(
     seed: int,
     score: Score | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Run every method of :data:`METHODS` that ``cfg`` switches on, in registry order, on one variant.
+    """Run every method of :data:`~attribution.config.METHOD_SPECS` that ``cfg`` switches on, in order.
 
     Args:
         loaded: the variant.
@@ -178,20 +168,20 @@ def run_attribution(
         score: the score to explain (default :func:`default_score`).
 
     Returns:
-        Table name (:data:`TABLES`) -> tidy frame, for each method that is switched on.
+        Table name (:data:`METHOD_TABLES`) -> tidy frame, for each method that is switched on.
     """
     job = Job(loaded, score or default_score(loaded), _sample(data, cfg.n_examples, cfg.seed), cfg)
     no_grad = "int8 model: no gradients (pipeline.compress.quantise.supports_gradients)"
-    for method in METHODS:
-        if not method.enabled(cfg, job):
+    for spec in METHOD_SPECS:
+        if not _enabled(spec, job):
             continue
-        if method.needs_gradients and not job.grads:
-            job.tables[method.table] = _skipped(method.table, no_grad)
+        if spec.needs_gradients and not job.grads:
+            job.tables[spec.table] = _skipped(spec.table, no_grad)
             continue
         try:
-            job.tables[method.table] = method.run(job)
+            job.tables[spec.table] = RUNNERS[spec.table](job)
         except GateIndependentScoreError as err:
-            job.tables[method.table] = _skipped(method.table, str(err))
+            job.tables[spec.table] = _skipped(spec.table, str(err))
     for frame in job.tables.values():
         frame["variant"], frame["seed"] = variant, seed
     log.info("attribution of %s (seed %d) with %s: %s", variant, seed, cfg.model_dump(), sorted(job.tables))

@@ -25,7 +25,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -41,14 +40,12 @@ from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line
 from pipeline.data import (
     SeatTest,
     TaskData,
-    data_root,
-    load_bias_in_bios,
-    load_bug,
     load_seat,
-    load_table_task,
     load_winobias_all,
     load_winogender,
 )
+from pipeline.data.sampling import seeded_rows
+from pipeline.data.tasks import TASK_NAMES, load_task
 from pipeline.models import check_max_length, load_config, load_model, resolve_source
 from pipeline.schema import read_table, write_table
 
@@ -111,30 +108,23 @@ def _load_source(args: argparse.Namespace) -> TaskData | SeatTest | list:
     """The raw examples named by ``--data``: a task (all rows; drawn by :func:`_draw` once its labels are mapped
     onto the model's), a SEAT test, or WinoBias / Winogender items (``--n`` drawn)."""
     name = args.data or _DATA_OF_SCORE[args.score]
-    rng = np.random.default_rng(args.seed)
     if name in ("winobias", "winogender"):
         items = list(load_winobias_all() if name == "winobias" else load_winogender())
         if args.n and args.n < len(items):
-            items = [items[i] for i in np.sort(rng.choice(len(items), args.n, replace=False))]
+            items = [items[i] for i in seeded_rows(len(items), args.n, args.seed)]
         return items
     if name == "seat" or name.startswith("seat:"):
         return load_seat(name.partition(":")[2] or "weat6")
-    if name == "bug":
-        return load_bug()
-    if name == "bias_in_bios":
-        return load_bias_in_bios(data_root() / "bias_in_bios" / "sample")
-    if Path(name).exists():
-        return load_table_task(name, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
-    raise SystemExit(f"--data {name!r}: not a known dataset (bug, bias_in_bios, winobias, winogender, seat[:test]) "
-                     "and not an existing table file.")
+    try:
+        return load_task(name, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
+    except FileNotFoundError:
+        raise SystemExit(f"--data {name!r}: not a known dataset ({', '.join(TASK_NAMES)}, winobias, winogender, "
+                         "seat[:test]) and not an existing table file.") from None
 
 
 def _draw(task: TaskData, args: argparse.Namespace) -> TaskData:
     """``--n`` rows of ``task`` drawn with ``--seed`` (all when ``--n`` is 0 or at least the size)."""
-    if args.n and args.n < len(task):
-        rng = np.random.default_rng(args.seed)
-        task = task.subset(np.sort(rng.choice(len(task), args.n, replace=False)))
-    return task
+    return task.subset(seeded_rows(len(task), args.n, args.seed))
 
 
 def _attribution_data(loaded, source, name: str, twins: bool, max_length: int) -> AttributionData:

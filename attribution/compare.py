@@ -1,7 +1,5 @@
-"""Comparing attributions across models: depth, homogeneity, seed stability, teacher-student alignment.
+"""Comparing attributions across models: homogeneity, seed stability, teacher-student alignment.
 
-- Depth on a normalised axis: layer l of an L-layer model sits at ``(l + 1) / L`` (as
-  :meth:`pipeline.anatomy.Anatomy.normalised_depth`), so a 6-layer student and a 12-layer teacher share one axis.
 - Homogeneity of head effects (Leteno et al. 2023, "An Investigation of Structures Responsible for Gender Bias in
   BERT and DistilBERT", IDA, who find bias spread more evenly over heads in DistilBERT): the Gini coefficient of
   ``|effect|`` over heads (0 = every head equal, (n-1)/n = one head carries all) and the normalised entropy of the
@@ -35,21 +33,7 @@ __all__ = [
     "seed_stability",
     "teacher_student_alignment",
     "top_k_overlap",
-    "with_depth",
 ]
-
-
-def with_depth(frame: pd.DataFrame, n_layers: int | Mapping[str, int]) -> pd.DataFrame:
-    """Add a column ``depth = (layer + 1) / n_layers`` (NaN where ``layer`` < 0).
-
-    ``n_layers`` is one int or a mapping variant -> number of layers.
-    """
-    per_row = frame["variant"].map(n_layers) if isinstance(n_layers, Mapping) else pd.Series(n_layers, frame.index)
-    if per_row.isna().any():
-        missing = sorted(set(frame.loc[per_row.isna(), "variant"]))
-        raise ValueError(f"n_layers has no entry for variants {missing}; give one per variant.")
-    depth = (frame["layer"] + 1) / per_row.astype(float)
-    return frame.assign(depth=depth.where(frame["layer"] >= 0))
 
 
 def gini(values: Sequence[float] | np.ndarray) -> float:

@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
 from pipeline.settings import Settings
 
-__all__ = ["AttributionConfig"]
+__all__ = ["METHOD_SPECS", "AttributionConfig", "MethodSpec"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the rest of the tool knows of an attribution method without importing it (the viewer, the table
+    registry): the table it writes, the :class:`AttributionConfig` switch that turns it on, whether it needs
+    gradients (int8 models get a skipped row), its main metric, and the head / neuron maps drawn from its table
+    ((label, metrics accepted, the first present is drawn) and (label, metric))."""
+
+    table: str
+    switch: str
+    what: str
+    needs_gradients: bool
+    main_metric: str
+    head_maps: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    neuron_maps: tuple[tuple[str, str], ...] = ()
+
+
+# The registry of attribution methods, in the order they run (:data:`attribution.analysis.RUNNERS` holds how
+# each runs). A new method: its module (a class with ``attribute()``), its line here with its switch below, and its
+# runner in attribution/analysis.py.
+METHOD_SPECS: tuple[MethodSpec, ...] = (
+    MethodSpec("head_ablation", "ablation", "single-head / layer / leave-one-in ablation effects", False,
+               "delta_score", (("ablation: Δ bias score", ("delta_score",)), ("ablation: Δ accuracy",
+                                                                          ("delta_accuracy",)))),
+    MethodSpec("head_importance", "importance", "gradient head importance E|dL/dg|", True, "grad_importance",
+               (("gradient importance", ("grad_importance",)),)),
+    MethodSpec("cumulative_ablation", "cumulative", "cumulative head-ablation curves", False, "ablated_score"),
+    MethodSpec("head_ig", "head_ig", "integrated gradients over head gates", True, "ig",
+               (("integrated gradients", ("ig",)),)),
+    MethodSpec("neuron_ig", "neuron_ig", "integrated gradients over FFN neurons", True, "ig",
+               neuron_maps=(("integrated gradients", "ig"),)),
+    MethodSpec("token_ig", "token_ig", "integrated gradients over input tokens", True, "token_ig"),
+    MethodSpec("patching", "patching", "activation patching: indirect effect per head (and neuron)", False,
+               "indirect_effect", (("patching: indirect effect", ("indirect_effect",)),),
+               (("patching: indirect effect", "indirect_effect"),)),
+)
 
 
 class AttributionConfig(Settings):

@@ -33,7 +33,7 @@ ORDER_LABELS = {"none": "not fine-tuned", "before": "fine-tuned before", "after"
 METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X"}
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
 METRIC_LABELS = {
-    "delta_bias": "Δ bias when ablated", "delta_accuracy": "Δ accuracy when ablated",
+    "delta_accuracy": "Δ accuracy when ablated",
     "delta_score": "Δ {score} when ablated", "ablated_score": "{score} with heads ablated",
     "ablated_accuracy": "accuracy with heads ablated", "token_ig": "integrated gradients ({score})",
     "grad_importance": "importance E|∂L/∂g|", "ig": "integrated gradients", "indirect_effect": "indirect effect",

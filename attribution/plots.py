@@ -98,7 +98,7 @@ def head_heatmap(frame: pd.DataFrame, metric: str, *, variant: str | None = None
 
     Args:
         frame: a head table (``head_ablation``, ``head_importance``, ``head_ig``, ``patching``, ``probes_heads``).
-        metric: e.g. ``delta_bias``, ``grad_importance``, ``ig``, ``indirect_effect``, ``probe_accuracy``.
+        metric: e.g. ``delta_score``, ``grad_importance``, ``ig``, ``indirect_effect``, ``probe_accuracy``.
         variant: which variant (needed when the frame holds several).
         signed: diverging map centred at 0 (default: all metrics but :data:`UNSIGNED_METRICS`).
         vlim: colour limit (default: the largest absolute value, or the maximum for unsigned metrics).
@@ -281,7 +281,7 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
                         subset: str | None = None) -> Figure:
     """Bias against model size and against accuracy, one point per (variant, seed) with CI bars; marker =
     compression method, colour = fine-tuning order (:func:`parse_variant`). Double column, 7.0 x 2.6 in."""
-    size_metric = "size_mb" if "size_mb" in set(task["metric"]) else "n_params"
+    size_metric = "size_mb" if "size_mb" in set(task["metric"]) else "params"
     points = pd.concat({"size": _model_metric(task, size_metric, None), "acc": _model_metric(task, "accuracy", None),
                         "bias": _model_metric(bias, bias_metric, subset)}, axis=1).dropna(subset=[("bias", "value")])
     if points.empty:

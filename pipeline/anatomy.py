@@ -213,11 +213,6 @@ class Anatomy:
             container.layer = full
             handle.remove()
 
-    def normalised_depth(self, layer: int) -> float:
-        """Depth on the shared comparison axis: (layer + 1) / n_layers, so the last block is 1.0."""
-        self.check_layer(layer)
-        return (layer + 1) / self.n_layers
-
     def __repr__(self) -> str:
         return (
             f"Anatomy(family={self.family!r}, n_layers={self.n_layers}, n_heads={self.n_heads}, "

@@ -10,7 +10,7 @@ Columns:
     unit      what the row is about: ``model``, ``layer``, ``head``, ``neuron``, ``token``, ``class``
     layer     0-based layer index (-1 when not applicable; 0 = embeddings in probe tables where stated)
     head      head index within the layer, or neuron index for unit ``neuron`` (-1 when not applicable)
-    metric    what was measured (``accuracy``, ``gap_rms``, ``ablation_delta_bias``...)
+    metric    what was measured (``accuracy``, ``gap_rms``, ``delta_score``...)
     subset    data subset or condition (``all``, ``gender``, ``female``, ``cls``...; ``""`` when none)
     value     the number
     ci_low, ci_high   confidence interval (NaN when none)

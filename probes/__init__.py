@@ -6,7 +6,7 @@ erased?
 - :mod:`probes.control`: control tasks and selectivity (Hewitt & Liang 2019).
 - :mod:`probes.mdl`: online-code minimum description length (Voita & Titov 2020).
 - :mod:`probes.erasure`: LEACE erasure inside the model and amnesic probing (Belrose et al. 2023; Elazar et al. 2021).
-- :mod:`probes.compare`: curves on normalised depth across variants, per-head maps.
+- :mod:`probes.curves`: curves on normalised depth across variants, per-head maps.
 - :mod:`probes.analysis`: the probes of one variant (:func:`run_probes`); :mod:`probes.config` its settings.
 
 Command line: ``bias-atlas probe run --model minilm --data bug`` (see :mod:`probes.cli`).
@@ -26,7 +26,7 @@ _EXPORTS = {
     "POOLINGS": "extract",
     "ProbeConfig": "config",
     "Representations": "extract",
-    "TABLES": "analysis",
+    "PROBE_TABLES": "analysis",
     "add_depth": "compare",
     "amnesic_effect": "erasure",
     "control_labels": "control",

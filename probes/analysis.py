@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from pipeline.data.sampling import seeded_rows
 from pipeline.data import TaskData, rebalance_genders
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
@@ -24,9 +25,9 @@ from probes.extract import Representations, extract
 from probes.linear import LinearProbe, check_split, probe_heads, probe_layers, text_groups
 from probes.mdl import mdl_layers
 
-__all__ = ["TABLES", "ProbeConfig", "prepare_data", "run_probes"]
+__all__ = ["PROBE_TABLES", "ProbeConfig", "prepare_data", "run_probes"]
 
-TABLES: tuple[str, ...] = ("probes_layers", "probes_heads", "probes_control", "probes_mdl", "erasure")
+PROBE_TABLES: tuple[str, ...] = ("probes_layers", "probes_heads", "probes_control", "probes_mdl", "erasure")
 
 
 def prepare_data(data: TaskData, cfg: ProbeConfig) -> TaskData:
@@ -39,9 +40,7 @@ def prepare_data(data: TaskData, cfg: ProbeConfig) -> TaskData:
                 fix="Fix: probe data with both women and men, at least one of each per fold.")
     if cfg.balance_genders:
         data = rebalance_genders(data, seed=cfg.seed)
-    if cfg.max_examples is not None and len(data) > cfg.max_examples:
-        rng = np.random.default_rng(cfg.seed)
-        data = data.subset(np.sort(rng.choice(len(data), cfg.max_examples, replace=False)))
+    data = data.subset(seeded_rows(len(data), cfg.max_examples, cfg.seed))
     check_split(data.genders, f"{data.name} genders after sampling", min_per_class=cfg.n_folds,
                 fix="Fix: raise max_examples or lower n_folds.")
     return data
@@ -78,7 +77,7 @@ def run_probes(
         progress: show progress bars.
 
     Returns:
-        Tables keyed by :data:`TABLES` (only the configured ones): ``probes_layers`` (gender and label per layer
+        Tables keyed by :data:`PROBE_TABLES` (only the configured ones): ``probes_layers`` (gender and label per layer
         and pooling), ``probes_heads`` (gender per head), ``probes_control`` (probe / control accuracy and
         selectivity), ``probes_mdl`` (online codelength), ``erasure`` (amnesic probing per erased layer).
 

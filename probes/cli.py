@@ -24,13 +24,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line, settings_error
-from pipeline.data import data_root, load_bias_in_bios, load_bug, load_table_task
+from pipeline.data.tasks import load_task
 from pipeline.data.bias_in_bios import BIOS_HUB_ID
 from pipeline.data.task import TaskData
 from pipeline.models import check_max_length, load_config, load_model, resolve_source
 from pipeline.schema import read_table, write_table
 from probes.analysis import ProbeConfig, run_probes
-from probes.compare import depth_curves, head_map, plot_depth_curves, plot_head_map
+from probes.curves import depth_curves, head_map, plot_depth_curves, plot_head_map
 
 _NAMED_DATA = ("bug", "bug-gold", "bias_in_bios", BIOS_HUB_ID)
 # ProbeConfig fields and library parameters -> this command's options (pipeline.cli_checks.for_command_line)
@@ -42,22 +42,12 @@ _OPTIONS = {
 }
 
 
-def load_task(name: str, *, text_col: str, label_col: str, gender_col: str) -> TaskData:
+def _load_task(name: str, *, text_col: str, label_col: str, gender_col: str) -> TaskData:
     """A task by name (see the module docstring) or from a table file / Bias in Bios folder."""
-    if name == "bug":
-        return load_bug(file="balanced")
-    if name == "bug-gold":
-        return load_bug(file="gold")
-    if name == "bias_in_bios":
-        return load_bias_in_bios(data_root() / "bias_in_bios" / "sample")
-    if name == BIOS_HUB_ID:
-        return load_bias_in_bios(BIOS_HUB_ID, split="test")
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return load_bias_in_bios(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--data {name!r} is neither one of {_NAMED_DATA} nor an existing file or folder.")
-    return load_table_task(path, text_col=text_col, label_col=label_col, gender_col=gender_col)
+    try:
+        return load_task(name, text_col=text_col, label_col=label_col, gender_col=gender_col)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--data {name!r} is neither one of {_NAMED_DATA} nor an existing file or folder.") from None
 
 
 def _csv(text: str, cast=str) -> tuple:
@@ -108,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     args.max_length = check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
     cfg = _settings(args)
     try:
-        data = load_task(args.data, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
+        data = _load_task(args.data, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
     except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
         raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
     labels = list(data.label_names) if args.head == "classifier" else None

@@ -30,7 +30,7 @@ import pandas as pd
 
 from pipeline.data import CrowsPair
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics._sampling import subsample
+from pipeline.data.sampling import subsample
 from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.mlm import check_mlm, encode_ids, pll, scorable_positions
 from pipeline.models import LoadedModel

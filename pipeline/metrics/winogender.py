@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline.data import WinogenderItem, occupation_stats
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics._sampling import subsample
+from pipeline.data.sampling import subsample
 from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.extrinsic import gap_share_correlation
 from pipeline.metrics.winobias import gender_preferences

@@ -18,6 +18,7 @@ from pipeline.runs.config import ConfigError, load_config
 from pipeline.runs.manifest import RunLockedError, verify
 from pipeline.runs.plan import format_plan, plan_variants
 from pipeline.runs.run import STAGES, preflight, run
+from pipeline.train import TrainingDivergedError
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
             print(f"{args.config}: valid" + (f" (training sets: {sizes}; test {len(splits.test)})" if sizes else ""))
             return 0
         result = run(cfg, config_path=args.config, dry_run=args.dry_run, only=args.only, force=args.force)
-    except (ConfigError, FileNotFoundError, RunLockedError) as err:
+    except (ConfigError, FileNotFoundError, RunLockedError, TrainingDivergedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.dry_run:

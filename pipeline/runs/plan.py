@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.runs.config import ConfigError, RunConfig
-from pipeline.models import LoadedModel, load_model
+from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_model
 from pipeline.runs.stages import StageContext
 from pipeline.variants import Variant
 
 __all__ = ["HEAD_TRAINED_KEY", "Op", "Step", "exposed_steps", "format_plan", "load_variant", "plan_variants", "select"]
 
-HEAD_TRAINED_KEY = "task_head_trained"  # saved config attribute: was the classifier head trained on the task?
 Op = str  # "load", "mlm", "finetune", or a compression op (pipeline.runs.build.OPERATIONS)
 _DATA_FREE = {"load", "sparse", "int8"}  # ops that read no training data (built once, for the first seed)
 

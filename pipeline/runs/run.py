@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
-from transformers import AutoConfig
 
 from pipeline.anatomy import SUPPORTED_FAMILIES
 from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_probes, task_metrics
@@ -51,13 +50,12 @@ from pipeline.data import (
     BIOS_HUB_ID,
     GenderSwapper,
     TaskData,
-    data_root,
-    load_bias_in_bios,
-    load_bug,
-    load_table_task,
     rebalance_genders,
     split_task,
 )
+from pipeline.checkpoints import load_config
+from pipeline.data.sampling import seeded_rows
+from pipeline.data.tasks import load_task
 from pipeline.models import resolve_source
 from pipeline.files import remove_stale_temps
 from pipeline.runs.manifest import Manifest, run_lock
@@ -102,18 +100,15 @@ def _top_classes(data: TaskData, k: int) -> TaskData:
                     data.genders[rows], tuple(data.label_names[i] for i in keep))
 
 
-def _sample(data: TaskData, n: int | None, seed: int) -> TaskData:
-    if n is None or len(data) <= n:
-        return data
-    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False)))
+def _sampled(data: TaskData, n: int | None, seed: int) -> TaskData:
+    return data.subset(seeded_rows(len(data), n, seed))
 
 
 def _load_dataset(task, root: Path | None) -> TaskData:
-    if task.dataset == "bug":
-        return load_bug(task.path or data_root(root) / "bug", file=task.bug_file, min_per_class=task.min_per_class)
-    if task.dataset == "bias_in_bios":
-        return load_bias_in_bios(task.path or data_root(root) / "bias_in_bios" / "sample")
-    return load_table_task(task.path, text_col=task.text_col, label_col=task.label_col, gender_col=task.gender_col)
+    name = {"bug": "bug-gold" if task.bug_file == "gold" else "bug", "bias_in_bios": "bias_in_bios"}.get(
+        task.dataset, str(task.path))
+    return load_task(name, root=root, path=task.path if task.dataset != "table" else None, text_col=task.text_col,
+                     label_col=task.label_col, gender_col=task.gender_col, min_per_class=task.min_per_class)
 
 
 def load_task_splits(task, root: Path | None = None) -> TaskSplits:
@@ -129,7 +124,7 @@ def load_task_splits(task, root: Path | None = None) -> TaskSplits:
     if task.max_classes is not None:
         data = _top_classes(data, task.max_classes)
     splits = split_task(data, fractions=task.fractions, seed=task.split_seed)
-    train = _sample(splits["train"], task.max_train, task.split_seed)
+    train = _sampled(splits["train"], task.max_train, task.split_seed)
     sets = {"original": train}
     if "balanced" in task.training_sets:
         sets["balanced"] = rebalance_genders(train, seed=task.split_seed)
@@ -139,8 +134,8 @@ def load_task_splits(task, root: Path | None = None) -> TaskSplits:
             raise ConfigError(f"task: the {name!r} training set has {len(present)} class(es) after loading "
                               f"({data.name}, {len(sets[name])} rows); a classifier needs two. Fix: raise "
                               "task.max_train or task.max_classes, or check the label column.")
-    return TaskSplits({n: sets[n] for n in task.training_sets}, _sample(splits["dev"], task.max_eval, task.split_seed),
-                      _sample(splits["test"], task.max_eval, task.split_seed))
+    return TaskSplits({n: sets[n] for n in task.training_sets}, _sampled(splits["dev"], task.max_eval, task.split_seed),
+                      _sampled(splits["test"], task.max_eval, task.split_seed))
 
 
 # ---- early checks -----------------------------------------------------------------------------------------------
@@ -162,7 +157,7 @@ def _model_config(source: str, key: str, notes: list[str]):
         raise ConfigError(f"{key} = {source!r}: {err}") from None
     local = Path(resolved).is_dir()
     try:
-        config = AutoConfig.from_pretrained(resolved, local_files_only=True)
+        config = load_config(resolved, local_files_only=True)
     except (OSError, ValueError) as err:
         if local:
             raise ConfigError(f"{key} = {source!r}: cannot read its config.json ({err}).") from None

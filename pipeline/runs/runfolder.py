@@ -240,12 +240,12 @@ def combine_tables(runs: Sequence[RunFolder], name: str) -> pd.DataFrame | None:
 
 # Overview column -> (table, metric names accepted, subsets preferred in order; else the only subset present).
 _OVERVIEW = (
-    ("n_params", "task", ("params", "n_params"), ("", "all", "test")),
+    ("n_params", "task", ("params",), ("", "all", "test")),
     ("size_mb", "task", ("size_mb",), ("", "all", "test")),
     ("accuracy", "task", ("accuracy",), ("", "all", "test")),
     ("gap_rms", "bias", ("gap_rms",), ("", "all")),
-    ("cf_gap", "bias", ("cf_prob_gap", "cf_gap_mean"), ("all", "")),
-    ("crows_stereo_pct", "bias", ("crows_stereo_pct", "crows_pct_stereo"), ("gender", "all")),
+    ("cf_gap", "bias", ("cf_prob_gap",), ("all", "")),
+    ("crows_stereo_pct", "bias", ("crows_stereo_pct",), ("gender", "all")),
     ("stereoset_ss", "bias", ("stereoset_ss",), ("gender", "overall")),
     ("stereoset_icat", "bias", ("stereoset_icat",), ("gender", "overall")),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.analysis import TABLES, AttributionConfig, run_attribution
+from attribution.analysis import METHOD_TABLES, AttributionConfig, run_attribution
 from attribution.data import AttributionData
 from pipeline.anatomy import Anatomy
 from pipeline.compress.quantise import quantise_dynamic
@@ -18,7 +18,7 @@ def test_all_tables_on_a_classifier(tiny_loaded, tiny_task):
     loaded = tiny_loaded("bert")
     data = AttributionData.from_task(loaded, tiny_task)
     tables = run_attribution(loaded, data, FAST, variant="tiny-ft", seed=3)
-    assert set(tables) == set(TABLES)
+    assert set(tables) == set(METHOD_TABLES)
     for name, frame in tables.items():
         assert set(frame["variant"]) == {"tiny-ft"} and set(frame["seed"]) == {3}, name
         assert "skipped" not in frame, name

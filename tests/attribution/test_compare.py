@@ -17,7 +17,6 @@ from attribution.compare import (
     seed_stability,
     teacher_student_alignment,
     top_k_overlap,
-    with_depth,
 )
 from pipeline.schema import tidy
 
@@ -73,12 +72,3 @@ def test_teacher_student_alignment_uses_the_layer_map():
     assert out[out["metric"] == "align_share_spearman"]["value"].item() == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="3 entries for 2 student layers"):
         layer_map(SimpleNamespace(layer_map=[0, 1, 2]), 2)
-
-
-def test_with_depth():
-    frame = pd.concat([_heads([1] * 8, "t"), _heads([1] * 4, "s")])
-    out = with_depth(frame, {"t": 2, "s": 1})
-    assert out.loc[out["variant"] == "t", "depth"].tolist() == [0.5] * 4 + [1.0] * 4
-    assert (out.loc[out["variant"] == "s", "depth"] == 1.0).all()
-    with pytest.raises(ValueError, match="no entry for variants"):
-        with_depth(frame, {"t": 2})

@@ -12,7 +12,7 @@ from attribution import plot_style, plots
 from pipeline.schema import tidy
 
 
-def heads_frame(values: dict[str, np.ndarray], metric: str = "delta_bias", seeds=(0,), **extra) -> pd.DataFrame:
+def heads_frame(values: dict[str, np.ndarray], metric: str = "delta_score", seeds=(0,), **extra) -> pd.DataFrame:
     """Unit-head rows of each variant's (layer, head) matrix; seed s adds s to every value."""
     rows = [{"variant": v, "seed": s, "unit": "head", "layer": l, "head": h, "metric": metric,
              "value": float(m[l, h]) + s, **extra}
@@ -26,21 +26,21 @@ STUDENT = np.array([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]])
 
 def test_head_matrix_is_the_layer_head_table_averaged_over_seeds():
     frame = heads_frame({"teacher-ft": TEACHER}, seeds=(0, 1))
-    np.testing.assert_allclose(plots.head_matrix(frame, "delta_bias"), TEACHER + 0.5)
+    np.testing.assert_allclose(plots.head_matrix(frame, "delta_score"), TEACHER + 0.5)
     pruned = frame[~((frame["layer"] == 2) & (frame["head"] == 1))]
-    matrix = plots.head_matrix(pruned, "delta_bias")
+    matrix = plots.head_matrix(pruned, "delta_score")
     assert np.isnan(matrix[2, 1]) and np.isfinite(np.delete(matrix.ravel(), 7)).all()
 
 
 def test_signed_heatmap_shows_the_matrix_on_a_scale_centred_at_zero():
-    fig = plots.head_heatmap(heads_frame({"teacher-ft": TEACHER}), "delta_bias")
+    fig = plots.head_heatmap(heads_frame({"teacher-ft": TEACHER}), "delta_score")
     image = fig.axes[0].images[0]
     np.testing.assert_array_equal(image.get_array(), TEACHER)
     assert isinstance(image.norm, TwoSlopeNorm) and image.norm.vcenter == 0
     assert (image.norm.vmin, image.norm.vmax) == (-6.0, 6.0)  # symmetric: max |value| = 6
     assert image.get_cmap().name.startswith(plots.SIGNED_CMAP)
     assert fig.axes[0].get_xlabel() == "head" and fig.axes[0].get_ylabel() == "layer"
-    assert fig.axes[1].get_ylabel() == plot_style.METRIC_LABELS["delta_bias"]  # the colour bar
+    assert fig.axes[1].get_ylabel() == plot_style.label("delta_score")  # the colour bar, {score} filled
     assert tuple(fig.get_size_inches()) == plots.FIGURE_SIZES["head_heatmap"]
 
 
@@ -55,15 +55,15 @@ def test_unsigned_heatmap_uses_a_sequential_map_from_min_to_max():
 def test_heatmap_errors_name_the_choice_to_make():
     both = heads_frame({"teacher-ft": TEACHER, "distil-ft_after": STUDENT})
     with pytest.raises(ValueError, match="pass variant="):
-        plots.head_heatmap(both, "delta_bias")
+        plots.head_heatmap(both, "delta_score")
     with pytest.raises(ValueError, match="metrics present .*delta_bias"):
         plots.head_heatmap(both, "ig", variant="teacher-ft")
     subsets = pd.concat([heads_frame({"t": TEACHER}, subset="x"), heads_frame({"t": TEACHER + 1}, subset="y")])
     with pytest.raises(ValueError, match="pass subset="):
-        plots.head_matrix(subsets, "delta_bias")
-    np.testing.assert_array_equal(plots.head_matrix(subsets, "delta_bias", subset="y"), TEACHER + 1)
+        plots.head_matrix(subsets, "delta_score")
+    np.testing.assert_array_equal(plots.head_matrix(subsets, "delta_score", subset="y"), TEACHER + 1)
     modes = pd.concat([heads_frame({"t": TEACHER}, mode="layer"), heads_frame({"t": -TEACHER}, mode="single")])
-    np.testing.assert_array_equal(plots.head_matrix(modes, "delta_bias"), -TEACHER)  # single-head mode preferred
+    np.testing.assert_array_equal(plots.head_matrix(modes, "delta_score"), -TEACHER)  # single-head mode preferred
 
 
 def test_depth_profile_and_difference_on_known_values():
@@ -81,7 +81,7 @@ def test_depth_profile_and_difference_on_known_values():
 def test_side_by_side_heatmaps_share_one_scale_and_plot_the_depth_difference():
     frame = heads_frame({"teacher-ft": TEACHER, "distil-ft_after": STUDENT})
     fig = plots.side_by_side_heatmaps({v: frame[frame["variant"] == v] for v in ("teacher-ft", "distil-ft_after")},
-                                      "delta_bias")
+                                      "delta_score")
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 2
     assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(-6.0, 6.0)}
@@ -93,7 +93,7 @@ def test_side_by_side_heatmaps_share_one_scale_and_plot_the_depth_difference():
     np.testing.assert_allclose(line.get_ydata(), diff.to_numpy())
     assert bottom.get_xlabel().startswith("normalised depth")
     with pytest.raises(ValueError, match="empty"):
-        plots.side_by_side_heatmaps({}, "delta_bias")
+        plots.side_by_side_heatmaps({}, "delta_score")
 
 
 def cumulative_frame() -> pd.DataFrame:

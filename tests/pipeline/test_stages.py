@@ -154,9 +154,9 @@ def test_a_table_missing_from_the_registry_fails_the_stage(tmp_path):
 
 
 def test_every_table_an_analysis_declares_is_registered_to_its_stage():
-    from attribution.analysis import METHODS
+    from attribution.analysis import METHOD_TABLES
     from pipeline.runs.tables import TABLES
-    from probes.analysis import TABLES as PROBE_TABLES
+    from probes.analysis import PROBE_TABLES
 
-    assert {m.table: TABLES[m.table].stage for m in METHODS} == {m.table: "attribution" for m in METHODS}
+    assert {t: TABLES[t].stage for t in METHOD_TABLES} == {t: "attribution" for t in METHOD_TABLES}
     assert {t: TABLES[t].stage for t in PROBE_TABLES} == {t: "probes" for t in PROBE_TABLES}

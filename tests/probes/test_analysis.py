@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.data import TaskData
 from pipeline.schema import COLUMNS
-from probes.analysis import TABLES, ProbeConfig, prepare_data, run_probes
+from probes.analysis import PROBE_TABLES, ProbeConfig, prepare_data, run_probes
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -52,7 +52,7 @@ def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
     cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, mdl=True, erasure_layers=(-1,), min_class_size=6,
                       fit_on="mean", batch_size=16, n_boot=50)
     tables = run_probes(tiny_loaded, bug_small, cfg, variant="tiny-ft", seed=7, cache_dir=tmp_path, progress=False)
-    assert set(tables) == set(TABLES)
+    assert set(tables) == set(PROBE_TABLES)
     for frame in tables.values():
         assert list(frame.columns[: len(COLUMNS)]) == list(COLUMNS)
         assert set(frame["variant"]) == {"tiny-ft"} and set(frame["seed"]) == {7}

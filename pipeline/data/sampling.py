@@ -1,4 +1,5 @@
-"""Seeded subsampling of benchmark items (``max_examples``), the same for every model variant given the seed."""
+"""Seeded subsampling: benchmark items (``max_examples``) and task rows, the same for every model variant given the
+seed."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def subsample(n: int, max_examples: int | None, seed: int, *, subsets: Sequence[
     if max_examples is None:
         return pools
     return [np.sort(p if len(p) <= max_examples else rng.choice(p, max_examples, replace=False)) for p in pools]
+
+
+def seeded_rows(total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` of ``total`` rows drawn without replacement with ``seed``; every row when ``n`` is
+    None, 0 or at least ``total``. The one seeded subsample of the tool (runs, analyses and command lines)."""
+    if not n or n >= total:
+        return np.arange(total)
+    if n < 0:
+        raise ValueError(f"n={n}; give a positive number of rows, or 0 / None for all.")
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))

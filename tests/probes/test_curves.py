@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.schema import tidy
-from probes.compare import add_depth, depth_curves, head_map, plot_depth_curves, plot_head_map
+from probes.curves import add_depth, depth_curves, head_map, plot_depth_curves, plot_head_map
 
 
 def _layers(variant: str, n_layers: int) -> pd.DataFrame:
