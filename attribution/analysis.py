@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from attribution.ablation import HeadAblation
+from attribution.atp import AttributionPatching
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
@@ -118,6 +119,15 @@ def _token_ig(job: Job) -> pd.DataFrame:
     return _with_example_facts(frame, job.loaded, explained)
 
 
+def _atp(job: Job) -> pd.DataFrame:
+    cfg = job.cfg
+    score = patching_score(job.score) if cfg.atp_baseline == "counterfactual" else job.score
+    if score is None or (cfg.atp_baseline == "counterfactual" and not job.data.has_counterfactual):
+        return _skipped("atp", f"{job.score!r} on {job.data.name!r} cannot be patched from gender-swapped twins")
+    return AttributionPatching(job.loaded, score, baseline=cfg.atp_baseline).attribute(
+        job.data, units=cfg.atp_units, confirm_top=cfg.atp_confirm_top, batch_size=cfg.batch_size, **job.common)
+
+
 def _patching(job: Job) -> pd.DataFrame:
     patch_score = patching_score(job.score)
     if patch_score is None or not job.data.has_counterfactual:
@@ -130,14 +140,15 @@ def _patching(job: Job) -> pd.DataFrame:
 # How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
 RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
     "head_ablation": _ablation, "head_importance": _importance, "cumulative_ablation": lambda j: _cumulative(j),
-    "head_ig": _head_ig, "neuron_ig": _neuron_ig, "token_ig": _token_ig, "patching": _patching,
+    "head_ig": _head_ig, "neuron_ig": _neuron_ig, "token_ig": _token_ig, "atp": _atp, "patching": _patching,
 }
 # Methods that also run when another one needs their table, or that a score cannot feed.
 _ALSO_WHEN: dict[str, Callable[[Job], bool]] = {
     "head_importance": lambda j: j.cfg.cumulative and j.grads,  # orders the cumulative curves
     "neuron_ig": lambda j: bool(j.cfg.patch_top_neurons),  # picks the neurons patching patches
 }
-_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {"token_ig": lambda j: j.score.per_example}
+_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {"token_ig": lambda j: j.score.per_example,
+                                                "atp": lambda j: j.score.per_example}
 METHOD_TABLES: tuple[str, ...] = tuple(m.table for m in METHOD_SPECS)
 assert set(RUNNERS) == set(METHOD_TABLES), "every registered method needs a runner"
 

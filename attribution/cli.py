@@ -30,6 +30,7 @@ import torch
 
 from attribution import shard as sharding
 from attribution.ablation import HeadAblation
+from attribution.atp import AttributionPatching
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
@@ -76,7 +77,12 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     common.add_argument("--text-col", default="text")
     common.add_argument("--label-col", default="label")
     common.add_argument("--gender-col", default="gender")
-    ablate = sub.add_parser("ablate", parents=[common], help="head ablation")
+    screen = argparse.ArgumentParser(add_help=False)
+    screen.add_argument("--screen", type=int, default=None, metavar="K",
+                        help="attribution patching: estimate every head and FFN neuron from one backward pass, then "
+                             "confirm the top K of each exactly (table columns value = estimate, exact)")
+    screen.add_argument("--units", default="head,neuron", help="with --screen: head, neuron or head,neuron")
+    ablate = sub.add_parser("ablate", parents=[common, screen], help="head ablation")
     ablate.add_argument("--mode", default="single", choices=("single", "layer", "leave_one_in", "cumulative"))
     ablate.add_argument("--baseline", default="zero", choices=("zero", "mean"))
     ablate.add_argument("--order", type=Path, help="cumulative: importance table (default: gradient importance)")
@@ -87,7 +93,7 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     ig.add_argument("--over", default="heads", choices=("heads", "neurons", "tokens"))
     ig.add_argument("--steps", type=int, default=32, help="integration steps")
     ig.add_argument("--baseline", default="zero", choices=("zero", "mean"))
-    patch = sub.add_parser("patch", parents=[common], help="activation patching (Vig et al. 2020)")
+    patch = sub.add_parser("patch", parents=[common, screen], help="activation patching (Vig et al. 2020)")
     patch.add_argument("--engine", default="gates", choices=("gates", "lens"))
     return parser
 
@@ -102,6 +108,11 @@ def _check_args(args: argparse.Namespace) -> None:
     check_range("--seed", args.seed, low=0)
     if args.command == "ig":
         check_range("--steps", args.steps, low=1, what="integration steps; 32 is usual")
+    if getattr(args, "screen", None) is not None:
+        check_range("--screen", args.screen, low=0, what="units of each kind confirmed exactly")
+        units = [u.strip() for u in args.units.split(",") if u.strip()]
+        if not units or set(units) - {"head", "neuron"}:
+            raise SystemExit(f"--units {args.units!r}: give head, neuron or head,neuron.")
 
 
 def _load_source(args: argparse.Namespace) -> TaskData | SeatTest | list:
@@ -137,6 +148,8 @@ def _attribution_data(loaded, source, name: str, twins: bool, max_length: int) -
 
 def _sharded(args: argparse.Namespace) -> bool:
     """Whether the command can be split over processes (:mod:`attribution.shard`)."""
+    if getattr(args, "screen", None) is not None:
+        return False
     return args.command in ("ig", "patch") or (args.command == "ablate" and args.mode == "single")
 
 
@@ -146,6 +159,11 @@ def _run(
     """The command's table; None on a process other than the main one of a sharded run."""
     common = {"batch_size": args.batch_size}
     boot = {"n_boot": args.n_boot, "seed": args.seed}
+    if getattr(args, "screen", None) is not None:  # screen every unit, confirm the top ones (attribution.atp)
+        baseline = "counterfactual" if args.command == "patch" else args.baseline
+        units = tuple(u.strip() for u in args.units.split(",") if u.strip())
+        return AttributionPatching(loaded, score, baseline=baseline).attribute(
+            data, units=units, confirm_top=args.screen, progress=True, **common, **boot)
     if args.command == "ablate" and args.mode == "single":
         return sharding.sweep(HeadAblation(loaded, score), data, args.out, shard, baseline=args.baseline,
                               fast=not args.slow, **common, **boot)  # fmt: skip
@@ -208,9 +226,11 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     if args.out:
         print(f"wrote {write_table(frame, args.out)}", file=sys.stderr)
     metric = "token_ig" if args.command == "ig" and args.over == "tokens" else _MAIN_METRIC[args.command]
+    metric = "atp_estimate" if getattr(args, "screen", None) is not None else metric
     rows = frame[frame["metric"] == metric]
     top = rows.assign(key=rows["value"].abs()).nlargest(args.top_k, "key")
-    columns = [c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high") if c in top]
+    columns = [c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high", "exact", "q")
+               if c in top]
     print(f"top {args.top_k} by |{metric}| ({score!r}, {len(data)} examples):")
     print(top[columns].to_string(index=False))
     return 0

@@ -43,6 +43,9 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
     MethodSpec("neuron_ig", "neuron_ig", "integrated gradients over FFN neurons", True, "ig",
                neuron_maps=(("integrated gradients", "ig"),)),
     MethodSpec("token_ig", "token_ig", "integrated gradients over input tokens", True, "token_ig"),
+    MethodSpec("atp", "atp", "attribution patching: first-order effect of every head and neuron, top ones exact",
+               True, "atp_estimate", (("attribution patching: estimated effect", ("atp_estimate",)),),
+               (("attribution patching: estimated effect", "atp_estimate"),)),
     MethodSpec("patching", "patching", "activation patching: indirect effect per head (and neuron)", False,
                "indirect_effect", (("patching: indirect effect", ("indirect_effect",)),),
                (("patching: indirect effect", "indirect_effect"),)),
@@ -65,6 +68,10 @@ class AttributionConfig(Settings):
     neuron_ig: bool = True
     token_ig: bool = True
     patching: bool = True
+    atp: bool = False  # attribution patching: first-order effects of every head and neuron, top ones confirmed exactly
+    atp_baseline: Literal["zero", "mean", "counterfactual"] = "zero"  # counterfactual = patching (true-class prob)
+    atp_units: tuple[Literal["head", "neuron"], ...] = ("head", "neuron")
+    atp_confirm_top: int = Field(default=10, ge=0)  # units of each kind re-measured exactly
     patch_top_neurons: int = Field(default=0, ge=0)  # also patch the top-k neurons of neuron IG (0 = heads only)
     n_examples: int = Field(default=64, ge=0)  # examples drawn (seeded) from the data; 0 = all
     token_examples: int = Field(default=8, ge=0)  # examples explained token by token

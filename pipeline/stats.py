@@ -13,8 +13,10 @@ p-value, a family of p-values into q-values, and two models evaluated on the sam
   ``2^n <= n_perm + 1`` all sign patterns are enumerated (exact p); otherwise ``n_perm`` random patterns give the
   Monte Carlo p ``(1 + b) / (n_perm + 1)`` (Phipson & Smyth 2010), whose floor ``1 / (n_perm + 1)`` would stop a
   unit among thousands (FFN neurons) from ever passing a multiple-testing correction. Hoeffding's inequality
-  bounds the same tail exactly, ``P(|sum e_i x_i| >= t) <= 2 exp(-t^2 / (2 sum x_i^2))``, so the p-value used is
-  ``min(1, 2 min(p_MC, p_Hoeffding))``: the Bonferroni combination of two valid p-values, itself valid.
+  bounds the same tail exactly, ``P(|sum e_i x_i| >= t) <= 2 exp(-t^2 / (2 sum x_i^2))``, so when no random
+  pattern reaches the observed sum (``b = 0``) the p-value is ``min(p_MC, p_Hoeffding)``, else ``p_MC``. This stays
+  valid: for a level ``alpha >= 1 / (n_perm + 1)``, ``p <= alpha`` exactly when ``p_MC <= alpha``; below it,
+  ``p <= alpha`` needs ``p_Hoeffding <= alpha``; each has probability at most ``alpha`` under H0.
 - :func:`bh_qvalues`: Benjamini & Hochberg (1995) adjusted p-values (``scipy.stats.false_discovery_control``);
   rejecting ``q < alpha`` controls the false discovery rate at ``alpha`` (independent or positively dependent tests).
 - :func:`paired_bootstrap`: the change of a statistic between two models scored on the same examples. Both are
@@ -132,7 +134,8 @@ def sign_flip_test(
             signs = rng.choice((-1.0, 1.0), size=(min(_CHUNK, n_perm - start), n))  # (k, n_ex)
             count += _exceed(signs @ x.T, observed, tol, alternative)  # (k, n_units) -> (n_units,)
         monte_carlo = (1 + count) / (n_perm + 1)
-        p = np.minimum(1.0, 2 * np.minimum(monte_carlo, _hoeffding(observed, (x**2).sum(1), alternative)))
+        tail = np.minimum(monte_carlo, _hoeffding(observed, (x**2).sum(1), alternative))
+        p = np.where(count == 0, tail, monte_carlo)
     p = np.where(finite.any(1), p, np.nan)
     return float(p[0]) if single else p
 
@@ -226,8 +229,10 @@ def paired_bootstrap(
     arrays = [np.asarray(a) for a in (*variant, *reference)]
     lengths = {len(a) for a in arrays}
     if len(lengths) != 1 or not lengths.pop() or len(variant) == 0 or len(reference) == 0:
-        raise ValueError("paired_bootstrap needs non-empty per-example arrays of one length for both models, in "
-                         "the same example order.")
+        raise ValueError(
+            "paired_bootstrap needs non-empty per-example arrays of one length for both models, in "
+            "the same example order."
+        )
     if n_boot < 2:
         raise ValueError(f"n_boot={n_boot!r}; use at least 2 resamples (2000 is usual).")
     k = len(variant)
@@ -278,6 +283,8 @@ def normal_draws(
     """Draws ``value + se z`` (n_boot, k) with ``se = (high - low) / (2 z_level)``, independent across entries: a
     parametric bootstrap of estimates known only through their intervals. Entries without an interval get se 0."""
     value = np.asarray(value, dtype=np.float64)
-    se = (np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)) / (2 * stats.norm.ppf(0.5 + level / 2))
+    se = (np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)) / (
+        2 * stats.norm.ppf(0.5 + level / 2)
+    )
     se = np.where(np.isfinite(se), np.abs(se), 0.0)
     return value + se * np.random.default_rng(seed).standard_normal((n_boot, len(value)))

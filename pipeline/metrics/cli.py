@@ -2,7 +2,9 @@
 
 ``seat`` prints the SEAT effect size d and permutation p-value of the 12 gender tests (6, 6b, 7, 7b, 8, 8b in word
 and sentence form) under each pooling; ``crows``, ``stereoset``, ``winobias`` and ``winogender`` need a trained
-masked-LM head (a model without one prints the reason); ``all`` runs every one of them. Each prints the
+masked-LM head that beats the unigram baseline of :mod:`pipeline.metrics.mlm_check` (a model without one prints
+the reason, e.g. the TinyBERT general checkpoints, whose ``cls.*`` weights were never trained as an LM head;
+``--mlm-head-check report`` scores such a head anyway); ``all`` runs every one of them. Each prints the
 published procedure it follows (docs/METRICS.md) above its numbers and can write the tidy rows with ``--out``.
 """
 
@@ -37,6 +39,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of permutation sampling, bootstrap, draws")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data-root", default=None, help="folder of the shared benchmark data")
+    parser.add_argument("--mlm-head-check", default="require", choices=("require", "report"),
+                        help="skip the MLM benchmarks of a head that fails the usability check (require), or score "
+                             "them anyway (report)")
     parser.add_argument("--out", help="also write the tidy rows here (.csv or .parquet)")
     return parser
 
@@ -52,7 +57,8 @@ def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsC
             raise SystemExit(f"--{option.replace('_', '-')} {value}: give a {'non-negative' if option == 'n_boot' else 'positive'} number.")
     return BiasMetricsConfig(metrics=families, poolings=poolings, seat_form=args.form, seat_layer=args.layer,
                              seat_n_samples=args.n_samples, max_examples=args.max_examples, n_boot=args.n_boot,
-                             seed=args.seed, batch_size=args.batch_size, data_root=args.data_root)
+                             seed=args.seed, batch_size=args.batch_size, data_root=args.data_root,
+                             mlm_head_check=args.mlm_head_check)
 
 
 def _print_seat(table: pd.DataFrame, args: argparse.Namespace) -> None:
@@ -85,8 +91,12 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas metrics") -> 
             continue
         inputs = Inputs(load_model(args.model, head=head), cfg)
         for family in wanted:
-            reason = skip_reason(family, inputs.loaded, None)
+            reason = skip_reason(family, inputs)
             print(f"\n== {family.name}: {family.procedure}" + (f"\n   skipped: {reason}" if reason else ""))
+            if family.needs == "mlm" and inputs.mlm_check is not None:
+                check = inputs.mlm_check
+                print(f"   MLM head check: top-1 {check.top1:.3f} vs unigram baseline {check.baseline:.3f} "
+                      f"({'passed' if check.passed else 'failed'})")
             table = family_frame(family, inputs)
             table["variant"] = args.model
             frames.append(table)

@@ -39,6 +39,9 @@ class BiasMetricsConfig(Settings):
         winobias_by_type: Report type 1 and type 2 separately (published), or pooled.
         crows_ties: CrowS-Pairs ties as nyu-mll metric.py (``official``: neutral, scores rounded to 3 decimals) or
             ``strict`` (the earlier variant, under ``crows_*_strict``).
+        mlm_head_check: An MLM head that does not beat the unigram baseline of :mod:`pipeline.metrics.mlm_check`
+            gets its benchmarks skipped (``require``) or scored anyway with the check's numbers in the rows
+            (``report``: e.g. to study what an untrained head gives).
         batch_size: Texts (or masked rows) per forward pass.
         max_length: Token limit for classifier inputs.
         data_root: Folder of the shared benchmark data; None uses :func:`pipeline.data.data_root` (a pipeline run
@@ -59,6 +62,7 @@ class BiasMetricsConfig(Settings):
     winobias_anti: Literal["flip", "file"] = "flip"
     winobias_by_type: bool = True
     crows_ties: Literal["official", "strict"] = "official"
+    mlm_head_check: Literal["require", "report"] = "require"
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=128, ge=2)
     data_root: str | None = None

@@ -3,16 +3,21 @@
 Definitions are in DESIGN.md section 6 and in each module: extrinsic TPR gaps and GAP_RMS (De-Arteaga et al. 2019),
 the counterfactual gap (Garg et al. 2019), SEAT (May et al. 2019), CrowS-Pairs (Nangia et al. 2020), StereoSet
 (Nadeem et al. 2021), WinoBias stereotype/skew (Zhao et al. 2018; de Vassimon Manela et al. 2021) and Winogender
-(Rudinger et al. 2018). A metric that cannot run on this model (no trained classifier head, no trained MLM head, no
-test data) is never silently absent: it gives rows with value NaN and the reason in the extra column ``skipped``,
-and a logged warning.
+(Rudinger et al. 2018). A metric that cannot run on this model (no trained classifier head, no MLM head, an MLM head
+that fails the usability check of :mod:`pipeline.metrics.mlm_check`, no test data) is never silently absent: it
+gives rows with value NaN and the reason in the extra column ``skipped``, and a logged warning.
+
+The MLM families read the variant's masked-LM model (``bias_metrics(..., mlm=...)``: the same variant loaded with
+``head="mlm"``). Their rows say which head they read (column ``mlm_head``: e.g. "pretrained together with this
+encoder" or "pretrained, encoder fine-tuned since", :func:`pipeline.heads.describe_mlm_head`) and how it did in
+the check (``mlm_head_top1``, ``mlm_head_baseline``; NaN on other rows).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Literal
 
@@ -35,11 +40,13 @@ from pipeline.metrics._rows import skip_row, to_frame
 from pipeline.metrics.counterfactual import counterfactual_metrics
 from pipeline.metrics.crows import crows_metrics
 from pipeline.metrics.extrinsic import extrinsic_metrics
+from pipeline.metrics.mlm_check import MlmHeadCheck, check_sentences, mlm_head_check
 from pipeline.metrics.predict import classifier_logits
 from pipeline.metrics.seat import seat_metrics
 from pipeline.metrics.stereoset import stereoset_metrics
 from pipeline.metrics.winobias import winobias_metrics
 from pipeline.metrics.winogender import winogender_metrics
+from pipeline.heads import absent_reason, describe_mlm_head
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
@@ -48,15 +55,35 @@ __all__ = ["FAMILIES", "METRIC_FAMILIES", "MLM_FAMILIES", "BiasMetricsConfig", "
 
 log = logging.getLogger(__name__)
 
+MlmSource = LoadedModel | Callable[[], LoadedModel | None] | None
+
+
 @dataclass
 class Inputs:
     """What a family may read besides the model: the task test split, the training share of women per class, the
-    settings; the classifier's logits on the test split are computed once and shared."""
+    settings, the variant's masked LM (``mlm``: a model, a function loading it on first use, or None); the
+    classifier's logits on the test split and the MLM head check are computed once and shared."""
 
     loaded: LoadedModel
     cfg: BiasMetricsConfig
     test: TaskData | None = None
     share: np.ndarray | None = None
+    mlm: MlmSource = None
+
+    @cached_property
+    def mlm_model(self) -> LoadedModel | None:
+        """The masked LM the MLM families read: ``loaded`` itself when it is one, else ``mlm`` (loaded now)."""
+        if self.loaded.head == "mlm":
+            return self.loaded
+        return self.mlm() if callable(self.mlm) else self.mlm
+
+    @cached_property
+    def mlm_check(self) -> MlmHeadCheck | None:
+        """The usability check of the masked LM's head (None without a trained one)."""
+        model = self.mlm_model
+        if model is None or model.head != "mlm" or not model.head_trained:
+            return None
+        return mlm_head_check(model, check_sentences(self.root), batch_size=self.cfg.batch_size)
 
     @cached_property
     def logits(self):
@@ -152,11 +179,27 @@ FAMILIES: dict[str, MetricFamilySpec] = {f.name: f for f in (
 )}
 assert tuple(FAMILIES) == METRIC_FAMILIES, "the registry and config.MetricFamily must list the same families"
 MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")
-_EXTRA_COLUMNS = ("pooling", "skipped")  # string columns some rows carry; "" elsewhere
+_EXTRA_COLUMNS = ("pooling", "skipped", "mlm_head")  # string columns some rows carry; "" elsewhere
+_NUMBER_COLUMNS = ("mlm_head_top1", "mlm_head_baseline")  # float columns of MLM-family rows; NaN elsewhere
 
 
-def skip_reason(family: MetricFamilySpec, loaded: LoadedModel, test: TaskData | None) -> str | None:
-    """Why ``family`` cannot run on ``loaded`` (None: it can)."""
+def _mlm_reason(x: Inputs) -> str | None:
+    """Why the MLM families cannot run on ``x`` (None: they can)."""
+    model = x.mlm_model
+    if model is None or model.head != "mlm":
+        absent = absent_reason(x.loaded.model.config)
+        return f"no MLM head ({absent})" if absent else f"no MLM head (model loaded with head={x.loaded.head!r})"
+    if not model.head_trained:
+        return "no trained MLM head (initialised randomly)"
+    check = x.mlm_check
+    if check is not None and not check.passed and x.cfg.mlm_head_check == "require":
+        return check.reason
+    return None
+
+
+def skip_reason(family: MetricFamilySpec, inputs: Inputs) -> str | None:
+    """Why ``family`` cannot run on ``inputs`` (None: it can)."""
+    loaded, test = inputs.loaded, inputs.test
     if family.needs == "classifier":
         if test is None:
             return "no test data given"
@@ -165,20 +208,29 @@ def skip_reason(family: MetricFamilySpec, loaded: LoadedModel, test: TaskData | 
         if not loaded.head_trained:
             return "classifier head not trained (initialised randomly)"
     if family.needs == "mlm":
-        if loaded.head != "mlm":
-            return f"no MLM head (model loaded with head={loaded.head!r})"
-        if not loaded.head_trained:
-            return "no trained MLM head (initialised randomly)"
+        return _mlm_reason(inputs)
     return None
 
 
+def _with_mlm_columns(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
+    """Rows of an MLM family with the head they read and its check (``mlm_head``, ``mlm_head_top1/_baseline``)."""
+    model, check = inputs.mlm_model, inputs.mlm_check
+    frame["mlm_head"] = describe_mlm_head(model.model.config) if model is not None and model.head_trained else ""
+    frame["mlm_head_top1"] = check.top1 if check else np.nan
+    frame["mlm_head_baseline"] = check.baseline if check else np.nan
+    return frame
+
+
 def family_frame(family: MetricFamilySpec, inputs: Inputs) -> pd.DataFrame:
-    """The family's rows, or one NaN row per headline metric with the reason in ``skipped``."""
-    reason = skip_reason(family, inputs.loaded, inputs.test)
+    """The family's rows, or one NaN row per headline metric with the reason in ``skipped``; MLM families read
+    the masked LM and add the ``mlm_head`` columns."""
+    reason = skip_reason(family, inputs)
     if reason is None:
-        return family.run(inputs)
-    log.warning("bias metrics: %s skipped: %s", family.name, reason)
-    return to_frame([skip_row(metric, reason) for metric in family.headline])
+        frame = family.run(replace(inputs, loaded=inputs.mlm_model) if family.needs == "mlm" else inputs)
+    else:
+        log.warning("bias metrics: %s skipped: %s", family.name, reason)
+        frame = to_frame([skip_row(metric, reason) for metric in family.headline])
+    return _with_mlm_columns(frame, inputs) if family.needs == "mlm" else frame
 
 
 def bias_metrics(
@@ -189,12 +241,13 @@ def bias_metrics(
     variant: str = "",
     seed: int = 0,
     config: BiasMetricsConfig | None = None,
+    mlm: MlmSource = None,
 ) -> pd.DataFrame:
     """All configured bias metrics of one model variant, as one tidy table.
 
     Each family of :data:`FAMILIES` named in ``config.metrics`` runs if the model has what it needs (a trained
-    classifier head and ``test`` data, a trained MLM head, or any encoder); otherwise it gives NaN rows with the
-    reason in ``skipped``.
+    classifier head and ``test`` data, an MLM head that passes :func:`~pipeline.metrics.mlm_check.mlm_head_check`,
+    or any encoder); otherwise it gives NaN rows with the reason in ``skipped``.
 
     Args:
         loaded: The model variant.
@@ -204,13 +257,18 @@ def bias_metrics(
         variant: Variant name written in the ``variant`` column.
         seed: The variant's training seed, written in the ``seed`` column.
         config: Stage settings; default :class:`BiasMetricsConfig`.
+        mlm: The same variant as a masked LM, for the MLM families (or a function loading it when first needed);
+            not needed when ``loaded`` is one.
 
     Returns:
-        Tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling`` and ``skipped``, ``""`` where not applicable).
+        Tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling``, ``skipped`` and ``mlm_head``, ``""`` where not
+        applicable, and ``mlm_head_top1``, ``mlm_head_baseline``, NaN where not applicable).
     """
-    inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share)
+    inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share, mlm)
     frames = [family_frame(f, inputs) for name, f in FAMILIES.items() if name in inputs.cfg.metrics]
     table = pd.concat(frames, ignore_index=True)
     for column in _EXTRA_COLUMNS:
         table[column] = table[column].fillna("").astype(str) if column in table else ""
+    for column in _NUMBER_COLUMNS:
+        table[column] = table[column].astype(float) if column in table else np.nan
     return tidy(table.drop(columns=["variant", "seed"]), variant=variant, seed=seed)

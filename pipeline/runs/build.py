@@ -1,10 +1,25 @@
-"""Execute one build step of the variant plan (:mod:`.recipes`): load the input, train or compress, report.
+"""Execute one build step of the variant plan (:mod:`.plan`): load the input, train or compress, report.
 
 Inputs are loaded by the project's loader: a step starts from its parent's saved folder or from the configured
 source (teacher or hub student). A classifier head that has to be created is initialised under the step's seed.
 General distillation (a parent that was not task-fine-tuned) uses the teacher's masked-LM head when it has a
 trained one, else hidden states only (:mod:`.distil`). Every saved config carries ``task_head_trained``, because
 a saved random head would otherwise reload as if it were trained.
+
+Every variant is saved as a sequence classifier with the task's classes, and with its MLM head when it has one
+(:mod:`pipeline.heads`: same weights file, provenance in ``config.mlm_head``):
+
+=====================  ==========================================================================================
+op                     MLM head saved with the variant
+=====================  ==========================================================================================
+``load``               the source's own (``checkpoint``: pretrained together with the encoder), if it has one
+``mlm``                the one masked-LM fine-tuning trained (the classifier head is new and untrained)
+``distil`` (general)   the student's, trained by general distillation (copied from the teacher's, then trained
+                       with the masked-LM and soft-target losses); the classifier head is new and untrained
+``distil`` (task)      the teacher's, carried over (``since`` gains ``distilled``)
+``finetune``, ``prune``, ``sparse``, ``int8``  the input's, carried over (``since`` gains what the step did)
+``tiny``               none: the student is narrower than the teacher's head
+=====================  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.compress.tiny import tiny
 from pipeline.runs.config import RunConfig
 from pipeline.data import GenderSwapper, TaskData
+from pipeline.heads import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
 from pipeline.models import LoadedModel, load_model
 from pipeline.schema import tidy
 from pipeline.runs.stages import Stage, StageContext, concat_tables
@@ -43,17 +59,24 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Built:
-    """A built variant: the model it computes with, what is saved, and training report rows (tidy dicts)."""
+    """A built variant: the classifier it computes with, what is saved, training report rows (tidy dicts), and its
+    MLM head (or why it has none)."""
 
     model: LoadedModel
     to_save: LoadedModel
     rows: list[dict]
+    mlm_head: MlmHead | None = None
+    no_mlm_head: str = ""
 
 
-def save_model(loaded: LoadedModel, folder: Path) -> None:
-    """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``)."""
-    setattr(loaded.model.config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
-    loaded.model.save_pretrained(folder)
+def save_model(loaded: LoadedModel, folder: Path, mlm_head: MlmHead | None = None, *, no_mlm_head: str = "") -> None:
+    """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``), and the MLM
+    head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`)."""
+    config = loaded.model.config
+    setattr(config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
+    setattr(config, MLM_HEAD_KEY, mlm_head.record() if mlm_head else {"absent": no_mlm_head or "none was given"})
+    state = None if mlm_head is None else {**loaded.model.state_dict(), **mlm_head.state}
+    loaded.model.save_pretrained(folder, state_dict=state)
     loaded.tokenizer.save_pretrained(folder)
 
 
@@ -83,6 +106,11 @@ class _Inputs:
 
     def mlm(self) -> LoadedModel:
         return load_model(self.origin, head="mlm", device=self.device)
+
+    def mlm_head(self, change: str | None = None) -> tuple[MlmHead | None, str]:
+        """The input's MLM head (after ``change`` to the encoder), or (None, why there is none)."""
+        head, reason = read_mlm_head(self.origin)
+        return (head.after(change) if head is not None and change else head), reason
 
     def general_teacher(self) -> LoadedModel:
         """The masked-LM model when its MLM head is trained, else the classifier (hidden-state distillation)."""
@@ -128,16 +156,27 @@ class _Job:
         return self.cfg.task.max_length
 
 
+def _carried(loaded: LoadedModel, job: _Job, rows: list[dict], change: str | None) -> Built:
+    """A classifier variant saved with its input's MLM head (after ``change``), if the input has one."""
+    head, reason = job.inputs.mlm_head(change)
+    return Built(loaded, loaded, rows, head, reason)
+
+
+def _with_trained_mlm_head(mlm: LoadedModel, job: _Job, rows: list[dict], origin: str) -> Built:
+    """A masked LM saved as a classifier with the task's classes (a new, untrained head) and its MLM head."""
+    classifier = as_classifier(mlm, job.train.label_names, job.step.seed)
+    return Built(classifier, classifier, rows, MlmHead(mlm_head_state(mlm.model), origin))
+
+
 def _load(job: _Job) -> Built:
-    loaded = job.inputs.classifier()
-    return Built(loaded, loaded, [])
+    return _carried(job.inputs.classifier(), job, [], None)
 
 
 def _mlm(job: _Job) -> Built:
     loaded = job.inputs.mlm()
     result = finetune_mlm(loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length,
                           accelerator=job.accelerator)
-    return Built(loaded, loaded, _report(result))
+    return _with_trained_mlm_head(loaded, job, _report(result), "mlm")
 
 
 def _finetune(job: _Job) -> Built:
@@ -145,7 +184,7 @@ def _finetune(job: _Job) -> Built:
     with keep_sparsity(loaded.anatomy) if job.step.params.get("keep_sparsity") else nullcontext():
         result = finetune_classifier(loaded, job.train, job.dev, job.cfg.finetune, job.step.seed,
                                      max_length=job.max_length, accelerator=job.accelerator)
-    return Built(loaded, loaded, _report(result))
+    return _carried(loaded, job, _report(result), "fine-tuned")
 
 
 def _distil(job: _Job) -> Built:
@@ -154,14 +193,20 @@ def _distil(job: _Job) -> Built:
     student, result = distil(teacher, job.train, job.cfg.compress.distil, job.step.seed, max_length=job.max_length,
                              mixup=job.step.params["mixup"], swapper=job.swapper,
                              mlm_probability=job.cfg.finetune.mlm_probability, accelerator=job.accelerator)
-    return Built(student, student, _report(result))
+    if student.head == "mlm":  # general distillation through the teacher's MLM head trained the student's
+        return _with_trained_mlm_head(student, job, _report(result), "distil")
+    if general:
+        return Built(student, student, _report(result), None,
+                     "the teacher has no trained MLM head, so general distillation used hidden states only")
+    return _carried(student, job, _report(result), "distilled")
 
 
 def _tiny(job: _Job) -> Built:
     student, results = tiny(job.inputs.classifier(), job.train, job.cfg.compress.tiny, job.step.seed,
                             max_length=job.max_length, accelerator=job.accelerator)
     rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
-    return Built(student, student, rows)
+    return Built(student, student, rows, None,
+                 "a TinyBERT-style student is built as a classifier, narrower than the teacher's MLM head")
 
 
 def _prune(job: _Job) -> Built:
@@ -175,13 +220,13 @@ def _prune(job: _Job) -> Built:
             for l in range(importance.shape[0]) for h in range(importance.shape[1])
             if not torch.isnan(importance[l, h])]
     rows.append({"unit": "model", "metric": "heads_kept", "value": sum(map(len, kept))})
-    return Built(loaded, loaded, rows)
+    return _carried(loaded, job, rows, "head-pruned")
 
 
 def _sparse(job: _Job) -> Built:
     loaded = job.inputs.classifier()
     reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
-    return Built(loaded, loaded, [{"unit": "model", "metric": "sparsity", "value": reached}])
+    return _carried(loaded, job, [{"unit": "model", "metric": "sparsity", "value": reached}], "magnitude-pruned")
 
 
 def _int8(job: _Job) -> Built:
@@ -190,7 +235,8 @@ def _int8(job: _Job) -> Built:
     quantised = quantise_dynamic(loaded.model)
     model = LoadedModel(quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained,
                         loaded.source)
-    return Built(model, loaded, [])
+    head, reason = job.inputs.mlm_head("quantised to int8")
+    return Built(model, loaded, [], head, reason)
 
 
 # The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
@@ -237,7 +283,7 @@ def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path
     built = build_step(step, cfg=cfg, train=train, dev=splits.dev, parent=parent,
                        parent_dir=ctx.run_dir / parent.folder if parent else None,
                        accelerator=ctx.extras["accelerator"](), swapper=ctx.extras["swapper"]())
-    save_model(built.to_save, folder)
+    save_model(built.to_save, folder, built.mlm_head, no_mlm_head=built.no_mlm_head)
     trained = built.model.head_trained and built.model.head == "classifier"
     rows = built.rows + [{"unit": "model", "metric": "head_trained", "value": float(trained)}]
     preds = []

@@ -76,5 +76,6 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
         return 2
     if not args.dry_run:
         print(f"run folder: {result.run_dir}")
+        print(result.skipped_summary())
     return 0
 

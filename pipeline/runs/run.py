@@ -16,7 +16,9 @@ Stages: ``build`` (tables ``training``, ``build_predictions``) -> ``task_metrics
 :class:`~pipeline.runs.plan.Step`; evaluate :func:`~pipeline.runs.plan.exposed_steps` and load them
 with :func:`~pipeline.runs.plan.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data
 hash for unit keys), ``device`` (evaluation device) and the lazy factories ``accelerator()`` and ``swapper()``.
-What a variant cannot do (int8: no gradients) is skipped with ``ctx.skip(reason, variant=..., seed=...)``.
+What a variant cannot do (int8: no gradients) is skipped with ``ctx.skip(reason, variant=..., seed=...)``; an
+analysis unit that raises an expected data or capability error is skipped the same way
+(:func:`pipeline.runs.units.per_variant`) and the run goes on. :attr:`RunResult.skipped` lists them all.
 
 GPUs: ``run.device = "auto"`` trains on CUDA when present, ``run.amp`` turns on mixed precision. Several GPUs:
 ``accelerate launch -m pipeline run CONFIG.toml`` trains data-parallel; only the main process writes.
@@ -225,11 +227,23 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
 # ---- the run ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunResult:
-    """Where the run went, what it built, and what each stage did (``ran`` or ``cached``)."""
+    """Where the run went, what it built, what each stage did (``ran`` or ``cached``), and what was skipped (the
+    manifest's ``skipped`` entries: stage, variant, seed, reason)."""
 
     run_dir: Path
     plan: list[Step]
     actions: dict[str, str]
+    skipped: tuple[dict, ...] = ()
+
+    def skipped_summary(self) -> str:
+        """One line: how many analysis items were skipped, per stage (details in manifest.json's ``skipped``)."""
+        if not self.skipped:
+            return "skipped: nothing"
+        stages: dict[str, int] = {}
+        for entry in self.skipped:
+            stages[entry.get("stage", "?")] = stages.get(entry.get("stage", "?"), 0) + 1
+        parts = ", ".join(f"{n} in {stage}" for stage, n in stages.items())
+        return f"skipped: {len(self.skipped)} item(s) ({parts}); see 'skipped' in {self.run_dir / 'manifest.json'}"
 
 
 def _versions() -> dict[str, str]:
@@ -255,8 +269,9 @@ def _git() -> dict[str, object]:
 
 
 def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits, *, force: Sequence[str],
-             stages: Sequence[Stage], config_path: str | Path | None) -> dict[str, str]:
-    """Write the manifest's header, then run the stages (the caller holds the run folder's lock)."""
+             stages: Sequence[Stage], config_path: str | Path | None) -> tuple[dict[str, str], tuple[dict, ...]]:
+    """Write the manifest's header, then run the stages (the caller holds the run folder's lock); returns the
+    stage actions and the manifest's ``skipped`` entries."""
     state = PartialState()
     manifest = Manifest(run_dir / "manifest.json", write=state.is_main_process)
     manifest.data.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -273,8 +288,9 @@ def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits
     ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), extras=extras)
     log.info("run %s: %d models planned, %d seeds, device %s -> %s", cfg.run.name, len(plan), len(cfg.run.seeds),
              device, run_dir)
-    return run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
+    actions = run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
                          registry={name: spec.stage for name, spec in TABLES.items()})
+    return actions, tuple(manifest.data.get("skipped", ()))
 
 
 def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool = False,
@@ -313,5 +329,5 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
         if state.is_main_process:
             for stale in remove_stale_temps(run_dir):
                 log.info("removed %s, left by a killed run", stale)
-        actions = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
-    return RunResult(run_dir, plan, actions)
+        actions, skipped = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
+    return RunResult(run_dir, plan, actions, skipped)

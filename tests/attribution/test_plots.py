@@ -56,7 +56,7 @@ def test_heatmap_errors_name_the_choice_to_make():
     both = heads_frame({"teacher-ft": TEACHER, "distil-ft_after": STUDENT})
     with pytest.raises(ValueError, match="pass variant="):
         plots.head_heatmap(both, "delta_score")
-    with pytest.raises(ValueError, match="metrics present .*delta_bias"):
+    with pytest.raises(ValueError, match="metrics present .*delta_score"):
         plots.head_heatmap(both, "ig", variant="teacher-ft")
     subsets = pd.concat([heads_frame({"t": TEACHER}, subset="x"), heads_frame({"t": TEACHER + 1}, subset="y")])
     with pytest.raises(ValueError, match="pass subset="):

@@ -1,0 +1,124 @@
+"""``bias-atlas report`` on a real small run (tests/findings/conftest.py::small_run): both files are written, one
+section per research question with an embedded figure; missing tables give sections that name the stage and the
+command; a folder that is not a run is a clear error; the findings stage returns registered tables."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline.runs.cli import COMMANDS
+from pipeline.runs.cli import main as cli_main
+from pipeline.runs.findings import compute_findings, open_run
+from pipeline.runs.manifest import Manifest
+from pipeline.runs.report import main, write_report
+from pipeline.runs.stage_findings import findings_stage
+from pipeline.runs.stages import StageContext
+from pipeline.runs.tables import TABLES
+
+RQS = ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5")
+
+
+@pytest.fixture(scope="module")
+def report(small_run, fast, tmp_path_factory) -> tuple[Path, Path]:
+    return write_report(small_run, fast, tmp_path_factory.mktemp("report"))
+
+
+def test_report_has_one_section_per_question_and_embedded_figures(report):
+    page, markdown = report
+    text = page.read_text()
+    headings = re.findall(r"<h2>(.*?)</h2>", text)
+    assert [h.split(" ")[0] for h in headings if h.startswith("RQ")] == list(RQS)
+    assert len(re.findall(r"src='data:image/png;base64,[A-Za-z0-9+/=]{100,}'", text)) >= 3
+    assert not re.search(r"(src|href)=['\"]https?:", text)  # self-contained: opens offline
+    for field in ("model (teacher)", "seeds", "versions", "n (test examples)", "torch"):
+        assert field in text
+    md = markdown.read_text()
+    assert all(f"## {rq} " in md for rq in RQS) and "![" in md
+    assert all((markdown.parent / "figures" / f"{key}.png").exists() for key in ("rq1", "rq2"))
+
+
+def test_report_answers_say_what_the_statistics_allow(small_run, fast):
+    findings = compute_findings(small_run, fast)
+    assert {"fitness", "comparisons", "bias_units", "concentration", "method_agreement", "stability",
+            "encoding", "ig_completeness"} <= set(findings.tables)  # fmt: skip
+    units = findings.tables["bias_units"]
+    assert set(units.loc[units["method"] == "ablation", "p_method"]) == {"stored"}
+    assert not findings.tables["ig_completeness"]["complete"].any()  # 4 IG steps: incomplete on purpose
+    assert not units.loc[units["method"] == "ig", "carries"].any()
+
+
+def test_sections_of_missing_tables_name_the_stage_and_command(small_run, fast, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(small_run, partial, ignore=shutil.ignore_patterns("models", ".cache"))
+    for table in ("head_ablation", "head_importance", "head_ig", "patching", "comparison", "probes_layers",
+                  "probes_control", "erasure"):  # fmt: skip
+        (partial / "tables" / f"{table}.parquet").unlink(missing_ok=True)
+    page, _ = write_report(partial, fast)
+    text = page.read_text()
+    for rq in ("RQ2", "RQ3", "RQ5"):
+        section = text.split(f"<h2>{rq} ")[1].split("</section>")[0]
+        assert "cannot answer" in section and "bias-atlas run CONFIG" in section
+    assert "&#x27;attribution&#x27; stage" in text and "&#x27;probes&#x27; stage" in text
+    assert "Traceback" not in text
+
+
+def test_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_run(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a run folder"):
+        write_report(tmp_path / "empty")
+    started = tmp_path / "started"
+    (started / "tables").mkdir(parents=True)
+    (started / "manifest.json").write_text(json.dumps({"name": "started", "stages": {}}))
+    with pytest.raises(ValueError, match="no tables yet"):
+        main([str(started)])
+
+
+def test_command_line(small_run, tmp_path, capsys):
+    assert main([str(small_run), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    assert (tmp_path / "out" / "index.html").exists() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.skipif("report" not in COMMANDS, reason="`report` is not yet a row of pipeline.runs.cli.COMMANDS")
+def test_bias_atlas_report_reports_bad_input_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["report", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_findings_stage_returns_registered_tables(small_run, fast, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir, ignore=shutil.ignore_patterns("models", ".cache"))
+    ctx = StageContext(SimpleNamespace(findings=fast), run_dir, Manifest(run_dir / "manifest.json"), stage="findings")
+    tables = findings_stage(ctx)
+    assert {"fitness", "comparisons", "bias_units"} <= set(tables)
+    assert {TABLES[name].stage for name in tables} == {"findings"}
+    assert findings_stage(ctx).keys() == tables.keys() and ctx.counts == {"ran": 1, "cached": 1}
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(report):
+    """The report opened from disk in headless Debian Chromium: every heading shown, every figure decoded."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("no /usr/bin/chromium: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no playwright: pip install playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.route("http*://**", lambda route: route.abort())  # offline: any network request fails
+            page.goto(report[0].as_uri())
+            headings = page.locator("h2").all_inner_texts()
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        finally:
+            browser.close()
+    assert [h.split(" ")[0] for h in headings if h.startswith("RQ")] == list(RQS)
+    assert widths and all(w > 0 for w in widths)

@@ -1,0 +1,124 @@
+"""Findings about whole variants on hand-made predictions: fitness flags, paired comparisons against the right
+reference, pooling over seeds, and GAP_RMS as the bias-metric stage defines it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.metrics.extrinsic import gap_rms, tpr_gaps
+from pipeline.runs.findings import FindingsConfig
+from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, fitness_table, reference_of
+from pipeline.schema import tidy
+from pipeline.stats import paired_bootstrap
+
+N, LABELS = 120, ["nurse", "doctor", "pilot"]
+FAST = FindingsConfig(n_boot=200, n_perm=999)
+
+
+def _preds(variant: str, seed: int, labels, genders, pred) -> pd.DataFrame:
+    return tidy([{"metric": "prob_true", "value": 0.5, "example": i, "label": int(y), "gender": int(g),
+                  "pred": int(p)} for i, (y, g, p) in enumerate(zip(labels, genders, pred))],
+                variant=variant, seed=seed)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def predictions() -> pd.DataFrame:
+    """teacher-ft (3 seeds, 80% right), int8-ft_before (its exact copy), distil-ft_before (3 seeds, wrong on most
+    women of class 0) and a collapsed tiny-ft_before (always class 0)."""
+    rng = np.random.default_rng(0)
+    labels, genders = rng.integers(0, 3, N), np.tile([0, 1], N // 2)
+    frames = []
+    for seed in (0, 1, 2):
+        teacher = np.where(rng.random(N) < 0.8, labels, (labels + 1) % 3)
+        student = np.where((labels == 0) & (genders == 1) & (rng.random(N) < 0.8), 1, teacher)
+        frames += [_preds("teacher-ft", seed, labels, genders, teacher),
+                   _preds("int8-ft_before", seed, labels, genders, teacher),
+                   _preds("distil-ft_before", seed, labels, genders, student)]  # fmt: skip
+    frames.append(_preds("tiny-ft_before", 0, labels, genders, np.zeros(N, dtype=int)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_references():
+    present = {"teacher", "teacher-ft", "teacher-ft@balanced", "distil-ft_after"}
+    assert reference_of("distil-ft_after", "extrinsic", present) == "teacher-ft"
+    assert reference_of("distil-ft_after@balanced", "task", present) == "teacher-ft@balanced"
+    assert reference_of("distil-ft_after", "intrinsic", present) == "teacher"
+    assert reference_of("teacher-ft", "task", present) is None and reference_of("bad name", "task", present) is None
+
+
+def test_extrinsic_stats_match_the_bias_metric_definitions():
+    rng = np.random.default_rng(1)
+    labels, genders, preds = rng.integers(0, 3, 50), rng.integers(0, 2, 50), rng.integers(0, 3, 50)
+    stats = extrinsic_stats(labels, genders, preds, 3)
+    gaps = tpr_gaps(labels, preds, genders, 3)["gap"].to_numpy()
+    assert stats[0] == pytest.approx((labels == preds).mean())
+    assert stats[2] == pytest.approx(gap_rms(gaps)) and np.allclose(stats[3:], gaps, equal_nan=True)
+
+
+def test_fitness_flags_collapse_and_keeps_good_models(predictions):
+    fit = fitness_table(predictions, None, FAST).drop_duplicates(["variant", "seed"]).set_index(["variant", "seed"])
+    assert fit.loc[("teacher-ft", 0), "fit"] and fit.loc[("teacher-ft", 0), "reason"] == ""
+    assert not fit.loc[("tiny-ft_before", 0), "fit"]
+    assert (
+        "collapse" in fit.loc[("tiny-ft_before", 0), "reason"]
+        and "baseline" in fit.loc[("tiny-ft_before", 0), "reason"]
+    )
+
+
+def test_identical_variants_differ_by_zero_with_p_one(predictions):
+    table = comparisons_table(predictions, None, None, LABELS, FAST)
+    rows = table[(table["variant"] == "int8-ft_before") & table["value"].notna()]
+    assert len(rows) and (rows["value"] == 0).all() and (rows["p"] == 1).all() and (rows["q"] == 1).all()
+    assert set(rows["reference"]) == {"teacher-ft"}
+
+
+def test_a_seed_row_is_the_paired_bootstrap_and_pooled_rows_average_seeds(predictions):
+    table = comparisons_table(predictions, None, None, LABELS, FAST)
+    distil = table[(table["variant"] == "distil-ft_before") & (table["metric"] == "gap_rms")]
+    seed1 = distil[distil["seed"] == 1].iloc[0]
+    arrays = []
+    for variant in ("distil-ft_before", "teacher-ft"):
+        rows = predictions[(predictions["variant"] == variant) & (predictions["seed"] == 1)].sort_values("example")
+        arrays.append(tuple(rows[c].to_numpy() for c in ("label", "gender", "pred")))
+    direct = paired_bootstrap(lambda *a: extrinsic_stats(*a, 3), *arrays, n_boot=FAST.n_boot, seed=FAST.seed)
+    assert seed1["value"] == pytest.approx(direct.delta[2]) and seed1["ci_low"] == pytest.approx(direct.ci_low[2])
+    pooled = distil[distil["level"] == "pooled"].iloc[0]
+    per_seed = distil[distil["level"] == "seed"]
+    assert pooled["n_seeds"] == 3 and pooled["value"] == pytest.approx(per_seed["value"].mean())
+    assert pooled["sd"] == pytest.approx(per_seed["value"].std(ddof=1)) and np.isfinite(pooled["p_seeds"])
+    accuracy_gap = table[(table["variant"] == "distil-ft_before") & (table["metric"] == "accuracy_gap")
+                         & (table["level"] == "pooled")].iloc[0]  # fmt: skip
+    assert accuracy_gap["value"] < 0 and accuracy_gap["q"] < 0.05  # the planted harm to women of class 0
+
+
+def test_unfit_models_make_extrinsic_rows_uninterpretable(predictions):
+    fitness = fitness_table(predictions, None, FAST)
+    table = comparisons_table(predictions, None, fitness, LABELS, FAST)
+    tiny = table[table["variant"] == "tiny-ft_before"]
+    assert len(tiny) and not tiny["interpretable"].any()
+    assert table[table["variant"] == "distil-ft_before"]["interpretable"].all()
+
+
+def test_interval_metrics_compare_through_their_intervals():
+    rows = [
+        {
+            "variant": v,
+            "seed": 0,
+            "metric": "seat_effect_size",
+            "subset": "weat6",
+            "pooling": "cls",
+            "value": val,
+            "ci_low": val - 0.2,
+            "ci_high": val + 0.2,
+            "n": 16,
+        }
+        for v, val in (("teacher", 0.5), ("teacher-ft", 0.5), ("distil-ft_before", 1.5))
+    ]
+    table = comparisons_table(None, tidy(rows), None, LABELS, FAST)
+    pooled = table[table["level"] == "pooled"].set_index("variant")
+    assert set(pooled["reference"]) == {"teacher"} and set(pooled["method"]) == {"intervals"}
+    assert pooled.loc["teacher-ft", "value"] == 0 and pooled.loc["teacher-ft", "p"] == 1
+    assert pooled.loc["distil-ft_before", "value"] == pytest.approx(1.0) and pooled.loc["distil-ft_before", "p"] < 1e-6
+    assert pooled.loc["distil-ft_before", "subset"] == "weat6/cls"
