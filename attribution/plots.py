@@ -41,7 +41,7 @@ from attribution.plot_style import (
     style,
     styled,
 )
-from pipeline.variants import parse_variant, variant_sort_key
+from pipeline.variants import Variant, variant_sort_key
 
 __all__ = [
     "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "bias_vs_compression", "cumulative_curve",
@@ -129,7 +129,7 @@ def depth_difference(profile: pd.Series, reference: pd.Series) -> pd.Series:
     reference's layers 1, 3, ..., 11 lie exactly (DistilBERT layer i is initialised from BERT layer 2i).
     """
     grid = profile.index if len(profile) <= len(reference) else reference.index
-    at = lambda s: np.interp(grid, s.index.to_numpy(), s.to_numpy())  # noqa: E731
+    at = lambda s: np.interp(grid, s.index.to_numpy(), s.to_numpy())
     return pd.Series(at(profile) - at(reference), index=grid, name="difference")
 
 
@@ -280,7 +280,8 @@ def _family(method: str) -> str:
 def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: str = "gap_rms",
                         subset: str | None = None) -> Figure:
     """Bias against model size and against accuracy, one point per (variant, seed) with CI bars; marker =
-    compression method, colour = fine-tuning order (:func:`parse_variant`). Double column, 7.0 x 2.6 in."""
+    compression method, colour = fine-tuning order, open marker = trained on another training set than the original
+    (``@balanced``; :meth:`Variant.parse`). Double column, 7.0 x 2.6 in."""
     size_metric = "size_mb" if "size_mb" in set(task["metric"]) else "params"
     points = pd.concat({"size": _model_metric(task, size_metric, None), "acc": _model_metric(task, "accuracy", None),
                         "bias": _model_metric(bias, bias_metric, subset)}, axis=1).dropna(subset=[("bias", "value")])
@@ -289,9 +290,11 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
     fig = Figure(figsize=FIGURE_SIZES["bias_vs_compression"], layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     several_seeds = points.index.get_level_values("seed").nunique() > 1
+    recipes = {v: Variant.parse(v) for v, _ in points.index}
     for (variant, seed), p in points.iterrows():
-        method, order = parse_variant(variant)
-        look = dict(marker=METHOD_MARKERS.get(_family(method), "h"), color=ORDER_COLOURS[order], ms=4, lw=0.7)
+        recipe, colour = recipes[variant], ORDER_COLOURS[recipes[variant].order]
+        look = {"marker": METHOD_MARKERS.get(_family(recipe.method), "h"), "color": colour, "ms": 4, "lw": 0.7,
+                "mfc": "none" if recipe.training_set else colour}
         for ax, key in zip(axes, ("size", "acc")):
             ax.errorbar(p[key, "value"], p["bias", "value"], xerr=_err(p, key), yerr=_err(p, "bias"), **look)
         axes[0].annotate(f"{variant} s{seed}" if several_seeds else variant, (p["size", "value"], p["bias", "value"]),
@@ -299,10 +302,12 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
     axes[0].set_xlabel("size (MB)" if size_metric == "size_mb" else "parameters")
     axes[1].set_xlabel("accuracy")
     axes[0].set_ylabel(label(bias_metric))
-    families = sorted({_family(parse_variant(v)[0]) for v, _ in points.index}, key=list(METHOD_MARKERS).index)
-    orders = sorted({parse_variant(v)[1] for v, _ in points.index}, key=list(ORDER_COLOURS).index)
+    families = sorted({_family(r.method) for r in recipes.values()}, key=list(METHOD_MARKERS).index)
+    orders = sorted({r.order for r in recipes.values()}, key=list(ORDER_COLOURS).index)
     handles = [Line2D([], [], ls="", marker=METHOD_MARKERS.get(f, "h"), color="#444444", label=f) for f in families]
     handles += [Line2D([], [], ls="", marker="o", color=ORDER_COLOURS[o], label=ORDER_LABELS[o]) for o in orders]
+    handles += [Line2D([], [], ls="", marker="o", mfc="none", color="#444444", label=f"trained on {name}")
+                for name in sorted({r.training_set for r in recipes.values()} - {None})]
     fig.legend(handles=handles, loc="outside right upper")
     return fig
 
@@ -354,7 +359,7 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
         colour = cmap(norm(value))
         dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.5
         artist = fig.text(x, y, text, va="top", fontsize=7, color="white" if dark else "black",
-                          bbox=dict(boxstyle="square,pad=0.12", fc=colour, ec="none"))
+                          bbox={"boxstyle": "square,pad=0.12", "fc": colour, "ec": "none"})
         w = artist.get_window_extent(renderer).width / (width * fig.dpi)
         if x + w > right and x > left:
             x, y = left, y - line_h
@@ -387,7 +392,7 @@ def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None,
     y = np.arange(len(top))
     errors = np.abs(np.stack([top["value"] - top["ci_low"], top["ci_high"] - top["value"]]))
     ax.barh(y, top["value"], xerr=errors if np.isfinite(errors).any() else None, height=0.7,
-            color=[cmap(0.85) if v >= 0 else cmap(0.15) for v in top["value"]], error_kw=dict(lw=0.6, capsize=1.5))
+            color=[cmap(0.85) if v >= 0 else cmap(0.15) for v in top["value"]], error_kw={"lw": 0.6, "capsize": 1.5})
     ax.set_yticks(y, [f"L{layer} n{neuron}" for layer, neuron in top.index])
     ax.axvline(0, color="#888888", lw=0.5)
     ax.set_xlabel(label(metric))

@@ -1,11 +1,15 @@
-"""Shared fixtures: the offline MiniLM; tiny random models come from ``tests/tiny.py``."""
+"""Shared fixtures: the offline MiniLM, and a small real pipeline run (``demo_run``, see ``tests/run_fixtures.py``)
+built once per session; tiny random models come from ``tests/tiny.py``."""
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
+from run_fixtures import demo_config, run_pipeline, save_teacher
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -30,3 +34,18 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def demo_teacher(tmp_path_factory) -> Path:
+    """The teacher folder given as ``teacher.source``."""
+    return save_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_teacher) -> Path:
+    """The full run folder ``<tmp>/runs/demo`` (every stage of ``bias-atlas run``)."""
+    start = time.perf_counter()
+    result = run_pipeline(demo_config(tmp_path_factory.mktemp("runs"), demo_teacher))
+    print(f"\n[demo run built in {time.perf_counter() - start:.1f} s: {result.actions}]")
+    return result.run_dir

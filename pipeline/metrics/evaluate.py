@@ -24,7 +24,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
 from pipeline.data import (
     GenderSwapper,
     TaskData,
@@ -36,7 +35,9 @@ from pipeline.data import (
     occupation_stats,
 )
 from pipeline.data.paths import data_root
+from pipeline.heads import absent_reason, describe_mlm_head
 from pipeline.metrics._rows import skip_row, to_frame
+from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
 from pipeline.metrics.counterfactual import counterfactual_metrics
 from pipeline.metrics.crows import crows_metrics
 from pipeline.metrics.extrinsic import extrinsic_metrics
@@ -46,7 +47,6 @@ from pipeline.metrics.seat import seat_metrics
 from pipeline.metrics.stereoset import stereoset_metrics
 from pipeline.metrics.winobias import winobias_metrics
 from pipeline.metrics.winogender import winogender_metrics
-from pipeline.heads import absent_reason, describe_mlm_head
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 

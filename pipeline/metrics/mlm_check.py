@@ -21,12 +21,14 @@ half on such sentences; a random or never-trained head is near zero.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from pipeline.data import load_winobias
 from pipeline.metrics.mlm import scorable_positions
@@ -84,6 +86,20 @@ def _masked(loaded: LoadedModel, sentences: Sequence[str], probability: float, s
     return encoded, masked
 
 
+@contextmanager
+def _only_at(model: nn.Module, picked: Tensor) -> Iterator[None]:
+    """The vocabulary projection sees only the hidden states where ``picked`` (batch, seq) is True: (1, n, d)."""
+
+    def select(module, args):
+        return (args[0][picked.to(args[0].device)].unsqueeze(0),)
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(select)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @torch.no_grad()
 def mlm_head_check(loaded: LoadedModel, sentences: Sequence[str], *, probability: float = CHECK_PROBABILITY,
                    seed: int = 0, batch_size: int = 32) -> MlmHeadCheck:
@@ -101,21 +117,21 @@ def mlm_head_check(loaded: LoadedModel, sentences: Sequence[str], *, probability
     counts = Counter(ids[p] for ids in encoded for p in scorable_positions(loaded, ids))
     frequent = counts.most_common(1)[0][0]
     pad, mask_id = loaded.tokenizer.pad_token_id or 0, loaded.tokenizer.mask_token_id
-    hits, truth = [], []
+    preds, truth = [], []
     for start in range(0, len(encoded), batch_size):
         rows = range(start, min(start + batch_size, len(encoded)))
         width = max(len(encoded[i]) for i in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
+        attention, picked = torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
         for r, i in enumerate(rows):
             ids[r, : len(encoded[i])] = torch.as_tensor(encoded[i])
             attention[r, : len(encoded[i])] = 1
-            ids[r, masked[i]] = mask_id
-        logits = loaded.model(input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)).logits
-        preds = logits.argmax(-1).cpu()  # (batch, seq)
-        for r, i in enumerate(rows):
-            for p in masked[i]:
-                hits.append(int(preds[r, p]) == encoded[i][p])
-                truth.append(encoded[i][p])
+            picked[r, masked[i]] = True
+        truth.append(ids[picked])  # row-major: the order of the selected hidden states
+        ids[picked] = mask_id
+        with _only_at(loaded.model, picked):
+            logits = loaded.model(input_ids=ids.to(loaded.device), attention_mask=attention.to(loaded.device)).logits
+        preds.append(logits[0].argmax(-1).cpu())  # (n_masked,)
+    pred, true = torch.cat(preds).numpy(), torch.cat(truth).numpy()
     token = loaded.tokenizer.convert_ids_to_tokens(frequent)
-    return MlmHeadCheck(float(np.mean(hits)), float(np.mean(np.asarray(truth) == frequent)), len(hits), str(token))
+    return MlmHeadCheck(float((pred == true).mean()), float((true == frequent).mean()), len(true), str(token))

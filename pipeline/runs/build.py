@@ -39,16 +39,16 @@ from pipeline.anatomy import Anatomy
 from pipeline.compress.distil import distil
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
-from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.compress.tiny import tiny
-from pipeline.runs.config import RunConfig
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.heads import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
-from pipeline.models import LoadedModel, load_model
-from pipeline.schema import tidy
-from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.metrics.predict import classifier_logits
+from pipeline.models import LoadedModel, load_model
+from pipeline.runs.config import RunConfig
+from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
+from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
+from pipeline.schema import tidy
 from pipeline.train import TrainResult, encode, finetune_classifier, finetune_mlm, seeded
 
 __all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.runs.config import ConfigError, load_config
+from pipeline.runs.executors import EXECUTORS, UnitsFailedError
 from pipeline.runs.manifest import RunLockedError, verify
 from pipeline.runs.plan import format_plan, plan_variants
 from pipeline.runs.run import STAGES, preflight, run
@@ -27,6 +28,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run_cmd = commands.add_parser("run", help="build, evaluate and write the run folder")
     run_cmd.add_argument("config", help="TOML run config, e.g. configs/demo.toml")
     run_cmd.add_argument("--dry-run", action="store_true", help="print the variant plan and stop")
+    run_cmd.add_argument("--executor", choices=EXECUTORS, help="where units run (default: [run] executor, 'local')")
     run_cmd.add_argument("--only", action="append", metavar="VARIANT", help="restrict to this variant (repeatable)")
     run_cmd.add_argument("--force", action="append", default=[], metavar="STAGE",
                          choices=[s.name for s in STAGES], help="recompute this stage even if cached (repeatable)")
@@ -70,7 +72,12 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
             sizes = "" if splits is None else ", ".join(f"{k} {len(v)}" for k, v in splits.train.items())
             print(f"{args.config}: valid" + (f" (training sets: {sizes}; test {len(splits.test)})" if sizes else ""))
             return 0
+        if args.executor:
+            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"executor": args.executor})})
         result = run(cfg, config_path=args.config, dry_run=args.dry_run, only=args.only, force=args.force)
+    except UnitsFailedError as err:  # not bad input: the run went as far as it could; rerunning resumes
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (ConfigError, FileNotFoundError, RunLockedError, TrainingDivergedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

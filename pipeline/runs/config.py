@@ -18,6 +18,7 @@ Sections (see ``configs/demo.toml`` for a commented example):
     [metrics]       latency settings and the bias metrics (pipeline.metrics.config.BiasMetricsConfig)
     [attribution]   the attribution methods (attribution.config.AttributionConfig)
     [probes]        the probes (probes.config.ProbeConfig)
+    [findings]      statistics and report (pipeline.runs.findings_config.FindingsConfig)
 
 Fine-tuning orders (DESIGN.md section 6): ``none`` (no task fine-tuning anywhere), ``before`` (fine-tune the
 teacher, then compress), ``after`` (compress the pretrained teacher, then fine-tune the student), ``both``.
@@ -35,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from attribution.config import AttributionConfig
 from pipeline.compress.config import CompressSection, DistilSection, Int8Section, PruneSection, TinySection
 from pipeline.metrics.config import BiasMetricsConfig
+from pipeline.runs.findings_config import FindingsConfig
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct
 from pipeline.train import FinetuneSection
 from probes.config import ProbeConfig
@@ -77,6 +79,12 @@ class RunSection(Settings):
     amp: Literal["no", "fp16", "bf16"] = "no"  # mixed precision of training (accelerate); fp16 needs a GPU
     data_root: Path | None = None  # default: $BIAS_ATLAS_DATA or ../shared/data beside the checkout
     analyses: tuple[Literal["bias_metrics", "attribution", "probes"], ...] = ("bias_metrics", "attribution", "probes")
+    # where units run: "local" (one after another here) or "ray" (tasks on the cluster at $RAY_ADDRESS or a local
+    # one; pip install -e ".[ray]"), each asking for these resources
+    executor: Literal["local", "ray"] = "local"
+    ray_cpus: float = Field(default=1.0, gt=0)
+    ray_gpus: float = Field(default=0.0, ge=0)  # e.g. 1 for a BERT-base fine-tune on a GPU cluster
+    ray_memory_gb: float | None = Field(default=None, gt=0)
 
     @field_validator("seeds")
     @classmethod
@@ -167,6 +175,7 @@ class RunConfig(Settings):
     metrics: MetricsSection = MetricsSection()
     attribution: AttributionConfig = AttributionConfig()
     probes: ProbeConfig = ProbeConfig()
+    findings: FindingsConfig = FindingsConfig()
 
     @field_validator("hub_students")
     @classmethod

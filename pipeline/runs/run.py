@@ -26,6 +26,7 @@ GPUs: ``run.device = "auto"`` trains on CUDA when present, ``run.amp`` turns on 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -34,7 +35,6 @@ from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -43,7 +43,7 @@ import torch
 from accelerate import PartialState
 
 from pipeline.anatomy import SUPPORTED_FAMILIES
-from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_probes, task_metrics
+from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_findings, stage_probes, task_metrics
 from pipeline.compress.distil import check_layer_map
 from pipeline.runs.plan import Step, format_plan, plan_variants, select
 from pipeline.compress.tiny import default_tiny_map
@@ -60,6 +60,7 @@ from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import load_task
 from pipeline.models import resolve_source
 from pipeline.files import remove_stale_temps
+from pipeline.runs.executors import RayResources, ray_prefill
 from pipeline.runs.manifest import Manifest, run_lock
 from pipeline.runs.stages import REPO_ROOT, Stage, StageContext, run_stages, sha256_json
 from pipeline.runs.tables import TABLES
@@ -72,7 +73,7 @@ log = logging.getLogger("pipeline.runs.run")
 
 # The stage registry: every stage of a run, in order. The analyses run when named in ``run.analyses``.
 STAGES: list[Stage] = [build.STAGE, task_metrics.STAGE, stage_bias_metrics.STAGE, stage_attribution.STAGE,
-                       stage_probes.STAGE]
+                       stage_probes.STAGE, stage_findings.STAGE]
 ANALYSES: tuple[str, ...] = ("bias_metrics", "attribution", "probes")
 
 
@@ -268,6 +269,21 @@ def _git() -> dict[str, object]:
         return {"revision": None, "dirty": None}
 
 
+class Lazy:
+    """``factory(*args)``, made on the first call and kept; a pickled copy (a Ray worker's) makes its own."""
+
+    def __init__(self, factory, *args) -> None:
+        self.factory, self.args, self.value = factory, args, None
+
+    def __call__(self):
+        if self.value is None:
+            self.value = self.factory(*self.args)
+        return self.value
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "value": None}
+
+
 def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits, *, force: Sequence[str],
              stages: Sequence[Stage], config_path: str | Path | None) -> tuple[dict[str, str], tuple[dict, ...]]:
     """Write the manifest's header, then run the stages (the caller holds the run folder's lock); returns the
@@ -283,13 +299,17 @@ def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits
         label_names=list(splits.test.label_names))
     device = torch.device("cuda" if cfg.run.device != "cpu" and torch.cuda.is_available() else "cpu")
     extras = {"plan": plan, "splits": splits, "fingerprint": splits.fingerprint(), "device": device,
-              "accelerator": cache(lambda: make_accelerator(cfg.run.device, cfg.run.amp)),
-              "swapper": cache(lambda: GenderSwapper.from_winobias(cfg.run.data_root))}
+              "accelerator": Lazy(make_accelerator, cfg.run.device, cfg.run.amp),
+              "swapper": Lazy(GenderSwapper.from_winobias, cfg.run.data_root)}
     ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), extras=extras)
     log.info("run %s: %d models planned, %d seeds, device %s -> %s", cfg.run.name, len(plan), len(cfg.run.seeds),
              device, run_dir)
+    prefill = None
+    if cfg.run.executor == "ray":
+        resources = RayResources(cfg.run.ray_cpus, cfg.run.ray_gpus, cfg.run.ray_memory_gb)
+        prefill = functools.partial(ray_prefill, resources=resources)
     actions = run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
-                         registry={name: spec.stage for name, spec in TABLES.items()})
+                         registry={name: spec.stage for name, spec in TABLES.items()}, prefill=prefill)
     return actions, tuple(manifest.data.get("skipped", ()))
 
 
@@ -310,6 +330,8 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
     """
     stages = [s for s in (STAGES if stages is None else stages)
               if s.name not in ANALYSES or s.name in cfg.run.analyses]
+    stages = [stage_findings.findings_stage_for([s.name for s in stages]) if s.name == "findings" else s
+              for s in stages]
     unknown = [f for f in force if f not in [s.name for s in stages]]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")

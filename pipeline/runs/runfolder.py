@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline.runs.tables import TABLES, missing_message
 from pipeline.schema import SchemaError, read_table
-from pipeline.variants import parse_variant, variant_sort_key
+from pipeline.variants import Variant, parse_variant, variant_sort_key
 
 __all__ = [
     "TABLES",
@@ -207,7 +207,7 @@ def _readable(path: Path, read):
         return read()
     except (SchemaError, FileNotFoundError):
         raise
-    except Exception as err:  # pyarrow / pandas parse errors have no common base class
+    except Exception as err:  # noqa: BLE001 - pyarrow / pandas parse errors have no common base class
         raise SchemaError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged. Fix: "
                           "`bias-atlas verify RUN` names every damaged output and `bias-atlas run CONFIG` rebuilds "
                           "exactly those.") from None
@@ -272,7 +272,8 @@ def _model_rows(frame: pd.DataFrame | None, metrics: Sequence[str], subsets: Seq
 def overview_table(task: pd.DataFrame | None, bias: pd.DataFrame | None) -> pd.DataFrame:
     """One row per (variant, seed): recipe, size, accuracy and the bias metrics, each with its CI.
 
-    Columns: variant, seed, method, order, then for each metric ``<name>`` plus ``<name>_lo`` / ``<name>_hi``
+    Columns: variant, seed, method, order, training_set (``original`` unless the name carries ``@<set>``), then for
+    each metric ``<name>`` plus ``<name>_lo`` / ``<name>_hi``
     when the table has intervals: n_params, size_mb, accuracy (task_metrics), gap_rms, cf_gap (``cf_prob_gap``,
     subset all), crows_stereo_pct, stereoset_ss, stereoset_icat (gender subset) and ``seat_abs_d``, the mean
     absolute SEAT effect size over all tests and poolings (May et al. 2019). Metrics the pipeline skipped (no
@@ -292,20 +293,22 @@ def overview_table(task: pd.DataFrame | None, bias: pd.DataFrame | None) -> pd.D
         if len(seat):
             columns["seat_abs_d"] = seat.assign(value=seat["value"].abs()).groupby(["variant", "seed"])["value"].mean()
     if not columns:
-        return pd.DataFrame(columns=["variant", "seed", "method", "order"])
+        return pd.DataFrame(columns=["variant", "seed", "method", "order", "training_set"])
     out = pd.DataFrame(columns).reset_index()
     recipes = [_recipe(v) for v in out["variant"]]
-    out.insert(2, "method", [r[0] for r in recipes])
-    out.insert(3, "order", [r[1] for r in recipes])
+    for i, column in enumerate(("method", "order", "training_set")):
+        out.insert(2 + i, column, [r[i] for r in recipes])
     order = sorted(range(len(out)), key=lambda i: (variant_sort_key(out["variant"][i]), out["seed"][i]))
     return out.iloc[order].reset_index(drop=True)
 
 
-def _recipe(variant: str) -> tuple[str, str]:
+def _recipe(variant: str) -> tuple[str, str, str]:
+    """(method, order, training set) of a variant name; ``?`` for a name outside the grammar."""
     try:
-        return parse_variant(variant)
+        parsed = Variant.parse(variant)
     except ValueError:
-        return "?", "?"
+        return "?", "?", "?"
+    return parsed.method, parsed.order, parsed.training_set or "original"
 
 
 def top_neurons_table(frame: pd.DataFrame, k: int = 10, *, metric: str | None = None) -> pd.DataFrame:

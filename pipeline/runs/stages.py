@@ -127,6 +127,26 @@ def concat_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+PENDING = "__pending__"  # stands for the hash of a unit that has not finished, while units are collected
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A unit a distributed executor runs: its name, cache key, function and model folder."""
+
+    name: str
+    key: str
+    fn: Callable[..., Tables]
+    folder: Path | None
+
+
+class _Placeholder(dict):
+    """What a collected unit returns while its stage is being collected: an empty table for any name."""
+
+    def __missing__(self, name: str) -> pd.DataFrame:
+        return concat_tables([])
+
+
 # ---- stages -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stage:
@@ -163,6 +183,8 @@ class StageContext:
     stage: str = ""
     code_hash: str = ""
     counts: dict[str, int] = field(default_factory=lambda: {"ran": 0, "cached": 0})
+    collecting: list[UnitSpec] | None = None  # set by a distributed executor: units to run, not run here
+    pending: set[str] = field(default_factory=set)  # units submitted and not finished (their dependants wait)
 
     @property
     def is_main(self) -> bool:
@@ -181,21 +203,20 @@ class StageContext:
             fn: ``fn()`` (or ``fn(tmp_folder)`` with ``folder``) returning tables for this unit.
             folder: a model folder the unit writes; ``fn`` fills a temp folder that is renamed into place and
                 hashed (the hash is in ``manifest.stages[stage].units[name].hash``).
+
+        While a distributed executor collects the units of a stage (``collecting`` is a list), a unit that is not
+        cached is appended to it instead of run, and an empty placeholder is returned.
         """
-        record = self.manifest.unit(self.stage, name)
         key = sha256_json({"stage": self.stage, "unit": name, "parts": parts, "code": self.code_hash})
-        cache = self._cache_dir(name)
-        stored = record.get("tables", [])
-        paths = {t: cache / f"{t}.parquet" for t in stored}
-        if self.stage not in self.force and record.get("status") == "done" and record.get("key") == key:
-            problem = intact(record, paths, folder)
-            if problem is None:
-                self.counts["cached"] += 1
-                return {t: read_table(p) for t, p in paths.items()}
-            log.warning("[%s] %s: %s; recomputing this unit", self.stage, name, problem)
-        record.update(status="started", key=key, started=now())
-        record["executions"] = record.get("executions", 0) + 1
-        self.manifest.save()
+        cached = self.cached(name, key, folder)
+        if cached is not None:
+            self.counts["cached"] += 1
+            return cached
+        if self.collecting is not None:
+            if PENDING not in json.dumps(parts, default=str):  # inputs ready: a task of this wave
+                self.collecting.append(UnitSpec(name, key, fn, folder))
+            return _Placeholder()
+        record = self.begin(name, key)
         start = time.perf_counter()
         try:
             if folder is None:
@@ -204,26 +225,55 @@ class StageContext:
                 with atomic_dir(folder, commit=self.is_main) as tmp:
                     tables = fn(tmp)
                 PartialState().wait_for_everyone()
-                record["hash"] = hash_folder(folder)
-            if self.is_main:
-                for table, frame in tables.items():
-                    write_table(frame, cache / f"{table}.parquet")
         except BaseException as err:
             record.update(status="failed", error=f"{type(err).__name__}: {err}")
             self.manifest.save()
             raise
-        record.update(status="done", seconds=round(time.perf_counter() - start, 3), finished=now(),
-                      tables=sorted(tables), table_hashes=_table_hashes(cache, tables) if self.is_main else {})
-        if folder is not None:
-            record["folder"] = folder.relative_to(self.run_dir).as_posix()
-        record.pop("error", None)
-        self.manifest.save()
+        self.complete(name, tables, time.perf_counter() - start, folder)
         PartialState().wait_for_everyone()
-        self.counts["ran"] += 1
         return tables
 
+    def cached(self, name: str, key: str, folder: Path | None) -> Tables | None:
+        """The tables of a finished unit with this key whose outputs are intact (else None, with a warning when
+        outputs were damaged)."""
+        record = self.manifest.unit(self.stage, name)
+        paths = {t: self._cache_dir(name) / f"{t}.parquet" for t in record.get("tables", [])}
+        if self.stage in self.force or record.get("status") != "done" or record.get("key") != key:
+            return None
+        problem = intact(record, paths, folder)
+        if problem is None:
+            return {t: read_table(p) for t, p in paths.items()}
+        log.warning("[%s] %s: %s; recomputing this unit", self.stage, name, problem)
+        return None
+
+    def begin(self, name: str, key: str) -> dict[str, Any]:
+        """Record that unit ``name`` (cache key ``key``) starts; returns its manifest record."""
+        record = self.manifest.unit(self.stage, name)
+        record.update(status="started", key=key, started=now())
+        record["executions"] = record.get("executions", 0) + 1
+        self.manifest.save()
+        return record
+
+    def complete(self, name: str, tables: Tables, seconds: float, folder: Path | None, **extra: Any) -> None:
+        """Write a finished unit's tables to its cache and record it done, with the hashes of its outputs."""
+        record, cache = self.manifest.unit(self.stage, name), self._cache_dir(name)
+        if self.is_main:
+            for table, frame in tables.items():
+                write_table(frame, cache / f"{table}.parquet")
+        record.update(status="done", seconds=round(seconds, 3), finished=now(), tables=sorted(tables),
+                      table_hashes=_table_hashes(cache, tables) if self.is_main else {}, **extra)
+        if folder is not None:
+            record.update(folder=folder.relative_to(self.run_dir).as_posix(), hash=hash_folder(folder))
+        record.pop("error", None)
+        self.manifest.save()
+        self.counts["ran"] += 1
+
     def unit_hash(self, stage: str, name: str) -> str:
-        """The folder hash a finished unit of ``stage`` recorded (e.g. a built model)."""
+        """The folder hash a finished unit of ``stage`` recorded (e.g. a built model); while collecting, a marker
+        for a unit that is not finished yet (its dependants wait for a later wave)."""
+        record = self.manifest.data["stages"].get(stage, {}).get("units", {}).get(name, {})
+        if self.collecting is not None and (record.get("status") != "done" or name in self.pending):
+            return f"{PENDING}:{name}"
         return self.manifest.data["stages"][stage]["units"][name]["hash"]
 
     def skip(self, reason: str, **where: Any) -> None:
@@ -263,12 +313,14 @@ def _outputs_hash(record: dict[str, Any], tables: dict[str, Path]) -> str:
 
 
 def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None,
-               registry: Mapping[str, str] | None = None) -> dict[str, str]:
+               registry: Mapping[str, str] | None = None,
+               prefill: Callable[[Stage, StageContext], None] | None = None) -> dict[str, str]:
     """Run ``stages`` in order, skipping those whose key matches a finished entry; return ``{stage: action}``.
 
     ``inputs`` (JSON-able) enters every stage key: the run passes the planned models and the data fingerprint.
     ``registry`` (table name -> the stage that writes it): a stage that writes a table not registered to it
-    fails before anything is written.
+    fails before anything is written. ``prefill(stage, ctx)``, when given, runs the stage's uncached units first
+    (a distributed executor, :mod:`pipeline.runs.executors`); the stage then finds them in the cache.
 
     Each stage logs one summary line: ``[name] cached`` or ``[name] done in 12.3 s (4 units run, 2 cached)``.
     """
@@ -298,6 +350,8 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
         ctx.manifest.save()
         start = time.perf_counter()
         try:
+            if prefill is not None:
+                prefill(stage, ctx)
             tables = stage.fn(ctx)
             unknown = sorted(t for t in tables if registry is not None and registry.get(t) != stage.name)
             if unknown:

@@ -22,26 +22,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from run_fixtures import demo_config, run_pipeline, save_teacher
-
-@pytest.fixture(scope="session")
-def demo_teacher(tmp_path_factory) -> Path:
-    """The teacher folder given as ``teacher.source``."""
-    return save_teacher(tmp_path_factory.mktemp("teacher"))
-
-
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory, demo_teacher) -> Path:
-    """The full run folder ``<tmp>/runs/demo`` (every stage of ``bias-atlas run``)."""
-    start = time.perf_counter()
-    result = run_pipeline(demo_config(tmp_path_factory.mktemp("runs"), demo_teacher))
-    print(f"\n[demo run built in {time.perf_counter() - start:.1f} s: {result.actions}]")
-    return result.run_dir
-
+from run_fixtures import demo_config, run_pipeline
 
 @pytest.fixture(scope="session")
 def empty_run(tmp_path_factory) -> Path:

@@ -138,16 +138,20 @@ def test_probe_curves_put_layers_on_normalised_depth_with_chance():
 
 def test_bias_vs_compression_marks_method_and_colours_order():
     task = tidy([{"variant": v, "unit": "model", "metric": m, "subset": s, "value": x}
-                 for v, size, acc in (("teacher-ft", 90.0, 0.8), ("distil-ft_after", 45.0, 0.7))
+                 for v, size, acc in (("teacher-ft", 90.0, 0.8), ("distil-ft_after", 45.0, 0.7),
+                                      ("distil-ft_after@balanced", 45.0, 0.6))
                  for m, s, x in (("size_mb", "", size), ("accuracy", "test", acc))])
     bias = tidy([{"variant": "teacher-ft", "metric": "gap_rms", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3},
-                 {"variant": "distil-ft_after", "metric": "gap_rms", "value": 0.1}])
+                 {"variant": "distil-ft_after", "metric": "gap_rms", "value": 0.1},
+                 {"variant": "distil-ft_after@balanced", "metric": "gap_rms", "value": 0.05}])
     fig = plots.bias_vs_compression(task, bias)
     size_ax, accuracy_ax = fig.axes
-    points = {(line.get_xdata()[0], line.get_ydata()[0]): (line.get_marker(), line.get_color())
+    points = {(line.get_xdata()[0], line.get_ydata()[0]): (line.get_marker(), line.get_color(),
+                                                           line.get_markerfacecolor())
               for line in size_ax.get_lines() if line.get_marker() not in ("None", "", None, "|", "_")}
-    assert points[(90.0, 0.2)] == ("*", plots.ORDER_COLOURS["ft"])
-    assert points[(45.0, 0.1)] == ("o", plots.ORDER_COLOURS["after"])
+    assert points[(90.0, 0.2)] == ("*", plots.ORDER_COLOURS["ft"], plots.ORDER_COLOURS["ft"])
+    assert points[(45.0, 0.1)] == ("o", plots.ORDER_COLOURS["after"], plots.ORDER_COLOURS["after"])
+    assert points[(45.0, 0.05)] == ("o", plots.ORDER_COLOURS["after"], "none")  # the balanced set: open marker
     assert size_ax.get_xlabel() == "size (MB)" and accuracy_ax.get_xlabel() == "accuracy"
     with pytest.raises(ValueError, match="no model rows for metric 'cf_prob_gap'"):
         plots.bias_vs_compression(task, bias, bias_metric="cf_prob_gap")

@@ -120,6 +120,7 @@ def test_combine_tables_prefixes_variants_with_several_runs(run, tmp_path):
 def test_overview_table_picks_metrics_subsets_and_aliases():
     task = tidy([
         {"variant": "distil-ft_after", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.7},
+        {"variant": "distil-ft_after@balanced", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.6},
         {"variant": "teacher-ft", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.8},
         {"variant": "teacher-ft", "unit": "model", "metric": "params", "value": 1e6},
         {"variant": "teacher-ft", "unit": "class", "metric": "recall", "subset": "test", "value": 0.1},
@@ -133,9 +134,10 @@ def test_overview_table_picks_metrics_subsets_and_aliases():
         {"variant": "teacher-ft", "metric": "crows_stereo_pct", "subset": "gender", "value": np.nan},
     ])
     table = overview_table(task, bias)
-    assert table["variant"].tolist() == ["teacher-ft", "distil-ft_after"]
+    assert table["variant"].tolist() == ["teacher-ft", "distil-ft_after", "distil-ft_after@balanced"]
     teacher = table.iloc[0]
-    assert (teacher["method"], teacher["order"]) == ("teacher", "ft")
+    assert (teacher["method"], teacher["order"], teacher["training_set"]) == ("teacher", "ft", "original")
+    assert table.iloc[2][["method", "order", "training_set"]].tolist() == ["distil", "after", "balanced"]
     assert teacher["accuracy"] == 0.8 and teacher["n_params"] == 1e6
     assert (teacher["gap_rms"], teacher["gap_rms_lo"], teacher["gap_rms_hi"]) == (0.2, 0.1, 0.3)
     assert teacher["cf_gap"] == 0.05  # subset "all", not "female"

@@ -53,19 +53,22 @@ def test_report_answers_say_what_the_statistics_allow(small_run, fast):
     assert not units.loc[units["method"] == "ig", "carries"].any()
 
 
-def test_sections_of_missing_tables_name_the_stage_and_command(small_run, fast, tmp_path):
+def test_sections_of_missing_or_damaged_tables_name_the_stage_and_command(small_run, fast, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(small_run, partial, ignore=shutil.ignore_patterns("models", ".cache"))
     for table in ("head_ablation", "head_importance", "head_ig", "patching", "comparison", "probes_layers",
                   "probes_control", "erasure"):  # fmt: skip
         (partial / "tables" / f"{table}.parquet").unlink(missing_ok=True)
+    (partial / "tables" / "bias_metrics.parquet").write_bytes(b"not parquet")  # damaged: read as missing
     page, _ = write_report(partial, fast)
     text = page.read_text()
     for rq in ("RQ2", "RQ3", "RQ5"):
         section = text.split(f"<h2>{rq} ")[1].split("</section>")[0]
         assert "cannot answer" in section and "bias-atlas run CONFIG" in section
     assert "&#x27;attribution&#x27; stage" in text and "&#x27;probes&#x27; stage" in text
-    assert "Traceback" not in text
+    assert "Traceback" not in text and "<h2>RQ1 " in text
+    rq1 = text.split("<h2>RQ1 ")[1].split("</section>")[0]
+    assert "cannot answer" not in rq1  # the paired comparisons from the predictions remain
 
 
 def test_not_a_run_is_a_clear_error(tmp_path):

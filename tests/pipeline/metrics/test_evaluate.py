@@ -11,7 +11,7 @@ from pipeline.data import FEMALE, MALE, TaskData
 from pipeline.metrics import BiasMetricsConfig, bias_metrics
 from pipeline.schema import COLUMNS, read_table, write_table
 
-FAST = dict(n_boot=10, max_examples=2, seat_form="word", seat_n_samples=200)
+FAST = {"n_boot": 10, "max_examples": 2, "seat_form": "word", "seat_n_samples": 200}
 
 
 def test_minilm_without_mlm_head_gets_skip_rows_with_reasons(minilm, caplog):
@@ -35,12 +35,26 @@ def test_minilm_without_mlm_head_gets_skip_rows_with_reasons(minilm, caplog):
 
 
 def test_mlm_families_run_on_a_model_with_an_mlm_head(tiny_mlm, tmp_path):
-    config = BiasMetricsConfig(metrics=("crows", "stereoset", "winobias", "winogender"), **FAST)
+    """A random head fails the usability check; ``mlm_head_check = "report"`` scores it anyway, check in the rows."""
+    config = BiasMetricsConfig(metrics=("crows", "stereoset", "winobias", "winogender"), mlm_head_check="report",
+                               **FAST)
     frame = bias_metrics(tiny_mlm, variant="tiny", config=config)
     assert (frame.skipped == "").all()
     assert {"crows_stereo_pct", "stereoset_icat", "winobias_skew", "winogender_bls_r"} <= set(frame.metric)
+    assert (frame.mlm_head_top1 < frame.mlm_head_baseline).all() and frame.mlm_head_baseline.between(0.05, 0.3).all()
+    assert set(frame.mlm_head) == {"from the checkpoint as shipped"}
     path = write_table(frame, tmp_path / "bias.parquet")
     assert read_table(path).shape == frame.shape
+
+
+def test_an_mlm_head_that_fails_the_check_gets_its_benchmarks_skipped(tiny_mlm, tiny_classifier):
+    config = BiasMetricsConfig(metrics=("seat", "crows", "winogender"), poolings=("mean",), **FAST)
+    frame = bias_metrics(tiny_classifier, variant="tiny", config=config, mlm=lambda: tiny_mlm)
+    mlm_rows = frame[frame.metric.str.startswith(("crows", "winogender"))]
+    assert mlm_rows.value.isna().all() and mlm_rows.skipped.str.startswith("MLM head untrained: masked-token top-1").all()
+    assert mlm_rows.mlm_head_top1.notna().all() and (mlm_rows.mlm_head_top1 <= mlm_rows.mlm_head_baseline).all()
+    seat = frame[frame.metric == "seat_effect_size"]
+    assert seat.value.notna().all() and seat.mlm_head_top1.isna().all() and (seat.mlm_head == "").all()
 
 
 def test_classifier_gets_extrinsic_and_counterfactual_rows(tiny_classifier):
@@ -62,9 +76,9 @@ def test_classifier_gets_extrinsic_and_counterfactual_rows(tiny_classifier):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(metrics=("seat", "weat")), r"metrics.1\n  Input should be 'extrinsic', 'counterfactual', 'seat'"),
-     (dict(poolings=("max",)), "poolings"), (dict(n_boot=-1), r"n_boot\n  Input should be greater than or equal to 0"), (dict(winobias_split="train"), "winobias_split"),
-     (dict(max_examples=0), "max_examples")],
+    [({"metrics": ("seat", "weat")}, r"metrics.1\n  Input should be 'extrinsic', 'counterfactual', 'seat'"),
+     ({"poolings": ("max",)}, "poolings"), ({"n_boot": -1}, r"n_boot\n  Input should be greater than or equal to 0"), ({"winobias_split": "train"}, "winobias_split"),
+     ({"max_examples": 0}, "max_examples")],
 )  # fmt: skip
 def test_config_errors_name_the_field_and_the_allowed_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,175 @@
+"""Findings: the statistics that turn a run folder's tables into answers (DESIGN.md section 8; docs/FINDINGS.md).
+
+:func:`compute_findings` reads a run folder and computes, each from the tables it needs (a missing table leaves its
+finding empty, with the message that names the stage and command that write it):
+
+================  ===========================================================  =====================================
+table             what a row is                                                module
+================  ===========================================================  =====================================
+fitness           accuracy vs the majority-class baseline, prediction collapse  :mod:`pipeline.runs.findings_variants`
+comparisons       paired change of a metric, variant vs reference (RQ1)         :mod:`pipeline.runs.findings_variants`
+bias_units        p, q, share of the total, "carries bias" per head (RQ2)       :mod:`pipeline.runs.findings_units`
+ig_completeness   the worst IG completeness error per table and model           :mod:`pipeline.runs.findings_units`
+concentration     Gini / entropy of head effects and the student difference     :mod:`pipeline.runs.findings_structure`
+method_agreement  rank correlation and top-k overlap between methods            :mod:`pipeline.runs.findings_structure`
+stability         seeds and teacher-student alignment of head effects (RQ4)     :mod:`pipeline.runs.findings_structure`
+encoding          probe accuracy over chance, selectivity, erasure (RQ5)        :mod:`pipeline.runs.findings_probes`
+================  ===========================================================  =====================================
+
+The settings are the ``[findings]`` section of a run (:class:`~pipeline.runs.findings_config.FindingsConfig`, light
+to import for the run config). The ``findings`` stage
+(:mod:`pipeline.runs.stage_findings`) writes these tables into the run folder; ``bias-atlas report RUN``
+(:mod:`pipeline.runs.report`) computes them again from the folder and writes the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.runs.findings_config import FindingsConfig
+from pipeline.runs.findings_probes import encoding_table
+from pipeline.runs.findings_structure import agreement_table, concentration_table, stability_table
+from pipeline.runs.findings_units import bias_units, completeness_table
+from pipeline.runs.findings_variants import comparisons_table, fitness_table
+from pipeline.runs.runfolder import RunFolder
+from pipeline.runs.tables import missing_message
+
+__all__ = ["FINDINGS", "INPUT_TABLES", "Findings", "FindingsConfig", "compute_findings", "open_run"]
+
+
+@dataclass(frozen=True)
+class _Finding:
+    name: str
+    needs: tuple[str, ...]  # run tables read (any present is enough unless ``all_needed``)
+    compute: Callable[[dict[str, pd.DataFrame], FindingsConfig, RunFolder], pd.DataFrame]
+    all_needed: bool = False
+
+
+def _comparisons(tables: dict, cfg: FindingsConfig, run: RunFolder) -> pd.DataFrame:
+    fitness = tables.get("fitness")
+    return comparisons_table(tables.get("predictions"), tables.get("bias_metrics"), fitness,
+                             list(run.manifest.get("label_names", [])), cfg, tables.get("task_metrics"))  # fmt: skip
+
+
+# The findings in the order they are computed (comparisons read fitness).
+FINDINGS: tuple[_Finding, ...] = (
+    _Finding(
+        "fitness",
+        ("predictions",),
+        lambda t, c, r: fitness_table(t["predictions"], t.get("task_metrics"), c),
+        all_needed=True,
+    ),
+    _Finding("comparisons", ("predictions", "bias_metrics"), _comparisons),
+    _Finding(
+        "bias_units",
+        ("head_ablation", "patching", "head_importance", "head_ig", "neuron_ig"),
+        lambda t, c, r: bias_units(t, c),
+    ),
+    _Finding("ig_completeness", ("head_ig", "neuron_ig", "token_ig"), lambda t, c, r: completeness_table(t, c)),
+    _Finding("concentration", ("head_ablation", "patching"), lambda t, c, r: concentration_table(t, c)),
+    _Finding(
+        "method_agreement",
+        ("head_ablation", "patching", "head_importance", "head_ig"),
+        lambda t, c, r: agreement_table(t, c),
+    ),
+    _Finding("stability", ("head_ablation", "patching"), lambda t, c, r: stability_table(t, c, r.path)),
+    _Finding("encoding", ("probes_layers", "probes_control", "erasure"), lambda t, c, r: encoding_table(t, c)),
+)
+INPUT_TABLES = (
+    "task_metrics",
+    "predictions",
+    "bias_metrics",
+    "head_ablation",
+    "patching",
+    "head_importance",
+    "head_ig",
+    "neuron_ig",
+    "token_ig",
+    "probes_layers",
+    "probes_control",
+    "erasure",
+)  # the run tables the findings read
+
+
+@dataclass
+class Findings:
+    """What :func:`compute_findings` found.
+
+    Attributes:
+        run: the run folder.
+        config: the settings used.
+        tables: finding name -> tidy table (absent when its inputs are missing or it has no rows).
+        missing: finding name -> one message per missing input table (stage and command to run).
+        errors: finding name -> why it could not be computed from the tables present.
+        inputs: the run tables that were read.
+    """
+
+    run: RunFolder
+    config: FindingsConfig
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def get(self, name: str) -> pd.DataFrame | None:
+        frame = self.tables.get(name)
+        return frame if frame is not None and len(frame) else None
+
+
+def open_run(path: str | Path) -> RunFolder:
+    """The run folder at ``path``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is not a run folder (no ``manifest.json``, no tables) or holds no table yet.
+    """
+    run = RunFolder(path)
+    has_manifest = (run.path / "manifest.json").is_file()
+    if not has_manifest and not run.tables():
+        raise ValueError(
+            f"{str(run.path)!r} is not a run folder: it has neither manifest.json nor tables/. Give the "
+            "folder `bias-atlas run CONFIG` wrote (runs/<name>), e.g. `bias-atlas report runs/demo`."
+        )
+    if not run.tables():
+        raise ValueError(
+            f"run {run.name!r} has no tables yet (its stages have not finished). Run "
+            "`bias-atlas run CONFIG` to produce them, then report."
+        )
+    return run
+
+
+def compute_findings(run: RunFolder | str | Path, cfg: FindingsConfig | None = None) -> Findings:
+    """Every finding of :data:`FINDINGS` that the run's tables allow.
+
+    Raises:
+        FileNotFoundError, ValueError: from :func:`open_run` (not a run folder, or no tables yet).
+    """
+    run = run if isinstance(run, RunFolder) else open_run(run)
+    cfg = cfg or FindingsConfig()
+    inputs, damaged = {}, {}
+    for name in (n for n in INPUT_TABLES if run.has(n)):
+        try:
+            inputs[name] = run.table(name)
+        except ValueError as err:  # a damaged table (SchemaError) costs its own findings, not the others
+            damaged[name] = str(err)
+    out = Findings(run, cfg, inputs=inputs)
+    tables = dict(inputs)
+    for finding in FINDINGS:
+        absent = [n for n in finding.needs if n not in inputs]
+        if absent:
+            out.missing[finding.name] = [damaged.get(n) or missing_message(n, run.name) for n in absent]
+        if len(absent) == len(finding.needs) or (finding.all_needed and absent):
+            continue
+        try:
+            frame = finding.compute(tables, cfg, run)
+        except (ValueError, KeyError) as err:
+            out.errors[finding.name] = f"{type(err).__name__}: {err}"
+            continue
+        if frame is not None and len(frame):
+            out.tables[finding.name] = frame
+            tables[finding.name] = frame
+    return out

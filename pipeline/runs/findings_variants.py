@@ -1,0 +1,329 @@
+"""Findings about whole variants: is a model fit to be read, and how does each variant's bias differ from its reference.
+
+Fitness (DESIGN.md section 8). A classifier is *fit to be read* when its head was trained, it beats the
+majority-class baseline (the most frequent class of the test labels, an upper bound on the baseline a constant
+predictor reaches) in a one-sided sign-flip test of the per-example difference of correctness, and its predictions
+do not collapse onto one class (the most frequent prediction covers at most ``collapse_share`` of the examples).
+Otherwise its extrinsic fairness numbers are not interpretable: a one-class model has GAP_RMS 0 by construction.
+
+Comparisons (RQ1). Every variant is evaluated on the same test examples, so the change of a metric between a
+variant and its reference is paired: :func:`pipeline.stats.paired_bootstrap` over the examples of the
+``predictions`` table for accuracy, the accuracy gap, GAP_RMS and the per-class TPR gaps (De-Arteaga et al. 2019).
+Metrics stored only as a value with an interval (counterfactual gap and flip rate, SEAT, CrowS-Pairs, StereoSet,
+WinoBias, Winogender) are compared through their intervals: ``delta = v - r`` with ``se = sqrt(se_v^2 + se_r^2)``
+(``se`` = interval width / 3.92) and a normal p-value; ignoring the positive correlation of two models scored on the
+same items makes this interval wider, i.e. conservative. References: the fine-tuned teacher (on the same training
+set) for task-level metrics, the pretrained ``teacher`` for intrinsic ones. Seeds: seed s of a variant is paired
+with seed s of its reference (else the reference's first seed); the ``pooled`` row averages the per-seed differences
+draw by draw (the same resamples of the same examples), reports their spread ``sd`` and, with three or more seeds,
+a t-test over seeds (``p_seeds``), which treats seeds as random draws of training. q-values: Benjamini-Hochberg
+within each metric, over all its variants and subsets, per level (``seed`` rows, ``pooled`` rows).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sstats
+
+from pipeline.data.task import FEMALE, MALE
+from pipeline.metrics.bootstrap import bootstrap_ci
+from pipeline.schema import tidy
+from pipeline.stats import bh_qvalues, paired_bootstrap, seeds_ttest, sign_flip_test, summarise_draws
+from pipeline.variants import Variant
+
+__all__ = ["INTRINSIC_PREFIXES", "comparisons_table", "empty_table", "extrinsic_stats", "fitness_table", "reference_of"]
+
+INTRINSIC_PREFIXES = ("seat_", "crows_", "stereoset_", "winobias_", "winogender_")
+_NOT_COMPARED = (
+    "accuracy",
+    "macro_f1",
+    "gap_rms",
+    "accuracy_gap",
+    "gap_rms_excluded_classes",
+    "cf_unchanged_texts",
+    "cf_prob_abs_change",
+)  # the first four come paired from the predictions; the rest are no bias metric
+_Z = sstats.norm.ppf(0.975)
+
+
+def empty_table() -> pd.DataFrame:
+    """A tidy table with the schema columns and no rows."""
+    return tidy(pd.DataFrame({c: pd.Series(dtype="object") for c in ("variant", "metric", "value")}))
+
+
+def reference_of(variant: str, family: str, present: set[str]) -> str | None:
+    """The reference of ``variant`` for a metric ``family`` (``intrinsic``: the pretrained teacher; else the
+    fine-tuned teacher on the same training set, or on the original one), or None (itself, or not in the run)."""
+    try:
+        parsed = Variant.parse(variant)
+    except ValueError:
+        return None
+    if family == "intrinsic":
+        ref = "teacher"
+    else:
+        same_set = Variant("teacher", "ft", parsed.training_set).name
+        ref = same_set if same_set in present else "teacher-ft"
+    return ref if ref in present and ref != variant else None
+
+
+# ---- per-example statistics ---------------------------------------------------------------------------------------
+def extrinsic_stats(labels: np.ndarray, genders: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[accuracy, accuracy_gap, gap_rms, tpr_gap_0 .. tpr_gap_{C-1}]`` of one classifier (DESIGN.md section 6):
+    ``accuracy_gap`` = accuracy(female) - accuracy(male), ``Gap_y = TPR(y, female) - TPR(y, male)`` (NaN where a
+    gender has no example of class y), ``GAP_RMS = sqrt(mean_y Gap_y^2)`` over the defined gaps."""
+    correct = labels == preds
+    out = [correct.mean() if len(correct) else np.nan]
+    acc = [correct[genders == g].mean() if (genders == g).any() else np.nan for g in (FEMALE, MALE)]
+    out.append(acc[0] - acc[1])
+    tpr = []
+    for g in (FEMALE, MALE):
+        sel = genders == g
+        pos = np.bincount(labels[sel], minlength=n_classes).astype(float)  # (C,)
+        hit = np.bincount(labels[sel & correct], minlength=n_classes).astype(float)  # (C,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpr.append(np.where(pos > 0, hit / pos, np.nan))
+    gaps = tpr[0] - tpr[1]  # (C,)
+    defined = gaps[np.isfinite(gaps)]
+    out.append(np.sqrt(np.mean(defined**2)) if len(defined) else np.nan)
+    return np.concatenate([np.asarray(out, dtype=float), gaps])
+
+
+def _arrays(preds: pd.DataFrame, variant: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(example ids, labels, genders, predictions) of one variant and seed, in example order."""
+    rows = preds[(preds["variant"] == variant) & (preds["seed"] == seed)].sort_values("example")
+    return tuple(rows[c].to_numpy(dtype=np.int64) for c in ("example", "label", "gender", "pred"))  # type: ignore
+
+
+def _head_trained(task: pd.DataFrame | None) -> dict[tuple[str, int], bool]:
+    if task is None:
+        return {}
+    rows = task[(task["metric"] == "head_trained") & (task["unit"] == "model")]
+    return {(str(v), int(s)): bool(x) for v, s, x in zip(rows["variant"], rows["seed"], rows["value"] > 0.5)}
+
+
+def fitness_table(preds: pd.DataFrame, task: pd.DataFrame | None, cfg) -> pd.DataFrame:
+    """Per variant and seed: ``accuracy`` (bootstrap interval), ``majority_baseline``, ``top_prediction_share`` and
+    ``accuracy_over_baseline`` (paired, one-sided sign-flip ``p``), with columns ``fit`` and ``reason``."""
+    trained = _head_trained(task)
+    out = []
+    for (variant, seed), _ in preds.groupby(["variant", "seed"], sort=True):
+        _, labels, _, pred = _arrays(preds, variant, seed)
+        n = len(labels)
+        majority = np.bincount(labels).argmax()
+        gain = (pred == labels).astype(float) - (labels == majority)  # (n,) per-example advantage over the baseline
+        p = sign_flip_test(gain, n_perm=cfg.n_perm, seed=cfg.seed, alternative="greater")
+        acc = bootstrap_ci(lambda c: c.mean(), (pred == labels).astype(float), n_boot=cfg.n_boot, seed=cfg.seed)
+        over = bootstrap_ci(lambda d: d.mean(), gain, n_boot=cfg.n_boot, seed=cfg.seed)
+        top = np.bincount(pred).max() / n
+        reasons = []
+        if not trained.get((str(variant), int(seed)), True):
+            reasons.append("classifier head never trained")
+        if not p < cfg.alpha:
+            reasons.append(
+                f"does not beat the majority-class baseline ({(labels == majority).mean():.3f}; one-sided p = {p:.3g})"
+            )
+        if top > cfg.collapse_share:
+            reasons.append(f"predictions collapse: {top:.0%} are class {np.bincount(pred).argmax()}")
+        base = {
+            "variant": variant,
+            "seed": seed,
+            "unit": "model",
+            "n": n,
+            "fit": not reasons,
+            "reason": "; ".join(reasons),
+        }
+        out += [{**base, "metric": "accuracy", "value": acc[0], "ci_low": acc[1], "ci_high": acc[2]},
+                {**base, "metric": "majority_baseline", "value": float((labels == majority).mean())},
+                {**base, "metric": "top_prediction_share", "value": float(top)},
+                {**base, "metric": "accuracy_over_baseline", "value": over[0], "ci_low": over[1], "ci_high": over[2],
+                 "p": p}]  # fmt: skip
+    return tidy(out) if out else empty_table()
+
+
+# ---- comparisons --------------------------------------------------------------------------------------------------
+def _seed_pairs(seeds: list[int], ref_seeds: list[int]) -> list[tuple[int, int]]:
+    return [(s, s if s in ref_seeds else min(ref_seeds)) for s in seeds]
+
+
+def _paired_rows(preds: pd.DataFrame, labels_names: list[str], variant: str, ref: str, cfg) -> list[dict]:
+    """Per-seed and pooled rows of the paired metrics of ``variant`` against ``ref``."""
+    seeds = sorted(int(s) for s in set(preds.loc[preds["variant"] == variant, "seed"]))
+    ref_seeds = sorted(int(s) for s in set(preds.loc[preds["variant"] == ref, "seed"]))
+    n_classes = max(len(labels_names), int(preds["label"].max()) + 1, int(preds["pred"].max()) + 1)
+    keys = [("model", "accuracy", ""), ("model", "accuracy_gap", ""), ("model", "gap_rms", "")] + [
+        ("class", "tpr_gap", labels_names[c] if c < len(labels_names) else str(c)) for c in range(n_classes)
+    ]
+    per_seed = []
+    for seed, ref_seed in _seed_pairs(seeds, ref_seeds):
+        ex_v, *arrays_v = _arrays(preds, variant, seed)
+        ex_r, *arrays_r = _arrays(preds, ref, ref_seed)
+        if not np.array_equal(ex_v, ex_r):
+            raise ValueError(
+                f"predictions of {variant!r} seed {seed} and {ref!r} seed {ref_seed} cover different "
+                "test examples; the comparison must be paired. Re-run the task_metrics stage."
+            )
+        result = paired_bootstrap(lambda y, g, p: extrinsic_stats(y, g, p, n_classes), arrays_v, arrays_r,
+                                  n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+        values = extrinsic_stats(*arrays_v, n_classes), extrinsic_stats(*arrays_r, n_classes)
+        per_seed.append((seed, ref_seed, result, values))
+    with warnings.catch_warnings():  # a class without both genders has NaN gaps in every seed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _seed_and_pooled_rows(variant, ref, keys, per_seed)
+
+
+def _seed_and_pooled_rows(variant: str, ref: str, keys: list[tuple[str, str, str]], per_seed: list) -> list[dict]:
+    rows = []
+    for seed, ref_seed, r, (v, rv) in per_seed:
+        for j, (unit, metric, subset) in enumerate(keys):
+            rows.append(_row(variant, ref, seed, ref_seed, "seed", unit, metric, subset, r.delta[j], r.ci_low[j],
+                             r.ci_high[j], r.p[j], r.n, 1, v[j], rv[j], "paired_bootstrap"))  # fmt: skip
+    draws = np.nanmean(np.stack([r.draws for _, _, r, _ in per_seed]), axis=0)  # (n_boot, n_stats)
+    deltas = np.stack([r.delta for _, _, r, _ in per_seed])  # (n_seeds, n_stats)
+    pooled = summarise_draws(np.nanmean(deltas, axis=0), draws, per_seed[0][2].n)
+    for j, (unit, metric, subset) in enumerate(keys):
+        row = _row(variant, ref, -1, -1, "pooled", unit, metric, subset, pooled.delta[j], pooled.ci_low[j],
+                   pooled.ci_high[j], pooled.p[j], pooled.n, len(per_seed),
+                   np.nanmean([v[j] for *_, (v, _) in per_seed]), np.nanmean([rv[j] for *_, (_, rv) in per_seed]),
+                   "paired_bootstrap")  # fmt: skip
+        rows.append({**row, "sd": _sd(deltas[:, j]), "p_seeds": seeds_ttest(deltas[:, j])})
+    return rows
+
+
+def _sd(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.std(finite, ddof=1)) if len(finite) >= 2 else float("nan")
+
+
+def _row(variant, ref, seed, ref_seed, level, unit, metric, subset, delta, low, high, p, n, n_seeds, value_v,
+         value_r, method) -> dict:  # fmt: skip
+    family = "intrinsic" if metric.startswith(INTRINSIC_PREFIXES) else ("task" if metric == "accuracy" else "extrinsic")
+    return {
+        "variant": variant,
+        "seed": seed,
+        "unit": unit,
+        "metric": metric,
+        "subset": subset,
+        "value": float(delta),
+        "delta": float(delta),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p": float(p),
+        "n": int(n),
+        "n_seeds": n_seeds,
+        "reference": ref,
+        "reference_seed": ref_seed,
+        "level": level,
+        "family": family,
+        "method": method,
+        "value_variant": float(value_v),
+        "value_reference": float(value_r),
+    }
+
+
+def _interval_metrics(bias: pd.DataFrame) -> pd.DataFrame:
+    rows = bias[(bias["unit"] == "model") & ~bias["metric"].isin(_NOT_COMPARED)
+                & ~bias["metric"].str.endswith(("_p_value", "_excluded_classes"))
+                & ~bias["subset"].fillna("").isin(("female", "male"))]  # fmt: skip
+    rows = rows[np.isfinite(rows["value"])]
+    pooling = rows["pooling"].fillna("").astype(str) if "pooling" in rows else ""
+    subset = rows["subset"].fillna("").astype(str)
+    return rows.assign(key=np.where(pooling != "", subset + "/" + pooling, subset))
+
+
+def _interval_rows(bias: pd.DataFrame, variant: str, metric: str, key: str, ref: str) -> list[dict]:
+    rows = _interval_metrics(bias)
+    sel = rows[(rows["metric"] == metric) & (rows["key"] == key)]
+    mine, theirs = sel[sel["variant"] == variant], sel[sel["variant"] == ref]
+    if mine.empty or theirs.empty:
+        return []
+    ref_seeds = sorted(int(s) for s in theirs["seed"])
+    out, deltas, ses = [], [], []
+    for seed, ref_seed in _seed_pairs(sorted(int(s) for s in mine["seed"]), ref_seeds):
+        v = mine[mine["seed"] == seed].iloc[0]
+        r = theirs[theirs["seed"] == ref_seed].iloc[0]
+        se = np.hypot((v["ci_high"] - v["ci_low"]) / (2 * _Z), (r["ci_high"] - r["ci_low"]) / (2 * _Z))
+        delta = v["value"] - r["value"]
+        p = 2 * sstats.norm.sf(abs(delta) / se) if se > 0 else float(delta == 0) if np.isfinite(se) else np.nan
+        deltas.append(delta)
+        ses.append(se)
+        out.append(
+            _row(
+                variant,
+                ref,
+                seed,
+                ref_seed,
+                "seed",
+                "model",
+                metric,
+                key,
+                delta,
+                delta - _Z * se,
+                delta + _Z * se,
+                p,
+                min(v["n"], r["n"]),
+                1,
+                v["value"],
+                r["value"],
+                "intervals",
+            )
+        )
+    delta, se = float(np.mean(deltas)), float(np.sqrt(np.sum(np.square(ses)))) / len(ses)
+    p = 2 * sstats.norm.sf(abs(delta) / se) if se > 0 else float(delta == 0) if np.isfinite(se) else np.nan
+    pooled = _row(variant, ref, -1, -1, "pooled", "model", metric, key, delta, delta - _Z * se, delta + _Z * se, p,
+                  out[0]["n"], len(out), np.mean([o["value_variant"] for o in out]),
+                  np.mean([o["value_reference"] for o in out]), "intervals")  # fmt: skip
+    out.append({**pooled, "sd": _sd(np.asarray(deltas)), "p_seeds": seeds_ttest(deltas)})
+    return out
+
+
+def comparisons_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fitness: pd.DataFrame | None,
+                      label_names: list[str], cfg, task: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """The ``comparisons`` table (module docstring): one row per (variant, seed or pooled, metric, subset) with
+    ``value`` = ``delta`` = variant - reference, its interval, ``p``, ``q`` and, on pooled rows, ``sd``,
+    ``p_seeds``, ``q_seeds``; ``interpretable`` is False for extrinsic rows of a model not fit to be read. Variants
+    whose classifier head was never trained (``head_trained`` 0 in ``task``) get no task-level comparison."""
+    rows: list[dict] = []
+    trained = _head_trained(task)
+    untrained = {v for (v, _), t in trained.items() if not t}
+    present_p = set(preds["variant"]) - untrained if preds is not None else set()
+    for variant in sorted(present_p):
+        ref = reference_of(variant, "task", present_p)
+        if ref is not None:
+            rows += _paired_rows(preds, label_names, variant, ref, cfg)
+    if bias is not None:
+        metrics = _interval_metrics(bias)
+        present_b = set(metrics["variant"])
+        for (metric, key), _ in metrics.groupby(["metric", "key"], sort=True):
+            family = "intrinsic" if metric.startswith(INTRINSIC_PREFIXES) else "extrinsic"
+            for variant in sorted(present_b - (untrained if family != "intrinsic" else set())):
+                ref = reference_of(variant, family, present_b)
+                if ref is not None:
+                    rows += _interval_rows(bias, variant, metric, key, ref)
+    if not rows:
+        return empty_table()
+    table = pd.DataFrame(rows)
+    for column in ("sd", "p_seeds"):
+        table[column] = table.get(column, np.nan)
+    table["q"], table["q_seeds"] = np.nan, np.nan
+    for _, group in table.groupby(["metric", "level"], sort=False):
+        table.loc[group.index, "q"] = bh_qvalues(group["p"].to_numpy())
+        table.loc[group.index, "q_seeds"] = bh_qvalues(group["p_seeds"].to_numpy())
+    fit = _fit_map(fitness)
+    table["interpretable"] = [family == "intrinsic" or (fit.get((v, s), True) and fit.get((r, rs), True))
+                              for family, v, s, r, rs in zip(table["family"], table["variant"], table["seed"],
+                                                             table["reference"], table["reference_seed"])]  # fmt: skip
+    return tidy(table)
+
+
+def _fit_map(fitness: pd.DataFrame | None) -> dict[tuple[str, int], bool]:
+    """(variant, seed) -> fit; seed -1 (pooled rows): fit when every seed is."""
+    if fitness is None or fitness.empty:
+        return {}
+    per = fitness.drop_duplicates(["variant", "seed"])
+    out = {(str(v), int(s)): bool(f) for v, s, f in zip(per["variant"], per["seed"], per["fit"])}
+    for variant, group in per.groupby("variant"):
+        out[(str(variant), -1)] = bool(group["fit"].all())
+    return out
