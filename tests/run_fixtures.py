@@ -72,8 +72,8 @@ def save_teacher(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def run_pipeline(config: dict):
-    """``pipeline.runs.run.run`` on one thread (torch and numpy's BLAS).
+def run_pipeline(config: dict, **options):
+    """``pipeline.runs.run.run`` on one thread (torch and numpy's BLAS); ``options`` go to ``run`` (``only``...).
 
     These forward passes are small, and on a shared 2-core machine a second intra-op thread makes every op wait
     for a busy core (measured: ``tanh`` on 128 x 64 takes 8 ms on 2 threads, 19 us on 1).
@@ -82,6 +82,6 @@ def run_pipeline(config: dict):
     torch.set_num_threads(1)
     try:
         with threadpool_limits(1):
-            return run(config_from_dict(config))
+            return run(config_from_dict(config), **options)
     finally:
         torch.set_num_threads(threads)

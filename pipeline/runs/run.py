@@ -62,6 +62,7 @@ from pipeline.models import resolve_source
 from pipeline.files import remove_stale_temps
 from pipeline.runs.executors import RayResources, ray_prefill
 from pipeline.runs.manifest import Manifest, run_lock
+from pipeline.runs.report import write_report
 from pipeline.runs.stages import REPO_ROOT, Stage, StageContext, run_stages, sha256_json
 from pipeline.runs.tables import TABLES
 from pipeline.runs.units import check_analysis_variants
@@ -352,4 +353,7 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
             for stale in remove_stale_temps(run_dir):
                 log.info("removed %s, left by a killed run", stale)
         actions, skipped = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
+        if state.is_main_process and "findings" in actions:  # the report is the run's last product
+            index, _ = write_report(run_dir, cfg.findings)
+            log.info("[report] %s", index)
     return RunResult(run_dir, plan, actions, skipped)

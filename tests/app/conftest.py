@@ -53,5 +53,5 @@ def partial_run(tmp_path_factory, demo_run, demo_teacher) -> Path:
     kept = {"build": manifest["stages"]["build"]}
     (run_dir / "manifest.json").write_text(json.dumps({**manifest, "name": "partial", "stages": kept}))
     result = run_pipeline(demo_config(out, demo_teacher, name="partial", analyses=[]))
-    assert result.actions == {"build": "cached", "task_metrics": "ran"}, result.actions
+    assert result.actions == {"build": "cached", "task_metrics": "ran", "findings": "ran"}, result.actions
     return run_dir

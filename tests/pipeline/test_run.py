@@ -166,12 +166,12 @@ def test_rerun_is_cached_and_forced_rerun_gives_identical_tables(finished, caplo
     before = {t: read_table(run_dir / "tables" / f"{t}.parquet") for t in ("task_metrics", "predictions", "training")}
     with caplog.at_level(logging.INFO, logger="pipeline"):
         assert main(["run", str(path)]) == 0
-    for stage in ("build", "task_metrics", "bias_metrics", "attribution", "probes"):
+    for stage in ("build", "task_metrics", "bias_metrics", "attribution", "probes", "findings"):
         assert f"[{stage}] cached" in caplog.text
     cfg = config_from_dict(__import__("tomllib").loads(path.read_text()))
     assert run(cfg, force=["task_metrics"]).actions == {"build": "cached", "task_metrics": "ran",
                                                         "bias_metrics": "cached", "attribution": "cached",
-                                                        "probes": "cached"}
+                                                        "probes": "cached", "findings": "ran"}
     after = {t: read_table(run_dir / "tables" / f"{t}.parquet") for t in before}
     measured = before["task_metrics"]["metric"].str.startswith("latency")
     pd.testing.assert_frame_equal(before["task_metrics"][~measured], after["task_metrics"][~measured])
