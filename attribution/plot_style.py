@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.variants import variant_sort_key
 
 __all__ = [
-    "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "colourbar_label", "fair_reference", "label",
+    "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "bias_sign", "colourbar_label", "fair_reference", "label",
     "model_total", "select", "style", "styled", "tick_step",
 ]
 
@@ -144,6 +144,15 @@ def model_total(frame: pd.DataFrame | None, metric: str) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def bias_sign(metric: str, total: float | None) -> int | None:
+    """The sign (+1 / -1) of a unit effect of ``metric`` that adds to the model's bias, given the model's own score
+    ``total`` (:func:`model_total`); None when the metric has no such rule or the total is unknown or 0."""
+    rule = _SIGN_RULES.get(metric)
+    if rule is None or total is None or not np.isfinite(total) or total == 0:
+        return None
+    return int(np.sign(total)) * (1 if rule[0] == "same" else -1)
+
+
 def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float | None = None) -> str:
     """Two lines for a colour bar: what the effect is measured on, and which sign means more bias.
 
@@ -154,10 +163,9 @@ def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float 
     score = _score_of(rows)
     first = label(metric, rows)
     words = _SIGN_WORDS.get(metric, "").replace("{score}", score)
-    rule = _SIGN_RULES.get(metric)
-    if rule is not None and total is not None and np.isfinite(total) and total != 0:
-        adds_positive = (total > 0) == (rule[0] == "same")
-        words = f"model {score} {total:+.2g}: {'red (+)' if adds_positive else 'blue (-)'} adds bias"
+    sign = bias_sign(metric, total)
+    if sign is not None:
+        words = f"model {score} {total:+.2g}: {'red (+)' if sign > 0 else 'blue (-)'} adds bias"
     return f"{first}\n{words}" if words else first
 
 

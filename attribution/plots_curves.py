@@ -101,12 +101,12 @@ def cumulative_curve(frame: pd.DataFrame, *, flags: Mapping[str, str] | None = N
                 ax.fill_between(x, by_x.min().to_numpy(), by_x.max().to_numpy(), color=GREY, alpha=0.25, lw=0)
             ax.set_title(_name(variant, flags) if j == 0 else "", fontsize=6,
                          color=FLAG_COLOUR if flags and variant in flags else "black")
-            ax.set_ylabel(label(metric, part) if c == 0 else "", fontsize=6)
+            ax.set_ylabel(label(metric, part).replace(" with heads ablated", "") if c == 0 else "", fontsize=6)
             ax.set_xlabel(("fraction ablated" if x_col == "fraction" else "heads ablated") if j == len(metrics) - 1
                           else "", fontsize=6)
             ax.tick_params(labelsize=5)
             ax.locator_params(nbins=4)
-    for ax in axes.ravel()[len(variants) * 0:]:
+    for ax in axes.ravel():
         if not ax.has_data():
             ax.set_visible(False)
     handles = [Line2D([], [], color=c, ls=s, lw=1, label=t) for c, s, t in _ORDER_LOOK.values()]
@@ -248,27 +248,35 @@ def _family(method: str) -> str:
     return next((f for f in METHOD_MARKERS if method.startswith(f)), "other")
 
 
-def _place_labels(fig: Figure, ax, points: list[tuple[float, float, str, str]]) -> None:
-    """Write each label beside its point where it overlaps no label placed before (greedy over eight offsets);
-    labels stay inside the axes. ``points``: (x, y, text, colour)."""
+_OFFSETS = [(dx * r, dy * r) for r in (1, 2, 3, 4, 5) for dx, dy in ((4, 3), (4, -8), (-4, 3), (-4, -8), (0, 9),
+                                                                   (0, -14))]  # points; spiralling outwards
+
+
+def _place_labels(fig: Figure, ax, points: list[tuple[float, float, str, str]]) -> int:
+    """Write each label beside its point where it overlaps no label placed before and no other point (greedy over
+    offsets spiralling outwards, with a leader line beyond the nearest ring); labels stay inside the axes.
+    ``points``: (x, y, text, colour). Returns how many labels found no free place and were left out."""
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
-    placed = []
-    offsets = [(3, 2), (3, -7), (-3, 2), (-3, -7), (3, 9), (3, -14), (-3, 9), (-3, -14), (3, 16), (3, -21)]
+    markers = [ax.transData.transform((x, y)) for x, y, _, _ in points]
+    placed, left_out = [], 0
     for x, y, text, colour in points:
-        best = None
-        for dx, dy in offsets:
+        for dx, dy in _OFFSETS:
+            far = abs(dx) > 4 or abs(dy) > 14
             artist = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=5, color=colour,
-                                 ha="left" if dx > 0 else "right")
+                                 ha="left" if dx > 0 else "right" if dx < 0 else "center", va="center",
+                                 arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "#999999"} if far else None)
             extent = artist.get_window_extent(renderer)
             inside = box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0 and extent.y1 <= box.y1
-            clear = not any(extent.overlaps(other) for other in placed)
+            clear = not any(extent.overlaps(other) for other in placed) and not any(
+                extent.x0 - 2 <= mx <= extent.x1 + 2 and extent.y0 - 2 <= my <= extent.y1 + 2 for mx, my in markers)
             if inside and clear:
-                best = artist
+                placed.append(extent)
                 break
             artist.remove()
-        if best is not None:
-            placed.append(best.get_window_extent(renderer))
+        else:
+            left_out += 1
+    return left_out
 
 
 @styled
@@ -289,7 +297,7 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
     recipes = {v: Variant.parse(v) for v, _ in points.index}
-    unfit = lambda v, s: flags.get((v, s)) or flags.get(v)  # noqa: E731
+    unfit = lambda v, s: flags.get((v, s)) or flags.get(v)
     for (variant, seed), p in points.iterrows():
         recipe = recipes[variant]
         colour = GREY if unfit(variant, seed) else ORDER_COLOURS[recipe.order]
@@ -318,10 +326,15 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
     fig.legend(handles=handles, loc="outside right upper", fontsize=6)
     fig.canvas.draw()  # lay out first, so that labels are placed in their final positions
     fig.set_layout_engine("none")
-    means = points.groupby(level="variant").mean()
+    several_seeds = points.index.get_level_values("seed").nunique() > 1
+    labelled = points if len(points) <= 16 else points.groupby(level="variant").head(1)
+    left_out = 0
     for ax, key in zip(axes, ("size", "acc")):
-        labels = [(means.at[v, (key, "value")], means.at[v, ("bias", "value")], _name(v, flags) if any(
-            unfit(v, s) for s in points.loc[v].index) else v, FLAG_COLOUR if any(unfit(v, s) for s in points.loc[v].index)
-            else "#444444") for v in sorted(means.index, key=variant_sort_key)]
-        _place_labels(fig, ax, labels)
+        labels = [(p[key, "value"], p["bias", "value"], v + (f" s{s}" if several_seeds and len(labelled) == len(points)
+                                                             else "") + (" (not fit)" if unfit(v, s) else ""),
+                   FLAG_COLOUR if unfit(v, s) else "#444444") for (v, s), p in labelled.iterrows()]
+        left_out = max(left_out, _place_labels(fig, ax, labels))
+    if left_out:
+        fig.text(0.99, 0.01, f"{left_out} labels left out (no free place)", ha="right", va="bottom", fontsize=5,
+                 color="#666666")
     return fig

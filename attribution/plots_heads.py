@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Ellipse, Rectangle
+from matplotlib.patches import Rectangle
 
 from attribution.plot_style import (
     DOUBLE_COLUMN_IN,
@@ -95,15 +95,19 @@ def _draw_heads(ax, matrix: np.ndarray, norm: Normalize, cmap: str, panel_in: tu
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.spines[:].set_visible(False)
-    for layer, head in np.ndindex(matrix.shape):
-        if share is not None and np.isfinite(share[layer, head]):
-            if share[layer, head] == 0:
-                ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fc="white", ec="none", alpha=0.6))
-            else:
-                filled = share[layer, head] == 1
-                ax.add_patch(Ellipse((head, layer), 0.32, 0.32, fc="black" if filled else "none",
-                                     ec="black" if not filled else "white", lw=0.6 if not filled else 0.3))
-        if carried is not None and carried[layer, head]:
+    cell_pt = min(panel_in[0] * 72 / n_heads, panel_in[1] * 72 / n_layers)
+    size = float(np.clip(0.3 * cell_pt, 1.5, 5.0)) ** 2  # marker area in pt^2, a third of a cell across
+    if share is not None:
+        faded = np.argwhere(share == 0)
+        for layer, head in faded:
+            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fc="white", ec="none", alpha=0.6))
+        for filled in (True, False):
+            at = np.argwhere(share == 1) if filled else np.argwhere((share > 0) & (share < 1))
+            if len(at):
+                ax.scatter(at[:, 1], at[:, 0], s=size, marker="o", c="black" if filled else "none",
+                           edgecolors="white" if filled else "black", linewidths=0.4 if filled else 0.7)
+    if carried is not None:
+        for layer, head in np.argwhere(carried):
             ax.add_patch(Rectangle((head - 0.42, layer - 0.42), 0.84, 0.84, fill=False, ec="black", lw=1.0))
     return image
 

@@ -36,7 +36,8 @@ from transformers import AutoModelForSequenceClassification, PretrainedConfig
 from pipeline.anatomy import Anatomy
 from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_config, load_model, resolve_source
 
-__all__ = ["MLM_HEAD_KEY", "MlmHead", "as_classifier", "describe_mlm_head", "mlm_head_state", "read_mlm_head"]
+__all__ = ["MLM_HEAD_KEY", "SHIPPED", "MlmHead", "absent_reason", "as_classifier", "describe_mlm_head", "mlm_head_state",
+           "read_mlm_head"]
 
 MLM_HEAD_KEY = "mlm_head"  # config attribute written by the pipeline: provenance of the saved MLM head
 _ORIGINS = {"checkpoint": "pretrained", "mlm": "masked-LM fine-tuned", "distil": "trained by general distillation"}

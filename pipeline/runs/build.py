@@ -17,7 +17,8 @@ op                     MLM head saved with the variant
 ``distil`` (general)   the student's, trained by general distillation (copied from the teacher's, then trained
                        with the masked-LM and soft-target losses); the classifier head is new and untrained
 ``distil`` (task)      the teacher's, carried over (``since`` gains ``distilled``)
-``finetune``, ``prune``, ``sparse``, ``int8``  the input's, carried over (``since`` gains what the step did)
+``finetune``           the input's, carried over (``since`` gains ``fine-tuned``); likewise ``prune``
+                       (``head-pruned``), ``sparse`` (``magnitude-pruned``), ``int8`` (``quantised to int8``)
 ``tiny``               none: the student is narrower than the teacher's head
 =====================  ==========================================================================================
 """

@@ -6,13 +6,22 @@ written (:func:`save_figure`, atomically) as PNG (300 dpi), PDF and/or SVG at th
 stage that writes it. Files (``<variant>`` and ``<metric>`` as in the tables):
 
     heads_<metric>_<variant>.*       layer x head map per variant (mean over seeds): ablation delta_score /
-                                     delta_accuracy, grad_importance, ig, indirect_effect, probe_accuracy
-    compare_<metric>.*               the variants side by side, with per-layer means on normalised depth
-    cumulative_ablation.*            cumulative head-ablation curves with CI bands
+                                     delta_accuracy, grad_importance, ig, indirect_effect, probe_accuracy; heads
+                                     with q < alpha marked, heads that carry bias (findings) boxed
+    compare_<metric>.*               every variant side by side (small multiples wrapping after four), on one
+                                     absolute colour scale, with per-layer means on normalised depth
+    cumulative_ablation.*            cumulative head-ablation curves with CI bands, one panel per model
+    layer_ablation.*                 whole-layer ablation effects on normalised depth
     probe_curves.*                   layer probes on normalised depth
+    probe_selectivity.*              control-task accuracy and selectivity per layer
     bias_vs_compression.*            GAP_RMS against size and accuracy, by method and fine-tuning order
-    tokens_<variant>_ex<k>.*         token attributions of the first examples (smallest seed)
+    tokens_<variant>_ex<k>.*         token attributions of the examples with the largest |sum of attributions|
+                                     (smallest seed), on one colour scale for all variants and examples
     top_neurons_<variant>.*          the FFN neurons with the largest integrated-gradients attribution
+
+Models not fit to be read (the findings' ``fitness`` table, else computed from ``predictions``:
+:func:`pipeline.runs.viewer_data.model_status`) are named on every figure that shows them, and drawn grey in
+bias_vs_compression.
 
 References: Michel et al. 2019 (head ablation, importance), Sundararajan et al. 2017 (integrated gradients),
 Vig et al. 2020 (patching), Hewitt & Liang 2019 (probes), Leteno et al. 2023 (normalised-depth comparison).
@@ -33,7 +42,9 @@ from tqdm.auto import tqdm
 from attribution import plots
 from pipeline.files import write_bytes
 from pipeline.runs.runfolder import RunFolder
+from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.tables import HEAD_MAPS
+from pipeline.runs.viewer_data import flags_by_point, flags_by_variant, model_status
 from pipeline.schema import SchemaError
 from pipeline.variants import variant_sort_key
 
@@ -42,7 +53,6 @@ __all__ = ["FORMATS", "figure_bytes", "main", "make_figures", "save_figure"]
 FORMATS = ("png", "pdf", "svg")
 
 N_TOKEN_EXAMPLES = 3  # token-attribution figures per variant
-MAX_COMPARED = 4  # variants per side-by-side figure (the first ones, teacher first)
 
 Job = tuple[str, Callable[[], Figure]]
 
@@ -71,7 +81,8 @@ def _variants(frame: pd.DataFrame) -> list[str]:
     return sorted(set(frame["variant"]), key=variant_sort_key)
 
 
-def _head_jobs(tables: dict[str, pd.DataFrame]) -> Iterator[Job]:
+def _head_jobs(tables: dict[str, pd.DataFrame], flags: dict[str, str], cfg: FindingsConfig) -> Iterator[Job]:
+    units = tables.get("bias_units")
     for _, name, metrics in HEAD_MAPS:
         if name not in tables:
             continue
@@ -80,38 +91,56 @@ def _head_jobs(tables: dict[str, pd.DataFrame]) -> Iterator[Job]:
         if metric is None:
             print(f"note: {name} has no head rows for {' or '.join(metrics)}; skipping its maps")
             continue
-        rows = heads[heads["metric"] == metric]
-        variants = _variants(rows)
+        carries = None if units is None else units[units["metric"] == metric]
+        variants = _variants(heads[heads["metric"] == metric])
         for variant in variants:
-            part = rows[rows["variant"] == variant]
-            yield f"heads_{metric}_{variant}", lambda part=part, metric=metric: plots.head_heatmap(part, metric)
+            part = tables[name][tables[name]["variant"] == variant]
+            mine = None if carries is None else carries[carries["variant"] == variant]
+            yield (f"heads_{metric}_{variant}", lambda part=part, metric=metric, mine=mine, variant=variant:
+                   plots.head_heatmap(part, metric, alpha=cfg.alpha, carries=mine, flag=flags.get(variant)))
         if len(variants) > 1:
-            chosen = {v: rows[rows["variant"] == v] for v in variants[:MAX_COMPARED]}
-            yield f"compare_{metric}", lambda chosen=chosen, metric=metric: plots.side_by_side_heatmaps(chosen, metric)
+            chosen = {v: tables[name][tables[name]["variant"] == v] for v in variants}
+            yield (f"compare_{metric}", lambda chosen=chosen, metric=metric, carries=carries: plots.side_by_side_heatmaps(
+                chosen, metric, alpha=cfg.alpha, carries=carries, flags={v: flags[v] for v in chosen if v in flags}))
 
 
-def _jobs(tables: dict[str, pd.DataFrame]) -> Iterator[Job]:
-    yield from _head_jobs(tables)
+def _token_jobs(tokens: pd.DataFrame, flags: dict[str, str], label_names: tuple[str, ...]) -> Iterator[Job]:
+    tokens = tokens[tokens["unit"] == "token"].astype({"example": int})  # not the rows of skipped variants
+    if tokens.empty:
+        return
+    first = tokens[tokens["seed"] == tokens.groupby("variant")["seed"].transform("min")]
+    vlim = float(first["value"].abs().max())  # one scale for every exported token figure
+    for variant in _variants(first):
+        rows = first[first["variant"] == variant]
+        totals = rows.groupby("example")["value"].sum().abs().sort_values(ascending=False, kind="stable")
+        for example in totals.index[:N_TOKEN_EXAMPLES]:
+            yield (f"tokens_{variant}_ex{example}", lambda rows=rows, example=example, variant=variant:
+                   plots.token_attributions(rows, int(example), vlim=vlim, label_names=label_names,
+                                            flag=flags.get(variant)))
+
+
+def _jobs(tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsConfig,
+          label_names: tuple[str, ...] = ()) -> Iterator[Job]:
+    flags, points = flags_by_variant(status), flags_by_point(status)
+    yield from _head_jobs(tables, flags, cfg)
     if "cumulative_ablation" in tables:
-        yield "cumulative_ablation", lambda: plots.cumulative_curve(tables["cumulative_ablation"])
+        yield "cumulative_ablation", lambda: plots.cumulative_curve(tables["cumulative_ablation"], flags=flags)
+    if "head_ablation" in tables and (tables["head_ablation"]["unit"] == "layer").any():
+        yield "layer_ablation", lambda: plots.layer_effects(tables["head_ablation"], flags=flags)
     if "probes_layers" in tables:
-        yield "probe_curves", lambda: plots.probe_curves(tables["probes_layers"])
+        yield "probe_curves", lambda: plots.probe_curves(tables["probes_layers"], flags=flags)
+    if "probes_control" in tables:
+        yield "probe_selectivity", lambda: plots.selectivity_curves(tables["probes_control"], flags=flags)
     if "task_metrics" in tables and "bias_metrics" in tables:
-        yield "bias_vs_compression", lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"])
+        yield "bias_vs_compression", lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"],
+                                                                       flags=points)
     if "token_ig" in tables:
-        tokens = tables["token_ig"]
-        tokens = tokens[tokens["unit"] == "token"].astype({"example": int})  # not the rows of skipped variants
-        for variant in _variants(tokens):
-            rows = tokens[tokens["variant"] == variant]
-            rows = rows[rows["seed"] == rows["seed"].min()]
-            for example in sorted(set(rows["example"]))[:N_TOKEN_EXAMPLES]:
-                yield (f"tokens_{variant}_ex{example}",
-                       lambda rows=rows, example=example: plots.token_attributions(rows, int(example)))
+        yield from _token_jobs(tables["token_ig"], flags, label_names)
     if "neuron_ig" in tables:
         neurons = tables["neuron_ig"]
-        for variant in _variants(neurons):
-            yield (f"top_neurons_{variant}",
-                   lambda variant=variant: plots.top_neurons(neurons[neurons["variant"] == variant]))
+        for variant in _variants(neurons[neurons["unit"] == "neuron"]):
+            yield (f"top_neurons_{variant}", lambda variant=variant: plots.top_neurons(
+                neurons[neurons["variant"] == variant], alpha=cfg.alpha, flag=flags.get(variant)))
 
 
 def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
@@ -132,8 +161,9 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
         raise ValueError(f"formats={list(formats)!r}: choose one or more of {', '.join(FORMATS)}.")
     run = RunFolder(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
-    wanted = {t for _, t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "task_metrics", "bias_metrics",
-                                          "token_ig", "neuron_ig"}
+    wanted = {t for _, t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "probes_control", "task_metrics",
+                                          "bias_metrics", "token_ig", "neuron_ig"}
+    quiet = ("bias_units", "fitness", "predictions")  # read when present (marks and flags), never a note
     tables = {}
     for name in sorted(wanted):
         if not run.has(name):
@@ -143,8 +173,22 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
             tables[name] = run.table(name)
         except SchemaError as err:  # a damaged table costs its own figures, not the others
             print(f"warning: skipping figures from {name}: {err}")
+    for name in quiet:
+        try:
+            tables[name] = run.table(name) if run.has(name) else None
+        except SchemaError as err:
+            print(f"warning: {name} is damaged ({err}); figures are drawn without it")
+            tables[name] = None
+    extra = {name: tables.pop(name) for name in quiet}
+    if extra["bias_units"] is not None:
+        tables["bias_units"] = extra["bias_units"]
+    section = run.manifest.get("config", {}).get("findings") or {}
+    cfg = FindingsConfig(**section)
+    status = model_status(extra["fitness"], tables.get("task_metrics"), extra["predictions"], cfg)
+    label_names = tuple(run.manifest.get("label_names") or ())
     written: list[Path] = []
-    for stem, draw in tqdm(list(_jobs(tables)), desc="figures", unit="figure", disable=None):
+    for stem, draw in tqdm(list(_jobs(tables, status, cfg, label_names)), desc="figures", unit="figure",
+                           disable=None):
         try:
             fig = draw()
         except ValueError as err:

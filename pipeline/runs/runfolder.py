@@ -243,8 +243,10 @@ _OVERVIEW = (
     ("n_params", "task", ("params",), ("", "all", "test")),
     ("size_mb", "task", ("size_mb",), ("", "all", "test")),
     ("accuracy", "task", ("accuracy",), ("", "all", "test")),
+    ("macro_f1", "task", ("macro_f1",), ("", "all", "test")),
     ("gap_rms", "bias", ("gap_rms",), ("", "all")),
     ("cf_gap", "bias", ("cf_prob_gap",), ("all", "")),
+    ("cf_flip_rate", "bias", ("cf_flip_rate",), ("all", "")),
     ("crows_stereo_pct", "bias", ("crows_stereo_pct",), ("gender", "all")),
     ("stereoset_ss", "bias", ("stereoset_ss",), ("gender", "overall")),
     ("stereoset_icat", "bias", ("stereoset_icat",), ("gender", "overall")),
@@ -274,8 +276,9 @@ def overview_table(task: pd.DataFrame | None, bias: pd.DataFrame | None) -> pd.D
 
     Columns: variant, seed, method, order, training_set (``original`` unless the name carries ``@<set>``), then for
     each metric ``<name>`` plus ``<name>_lo`` / ``<name>_hi``
-    when the table has intervals: n_params, size_mb, accuracy (task_metrics), gap_rms, cf_gap (``cf_prob_gap``,
-    subset all), crows_stereo_pct, stereoset_ss, stereoset_icat (gender subset) and ``seat_abs_d``, the mean
+    when the table has intervals: n_params, size_mb, accuracy, macro_f1 (task_metrics), gap_rms, cf_gap
+    (``cf_prob_gap``, subset all), cf_flip_rate, crows_stereo_pct, stereoset_ss, stereoset_icat (gender subset) and
+    ``seat_abs_d``, the mean
     absolute SEAT effect size over all tests and poolings (May et al. 2019). Metrics the pipeline skipped (no
     trained MLM head) stay NaN; columns no table has are left out.
     """
@@ -288,6 +291,11 @@ def overview_table(task: pd.DataFrame | None, bias: pd.DataFrame | None) -> pd.D
         columns[column] = rows["value"]
         if rows["ci_low"].notna().any():
             columns[f"{column}_lo"], columns[f"{column}_hi"] = rows["ci_low"], rows["ci_high"]
+    accuracy = _model_rows(bias, ("accuracy",), ("all", ""))  # the bias table's copy has a bootstrap interval
+    if "accuracy" in columns and "accuracy_lo" not in columns and accuracy is not None:
+        same = accuracy.reindex(columns["accuracy"].index)
+        agree = np.isclose(same["value"], columns["accuracy"], atol=1e-9)
+        columns["accuracy_lo"], columns["accuracy_hi"] = same["ci_low"].where(agree), same["ci_high"].where(agree)
     if bias is not None:
         seat = bias[(bias["unit"] == "model") & (bias["metric"] == "seat_effect_size")]
         if len(seat):

@@ -16,9 +16,9 @@ import pytest
 from hub_standins import build_standins, shrunk_paper_config
 from run_fixtures import run_pipeline
 
-from pipeline.metrics.cli import main as metrics_cli
 from pipeline.metrics.evaluate import MLM_FAMILIES
 from pipeline.models import load_model
+from pipeline.runs.cli import main as atlas
 from pipeline.runs.config import config_from_dict
 from pipeline.runs.figures import main as figures_cli
 from pipeline.runs.plan import plan_variants
@@ -120,13 +120,14 @@ def test_a_balanced_student_is_aligned_with_the_balanced_teacher_and_the_viewer_
     assert any((result.run_dir / "figures").glob("*.png"))
 
 
-def test_metrics_cli_on_the_hub_layouts_reads_a_usable_head_and_names_an_untrained_one(standins, capsys):
+def test_metrics_command_reads_a_usable_head_and_names_an_untrained_one(standins, capsys):
+    """``bias-atlas metrics crows --model <folder>`` on the TinyBERT layout and on the bert-base-uncased layout."""
     tinybert = standins["huawei-noah/TinyBERT_General_4L_312D"]
-    assert metrics_cli(["crows", "--model", str(tinybert), "--max-examples", "4", "--n-boot", "5"]) == 0
+    assert atlas(["metrics", "crows", "--model", str(tinybert), "--max-examples", "4", "--n-boot", "5"]) == 0
     out = capsys.readouterr().out
     assert "skipped: MLM head untrained: masked-token top-1 accuracy" in out and "check: top-1" in out
-    assert metrics_cli(["crows", "--model", str(standins["bert-base-uncased"]), "--max-examples", "4",
-                        "--n-boot", "5"]) == 0
+    assert atlas(["metrics", "crows", "--model", str(standins["bert-base-uncased"]), "--max-examples", "4",
+                  "--n-boot", "5"]) == 0
     out = capsys.readouterr().out
     assert "skipped:" not in out and "crows_stereo_pct" in out and "(passed)" in out
 

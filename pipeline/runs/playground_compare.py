@@ -1,0 +1,83 @@
+"""The Playground's second half: the typed sentence in several saved models side by side (teacher and students):
+each model's prediction, its counterfactual gap P(ŷ | text) - P(ŷ | twin), and the tokens' integrated-gradients
+attributions of that gap (:class:`attribution.ig.TokenIntegratedGradients`, Sundararajan et al. 2017) on one colour
+scale. Models not fit to be read are named; int8 models have no gradients and get their prediction only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from attribution.data import AttributionData
+from attribution.ig import TokenIntegratedGradients
+from attribution.scores import CounterfactualGap
+from pipeline.gates import ones_gates
+from pipeline.runs.viewer import figure, point_flags
+
+__all__ = ["IG_STEPS", "MAX_DEFAULT", "compare_models", "token_ig"]
+
+IG_STEPS = 16
+MAX_DEFAULT = 6  # models compared by default
+
+
+@st.cache_data(show_spinner="Explaining the tokens…", max_entries=64)
+def token_ig(folder: str, text: str, twin: str, pred: int) -> pd.DataFrame:
+    """Token attributions of P(ŷ | text) - P(ŷ | twin) for the model saved in ``folder`` (ŷ = ``pred``), as
+    ``token_ig`` rows of example 0 (the attribution of the raw change p(ŷ | twin) - p(ŷ | text), negated)."""
+    from pipeline.runs.playground import _model  # the Playground's cached model (that module imports this one)
+
+    loaded = _model(folder)
+    data = AttributionData.from_texts(loaded, [text], cf_texts=[twin], labels=[pred], name="playground")
+    with torch.enable_grad():
+        rows = TokenIntegratedGradients(loaded, CounterfactualGap()).attribute(data, n_steps=IG_STEPS, progress=False)
+    return rows.assign(value=-rows["value"], score="cf_gap")
+
+
+def compare_models(view, text: str, twin: str, choices: list, current: tuple, prefix: Callable,
+                   table: Callable[[str, pd.DataFrame], None]) -> None:
+    """The section: a multiselect of ``choices`` (run, variant, seed), their outcomes and token attributions."""
+    from pipeline.runs.playground import _model, _probabilities  # (that module imports this one)
+
+    st.subheader("The same sentence in other models")
+    label = lambda c: f"{prefix(c[0])}{c[1]} (seed {c[2]})"
+    default = [c for c in choices if c[2] == current[2]][:MAX_DEFAULT]
+    picked = st.multiselect("Models", choices, default=default, format_func=label, key="play_compare")
+    if not picked:
+        return
+    flags = point_flags(view)
+    rows, explained = [], []
+    for run, variant, seed in picked:
+        folder = str(run.model_dir(variant, seed))
+        try:
+            loaded = _model(folder)
+        except (OSError, ValueError) as err:
+            st.caption(f"{variant} seed {seed} cannot be loaded: {err}")
+            continue
+        probs = _probabilities(loaded, [text, twin], ones_gates(loaded.anatomy))
+        pred = int(probs[0].argmax())
+        name = prefix(run) + variant
+        rows.append({"model": name, "seed": seed, "prediction": loaded.model.config.id2label.get(pred, str(pred)),
+                     "P(ŷ|text)": float(probs[0, pred]), "P(ŷ|twin)": float(probs[1, pred]),
+                     "gap P(ŷ|text) − P(ŷ|twin)": float(probs[0, pred] - probs[1, pred]),
+                     "fit to read": "✗ " + flags[(name, seed)] if (name, seed) in flags else "✓"})
+        explained.append((folder, name, seed, pred))
+    table("playground_models", pd.DataFrame(rows))
+    if not st.checkbox(f"Token attributions (integrated gradients, {IG_STEPS} steps)", value=True,
+                       key="play_tokens"):
+        return
+    frames = {}
+    for folder, name, seed, pred in explained:
+        try:
+            frames[(name, seed)] = token_ig(folder, text, twin, pred).assign(variant=name, seed=seed)
+        except (RuntimeError, ValueError, TypeError) as err:
+            st.caption(f"{name} seed {seed}: no token attributions ({type(err).__name__}: {str(err)[:160]}).")
+    if not frames:
+        return
+    vlim = max(float(f["value"].abs().max()) for f in frames.values()) or None
+    for (name, seed), frame in frames.items():
+        figure(f"play_tokens_{name}_seed{seed}", "token_attributions", frame, 0, vlim=vlim,
+               flag=flags.get((name, seed)))
+    st.caption("One colour scale for all models: + = the token raises P(ŷ|text) − P(ŷ|twin).")
