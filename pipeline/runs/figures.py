@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from attribution import plots
 from pipeline.files import write_bytes
-from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.findings_config import FindingsConfig
+from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.tables import HEAD_MAPS
 from pipeline.runs.viewer_data import flags_by_point, flags_by_variant, model_status
 from pipeline.schema import SchemaError

@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_model
+from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.runs.stages import StageContext
 from pipeline.variants import Variant
 

@@ -28,47 +28,36 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import platform
 import subprocess
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import PartialState
 
-from pipeline.anatomy import SUPPORTED_FAMILIES
-from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_findings, stage_probes, task_metrics
-from pipeline.compress.distil import check_layer_map
-from pipeline.runs.plan import Step, format_plan, plan_variants, select
-from pipeline.compress.tiny import default_tiny_map
-from pipeline.runs.config import ConfigError, RunConfig
-from pipeline.data import (
-    BIOS_HUB_ID,
-    GenderSwapper,
-    TaskData,
-    rebalance_genders,
-    split_task,
-)
-from pipeline.checkpoints import load_config
-from pipeline.data.sampling import seeded_rows
-from pipeline.data.tasks import load_task
-from pipeline.models import resolve_source
+from pipeline.data import GenderSwapper
 from pipeline.files import remove_stale_temps
+from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_findings, stage_probes, task_metrics
+from pipeline.runs.code_version import REPO_ROOT
+from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.runs.executors import RayResources, ray_prefill
 from pipeline.runs.manifest import Manifest, run_lock
+from pipeline.runs.plan import Step, format_plan, plan_variants, select
+from pipeline.runs.preflight import preflight
 from pipeline.runs.report import write_report
-from pipeline.runs.stages import REPO_ROOT, Stage, StageContext, run_stages, sha256_json
+from pipeline.runs.stages import Stage, StageContext, run_stages
 from pipeline.runs.tables import TABLES
+from pipeline.runs.task_data import TaskSplits, load_task_splits
 from pipeline.runs.units import check_analysis_variants
 from pipeline.train import make_accelerator
 
 __all__ = ["STAGES", "RunResult", "TaskSplits", "load_task_splits", "preflight", "run"]
+
 
 log = logging.getLogger("pipeline.runs.run")
 
@@ -76,154 +65,6 @@ log = logging.getLogger("pipeline.runs.run")
 STAGES: list[Stage] = [build.STAGE, task_metrics.STAGE, stage_bias_metrics.STAGE, stage_attribution.STAGE,
                        stage_probes.STAGE, stage_findings.STAGE]
 ANALYSES: tuple[str, ...] = ("bias_metrics", "attribution", "probes")
-
-
-# ---- data -------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TaskSplits:
-    """The run's task data: one training set per ``task.training_sets`` entry, and shared dev/test splits."""
-
-    train: dict[str, TaskData]
-    dev: TaskData
-    test: TaskData
-
-    def fingerprint(self) -> str:
-        """sha256 of every text, label and gender of every split (enters all cache keys)."""
-        parts = {name: [list(d.texts), d.labels.tolist(), d.genders.tolist(), list(d.label_names)]
-                 for name, d in [*self.train.items(), ("dev", self.dev), ("test", self.test)]}
-        return sha256_json(parts)
-
-
-def _top_classes(data: TaskData, k: int) -> TaskData:
-    """Keep the ``k`` most frequent classes (ties by class id), renumbered in their original order."""
-    counts = np.bincount(data.labels, minlength=len(data.label_names))
-    keep = np.sort(np.argsort(-counts, kind="stable")[:k])
-    rows = np.flatnonzero(np.isin(data.labels, keep))
-    new_id = {old: new for new, old in enumerate(keep)}
-    return TaskData(data.name, tuple(data.texts[i] for i in rows), [new_id[y] for y in data.labels[rows]],
-                    data.genders[rows], tuple(data.label_names[i] for i in keep))
-
-
-def _sampled(data: TaskData, n: int | None, seed: int) -> TaskData:
-    return data.subset(seeded_rows(len(data), n, seed))
-
-
-def _load_dataset(task, root: Path | None) -> TaskData:
-    name = {"bug": "bug-gold" if task.bug_file == "gold" else "bug", "bias_in_bios": "bias_in_bios"}.get(
-        task.dataset, str(task.path))
-    return load_task(name, root=root, path=task.path if task.dataset != "table" else None, text_col=task.text_col,
-                     label_col=task.label_col, gender_col=task.gender_col, min_per_class=task.min_per_class)
-
-
-def load_task_splits(task, root: Path | None = None) -> TaskSplits:
-    """Load the ``[task]`` dataset, keep ``max_classes``, split, subsample and build the training sets.
-
-    Raises:
-        ConfigError: the data cannot be loaded, or a training set is left with fewer than two classes.
-    """
-    try:
-        data = _load_dataset(task, root)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        raise ConfigError(f"task (dataset = {task.dataset!r}, path = {task.path!r}): {err}") from None
-    if task.max_classes is not None:
-        data = _top_classes(data, task.max_classes)
-    splits = split_task(data, fractions=task.fractions, seed=task.split_seed)
-    train = _sampled(splits["train"], task.max_train, task.split_seed)
-    sets = {"original": train}
-    if "balanced" in task.training_sets:
-        sets["balanced"] = rebalance_genders(train, seed=task.split_seed)
-    for name in task.training_sets:
-        present = np.unique(sets[name].labels)
-        if len(present) < 2:
-            raise ConfigError(f"task: the {name!r} training set has {len(present)} class(es) after loading "
-                              f"({data.name}, {len(sets[name])} rows); a classifier needs two. Fix: raise "
-                              "task.max_train or task.max_classes, or check the label column.")
-    return TaskSplits({n: sets[n] for n in task.training_sets}, _sampled(splits["dev"], task.max_eval, task.split_seed),
-                      _sampled(splits["test"], task.max_eval, task.split_seed))
-
-
-# ---- early checks -----------------------------------------------------------------------------------------------
-def _check_writable(out_dir: Path) -> None:
-    probe = out_dir.resolve()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"run.out_dir = {str(out_dir)!r} is not writable ({probe} is "
-                          f"{'not a folder' if not probe.is_dir() else 'read-only'}). Fix: choose a folder you can "
-                          "write to.")
-
-
-def _model_config(source: str, key: str, notes: list[str]):
-    """The config of a model source, read without weights; None (with a note) for a hub name not cached here."""
-    try:
-        resolved = resolve_source(source)
-    except (FileNotFoundError, ImportError) as err:
-        raise ConfigError(f"{key} = {source!r}: {err}") from None
-    local = Path(resolved).is_dir()
-    try:
-        config = load_config(resolved, local_files_only=True)
-    except (OSError, ValueError) as err:
-        if local:
-            raise ConfigError(f"{key} = {source!r}: cannot read its config.json ({err}).") from None
-        notes.append(f"{key} = {source!r} is a hub name not cached here: its family and sizes are checked when "
-                     "it is loaded.")
-        return None
-    if config.model_type not in SUPPORTED_FAMILIES:
-        raise ConfigError(f"{key} = {source!r} is a {config.model_type!r} model; supported families: "
-                          f"{', '.join(SUPPORTED_FAMILIES)} (BERT covers TinyBERT and MiniLM). Fix: pick a "
-                          "BERT-family checkpoint.")
-    return config
-
-
-def _check_students(cfg: RunConfig, teacher) -> None:
-    n_layers = teacher.num_hidden_layers if teacher.model_type == "bert" else teacher.n_layers
-    distil, tiny = cfg.compress.distil, cfg.compress.tiny
-    try:
-        if distil is not None and distil.layer_map is not None:
-            check_layer_map(distil.layer_map, n_layers, "compress.distil.layer_map")
-        if tiny is not None:
-            n_student = tiny.n_layers or (len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2))
-            check_layer_map(tiny.layer_map or default_tiny_map(n_layers, n_student), n_layers,
-                            "compress.tiny.layer_map")
-            d_model = teacher.hidden_size if teacher.model_type == "bert" else teacher.dim
-            heads = tiny.n_heads or (teacher.num_attention_heads if teacher.model_type == "bert" else teacher.n_heads)
-            hidden = tiny.hidden_size or d_model // 2
-            if hidden % heads:
-                raise ValueError(f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set "
-                                 "hidden_size and n_heads so that it is.")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
-def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], TaskSplits | None]:
-    """Everything that can fail before a model is built; returns (notes to log, the task data or None).
-
-    Reads only configs of models (no weights, never the hub); loads the task data unless ``load_data`` is False
-    or it lives on the hub.
-
-    Raises:
-        ConfigError: an unwritable output folder, an unsupported model family, a layer map out of range, a
-            student shape that does not divide, fp16 on CPU, or task data with fewer than two classes.
-    """
-    notes: list[str] = []
-    _check_writable(cfg.run.out_dir)
-    if cfg.run.amp == "fp16" and (cfg.run.device == "cpu" or not torch.cuda.is_available()):
-        raise ConfigError("run.amp = 'fp16' needs a GPU and none will be used; set run.amp = 'bf16' or 'no'.")
-    if cfg.run.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device = 'cuda' but no GPU is visible; set run.device = 'auto' or 'cpu'.")
-    teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
-    if teacher is not None:
-        _check_students(cfg, teacher)
-    for i, hub in enumerate(cfg.hub_students):
-        _model_config(hub.source, f"hub_students[{i}].source", notes)
-    if cfg.run.data_root is not None and not Path(cfg.run.data_root).is_dir():
-        raise ConfigError(f"run.data_root = {str(cfg.run.data_root)!r} is not a folder; point it at the shared data.")
-    if not load_data:
-        return notes, None
-    if cfg.task.dataset == "bias_in_bios" and cfg.task.path == BIOS_HUB_ID:
-        notes.append(f"task.path = {BIOS_HUB_ID!r} is read from the hub when the run starts.")
-        return notes, None
-    return notes, load_task_splits(cfg.task, cfg.run.data_root)
 
 
 # ---- the run ----------------------------------------------------------------------------------------------------

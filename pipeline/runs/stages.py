@@ -20,14 +20,12 @@ process writes, and processes meet after each unit.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +33,14 @@ import pandas as pd
 from accelerate import PartialState
 
 from pipeline.files import atomic_dir
+from pipeline.runs.code_version import code_version
 from pipeline.runs.manifest import Manifest, file_hash, hash_folder, intact, now
 from pipeline.schema import read_table, tidy, write_table
 
 __all__ = [
-    "REPO_ROOT",
     "Manifest",
     "Stage",
     "StageContext",
-    "code_version",
-    "import_closure",
     "concat_tables",
     "hash_folder",
     "run_stages",
@@ -52,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("pipeline.runs.run")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("pipeline", "attribution", "probes")
 Tables = dict[str, pd.DataFrame]
 
 
@@ -61,62 +55,6 @@ Tables = dict[str, pd.DataFrame]
 def sha256_json(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj`` (sorted keys; paths and other objects as strings)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _module_file(name: str, root: Path) -> Path | None:
-    """The source file of project module ``name`` (a package's ``__init__.py``), or None outside the project."""
-    if name.split(".")[0] not in PROJECT_PACKAGES:
-        return None
-    base = root.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(file: Path, module: str) -> set[str]:
-    """Every module named by an import statement anywhere in ``file`` (function bodies too), absolute form."""
-    found: set[str] = set()
-    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import submodule``
-    return found
-
-
-def import_closure(modules: Sequence[str], *, root: Path = REPO_ROOT) -> list[Path]:
-    """Source files of the project modules that ``modules`` import, transitively (the modules themselves and the
-    ``__init__.py`` of every package on the way included), sorted."""
-    seen: dict[str, Path] = {}
-    stack = list(modules)
-    while stack:
-        name = stack.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
-            sub = ".".join(parts[:i])
-            file = _module_file(sub, root)
-            if file is None or sub in seen:
-                continue
-            seen[sub] = file
-            stack.extend(_imports(file, sub))
-    return sorted(set(seen.values()))
-
-
-def code_version(modules: Sequence[str], *, root: Path = REPO_ROOT) -> str:
-    """sha256 over the source of every project module in the import closure of ``modules`` (repo-relative names
-    and bytes), so that editing any module a stage imports, however indirectly, changes its key."""
-    digest = hashlib.sha256()
-    for file in import_closure(modules, root=root):
-        digest.update(str(file.relative_to(root)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
 
 
 def concat_tables(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -25,17 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from pipeline.compress.quantise import QuantisedLinear
-from pipeline.runs.plan import exposed_steps, load_variant
 from pipeline.data import TaskData
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
-from pipeline.schema import tidy
+from pipeline.runs.plan import exposed_steps, load_variant
 from pipeline.runs.stages import Stage, StageContext, concat_tables
+from pipeline.schema import tidy
 
 __all__ = [
     "STAGE",

@@ -87,12 +87,17 @@ def heads(view: Selection) -> None:
         metric = next((m for m in metrics if m in present), None)
         if metric is not None:
             sources[label] = (name, metric)
-    for name in (t for t, f in frames.items() if f is None):
-        missing(view, name)
+    absent = [t for t, f in frames.items() if f is None]
     if not sources:
+        for name in absent:
+            missing(view, name)
         if any(f is not None for f in frames.values()):
             st.info(NOT_ATTRIBUTED)
         return
+    if absent:
+        with st.expander(f"Not in this run: {', '.join(absent)}"):
+            for name in absent:
+                missing(view, name)
     name, metric = sources[st.selectbox("Head effect", list(sources), key="head_metric")]
     full = frames[name]
     frame = full[(full["unit"] == "head") & (full["metric"] == metric)]

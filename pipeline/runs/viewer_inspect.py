@@ -55,11 +55,16 @@ def _config(folder: Path) -> dict:
         return {}
 
 
+def _max_length(loaded: LoadedModel) -> int:
+    return int(min(128, getattr(loaded.model.config, "max_position_embeddings", 128)))
+
+
 @torch.no_grad()
 def attention(loaded: LoadedModel, texts: list[str], layer: int, head: int) -> list[tuple[list[str], np.ndarray]]:
-    """(tokens, weights of shape (seq, seq)) of head ``head`` (its original id) at ``layer`` for each text."""
+    """(tokens, weights of shape (seq, seq)) of head ``head`` (its original id) at ``layer`` for each text (cut to
+    the model's positions, at most 128 tokens)."""
     position = list(loaded.anatomy.head_ids[layer]).index(head)
-    batch = loaded.tokenize(texts)
+    batch = loaded.tokenize(texts, max_length=_max_length(loaded))
     weights = loaded.model(**batch, output_attentions=True).attentions[layer][:, position]  # (texts, seq, seq)
     out = []
     for i in range(len(texts)):

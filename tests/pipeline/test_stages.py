@@ -11,16 +11,13 @@ import pytest
 from pipeline.runs.config import config_from_dict
 from pipeline.files import atomic_dir
 from pipeline.schema import read_table, tidy
+from pipeline.runs.code_version import PROJECT_PACKAGES, REPO_ROOT, code_version, import_closure
 from pipeline.runs.stages import (
-    PROJECT_PACKAGES,
-    REPO_ROOT,
     Manifest,
     Stage,
     StageContext,
-    code_version,
     concat_tables,
     hash_folder,
-    import_closure,
     run_stages,
 )
 

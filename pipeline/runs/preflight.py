@@ -1,0 +1,106 @@
+"""Checks that can fail before any model is built (:func:`preflight`): the output folder, the teacher's and hub
+students' families and sizes, layer maps, the data set and its classes. ``bias-atlas validate`` runs them alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from pipeline.anatomy import SUPPORTED_FAMILIES
+from pipeline.checkpoints import load_config
+from pipeline.compress.distil import check_layer_map
+from pipeline.compress.tiny import default_tiny_map
+from pipeline.data import BIOS_HUB_ID
+from pipeline.models import resolve_source
+from pipeline.runs.config import ConfigError, RunConfig
+from pipeline.runs.task_data import TaskSplits, load_task_splits
+
+__all__ = ["preflight"]
+
+
+
+def _check_writable(out_dir: Path) -> None:
+    probe = out_dir.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"run.out_dir = {str(out_dir)!r} is not writable ({probe} is "
+                          f"{'not a folder' if not probe.is_dir() else 'read-only'}). Fix: choose a folder you can "
+                          "write to.")
+
+
+def _model_config(source: str, key: str, notes: list[str]):
+    """The config of a model source, read without weights; None (with a note) for a hub name not cached here."""
+    try:
+        resolved = resolve_source(source)
+    except (FileNotFoundError, ImportError) as err:
+        raise ConfigError(f"{key} = {source!r}: {err}") from None
+    local = Path(resolved).is_dir()
+    try:
+        config = load_config(resolved, local_files_only=True)
+    except (OSError, ValueError) as err:
+        if local:
+            raise ConfigError(f"{key} = {source!r}: cannot read its config.json ({err}).") from None
+        notes.append(f"{key} = {source!r} is a hub name not cached here: its family and sizes are checked when "
+                     "it is loaded.")
+        return None
+    if config.model_type not in SUPPORTED_FAMILIES:
+        raise ConfigError(f"{key} = {source!r} is a {config.model_type!r} model; supported families: "
+                          f"{', '.join(SUPPORTED_FAMILIES)} (BERT covers TinyBERT and MiniLM). Fix: pick a "
+                          "BERT-family checkpoint.")
+    return config
+
+
+def _check_students(cfg: RunConfig, teacher) -> None:
+    n_layers = teacher.num_hidden_layers if teacher.model_type == "bert" else teacher.n_layers
+    distil, tiny = cfg.compress.distil, cfg.compress.tiny
+    try:
+        if distil is not None and distil.layer_map is not None:
+            check_layer_map(distil.layer_map, n_layers, "compress.distil.layer_map")
+        if tiny is not None:
+            n_student = tiny.n_layers or (len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2))
+            check_layer_map(tiny.layer_map or default_tiny_map(n_layers, n_student), n_layers,
+                            "compress.tiny.layer_map")
+            d_model = teacher.hidden_size if teacher.model_type == "bert" else teacher.dim
+            heads = tiny.n_heads or (teacher.num_attention_heads if teacher.model_type == "bert" else teacher.n_heads)
+            hidden = tiny.hidden_size or d_model // 2
+            if hidden % heads:
+                raise ValueError(f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set "
+                                 "hidden_size and n_heads so that it is.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], TaskSplits | None]:
+    """Everything that can fail before a model is built; returns (notes to log, the task data or None).
+
+    Reads only configs of models (no weights, never the hub); loads the task data unless ``load_data`` is False
+    or it lives on the hub.
+
+    Raises:
+        ConfigError: an unwritable output folder, an unsupported model family, a layer map out of range, a
+            student shape that does not divide, fp16 on CPU, or task data with fewer than two classes.
+    """
+    notes: list[str] = []
+    _check_writable(cfg.run.out_dir)
+    if cfg.run.amp == "fp16" and (cfg.run.device == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("run.amp = 'fp16' needs a GPU and none will be used; set run.amp = 'bf16' or 'no'.")
+    if cfg.run.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device = 'cuda' but no GPU is visible; set run.device = 'auto' or 'cpu'.")
+    teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
+    if teacher is not None:
+        _check_students(cfg, teacher)
+    for i, hub in enumerate(cfg.hub_students):
+        _model_config(hub.source, f"hub_students[{i}].source", notes)
+    if cfg.run.data_root is not None and not Path(cfg.run.data_root).is_dir():
+        raise ConfigError(f"run.data_root = {str(cfg.run.data_root)!r} is not a folder; point it at the shared data.")
+    if not load_data:
+        return notes, None
+    if cfg.task.dataset == "bias_in_bios" and cfg.task.path == BIOS_HUB_ID:
+        notes.append(f"task.path = {BIOS_HUB_ID!r} is read from the hub when the run starts.")
+        return notes, None
+    return notes, load_task_splits(cfg.task, cfg.run.data_root)
+
+
