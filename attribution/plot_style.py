@@ -44,8 +44,8 @@ ORDER_LABELS = {"none": "not fine-tuned", "before": "fine-tuned before", "after"
                 "both": "fine-tuned before + after", "ft": "fine-tuned teacher"}
 METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X"}
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
-SCORE_NAMES = {"cf_gap": "cf gap", "seat": "SEAT d", "prob": "P(true class)", "loss": "task loss",
-               "pronoun_gap": "pronoun gap"}
+SCORE_NAMES = {"cf_gap": "cf gap", "seat": "SEAT d", "prob": "P(true class)", "true_class_prob": "P(true class)",
+               "loss": "task loss", "pronoun_gap": "pronoun gap"}
 METRIC_LABELS = {
     "delta_accuracy": "Δ accuracy when ablated",
     "delta_score": "Δ {score} when ablated", "ablated_score": "{score} with heads ablated",
@@ -165,7 +165,8 @@ def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float 
     words = _SIGN_WORDS.get(metric, "").replace("{score}", score)
     sign = bias_sign(metric, total)
     if sign is not None:
-        words = f"model {score} {total:+.2g}: {'red (+)' if sign > 0 else 'blue (-)'} adds bias"
+        name = "cf gap" if metric == "indirect_effect" else score  # patching's total effect is the gap
+        words = f"model {name} {total:+.2g}: {'red (+)' if sign > 0 else 'blue (-)'} adds bias"
     return f"{first}\n{words}" if words else first
 
 

@@ -8,9 +8,9 @@ Numbers are finite: ``inf`` and ``nan`` are refused everywhere (``allow_inf_nan=
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 __all__ = ["FT_ORDERS", "Order", "Settings", "check_orders", "distinct", "unit_interval"]
 
@@ -22,6 +22,16 @@ class Settings(BaseModel):
     """Frozen, unknown keys forbidden, finite numbers only; build a changed copy with ``model_copy(update=...)``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs = true`` is a typo, not 1: a boolean is refused where the field is not a boolean."""
+        if isinstance(value, bool):
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation) and annotation != "bool":
+                raise ValueError(f"{value!r} is a boolean; give a number (or the value the key takes)")
+        return value
 
 
 def distinct(values: tuple, what: str) -> tuple:

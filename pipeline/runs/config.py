@@ -91,6 +91,8 @@ class RunSection(Settings):
     def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(s < 0 for s in v):
             raise ValueError(f"seeds must be non-negative integers, got {list(v)}")
+        if any(s >= 2**32 for s in v):
+            raise ValueError(f"seeds must be below 2**32 (numpy's seed range), got {list(v)}")
         return distinct(v, "seeds")
 
 

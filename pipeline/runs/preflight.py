@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.anatomy import SUPPORTED_FAMILIES
@@ -15,7 +16,9 @@ from pipeline.compress.tiny import default_tiny_map
 from pipeline.data import BIOS_HUB_ID
 from pipeline.models import resolve_source
 from pipeline.runs.config import ConfigError, RunConfig
+from pipeline.runs.plan import plan_variants
 from pipeline.runs.task_data import TaskSplits, load_task_splits
+from pipeline.runs.units import check_analysis_variants
 
 __all__ = ["preflight"]
 
@@ -89,6 +92,10 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
         raise ConfigError("run.amp = 'fp16' needs a GPU and none will be used; set run.amp = 'bf16' or 'no'.")
     if cfg.run.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device = 'cuda' but no GPU is visible; set run.device = 'auto' or 'cpu'.")
+    check_analysis_variants(cfg, [s.variant for s in plan_variants(cfg) if s.exposed])
+    _check_files(cfg.teacher.source, "teacher.source")
+    for i, hub in enumerate(cfg.hub_students):
+        _check_files(hub.source, f"hub_students[{i}].source")
     teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
     if teacher is not None:
         _check_students(cfg, teacher)
@@ -101,6 +108,35 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
     if cfg.task.dataset == "bias_in_bios" and cfg.task.path == BIOS_HUB_ID:
         notes.append(f"task.path = {BIOS_HUB_ID!r} is read from the hub when the run starts.")
         return notes, None
-    return notes, load_task_splits(cfg.task, cfg.run.data_root)
+    splits = load_task_splits(cfg.task, cfg.run.data_root)
+    if "probes" in cfg.run.analyses:
+        _check_probe_folds(cfg, splits, notes)
+    return notes, splits
+
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+
+
+def _check_files(source: str, key: str) -> None:
+    """A local model folder needs weights and a tokenizer (a hub name is checked when it is downloaded)."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        return
+    missing = [what for what, names in (("weights", _WEIGHTS), ("tokenizer", _TOKENIZER))
+               if not any((folder / n).exists() for n in names)]  # fmt: skip
+    if missing:
+        raise ConfigError(f"{key} = {source!r} has no {' and no '.join(missing)} (expected one of "
+                          f"{', '.join(_WEIGHTS if 'weights' in missing else _TOKENIZER)}); point it at a folder "
+                          "written by save_pretrained (model and tokenizer).")
+
+
+def _check_probe_folds(cfg: RunConfig, splits: TaskSplits, notes: list[str]) -> None:
+    """Say before any work when the probes cannot fold the test split (their stage would record a skip)."""
+    genders = np.bincount(splits.test.genders[splits.test.genders >= 0], minlength=2)
+    if genders.min() < cfg.probes.n_folds:
+        notes.append(f"probes: the test split has {genders.tolist()} texts per gender, fewer than probes.n_folds = "
+                     f"{cfg.probes.n_folds} for one gender, so the probes stage will skip every variant; raise "
+                     "task.max_eval or lower probes.n_folds.")
 
 

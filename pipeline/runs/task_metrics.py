@@ -41,7 +41,6 @@ __all__ = [
     "classification_rows",
     "cpu_latency_ms",
     "parameter_counts",
-    "predict",
     "prediction_rows",
     "size_rows",
     "state_size_mb",
