@@ -29,6 +29,7 @@ __all__ = [
     "BaselineValue",
     "CounterfactualBaseline",
     "StaticBaseline",
+    "ZERO",
     "ZeroBaseline",
     "expand_baseline",
     "make_baseline",
@@ -91,6 +92,9 @@ class CounterfactualBaseline:
         return [stored[layer] for layer in range(anatomy.n_layers)]
 
 
+ZERO = ZeroBaseline()  # the default baseline (a module-level singleton: a default argument must not be a call)
+
+
 def expand_baseline(baseline: Baseline, value: BaselineValue, copies: int) -> BaselineValue:
     """Repeat a per-example baseline for ``copies`` copy-major copies of its batch (static ones are shared)."""
     if value is None or not baseline.per_example or copies == 1:
@@ -101,7 +105,7 @@ def expand_baseline(baseline: Baseline, value: BaselineValue, copies: int) -> Ba
 @torch.no_grad()
 def mean_activations(
     loaded: LoadedModel, data: AttributionData, *, kind: Kind = "head", batch_size: int = 32
-) -> list[Float[Tensor, "..."]]:
+) -> list[Float[Tensor, ...]]:
     """Mean context vector of every head, (head, d_head) per layer, or mean FFN activation, (d_ff,) per layer,
     over the non-padding tokens of the original texts (recorded with :class:`pipeline.gates.RecordHeads`)."""
     anatomy = loaded.anatomy

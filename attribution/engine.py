@@ -20,7 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attribution.baselines import Baseline, ZeroBaseline, expand_baseline
+from attribution.baselines import ZERO, Baseline, expand_baseline
 from attribution.batching import grid_chunks, rows_of
 from attribution.data import AttributionData, Batch
 from attribution.scores import Score, view_features
@@ -112,7 +112,7 @@ def evaluate(
     gates: Float[Tensor, "n_cond layer width"],
     *,
     kind: Literal["head", "neuron"] = "head",
-    baseline: Baseline = ZeroBaseline(),
+    baseline: Baseline = ZERO,
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
     desc: str | None = None,

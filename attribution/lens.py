@@ -181,7 +181,7 @@ def lens_patching(
         for layer in range(anatomy.n_layers):
             source = z_cf[layer].repeat(n_h, 1, 1, 1)  # (n_h * e, seq, head, d_head)
 
-            def patch(z: Tensor, hook, source: Tensor = source) -> Tensor:
+            def patch(z: Tensor, hook, source: Tensor = source, row: Tensor = row, which: Tensor = which) -> Tensor:
                 z = z.clone()
                 z[row, :, which] = source[row, :, which]
                 return z

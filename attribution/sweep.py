@@ -20,7 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attribution.baselines import Baseline, ZeroBaseline, expand_baseline
+from attribution.baselines import ZERO, Baseline, expand_baseline
 from attribution.batching import check_batch_size, example_chunks
 from attribution.data import AttributionData
 from attribution.engine import Collector, GridResult
@@ -71,7 +71,7 @@ def naive_sweep(
     score: Score,
     data: AttributionData,
     *,
-    baseline: Baseline = ZeroBaseline(),
+    baseline: Baseline = ZERO,
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
     heads: Sequence[tuple[int, int]] | None = None,
@@ -101,7 +101,7 @@ def fast_sweep(
     score: Score,
     data: AttributionData,
     *,
-    baseline: Baseline = ZeroBaseline(),
+    baseline: Baseline = ZERO,
     batch_size: int = 64,
     layers: Sequence[int] | None = None,
     heads: Sequence[tuple[int, int]] | None = None,

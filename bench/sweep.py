@@ -81,8 +81,8 @@ def _bound(loaded: LoadedModel, data: AttributionData, batch_size: int, device: 
         ex = torch.arange(start, min(start + per_block, len(data)))
         batch = data.batch(ex, device)
         rows = batch.repeat(n_heads).view("orig")
-        full_rows = _timed(lambda: view_features(loaded, score, rows), device)
-        prefix = _timed(lambda: anatomy.hidden_states(batch.input_ids, batch.attention_mask), device)
+        full_rows = _timed(lambda rows=rows: view_features(loaded, score, rows), device)
+        prefix = _timed(lambda b=batch: anatomy.hidden_states(b.input_ids, b.attention_mask), device)
         total += prefix + full_rows / n_layers * sum(n_layers - l for l in range(n_layers))
     return total
 

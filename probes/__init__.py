@@ -51,7 +51,40 @@ _EXPORTS = {
     "run_probes": "analysis",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BLOCK_FRACTIONS",
+    "DEFAULT_CS",
+    "FIT_ON",
+    "METRICS",
+    "POOLINGS",
+    "PROBE_TABLES",
+    "ConceptEraser",
+    "LinearProbe",
+    "ProbeConfig",
+    "Representations",
+    "add_depth",
+    "amnesic_effect",
+    "control_labels",
+    "control_task",
+    "data_fingerprint",
+    "default_cache_dir",
+    "depth_curves",
+    "erase_layer",
+    "extract",
+    "fit_eraser",
+    "head_map",
+    "interval",
+    "make_splits",
+    "mdl_layers",
+    "model_fingerprint",
+    "online_codelength",
+    "plot_depth_curves",
+    "plot_head_map",
+    "prepare_data",
+    "probe_heads",
+    "probe_layers",
+    "run_probes",
+]
 
 
 def __getattr__(name: str):

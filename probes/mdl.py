@@ -15,6 +15,8 @@ class proportions (each class's examples spread evenly over the order), and the 
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,7 +80,7 @@ def online_codelength(
                          "the probe must see every class before it codes. Fix: a larger first fraction or more data.")
     uniform = len(y) * np.log2(len(classes))
     bits = ends[0] * np.log2(len(classes))
-    for start, stop in zip(ends[:-1], ends[1:]):
+    for start, stop in itertools.pairwise(ends):
         train, block = order[:start], order[start:stop]
         scaler = StandardScaler().fit(X[train])
         with threadpool_limits(limits=1, user_api="blas"):  # small problems: one thread (see probes.linear)

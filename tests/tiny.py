@@ -15,16 +15,16 @@ from transformers import (
 
 def tiny_bert_config(**overrides) -> BertConfig:
     """A 3-layer, 4-head, 32-wide random BERT (results on it mean nothing; shapes and maths do)."""
-    kw = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
-              max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
+    kw = {"vocab_size": 120, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 48,
+              "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "num_labels": 3}
     kw.update(overrides)
     return BertConfig(**kw)
 
 
 def tiny_distilbert_config(**overrides) -> DistilBertConfig:
     """A 2-layer, 4-head, 32-wide random DistilBERT."""
-    kw = dict(vocab_size=120, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=64,
-              dropout=0.0, attention_dropout=0.0, num_labels=3)
+    kw = {"vocab_size": 120, "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 48, "max_position_embeddings": 64,
+              "dropout": 0.0, "attention_dropout": 0.0, "num_labels": 3}
     kw.update(overrides)
     return DistilBertConfig(**kw)
 

@@ -23,6 +23,8 @@ beyond the copy), ``random`` uses the config's initialiser as TinyBERT's general
 
 from __future__ import annotations
 
+from typing_extensions import Self
+
 import copy
 from collections.abc import Sequence
 
@@ -110,7 +112,7 @@ class RecordAttention:
         self.k: dict[int, Tensor] = {}
         self._handles: list = []
 
-    def __enter__(self) -> RecordAttention:
+    def __enter__(self) -> Self:
         for layer in self.layers:
             query, key, _ = self.anatomy.qkv(layer)
             self._handles.append(query.register_forward_hook(lambda m, a, out, l=layer: self.q.__setitem__(l, out)))

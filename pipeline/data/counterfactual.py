@@ -49,14 +49,7 @@ _EXCLUDED = frozenset(
 # "the book is his and"): prepositions and particles, determiners, conjunctions and wh-words, pronouns, auxiliaries
 # and a few adverbs. Any other word is taken as the start of a noun phrase ("her idea" -> "his idea").
 _NOT_NOMINAL = frozenset(
-    """about above across after against along among around as at before behind below beneath beside besides between
-    beyond by down during except for from in inside into like near of off on onto out outside over past since through
-    throughout till to toward towards under until up upon via with within without
-    a an the this that these those my your his her its our their some any no every each all both either neither
-    another such and or but nor so yet because if when whenever while although though than whether where who whom
-    whose which what why how once unless i me you he him she it we us they them himself herself itself myself
-    yourself ourselves themselves is am are was were be been being has have had do does did will would shall should
-    can could may might must again away yesterday today tomorrow now then there here too also not never""".split()
+    ["about", "above", "across", "after", "against", "along", "among", "around", "as", "at", "before", "behind", "below", "beneath", "beside", "besides", "between", "beyond", "by", "down", "during", "except", "for", "from", "in", "inside", "into", "like", "near", "of", "off", "on", "onto", "out", "outside", "over", "past", "since", "through", "throughout", "till", "to", "toward", "towards", "under", "until", "up", "upon", "via", "with", "within", "without", "a", "an", "the", "this", "that", "these", "those", "my", "your", "his", "her", "its", "our", "their", "some", "any", "no", "every", "each", "all", "both", "either", "neither", "another", "such", "and", "or", "but", "nor", "so", "yet", "because", "if", "when", "whenever", "while", "although", "though", "than", "whether", "where", "who", "whom", "whose", "which", "what", "why", "how", "once", "unless", "i", "me", "you", "he", "him", "she", "it", "we", "us", "they", "them", "himself", "herself", "itself", "myself", "yourself", "ourselves", "themselves", "is", "am", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "again", "away", "yesterday", "today", "tomorrow", "now", "then", "there", "here", "too", "also", "not", "never"]
 )
 
 _WORD = re.compile(r"(?i:ma'am)|[^\W\d_]+")

@@ -50,7 +50,7 @@ def _read_set(obj: object, key: str, path: Path) -> tuple[str, tuple[str, ...]]:
     """The (category, items) of set ``key``; ValueError naming the file and the set if missing or empty."""
     entry = obj.get(key) if isinstance(obj, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("examples"), list):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 (a malformed data file, not a caller's type)
             f"{path}: set {key!r} is missing or lacks an 'examples' list; a SEAT file needs {list(_SETS)}, each "
             '{"category": ..., "examples": [...]}. Fix: restore the file from the SEAT release.'
         )

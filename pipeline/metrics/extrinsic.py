@@ -173,7 +173,7 @@ def extrinsic_metrics(
                 "split['train'].female_share()."
             )
     arrays = (y_true, y_pred, genders)
-    boot = dict(n_boot=n_boot, seed=seed)
+    boot = {"n_boot": n_boot, "seed": seed}
     per_class = tpr_gaps(y_true, y_pred, genders, n_classes)
 
     def class_stats(t, p, g):  # (5 * C,): tpr_f, tpr_m, fpr_f, fpr_m, gap

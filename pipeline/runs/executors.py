@@ -74,7 +74,7 @@ def _run_unit(fn: Callable, folder: str | None, threads: int) -> dict[str, Any]:
         else:
             with atomic_dir(Path(folder)) as tmp:
                 tables, skipped = fn(tmp)
-    except Exception:
+    except Exception:  # noqa: BLE001 (any failure of a unit is reported to the driver, which goes on)
         return {"error": traceback.format_exc(), "worker": worker}
     return {"tables": tables, "seconds": time.perf_counter() - start, "worker": worker, "skipped": skipped}
 
@@ -116,7 +116,7 @@ def _collect(stage: Stage, ctx: StageContext, exclude: dict[str, str]) -> list[U
     ctx.collecting, counts = [], dict(ctx.counts)
     try:
         stage.fn(ctx)
-    except Exception as err:  # placeholders can upset a stage's own post-processing; the units are collected
+    except Exception as err:  # noqa: BLE001 placeholders can upset a stage's own post-processing; the units are collected
         log.warning("[%s] collect pass stopped early: %r", stage.name, err)
     finally:
         specs, ctx.collecting, ctx.counts = ctx.collecting, None, counts
@@ -140,7 +140,7 @@ def _wave(ray, task, specs: list[UnitSpec], ctx: StageContext, resources: RayRes
             ctx.pending.discard(spec.name)
             try:
                 out = ray.get(done[0])
-            except Exception as err:  # the worker died (lost node, killed process)
+            except Exception as err:  # noqa: BLE001 the worker died (lost node, killed process)
                 out = {"error": f"{type(err).__name__}: {err}", "worker": "lost"}
             if "error" in out:
                 failed[spec.name] = out["error"]

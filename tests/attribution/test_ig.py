@@ -72,7 +72,7 @@ def test_token_ig_needs_per_example_score(minilm):
 
 def test_whole_set_head_ig_is_complete(minilm):
     data = AttributionData.from_seat(minilm, load_seat("weat6"))
-    attr, delta, diff = HeadIntegratedGradients(minilm, SeatEffect()).integrate(data, n_steps=16, batch_size=256,
+    attr, _delta, diff = HeadIntegratedGradients(minilm, SeatEffect()).integrate(data, n_steps=16, batch_size=256,
                                                                                 progress=False)
     assert attr.shape == (1, 6, 12)
     assert abs(float(attr.sum() - diff[0])) <= 0.01 * abs(float(diff[0]))

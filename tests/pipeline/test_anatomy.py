@@ -75,9 +75,8 @@ def test_start_at_restores_after_error_and_checks_shape():
     model = make_tiny("bert")
     anatomy = Anatomy(model)
     ids, mask = random_batch(batch=2)
-    with pytest.raises(ValueError, match="same batch and length"):
-        with anatomy.start_at(1, torch.zeros(3, ids.shape[1], 32)):
-            model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="same batch and length"), anatomy.start_at(1, torch.zeros(3, ids.shape[1], 32)):
+        model(input_ids=ids, attention_mask=mask)
     assert len(anatomy.layers()) == anatomy.n_layers and not anatomy.embeddings._forward_hooks
 
 

@@ -168,10 +168,9 @@ def test_baseline_substitution_patches_a_head():
         model(input_ids=ids_cf, attention_mask=mask)
     gates = ones_gates(anatomy)
     gates[0, :] = 0  # every head of layer 0 patched from the counterfactual run
-    with torch.no_grad():
-        with HeadGates(anatomy, gates, baseline=[rec_cf.z[l] for l in range(anatomy.n_layers)], layers=[0]), \
-                RecordHeads(anatomy) as rec:
-            model(input_ids=ids, attention_mask=mask)
+    baseline = [rec_cf.z[l] for l in range(anatomy.n_layers)]
+    with torch.no_grad(), HeadGates(anatomy, gates, baseline=baseline, layers=[0]), RecordHeads(anatomy) as rec:
+        model(input_ids=ids, attention_mask=mask)
     # layer-0 heads now carry the counterfactual contexts; the output projection input is exactly that
     torch.testing.assert_close(rec.z[0], rec_cf.z[0], atol=0, rtol=0)
 
@@ -208,10 +207,10 @@ def test_hooks_removed_even_on_exception_and_nesting_works():
     model = make_tiny("bert")
     anatomy = Anatomy(model)
     ids, mask = random_batch()
-    with pytest.raises(RuntimeError, match="boom"):
-        with HeadGates(anatomy, ones_gates(anatomy)), NeuronGates(anatomy, ones_gates(anatomy, neurons=True)):
-            assert _n_hooks(anatomy) == 2 * anatomy.n_layers
-            raise RuntimeError("boom")
+    neurons = ones_gates(anatomy, neurons=True)
+    with pytest.raises(RuntimeError, match="boom"), HeadGates(anatomy, ones_gates(anatomy)), NeuronGates(anatomy, neurons):
+        assert _n_hooks(anatomy) == 2 * anatomy.n_layers
+        raise RuntimeError("boom")
     assert _n_hooks(anatomy) == 0
     outer = ones_gates(anatomy)
     outer[0, 0] = 0
@@ -239,9 +238,8 @@ def test_bad_gate_shapes_and_batch_mismatch():
         HeadGates(anatomy, [[1.0] * 4] * 3)
     with pytest.raises(IndexError, match="layers 0..2"):
         HeadGates(anatomy, ones_gates(anatomy), layers=[5])
-    with pytest.raises(ValueError, match="batch 3 but the forward batch is 4"):
-        with HeadGates(anatomy, ones_gates(anatomy, batch=3)):
-            model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(ValueError, match="batch 3 but the forward batch is 4"), HeadGates(anatomy, ones_gates(anatomy, batch=3)):
+        model(input_ids=ids, attention_mask=mask)
     assert _n_hooks(anatomy) == 0
 
 

@@ -28,10 +28,9 @@ def test_atomic_dir_replaces_or_keeps_the_old_folder(tmp_path):
         (tmp / "w.bin").write_bytes(b"one")
         assert not target.exists()
     assert (target / "w.bin").read_bytes() == b"one"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "w.bin").write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "w.bin").write_bytes(b"half")
+        raise RuntimeError("killed")
     assert (target / "w.bin").read_bytes() == b"one" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     with atomic_dir(target) as tmp:
         (tmp / "v.bin").write_bytes(b"two")

@@ -52,8 +52,8 @@ def test_undefined_resamples_are_dropped_and_zero_resamples_give_nan():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(data=0), "at least one"), (dict(data=(np.ones(3), np.ones(4))), "different lengths"),
-     (dict(data=np.ones(3), n_boot=-1), "n_boot"), (dict(data=np.ones(3), alpha=1.5), "alpha")],
+    [({"data": 0}, "at least one"), ({"data": (np.ones(3), np.ones(4))}, "different lengths"),
+     ({"data": np.ones(3), "n_boot": -1}, "n_boot"), ({"data": np.ones(3), "alpha": 1.5}, "alpha")],
 )  # fmt: skip
 def test_bad_input_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
