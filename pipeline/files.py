@@ -65,6 +65,8 @@ def atomic_dir(path: str | Path, *, commit: bool = True) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        for file in (p for p in tmp.rglob("*") if p.is_file()):  # writers such as safetensors leave files 0600
+            os.chmod(file, 0o666 & ~_umask())
         if commit:
             old = path.with_name(f".{path.name}.{os.getpid()}.old{TEMP_SUFFIX}")
             if path.exists():

@@ -40,6 +40,7 @@ __all__ = [
     "keep_sparsity",
     "magnitude_prune",
     "prune_heads",
+    "remove_heads",
     "select_heads",
     "shrink_heads",
     "sparsity",
@@ -169,7 +170,12 @@ def prune_heads(anatomy: Anatomy, importance: Float[Tensor, "layer head"], fract
     Returns:
         The original head ids kept in each layer (also written to ``model.config.kept_heads``).
     """
-    keep = select_heads(importance, fraction)
+    return remove_heads(anatomy, select_heads(importance, fraction))
+
+
+def remove_heads(anatomy: Anatomy, keep: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Keep only heads ``keep[layer]`` (positions among the current heads) in place, physically; record the
+    original ids of the kept heads in ``config.kept_heads`` (and ``anatomy.head_ids``) and return them."""
     original = [[anatomy.head_ids[layer][p] for p in heads] for layer, heads in enumerate(keep)]
     shrink_heads(anatomy, keep)
     anatomy.model.config.kept_heads = original

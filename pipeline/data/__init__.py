@@ -2,12 +2,13 @@
 
 Task data (occupation classification with binary gender): :func:`load_bug`, :func:`load_bias_in_bios`,
 :func:`load_table_task`, with :func:`split_task` and :func:`rebalance_genders`. Counterfactuals:
-:class:`GenderSwapper`, :func:`counterfactual`. Intrinsic benchmarks: SEAT, CrowS-Pairs, StereoSet, WinoBias,
-Winogender. Shared data is found by :func:`data_root`.
+:class:`GenderSwapper`, :func:`counterfactual`, :func:`counterfactual_augment` (CDA training sets). Intrinsic
+benchmarks: SEAT, CrowS-Pairs, StereoSet, WinoBias, Winogender. Shared data is found by :func:`data_root`.
 """
 
 from pipeline.data.bias_in_bios import BIOS_HUB_ID, BIOS_PROFESSIONS, load_bias_in_bios
 from pipeline.data.bug import BUG_FILES, DEFAULT_MIN_PER_CLASS, RARE_CLASS, fix_mojibake, load_bug
+from pipeline.data.cda import CDA_MODES, counterfactual_augment
 from pipeline.data.counterfactual import GenderSwapper, counterfactual, read_swap_list
 from pipeline.data.crows_pairs import CROWS_BIAS_TYPES, CrowsPair, load_crows_pairs
 from pipeline.data.itemset import ItemSet
@@ -34,6 +35,7 @@ __all__ = [
     "BIOS_PROFESSIONS",
     "BLANK",
     "BUG_FILES",
+    "CDA_MODES",
     "CROWS_BIAS_TYPES",
     "DATA_ENV_VAR",
     "DEFAULT_MIN_PER_CLASS",
@@ -55,6 +57,7 @@ __all__ = [
     "WinoBiasItem",
     "WinogenderItem",
     "counterfactual",
+    "counterfactual_augment",
     "data_root",
     "fill",
     "fix_mojibake",

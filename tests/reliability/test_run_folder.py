@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     config = _config(out, teacher)
     result = run_pipeline(config)
-    assert result.actions == {"build": "ran", "task_metrics": "ran", "bias_metrics": "ran"}
+    assert result.actions == {"build": "ran", "task_metrics": "ran", "bias_metrics": "ran", "findings": "ran"}
     return result.run_dir, config
 
 
@@ -45,6 +45,8 @@ def test_a_fresh_run_verifies_and_files_are_not_private(run_dir):
     assert set(states.values()) == {"ok"} and ("build", "int8-ft_before/seed0") in states
     assert (folder / "tables" / "task_metrics.parquet").stat().st_mode & 0o777 == 0o644
     assert (folder / "manifest.json").stat().st_mode & 0o777 == 0o644
+    weights = folder / "models" / "teacher-ft" / "seed0" / "model.safetensors"
+    assert weights.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_truncated_table_is_detected_and_rewritten_from_cached_units(run_dir, capsys):
@@ -56,7 +58,7 @@ def test_a_truncated_table_is_detected_and_rewritten_from_cached_units(run_dir, 
     assert "task_metrics  " in capsys.readouterr().out
     before = _executions(folder, "task_metrics")
     result = run_pipeline(config)
-    assert result.actions == {"build": "cached", "task_metrics": "ran", "bias_metrics": "cached"}
+    assert result.actions == {"build": "cached", "task_metrics": "ran", "bias_metrics": "cached", "findings": "ran"}
     assert _executions(folder, "task_metrics") == before  # every unit came from its intact cache
     assert read_table(table).equals(good)
 
