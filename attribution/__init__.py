@@ -10,7 +10,7 @@ the comparison across models, :mod:`attribution.sanity` the randomisation check,
 :func:`run_attribution` the pipeline stage. See ``docs/ATTRIBUTION.md``.
 """
 
-from importlib import import_module
+from pipeline.lazy import lazy_exports
 
 # Public name -> defining module. Imported lazily (PEP 562), so that ``pipeline.runs.runfolder`` / the viewer do not
 # pull in torch, captum and TransformerLens just by importing the package.
@@ -56,11 +56,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'attribution' has no attribute {name!r}")
-    return getattr(import_module(f"attribution.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('attribution', _EXPORTS)

@@ -12,7 +12,7 @@ erased?
 Command line: ``bias-atlas probe run --model minilm --data bug`` (see :mod:`probes.cli`).
 """
 
-from importlib import import_module
+from pipeline.lazy import lazy_exports
 
 # Public name -> defining module, imported lazily (PEP 562): importing ``probes.config`` (as the run config does)
 # must not import every probe module, so that stage cache keys follow real imports only.
@@ -87,11 +87,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'probes' has no attribute {name!r}")
-    return getattr(import_module(f"probes.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports('probes', _EXPORTS)
