@@ -4,7 +4,8 @@
 and writes the tables into the run folder): head ablation (single heads and whole layers, plus leave-one-in if
 asked), cumulative curves ordered by gradient importance (most and least important first), gradient head
 importance (Michel et al. 2019), integrated gradients over heads, FFN neurons and tokens (Sundararajan et al.
-2017; Hao et al. 2021; Dai et al. 2022), and activation patching (Vig et al. 2020). The score follows the model's
+2017; Hao et al. 2021; Dai et al. 2022), activation patching (Vig et al. 2020), and bias-aware pruning curves
+(:mod:`attribution.pruning_curve`). The score follows the model's
 head: the counterfactual gap for classifiers (patching: the true-class probability, whose total effect is that
 gap), the pronoun gap for masked LMs, the SEAT effect size for bare encoders.
 
@@ -25,13 +26,14 @@ import torch
 
 from attribution.ablation import HeadAblation
 from attribution.atp import AttributionPatching
+from attribution.config import METHOD_SPECS, AttributionConfig, MethodSpec
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
+from attribution.pruning_curve import pruning_curve
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, TrueClassProb
-from attribution.config import METHOD_SPECS, AttributionConfig, MethodSpec
 from pipeline.compress.quantise import supports_gradients
 from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
@@ -137,10 +139,20 @@ def _patching(job: Job) -> pd.DataFrame:
                                                                 batch_size=job.cfg.batch_size, **job.common)
 
 
+def _pruning_curve(job: Job) -> pd.DataFrame:
+    if not isinstance(job.score, CounterfactualGap) or not job.data.has_counterfactual:
+        return _skipped("pruning_curve", f"{job.score!r} on {job.data.name!r}: the curve needs a classifier and "
+                                         "gender-swapped twins")
+    cfg = job.cfg
+    return pruning_curve(job.loaded, job.data, protect=cfg.pruning_protect, n_random=cfg.pruning_random,
+                         steps=cfg.pruning_steps, batch_size=cfg.batch_size, **job.common)
+
+
 # How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
 RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
     "head_ablation": _ablation, "head_importance": _importance, "cumulative_ablation": lambda j: _cumulative(j),
     "head_ig": _head_ig, "neuron_ig": _neuron_ig, "token_ig": _token_ig, "atp": _atp, "patching": _patching,
+    "pruning_curve": _pruning_curve,
 }
 # Methods that also run when another one needs their table, or that a score cannot feed.
 _ALSO_WHEN: dict[str, Callable[[Job], bool]] = {
@@ -204,7 +216,7 @@ def _with_example_facts(frame: pd.DataFrame, loaded: LoadedModel, data: Attribut
     """Add each explained example's class (``label``), ``gender`` and, for classifiers, prediction (``pred``), so
     that token attributions can be filtered by class, gender and correctness."""
     names = list(data.label_names)
-    name = lambda ids: [names[i] if 0 <= i < len(names) else "" for i in ids]  # noqa: E731
+    name = lambda ids: [names[i] if 0 <= i < len(names) else "" for i in ids]
     facts = pd.DataFrame({"gender": data.genders.tolist()})
     if names:
         facts["label"] = name(data.labels.tolist())

@@ -49,6 +49,8 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
     MethodSpec("patching", "patching", "activation patching: indirect effect per head (and neuron)", False,
                "indirect_effect", (("patching: indirect effect", ("indirect_effect",)),),
                (("patching: indirect effect", "indirect_effect"),)),
+    MethodSpec("pruning_curve", "pruning_curve", "bias and accuracy as heads are removed in bias, importance and "
+               "random order", True, "abs_cf_gap"),
 )
 
 
@@ -73,6 +75,10 @@ class AttributionConfig(Settings):
     atp_units: tuple[Literal["head", "neuron"], ...] = ("head", "neuron")
     atp_confirm_top: int = Field(default=10, ge=0)  # units of each kind re-measured exactly
     patch_top_neurons: int = Field(default=0, ge=0)  # also patch the top-k neurons of neuron IG (0 = heads only)
+    pruning_curve: bool = False  # classifiers: bias and accuracy as heads go in bias / importance / random order
+    pruning_random: int = Field(default=5, ge=1)  # random orders averaged on the pruning curve
+    pruning_steps: int = Field(default=13, ge=0)  # points on each pruning curve, evenly spaced; 0 = every head count
+    pruning_protect: float = Field(default=0.0, ge=0, lt=1)  # share of most task-important heads put last in bias order
     n_examples: int = Field(default=64, ge=0)  # examples drawn (seeded) from the data; 0 = all
     token_examples: int = Field(default=8, ge=0)  # examples explained token by token
     batch_size: int = Field(default=64, ge=1)  # rows (gate setting x example) per forward pass

@@ -42,7 +42,8 @@ GREY, FLAG_COLOUR = "#9a9a9a", "#a0522d"  # models not fit to be read; the text 
 ORDER_COLOURS = {"none": "#999999", "before": "#0072B2", "after": "#D55E00", "both": "#009E73", "ft": "#000000"}
 ORDER_LABELS = {"none": "not fine-tuned", "before": "fine-tuned before", "after": "fine-tuned after",
                 "both": "fine-tuned before + after", "ft": "fine-tuned teacher"}
-METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X"}
+METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X",
+                  "biasprune": "P", "erase": "p"}
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
 SCORE_NAMES = {"cf_gap": "cf gap", "seat": "SEAT d", "prob": "P(true class)", "true_class_prob": "P(true class)",
                "loss": "task loss", "pronoun_gap": "pronoun gap"}

@@ -8,7 +8,8 @@ silently used as if trained), and wraps the model in an :class:`~pipeline.anatom
 
 Compressed variants written by :mod:`pipeline.compress` reload here too: a head-pruned folder
 (``config.kept_heads``) is rebuilt with the shrunk attention shapes before its weights are loaded, and an int8
-folder (``config.quantization``, float weights on disk) is quantised again on CPU after loading.
+folder (``config.quantization``, float weights on disk) is quantised again on CPU after loading, and a concept-erased
+folder (``config.erasure``) gets its LEACE erasers hooked in again (:mod:`pipeline.erasure_hooks`).
 
 Hub checkpoints load as they ship: a config without ``model_type`` (the TinyBERT general checkpoints) is
 recognised as BERT or DistilBERT from its keys, TinyBERT's ``fit_denses.*`` distillation projections are skipped,
@@ -40,6 +41,7 @@ from transformers import (
 
 from pipeline.anatomy import SUPPORTED_FAMILIES, Anatomy
 from pipeline.checkpoints import load_config, load_tokenizer, note_ignored_weights, quiet_transformers, read_weights
+from pipeline.erasure_hooks import ERASURE_KEY, load_erasers
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -287,6 +289,8 @@ def load_model(
     head_trained = _head_was_loaded(head, info)
     if getattr(config, "quantization", None) is not None:
         model, device = _requantise(model, config.quantization, device)
+    if getattr(model.config, ERASURE_KEY, None):  # a concept-erased variant: hook its saved erasers in again
+        load_erasers(model, resolved)
     if not head_trained:
         log.warning(
             "%s has no trained %s head: it was initialised randomly. Fine-tune it before reading its outputs; "

@@ -14,7 +14,11 @@ viewer, figures, the report) agree by construction; a test round-trips every nam
 ==========================  ===================================================================================
 
 Methods: ``distil``, ``distil_mixup``, ``tiny``, ``prune<pct>`` (heads removed), ``sparse<pct>`` (weights zeroed),
-``int8``, ``hub-<name>`` (a ready-made student). :data:`METHOD_FAMILIES` lists the families in display order.
+``int8``, ``hub-<name>`` (a ready-made student), and the mitigations ``biasprune<k>h`` / ``biasprune<pct>``
+(bias-aware head pruning; its importance-pruned twins are ``prune<k>h`` / ``prune<pct>``) and ``erase`` (LEACE
+concept erasure); a mitigation applied on another method's variant is ``<method>_<mitigation>``
+(``distil_erase-ft_before``). :data:`METHOD_FAMILIES` lists the families in display order, :data:`MITIGATIONS` the
+mitigations and :func:`mitigation_twins` the unmitigated twin each one is compared with.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["METHOD_FAMILIES", "ORDER_RANK", "Variant", "parse_variant", "variant_sort_key"]
+__all__ = ["METHOD_FAMILIES", "MITIGATIONS", "ORDER_RANK", "Variant", "mitigation_twins", "parse_variant",
+           "variant_sort_key"]
 
 # Method families in display order (teacher first); a family is a method name without its strength and variant
 # suffix (``prune30`` -> prune, ``distil_mixup`` -> distil). A new method needs no entry: it sorts after these.
-METHOD_FAMILIES: tuple[str, ...] = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub")
+METHOD_FAMILIES: tuple[str, ...] = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub", "biasprune", "erase")
+# Mitigations (DESIGN.md section 9): training sets (cda, balanced) and methods (mixup, biasprune, erase).
+MITIGATIONS: tuple[str, ...] = ("cda", "balanced", "mixup", "biasprune", "erase")
 ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
 _COMPRESSED = r"hub-[A-Za-z0-9._-]+?|(?!teacher)[a-z][a-z0-9_]*?(?:\d+(?:\.\d+)?)?"
 _NAME = re.compile(
@@ -100,3 +107,37 @@ def variant_sort_key(name: str) -> tuple:
         return (len(METHOD_FAMILIES) + 1, name, 0, "", name)
     rank = METHOD_FAMILIES.index(v.family) if v.family in METHOD_FAMILIES else len(METHOD_FAMILIES)
     return (rank, v.method, ORDER_RANK.index(v.order), v.training_set or "", name)
+
+
+def mitigation_twins(name: str) -> list[tuple[str, list[str]]]:
+    """``(mitigation, twin names in order of preference)`` for each mitigation in the recipe of ``name``: the same
+    recipe without that one mitigation (same compression, order and training set otherwise).
+
+    ``X@cda`` / ``X@balanced`` -> ``X``; ``distil_mixup`` -> ``distil``; ``biasprune<size>`` -> ``prune<size>``
+    (importance pruning of as many heads); ``<base>_erase-ft_<o>`` -> ``<base>-ft_<o>``; ``erase-ft_none`` -> the
+    pretrained teacher (``teacher-mlm`` when the run has one, else ``teacher``), ``erase-ft_<o>`` -> ``teacher-ft``.
+    Unparseable names and unmitigated variants give ``[]``.
+    """
+    try:
+        v = Variant.parse(name)
+    except ValueError:
+        return []
+    out: list[tuple[str, list[str]]] = []
+    if v.method.startswith("hub-") or v.method.startswith("teacher"):
+        return [(v.training_set, [replace(v, training_set=None).name])] if v.training_set in MITIGATIONS else []
+    parts = v.method.split("_")
+    for i, part in enumerate(parts):
+        rest = parts[:i] + parts[i + 1:]
+        if part == "mixup" and i > 0:
+            out.append(("mixup", [replace(v, method="_".join(rest)).name]))
+        elif part.startswith("biasprune"):
+            out.append(("biasprune", [replace(v, method="_".join([*parts[:i], part[4:], *parts[i + 1:]])).name]))
+        elif part == "erase" and rest:
+            out.append(("erase", [replace(v, method="_".join(rest)).name]))
+        elif part == "erase":
+            ft = v.order != "none"
+            pretrained = [Variant("teacher-mlm", "none", v.training_set).name, "teacher"]
+            out.append(("erase", [Variant("teacher", "ft", v.training_set).name] if ft else pretrained))
+    if v.training_set in MITIGATIONS:
+        out.append((v.training_set, [replace(v, training_set=None).name]))
+    return out

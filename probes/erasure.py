@@ -30,40 +30,24 @@ import numpy as np
 import pandas as pd
 import torch
 from concept_erasure import LeaceEraser, LeaceFitter
-from jaxtyping import Float
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
-from pipeline.anatomy import pool
 from pipeline.data import TaskData
+from pipeline.erasure_hooks import concept_matrix, erasing, fit_leace
 from pipeline.metrics import classifier_logits, counterfactual_metrics, extrinsic_metrics
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 from probes.config import FIT_ON, FitOn
-from probes.extract import eval_mode, extract
+from probes.extract import extract
 from probes.linear import LinearProbe, probe_layers, text_groups
 
 __all__ = ["FIT_ON", "ConceptEraser", "FitOn", "amnesic_effect", "erase_layer", "fit_eraser"]
 
 log = logging.getLogger(__name__)
 
-
-
-def _concept_matrix(z: np.ndarray | Tensor, classes: np.ndarray) -> Tensor:
-    """Concept labels as LEACE's z: one column (z == second class) for two classes, one-hot otherwise."""
-    z = torch.as_tensor(np.searchsorted(classes, np.asarray(z)))  # (n,) class positions
-    if len(classes) == 2:
-        return z.double().unsqueeze(1)  # (n, 1)
-    return torch.nn.functional.one_hot(z, len(classes)).double()  # (n, K)
-
-
-def _eraser_as(eraser: LeaceEraser, like: Tensor) -> LeaceEraser:
-    """A copy of ``eraser`` on ``like``'s device and dtype."""
-    move = lambda t: None if t is None else t.to(device=like.device, dtype=like.dtype)
-    return LeaceEraser(move(eraser.proj_left), move(eraser.proj_right), move(eraser.bias))
 
 
 class ConceptEraser(TransformerMixin, BaseEstimator):
@@ -91,7 +75,7 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
         self.classes_ = np.unique(z)
         if len(self.classes_) < 2:
             raise ValueError(f"the concept has one class only ({self.classes_.tolist()}); erasure needs two or more.")
-        fitter = LeaceFitter.fit(torch.from_numpy(X), _concept_matrix(z, self.classes_), method=self.method,
+        fitter = LeaceFitter.fit(torch.from_numpy(X), concept_matrix(z, self.classes_), method=self.method,
                                  shrinkage=self.shrinkage)
         self.eraser_ = fitter.eraser
         return self
@@ -104,15 +88,6 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
         return out.numpy().astype(X_in.dtype)
 
 
-def _hidden_module(loaded: LoadedModel, layer: int) -> nn.Module:
-    """The module whose output is hidden state ``layer``: the embeddings (0) or block ``layer - 1``."""
-    n = loaded.anatomy.n_layers
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer <= n:
-        raise IndexError(f"layer {layer!r} is out of range: erasure layers are hidden-state indices 0..{n} "
-                         "(0 = embeddings, k = output of block k - 1).")
-    return loaded.anatomy.embeddings if layer == 0 else loaded.anatomy.layer(int(layer) - 1)
-
-
 @contextmanager
 def erase_layer(
     loaded: LoadedModel, layer: int, eraser: LeaceEraser | Callable[[Tensor], Tensor]
@@ -120,7 +95,8 @@ def erase_layer(
     """Within the block, apply ``eraser`` to every token's hidden state ``layer`` in every forward pass.
 
     The hook runs before any other forward hook of that module (so ``output_hidden_states`` records the erased
-    state) and is removed on exit, also after an exception.
+    state), after the erasers a concept-erased variant carries at that layer (:mod:`pipeline.erasure_hooks`), and
+    is removed on exit, also after an exception.
 
     Args:
         loaded: the model.
@@ -131,27 +107,8 @@ def erase_layer(
     Raises:
         IndexError: ``layer`` out of range.
     """
-    module = _hidden_module(loaded, layer)
-    cache: dict[tuple, LeaceEraser] = {}
-
-    def apply(h: Float[Tensor, "batch seq d_model"]) -> Float[Tensor, "batch seq d_model"]:
-        if not isinstance(eraser, LeaceEraser):
-            return eraser(h)
-        key = (h.device, h.dtype)
-        if key not in cache:
-            cache[key] = _eraser_as(eraser, h)
-        return cache[key](h)
-
-    def hook(mod: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
-        if isinstance(output, tuple):
-            return (apply(output[0]), *output[1:])
-        return apply(output)
-
-    handle = module.register_forward_hook(hook, prepend=True)
-    try:
+    with erasing(loaded.model, layer, eraser):
         yield
-    finally:
-        handle.remove()
 
 
 def fit_eraser(
@@ -180,30 +137,8 @@ def fit_eraser(
         ValueError: unknown ``fit_on``, a length mismatch, or fewer than two classes in ``z``.
         IndexError: ``layer`` out of range.
     """
-    _hidden_module(loaded, layer)
-    if fit_on not in FIT_ON:
-        raise ValueError(f"fit_on={fit_on!r}: allowed values are {FIT_ON}.")
-    z = np.asarray(z)
-    if z.shape != (len(texts),):
-        raise ValueError(f"z has shape {z.shape} but there are {len(texts)} texts; give one label per text.")
-    classes = np.unique(z)
-    if len(classes) < 2:
-        raise ValueError(f"the concept has one class only ({classes.tolist()}); erasure needs two or more.")
-    Z = _concept_matrix(z, classes)  # (n, 1 or K)
-    fitter = LeaceFitter(loaded.anatomy.d_model, Z.shape[1], method=method, dtype=torch.float64)
-    starts = range(0, len(texts), batch_size)
-    with eval_mode(loaded.model):
-        for start in tqdm(starts, desc=f"fit eraser (layer {layer})", disable=not progress):
-            batch = loaded.tokenize(list(texts[start:start + batch_size]), max_length=max_length)
-            mask = batch["attention_mask"]
-            h = loaded.anatomy.hidden_states(batch["input_ids"], mask)[layer].double().cpu()  # (batch, seq, d)
-            zb = Z[start:start + batch_size]  # (batch, k)
-            if fit_on == "tokens":
-                keep = mask.cpu().bool()  # (batch, seq)
-                fitter.update(h[keep], zb.repeat_interleave(keep.sum(1), dim=0))  # (tokens, d), (tokens, k)
-            else:
-                fitter.update(pool(h, mask.cpu(), fit_on), zb)  # (batch, d), (batch, k)
-    return fitter.eraser
+    return fit_leace(loaded, texts, z, layer, fit_on=fit_on, method=method, batch_size=batch_size,
+                     max_length=max_length, progress=progress)
 
 
 def _task_rows(loaded: LoadedModel, data: TaskData, batch_size: int, max_length: int, seed: int,

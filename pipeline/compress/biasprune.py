@@ -50,8 +50,8 @@ def heads_to_remove(heads_per_layer: tuple[int, ...], *, count: int | None = Non
     asked = f"{count} heads" if count is not None else f"fraction {fraction} ({n} of {total} heads)"
     if n < 1 or n > total - n_layers:
         raise ValueError(f"cannot remove {asked}: the model has {total} heads in {n_layers} layers "
-                         f"({list(heads_per_layer)} per layer) and each layer keeps at least one, so 1..{total - n_layers} "
-                         "heads can go. Fix: ask for fewer heads.")
+                         f"({list(heads_per_layer)} per layer) and each layer keeps at least one, so "
+                         f"1..{total - n_layers} heads can go. Fix: ask for fewer heads.")
     return n
 
 

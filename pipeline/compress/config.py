@@ -1,18 +1,23 @@
 """Settings of the compression methods: one section per method, each listing the fine-tuning orders it is built in.
 
 A present section enables its method (``[compress.distil]``, ``[compress.tiny]``, ``[compress.prune]``,
-``[compress.int8]``); the run plan (:mod:`pipeline.runs.plan`) turns each (method, order) into a variant.
+``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``); the run plan
+(:mod:`pipeline.runs.plan`) turns each (method, order) into a variant. A mitigation section can also be applied on
+top of other methods' variants (``on``): ``on = ["distil"]`` adds ``distil_erase-ft_<order>``, the eraser fitted on
+``distil-ft_<order>``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct, unit_interval
 
-__all__ = ["CompressSection", "DistilSection", "Int8Section", "MethodSection", "PruneSection", "TinySection"]
+__all__ = ["BiasPruneSection", "CompressSection", "DistilSection", "EraseSection", "Int8Section", "MethodSection",
+           "PruneSection", "TinySection"]
 
 
 class MethodSection(Settings):
@@ -29,6 +34,10 @@ class MethodSection(Settings):
 
     def methods(self) -> list[tuple[str, str, dict]]:
         return [(self.op, self.op, {})]
+
+    def bases(self) -> tuple[str, ...]:
+        """The methods whose variants this one is applied to (``teacher``: the teacher, in each order)."""
+        return ("teacher",)
 
 
 class _Method(MethodSection):
@@ -150,6 +159,117 @@ class Int8Section(MethodSection):
         return check_orders(v, ("none", "before"), "an int8 model cannot be fine-tuned")
 
 
+class _Mitigation(MethodSection):
+    """A mitigation that can also be applied on top of other methods' variants."""
+
+    # "teacher" = the teacher in each order (none: pretrained, before: fine-tuned, after / both: then fine-tuned);
+    # a method name (distil, prune30, ...) = that method's variant of the same order, as planned by its section
+    on: tuple[str, ...] = ("teacher",)
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        distinct(v, "on")
+        if not v:
+            raise ValueError("on is empty, which would drop the method silently; give 'teacher' and/or method names")
+        bad = [b for b in v if not re.fullmatch(r"[a-z][a-z0-9_]*", b)]
+        if bad:
+            raise ValueError(f"on {bad}: give 'teacher' or names of this run's compression methods (distil, tiny, "
+                             "prune30, ...); hub students are not compressed here")
+        quantised = [b for b in v if b.startswith("int8")]
+        if quantised:
+            raise ValueError(f"on {quantised}: an int8 model is quantised for evaluation only (no gradients, not "
+                             "saved quantised); mitigate before quantising")
+        return v
+
+    def bases(self) -> tuple[str, ...]:
+        return self.on
+
+
+class BiasPruneSection(_Mitigation):
+    """Bias-aware head pruning (FASP spirit, Zayed et al. 2024): remove the heads whose single removal lowers the
+    counterfactual gap on the dev split most, never the ``protect`` share most important for the task; each count
+    also gets its importance-pruned twin (Michel et al. 2019) with the same number of heads removed."""
+
+    op: ClassVar[str] = "biasprune"
+    orders: tuple[Order, ...] = ("before",)
+    heads: tuple[int, ...] = ()  # numbers of heads removed: variants "biasprune<k>h" (twins "prune<k>h")
+    fractions: tuple[float, ...] = ()  # shares of all heads removed: "biasprune<pct>" (twins "prune<pct>")
+    protect: float = Field(default=0.1, ge=0, lt=1)  # share of heads most important for accuracy never removed
+    objective: Literal["abs_gap", "gap"] = "abs_gap"  # bias lowered: mean |cf gap| per example, or |mean cf gap|
+    bias_examples: int = Field(default=256, ge=0)  # dev texts with a gendered word behind the bias effect (0 = all)
+    importance_examples: int = Field(default=512, ge=1)  # training examples behind the head importance
+    normalise: bool = True  # l2-normalise importance within each layer (as [compress.prune])
+    twins: bool = True  # also build the importance-pruned twin of each count
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("before", "both"), "bias effect and importance need a fine-tuned classifier")
+
+    @field_validator("heads")
+    @classmethod
+    def _heads(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"heads {list(v)}: give numbers of heads to remove, each at least 1")
+        return distinct(v, "heads")
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(f == 0 for f in v):
+            raise ValueError(f"fractions {list(v)}: 0 removes no head; give shares in (0, 1)")
+        return distinct(unit_interval(v, "fractions"), "fractions")
+
+    @model_validator(mode="after")
+    def _something(self) -> BiasPruneSection:
+        if not self.heads and not self.fractions:
+            raise ValueError("heads and fractions are both empty; give at least one, or drop [compress.biasprune]")
+        return self
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        sizes = [(f"{k}h", {"heads": k}) for k in self.heads] + [(f"{f * 100:g}", {"fraction": f})
+                                                                 for f in self.fractions]
+        out = []
+        for suffix, size in sizes:
+            out.append((f"biasprune{suffix}", self.op, {**size, "by": "bias"}))
+            if self.twins:
+                out.append((f"prune{suffix}", self.op, {**size, "by": "importance"}))
+        return out
+
+
+class EraseSection(_Mitigation):
+    """Concept erasure as a variant: LEACE erasers of gender (Belrose et al. 2023) fitted on the training split at
+    ``layers`` and saved with the model, applied whenever it is loaded."""
+
+    op: ClassVar[str] = "erase"
+    orders: tuple[Order, ...] = ("before",)  # after / both: fine-tuned with the erasers in place
+    layers: tuple[int, ...] = (-1,)  # hidden-state indices: 0 = embeddings, k = output of block k - 1, -1 = last
+    # what is guarded, one eraser each, applied in turn: every token's state, the [CLS] state, the mean-pooled one
+    fit_on: tuple[Literal["tokens", "cls", "mean"], ...] = ("tokens", "cls", "mean")
+    method: Literal["leace", "orth"] = "leace"
+    fit_examples: int = Field(default=4096, ge=0)  # training texts the erasers are fitted on (0 = all)
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, FT_ORDERS, "fine-tuning orders")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("layers is empty; give hidden-state indices to erase at, e.g. [-1]")
+        return distinct(v, "layers")
+
+    @field_validator("fit_on")
+    @classmethod
+    def _fit_on(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("fit_on is empty; give what to guard: 'tokens', 'cls' and/or 'mean'")
+        return distinct(v, "fit_on")
+
+
 class CompressSection(Settings):
     """One optional sub-section per compression method; a present sub-section enables the method.
 
@@ -161,6 +281,8 @@ class CompressSection(Settings):
     tiny: TinySection | None = None
     prune: PruneSection | None = None
     int8: Int8Section | None = None
+    biasprune: BiasPruneSection | None = None  # mitigations last: they may be applied on the methods above
+    erase: EraseSection | None = None
 
     def sections(self) -> list[tuple[str, MethodSection]]:
         """(name, section) of every enabled method, in declaration order."""

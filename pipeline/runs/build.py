@@ -20,7 +20,12 @@ op                     MLM head saved with the variant
 ``finetune``           the input's, carried over (``since`` gains ``fine-tuned``); likewise ``prune``
                        (``head-pruned``), ``sparse`` (``magnitude-pruned``), ``int8`` (``quantised to int8``)
 ``tiny``               none: the student is narrower than the teacher's head
+``biasprune``          the input's, carried over (``head-pruned``)
+``erase``              the input's, carried over (``concept-erased``); the erasers act on the encoder below it
 =====================  ==========================================================================================
+
+A concept-erased variant (op ``erase``, or any model built from one) is saved with its LEACE erasers
+(``erasure.safetensors``, :mod:`pipeline.erasure_hooks`), which the loader hooks in again.
 """
 
 from __future__ import annotations
@@ -37,15 +42,19 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from pipeline.anatomy import Anatomy
+from pipeline.compress.biasprune import bias_prune, heads_to_remove, importance_prune
 from pipeline.compress.distil import distil
+from pipeline.compress.erase import erase
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
 from pipeline.compress.tiny import tiny
 from pipeline.data import GenderSwapper, TaskData
+from pipeline.erasure_hooks import save_erasers
 from pipeline.heads import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.config import RunConfig
+from pipeline.runs.mitigation_build import head_bias_effects
 from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
@@ -72,13 +81,15 @@ class Built:
 
 def save_model(loaded: LoadedModel, folder: Path, mlm_head: MlmHead | None = None, *, no_mlm_head: str = "") -> None:
     """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``), and the MLM
-    head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`)."""
+    head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`), and the model's LEACE
+erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
     config = loaded.model.config
     setattr(config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
     setattr(config, MLM_HEAD_KEY, mlm_head.record() if mlm_head else {"absent": no_mlm_head or "none was given"})
     state = None if mlm_head is None else {**loaded.model.state_dict(), **mlm_head.state}
     loaded.model.save_pretrained(folder, state_dict=state)
     loaded.tokenizer.save_pretrained(folder)
+    save_erasers(loaded.model, folder)
 
 
 def _report(result: TrainResult, prefix: str = "") -> list[dict]:
@@ -224,6 +235,42 @@ def _prune(job: _Job) -> Built:
     return _carried(loaded, job, rows, "head-pruned")
 
 
+def _biasprune(job: _Job) -> Built:
+    """Bias-aware head pruning (``by = bias``) or its importance-pruned twin at the same count."""
+    loaded, section, params = job.inputs.classifier(), job.cfg.compress.biasprune, job.step.params
+    anatomy, ids = loaded.anatomy, loaded.anatomy.head_ids
+    n = heads_to_remove(anatomy.heads_per_layer, count=params.get("heads"), fraction=params.get("fraction"))
+    batches = _importance_batches(loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size,
+                                  job.max_length)
+    importance = head_importance(anatomy, batches, normalise=section.normalise)
+    scores = {"head_importance": importance}
+    rows: list[dict] = []
+    if params["by"] == "bias":
+        effect, intact, n_ex = head_bias_effects(loaded, job.dev, job.swapper, n_examples=section.bias_examples,
+                                                 objective=section.objective, max_length=job.max_length,
+                                                 batch_size=job.cfg.finetune.eval_batch_size, seed=job.step.seed)
+        scores["bias_effect"] = effect
+        rows.append({"unit": "model", "metric": "dev_bias", "value": intact, "n": n_ex})
+        choice = bias_prune(anatomy, effect, importance, n, protect=section.protect)
+    else:
+        choice = importance_prune(anatomy, importance, n)
+    rows += [{"unit": "head", "layer": l, "head": ids[l][h], "metric": metric, "value": float(s[l, h])}
+             for metric, s in scores.items() for l in range(s.shape[0]) for h in range(len(ids[l]))]
+    rows += [{"unit": "head", "layer": l, "head": ids[l][h], "metric": what, "value": 1.0}
+             for what, heads in (("removed", choice.removed), ("protected", choice.protected)) for l, h in heads]
+    rows += [{"unit": "model", "metric": "heads_removed", "value": len(choice.removed)},
+             {"unit": "model", "metric": "heads_kept", "value": sum(map(len, choice.kept))}]
+    return _carried(loaded, job, rows, "head-pruned")
+
+
+def _erase(job: _Job) -> Built:
+    """LEACE erasers of gender fitted on the training split, installed in the input model and saved with it."""
+    loaded = job.inputs.classifier()
+    rows = erase(loaded, job.train, job.cfg.compress.erase, batch_size=job.cfg.finetune.eval_batch_size,
+                 max_length=job.max_length, seed=job.step.seed)
+    return _carried(loaded, job, rows, "concept-erased")
+
+
 def _sparse(job: _Job) -> Built:
     loaded = job.inputs.classifier()
     reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
@@ -244,7 +291,7 @@ def _int8(job: _Job) -> Built:
 # its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
 OPERATIONS: dict[str, Callable[[_Job], Built]] = {
     "load": _load, "mlm": _mlm, "finetune": _finetune, "distil": _distil, "tiny": _tiny, "prune": _prune,
-    "sparse": _sparse, "int8": _int8,
+    "sparse": _sparse, "int8": _int8, "biasprune": _biasprune, "erase": _erase,
 }
 
 

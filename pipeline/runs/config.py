@@ -14,6 +14,7 @@ Sections (see ``configs/demo.toml`` for a commented example):
     [task]          dataset, files/columns, class and size limits, training sets, split, max_length
     [finetune]      task fine-tuning and optional masked-LM domain fine-tuning
     [compress.distil] [compress.tiny] [compress.prune] [compress.int8]   one per compression method, with orders
+    [compress.biasprune] [compress.erase]   mitigations as variants (bias-aware pruning, LEACE concept erasure)
     [[hub_students]] ready-made students from the hub (paper runs)
     [metrics]       latency settings and the bias metrics (pipeline.metrics.config.BiasMetricsConfig)
     [attribution]   the attribution methods (attribution.config.AttributionConfig)
@@ -34,7 +35,15 @@ import tomllib
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from attribution.config import AttributionConfig
-from pipeline.compress.config import CompressSection, DistilSection, Int8Section, PruneSection, TinySection
+from pipeline.compress.config import (
+    BiasPruneSection,
+    CompressSection,
+    DistilSection,
+    EraseSection,
+    Int8Section,
+    PruneSection,
+    TinySection,
+)
 from pipeline.metrics.config import BiasMetricsConfig
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct
@@ -43,9 +52,11 @@ from probes.config import ProbeConfig
 
 __all__ = [
     "FT_ORDERS",
+    "BiasPruneSection",
     "CompressSection",
     "ConfigError",
     "DistilSection",
+    "EraseSection",
     "FinetuneSection",
     "HubStudent",
     "Int8Section",
@@ -117,9 +128,11 @@ class TaskSection(Settings):
     max_classes: int | None = Field(default=None, ge=2)  # keep the most frequent classes only
     max_train: int | None = Field(default=None, ge=2)  # subsample the train split (after splitting)
     max_eval: int | None = Field(default=None, ge=1)  # subsample dev and test
-    # "original" = the split as drawn; "balanced" = equal women and men per class (Leteno et al. 2023). With
-    # several, variants that learn from the training set get a suffix "@balanced".
-    training_sets: tuple[Literal["original", "balanced"], ...] = Field(default=("original",), min_length=1)
+    # "original" = the split as drawn; "balanced" = equal women and men per class (Leteno et al. 2023); "cda" =
+    # counterfactual data augmentation, every text with its gender-swapped twin (Webster et al. 2020). With
+    # several, variants that learn from the training set get a suffix "@balanced" / "@cda".
+    training_sets: tuple[Literal["original", "balanced", "cda"], ...] = Field(default=("original",), min_length=1)
+    cda: Literal["two_sided", "one_sided"] = "two_sided"  # each text and its twin, or the twin instead of the text
     split_seed: int = Field(default=0, ge=0)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, dev, test
     max_length: int = Field(default=128, ge=8, le=512)  # tokens per text, everywhere in the run

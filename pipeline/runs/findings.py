@@ -14,6 +14,8 @@ concentration     Gini / entropy of head effects and the student difference     
 method_agreement  rank correlation and top-k overlap between methods            :mod:`pipeline.runs.findings_structure`
 stability         seeds and teacher-student alignment of head effects (RQ4)     :mod:`pipeline.runs.findings_structure`
 encoding          probe accuracy over chance, selectivity, erasure (RQ5)        :mod:`pipeline.runs.findings_probes`
+mitigation        paired change, mitigated variant vs its unmitigated twin (RQ6) :mod:`pipeline.runs.findings_mitigation`
+frontier          accuracy and bias of every variant, Pareto front (RQ6)      :mod:`pipeline.runs.findings_mitigation`
 ================  ===========================================================  =====================================
 
 The settings are the ``[findings]`` section of a run (:class:`~pipeline.runs.findings_config.FindingsConfig`, light
@@ -31,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.runs.findings_config import FindingsConfig
+from pipeline.runs.findings_mitigation import frontier_table, mitigation_table
 from pipeline.runs.findings_probes import encoding_table
 from pipeline.runs.findings_structure import agreement_table, concentration_table, stability_table
 from pipeline.runs.findings_units import bias_units, completeness_table
@@ -78,6 +81,10 @@ FINDINGS: tuple[_Finding, ...] = (
     ),
     _Finding("stability", ("head_ablation", "patching"), lambda t, c, r: stability_table(t, c, r.path)),
     _Finding("encoding", ("probes_layers", "probes_control", "erasure"), lambda t, c, r: encoding_table(t, c)),
+    _Finding("mitigation", ("predictions", "bias_metrics"), lambda t, c, r: mitigation_table(
+        t.get("predictions"), t.get("bias_metrics"), t.get("fitness"), list(r.manifest.get("label_names", [])), c,
+        t.get("task_metrics"))),
+    _Finding("frontier", ("bias_metrics",), lambda t, c, r: frontier_table(t["bias_metrics"], t.get("fitness"))),
 )
 INPUT_TABLES = (
     "task_metrics",

@@ -34,7 +34,19 @@ from pipeline.schema import tidy
 from pipeline.stats import bh_qvalues, paired_bootstrap, seeds_ttest, sign_flip_test, summarise_draws
 from pipeline.variants import Variant
 
-__all__ = ["INTRINSIC_PREFIXES", "comparisons_table", "empty_table", "extrinsic_stats", "fitness_table", "reference_of"]
+__all__ = [
+    "INTRINSIC_PREFIXES",
+    "compared_metrics",
+    "comparisons_table",
+    "empty_table",
+    "extrinsic_stats",
+    "finish_comparisons",
+    "fitness_table",
+    "head_trained",
+    "interval_rows",
+    "paired_rows",
+    "reference_of",
+]
 
 INTRINSIC_PREFIXES = ("seat_", "crows_", "stereoset_", "winobias_", "winogender_")
 _NOT_COMPARED = (
@@ -302,6 +314,12 @@ def comparisons_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fit
                 ref = reference_of(variant, family, present_b)
                 if ref is not None:
                     rows += _interval_rows(bias, variant, metric, key, ref)
+    return finish_comparisons(rows, fitness)
+
+
+def finish_comparisons(rows: list[dict], fitness: pd.DataFrame | None) -> pd.DataFrame:
+    """The tidy table of comparison ``rows`` (:func:`paired_rows`, :func:`interval_rows`): BH q-values within each
+    metric and level, and ``interpretable`` (intrinsic, or both models fit to be read)."""
     if not rows:
         return empty_table()
     table = pd.DataFrame(rows)
@@ -327,3 +345,10 @@ def _fit_map(fitness: pd.DataFrame | None) -> dict[tuple[str, int], bool]:
     for variant, group in per.groupby("variant"):
         out[(str(variant), -1)] = bool(group["fit"].all())
     return out
+
+
+# The pairing helpers under public names, for comparisons with other references (pipeline.runs.findings_mitigation).
+paired_rows = _paired_rows
+interval_rows = _interval_rows
+compared_metrics = _interval_metrics
+head_trained = _head_trained

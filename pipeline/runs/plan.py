@@ -14,8 +14,13 @@ Every model a run makes is a *variant* named by its recipe (DESIGN.md section 5)
 ==========================  ===================================================================================
 
 with ``m`` one of ``distil``, ``distil_mixup``, ``tiny``, ``prune<pct>`` (heads removed), ``sparse<pct>``
-(weights zeroed) and ``int8``. "Pretrained teacher" is ``teacher-mlm`` when domain fine-tuning is on. With several
-training sets, variants that learnt from the training data get the suffix ``@balanced`` (none for ``original``).
+(weights zeroed), ``int8``, and the mitigations ``biasprune<k>h`` / ``biasprune<pct>`` (bias-aware head pruning,
+with its importance-pruned twins ``prune<k>h`` / ``prune<pct>``) and ``erase`` (LEACE concept erasure). A mitigation
+applied on another method's variant (``on``) is ``<base>_<m>-ft_<order>``, built from ``<base>-ft_<order>``
+(an intermediate when the run does not evaluate that order of ``<base>``).
+"Pretrained teacher" is ``teacher-mlm`` when domain fine-tuning is on. With several
+training sets, variants that learnt from the training data get the suffix ``@balanced`` or ``@cda`` (none for
+``original``).
 
 Orders and what they mean when the task head is never trained: ``none`` keeps the classifier head untrained, so
 its task metrics are reported but flagged (``head_trained = 0``); encoder-level analyses (SEAT, probes, MLM
@@ -31,6 +36,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import ValidationError
 
 from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_model
 from pipeline.runs.config import ConfigError, RunConfig
@@ -78,7 +85,7 @@ class Step:
 
 
 class _Planner:
-    """Accumulates steps; a step asked for twice is kept once (and exposed if either asked)."""
+    """Accumulates steps; a name asked for twice is built once, by its first recipe (exposed if either asked)."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -92,8 +99,9 @@ class _Planner:
         name = variant.on(data_set if self.multi_sets else None).name
         step = Step(name, seed if uses else self.first,  # data-free steps are seed-independent
                     op, parent.key if parent else None, source if parent is None else None, params, data_set, exposed)
-        if step.key in self.steps:
-            step = Step(**{**step.__dict__, "exposed": self.steps[step.key].exposed or exposed})
+        if step.key in self.steps:  # the first recipe of a name is built (prune30 of [compress.prune] before the
+            first = self.steps[step.key]  # importance twin of [compress.biasprune]); exposed if either asked
+            step = Step(**{**first.__dict__, "exposed": first.exposed or exposed})
         self.steps[step.key] = step
         return step
 
@@ -103,18 +111,65 @@ class _Planner:
 
 
 def _method_chain(p: _Planner, name: str, op: Op, orders: Iterable[str], seed: int, ts: str, pretrained: Step | None,
-                  teacher_ft: Step, source: str, **params: Any) -> None:
-    """Add ``name-ft_<order>`` for each order (and the intermediates they need)."""
+                  teacher_ft: Step, source: str, *, expose: bool = True, **params: Any) -> None:
+    """Add ``name-ft_<order>`` for each order (and the intermediates they need); ``expose=False`` plans them as
+    intermediates (inputs of a mitigation applied on them)."""
     orders = set(orders)
     if orders & {"none", "after"}:
-        none = p.add(Variant(name, "none"), seed, op, pretrained, ts, exposed="none" in orders, source=source,
-                     **params)
+        none = p.add(Variant(name, "none"), seed, op, pretrained, ts, exposed=expose and "none" in orders,
+                     source=source, **params)
         if "after" in orders:
-            p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=True, **_follow(op))
+            p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=expose, **_follow(op))
     if orders & {"before", "both"}:
-        before = p.add(Variant(name, "before"), seed, op, teacher_ft, ts, exposed="before" in orders, **params)
+        before = p.add(Variant(name, "before"), seed, op, teacher_ft, ts, exposed=expose and "before" in orders,
+                       **params)
         if "both" in orders:
-            p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=True, **_follow(op))
+            p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=expose, **_follow(op))
+
+
+@dataclass(frozen=True)
+class _Roots:
+    """What a method chain starts from: the pretrained and the fine-tuned teacher of one seed and training set."""
+
+    pretrained: Step | None
+    teacher_ft: Step
+    source: str
+
+
+def _base_step(p: _Planner, cfg: RunConfig, key: str, base: str, order: str, seed: int, ts: str,
+               roots: _Roots) -> Step:
+    """The step of ``<base>-ft_<order>``; planned as an intermediate when the run does not ask for that order.
+
+    Raises:
+        ConfigError: ``base`` is no method of the run, or cannot be built in ``order``.
+    """
+    wanted = Variant(base, order).on(ts if p.multi_sets else None).name
+    found = p.steps.get(f"{wanted}/seed{seed}") or p.steps.get(f"{wanted}/seed{p.first}")
+    if found is not None:
+        return found
+    methods = {m: (section, op, params) for _, section in cfg.compress.sections() for m, op, params in section.methods()}
+    if base not in methods:
+        raise ConfigError(f"compress.{key}.on = {base!r}: no method of this run is called so (its methods: "
+                          f"{', '.join(sorted(methods)) or 'none'}; or 'teacher'). Fix: name one of them.")
+    section, op, params = methods[base]
+    try:
+        type(section).model_validate({**section.model_dump(), "orders": (order,)})
+    except ValidationError as err:
+        why = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"compress.{key}.on = {base!r} with order {order!r} needs {wanted!r}, which cannot be "
+                          f"built: {why}. Fix: drop that order or base.") from None
+    _method_chain(p, base, op, (order,), seed, ts, roots.pretrained, roots.teacher_ft, roots.source, expose=False,
+                  **params)
+    return p.steps.get(f"{wanted}/seed{seed}") or p.steps[f"{wanted}/seed{p.first}"]
+
+
+def _on_base(p: _Planner, cfg: RunConfig, key: str, base: str, name: str, op: Op, orders: Iterable[str], seed: int,
+             ts: str, roots: _Roots, **params: Any) -> None:
+    """Add ``<base>_<name>-ft_<order>``: ``op`` applied to the variant ``<base>-ft_<order>`` (planned as an
+    intermediate when the run does not evaluate it)."""
+    for order in orders:
+        parent = _base_step(p, cfg, key, base, order, seed, ts, roots)
+        p.add(Variant(f"{base}_{name}", order), seed, op, parent, ts, exposed=True, **params)
 
 
 def _follow(op: Op) -> dict[str, Any]:
@@ -132,9 +187,15 @@ def plan_variants(cfg: RunConfig) -> list[Step]:
             pretrained = p.add(Variant("teacher-mlm", "none"), seed, "mlm", None, ts, exposed=True, source=src) \
                 if cfg.finetune.mlm_domain else None
             teacher_ft = p.add(Variant("teacher", "ft"), seed, "finetune", pretrained, ts, exposed=True, source=src)
-            for _, section in comp.sections():
+            for key, section in comp.sections():
                 for name, op, params in section.methods():
-                    _method_chain(p, name, op, section.orders, seed, ts, pretrained, teacher_ft, src, **params)
+                    for base in section.bases():
+                        if base == "teacher":
+                            _method_chain(p, name, op, section.orders, seed, ts, pretrained, teacher_ft, src,
+                                          **params)
+                        else:
+                            _on_base(p, cfg, key, base, name, op, section.orders, seed, ts,
+                                     _Roots(pretrained, teacher_ft, src), **params)
             for hub in cfg.hub_students:
                 if "none" in hub.orders:
                     p.add(Variant(f"hub-{hub.name}", "none"), seed, "load", None, ts, exposed=True, source=hub.source)

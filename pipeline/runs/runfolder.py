@@ -198,7 +198,7 @@ class RunFolder:
             except SchemaError:  # a damaged table names no variants; the pages that need it say so
                 continue
         keys = pd.concat(frames, ignore_index=True).drop_duplicates()
-        return keys[keys["variant"].astype(str) != ""]
+        return keys[(keys["variant"].astype(str) != "") & (keys["seed"] >= 0)]  # seed -1: findings' pooled rows
 
 
 def _readable(path: Path, read):

@@ -1,6 +1,7 @@
 """The ``findings`` stage (section ``[findings]``): the statistics of :mod:`pipeline.runs.findings` computed from the
 tables the earlier stages wrote into the run folder, written back as the tables ``fitness``, ``comparisons``,
-``bias_units``, ``ig_completeness``, ``concentration``, ``method_agreement``, ``stability`` and ``encoding``.
+``bias_units``, ``ig_completeness``, ``concentration``, ``method_agreement``, ``stability``, ``encoding``,
+``mitigation`` and ``frontier``.
 
 The stage reads tables only (no model is loaded), so it takes seconds. It is one cached unit keyed by the bytes of
 every table it reads and the settings; its stage key must also see those tables change, so it needs the

@@ -67,6 +67,11 @@ _RECORDS = (
               "[findings] (needs several seeds or a distilled student)"),
     TableSpec("encoding", "findings", "gender probes over chance, selectivity and erasure (RQ5)",
               "[findings] (needs the probe tables)"),
+    TableSpec("mitigation", "findings", "paired change of every metric, mitigated variant vs its unmitigated twin",
+              "[findings] (needs mitigated variants: training_sets cda / balanced, [compress.biasprune], "
+              "[compress.erase] or distil mixup)"),
+    TableSpec("frontier", "findings", "accuracy and bias of every variant, with the Pareto front",
+              "[findings] (needs the bias_metrics table)"),
 )
 TABLES: dict[str, TableSpec] = {t.name: t for t in _RECORDS}
 HEAD_MAPS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import TaskData, rebalance_genders, split_task
+from pipeline.data import GenderSwapper, TaskData, counterfactual_augment, rebalance_genders, split_task
 from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import load_task
 from pipeline.runs.config import ConfigError
@@ -72,6 +72,11 @@ def load_task_splits(task, root: Path | None = None) -> TaskSplits:
     sets = {"original": train}
     if "balanced" in task.training_sets:
         sets["balanced"] = rebalance_genders(train, seed=task.split_seed)
+    if "cda" in task.training_sets:  # every text with its gender-swapped twin (or the twin alone, one-sided)
+        try:
+            sets["cda"] = counterfactual_augment(train, GenderSwapper.from_winobias(root), mode=task.cda)
+        except (ValueError, FileNotFoundError) as err:
+            raise ConfigError(f"task.training_sets = {list(task.training_sets)}: {err}") from None
     for name in task.training_sets:
         present = np.unique(sets[name].labels)
         if len(present) < 2:

@@ -130,9 +130,11 @@ def flag_notice(view: Selection, variants: Iterable[str]) -> dict[str, str]:
     flags = variant_flags(view, variants)
     if flags:
         names = "; ".join(f"**{v}** ({why})" for v, why in sorted(flags.items(), key=lambda kv: variant_sort_key(kv[0])))
-        st.warning(f"Not fit to be read: {names}. Their bias numbers are not interpretable (a model that predicts "
-                   "one class has GAP_RMS 0 by construction); they are marked *(not fit)* and drawn grey or dashed. "
-                   "See the Findings page.", icon="⚠️")
+        st.warning(f"Not fit to be read: {names}. Untrained head: its outputs are those of a random classifier; "
+                   "collapsed: it predicts one class (GAP_RMS 0 by construction); ≤ majority class: it does not beat "
+                   "always predicting the most frequent class (one-sided test). Their bias numbers are not "
+                   "interpretable; they are marked *(not fit)* and drawn grey, open or dashed. See the Findings page.",
+                   icon="⚠️")
     return flags
 
 

@@ -95,10 +95,8 @@ def model_status(fitness: pd.DataFrame | None, task: pd.DataFrame | None = None,
 
 def _short(row) -> str:
     if row["status"] == "collapsed":
-        return f"collapsed ({row['top_prediction_share']:.0%} one class)"
-    if row["status"] == "weak":
-        return "no better than the majority class"
-    return STATUS_WORDS.get(row["status"], row["status"])
+        return f"collapsed ({row['top_prediction_share']:.0%} in one class)"
+    return {"weak": "≤ majority class", "untrained": "untrained head"}.get(row["status"], row["status"])
 
 
 def flags_by_point(status: pd.DataFrame) -> dict[tuple[str, int], str]:
@@ -119,7 +117,7 @@ def flags_by_variant(status: pd.DataFrame, variants: Sequence[str] | None = None
         bad = group[~group["fit"].astype(bool)]
         if len(bad):
             worst = bad.iloc[np.argmin([STATUS_ORDER.index(s) for s in bad["status"]])]
-            out[str(variant)] = f"{len(bad)} of {len(group)} seeds: {_short(worst)}"
+            out[str(variant)] = _short(worst) + (f" ({len(bad)} of {len(group)} seeds)" if len(group) > 1 else "")
     return out
 
 

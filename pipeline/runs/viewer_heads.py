@@ -10,7 +10,7 @@ import streamlit as st
 
 from attribution import plots
 from attribution.plot_style import model_total
-from pipeline.runs.runfolder import top_neurons_table
+from pipeline.runs.runfolder import top_neurons_table, variant_sort_key
 from pipeline.runs.tables import HEAD_MAPS, NEURON_MAPS
 from pipeline.runs.viewer import (
     NOT_ATTRIBUTED,
@@ -59,6 +59,7 @@ def noise_summary(frame: pd.DataFrame, metric: str, alpha: float, carries: pd.Da
             mine = carries[(carries["variant"] == variant) & (carries["seed"] == seed) & (carries["unit"] == "head")]
             row["carry bias"] = int(mine["carries"].astype(bool).sum())
         out.append(row)
+    out.sort(key=lambda r: (variant_sort_key(str(r["variant"])), r["seed"]))
     return pd.DataFrame(out)
 
 

@@ -118,7 +118,7 @@ def counterparts(run: RunFolder, variant: str, seed: int, layer: int, present: l
         out = []
         for other in sorted(set(present) - {variant}, key=variant_sort_key):
             try:
-                if reference_of(other, "task", set(present)) != variant:
+                if other.startswith("teacher") or reference_of(other, "task", set(present)) != variant:
                     continue
             except ValueError:
                 continue
@@ -183,9 +183,9 @@ def inspector(view: Selection) -> None:
     if mates:
         st.markdown("**Counterpart** (same head id; the layer it was initialised from / into): "
                     + ", ".join(f"{v} layer {lay}" for v, lay in mates))
-        rows = [head_profile(tables, sources, prefix(run) + v, lay, head, alpha=alpha).assign(variant=v, layer=lay)
-                for v, lay in mates]
-        rows = [r for r in rows if len(r)]
+        rows = [head_profile(tables, sources, prefix(run) + v, lay, head, alpha=alpha) for v, lay in mates]
+        rows = [r.assign(variant=v, layer=lay)[["variant", "layer", *r.columns]] for r, (v, lay) in zip(rows, mates)
+                if len(r)]
         if rows:
             table(f"counterparts_{name}_L{layer}H{head}", pd.concat(rows, ignore_index=True))
     _attention_section(run, folder, layer, head, name)

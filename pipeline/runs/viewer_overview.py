@@ -148,7 +148,7 @@ def findings_page(view: Selection) -> None:
         if s["numbers"]:
             st.markdown("\n".join(f"- {n}" for n in s["numbers"]))
         if s["png"] is not None:
-            st.image(s["png"], width="stretch")
+            st.image(s["png"], width=720)
         if s["table"] is not None and len(s["table"]):
             table(f"findings_{s['key']}", s["table"])
         for note in s["notes"]:

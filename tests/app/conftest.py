@@ -55,3 +55,32 @@ def partial_run(tmp_path_factory, demo_run, demo_teacher) -> Path:
     result = run_pipeline(demo_config(out, demo_teacher, name="partial", analyses=[]))
     assert result.actions == {"build": "cached", "task_metrics": "ran", "findings": "ran"}, result.actions
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def collapsed_run(tmp_path_factory, demo_run) -> Path:
+    """The demo run's tables (no models) with two defects a viewer must not hide: ``int8-ft_before`` seed 0 predicts
+    one class for all but one test example (collapsed), and the token explanations of ``distil-ft_before`` say it
+    predicted ``person`` (so its example labels differ from the teacher's). The findings tables are removed, so the
+    viewer must compute fitness from ``predictions`` itself and say that the findings stage did not run."""
+    from pipeline.runs.findings import FINDINGS
+    from pipeline.schema import read_table, write_table
+
+    run_dir = tmp_path_factory.mktemp("runs_collapsed") / "collapsed"
+    shutil.copytree(demo_run, run_dir, ignore=shutil.ignore_patterns("models", ".cache"))
+    tables = run_dir / "tables"
+    for finding in FINDINGS:
+        (tables / f"{finding.name}.parquet").unlink(missing_ok=True)
+    predictions = read_table(tables / "predictions.parquet")
+    rows = (predictions["variant"] == "int8-ft_before") & (predictions["seed"] == 0)
+    first = predictions.index[rows][0]
+    predictions.loc[rows, "pred"] = 0
+    predictions.loc[first, "pred"] = 1
+    write_table(predictions, tables / "predictions.parquet")
+    tokens = read_table(tables / "token_ig.parquet")
+    distil = (tokens["variant"] == "distil-ft_before") & (tokens["unit"] == "token")
+    tokens.loc[distil, "pred"] = "person"
+    write_table(tokens, tables / "token_ig.parquet")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "name": "collapsed"}))
+    return run_dir

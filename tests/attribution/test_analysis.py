@@ -11,7 +11,8 @@ from pipeline.compress.quantise import quantise_dynamic
 from pipeline.models import LoadedModel
 
 FAST = AttributionConfig(n_examples=10, token_examples=2, ig_steps=8, n_boot=20, cumulative_steps=4,
-                         patch_top_neurons=3)  # fmt: skip
+                         patch_top_neurons=3, atp=True, pruning_curve=True, pruning_random=2,
+                         pruning_steps=4)  # fmt: skip
 
 
 def test_all_tables_on_a_classifier(tiny_loaded, tiny_task):
@@ -27,6 +28,8 @@ def test_all_tables_on_a_classifier(tiny_loaded, tiny_task):
     assert set(cumulative["order"].dropna()) == {"most", "least"} and cumulative["step"].max() == 12
     assert (tables["patching"]["unit"] == "neuron").sum() == 3
     assert tables["token_ig"]["example"].nunique() == 2
+    curve = tables["pruning_curve"]
+    assert set(curve["order"]) == {"bias", "importance", "random"} and sorted(set(curve["step"])) == [0, 4, 8, 12]
 
 
 def test_int8_skips_gradient_methods_with_a_reason(tiny_loaded, tiny_task):

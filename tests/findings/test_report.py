@@ -21,7 +21,7 @@ from pipeline.runs.stage_findings import findings_stage
 from pipeline.runs.stages import StageContext
 from pipeline.runs.tables import TABLES
 
-RQS = ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5")
+RQS = ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5", "RQ6")
 
 
 @pytest.fixture(scope="module")

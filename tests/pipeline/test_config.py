@@ -116,9 +116,10 @@ def test_shipped_configs_validate_and_paper_dry_runs_offline(tmp_path, capsys, m
     demo = load_config(REPO / "configs/demo.toml")
     assert demo.teacher.source == "minilm" and demo.compress.int8 is not None
     paper = load_config(REPO / "configs/paper.toml")
-    assert len(paper.run.seeds) >= 3 and paper.task.training_sets == ("original", "balanced")
+    assert len(paper.run.seeds) >= 3 and paper.task.training_sets == ("original", "balanced", "cda")
     paper = paper.model_copy(update={"run": paper.run.model_copy(update={"out_dir": tmp_path})})
     result = run(paper, dry_run=True)
     out = capsys.readouterr().out
     assert "hub-tinybert-ft_after@balanced" in out and "distil_mixup-ft_both" in out
+    assert "distil_biasprune12h-ft_before@cda" in out and "tiny_erase-ft_before@balanced" in out
     assert {s.seed for s in result.plan} == {0, 1, 2} and not (tmp_path / "paper").exists()
