@@ -25,7 +25,8 @@ op                     MLM head saved with the variant
 =====================  ==========================================================================================
 
 A concept-erased variant (op ``erase``, or any model built from one) is saved with its LEACE erasers
-(``erasure.safetensors``, :mod:`pipeline.erasure_hooks`), which the loader hooks in again.
+(``erasure.safetensors``, :mod:`pipeline.erasure_hooks`), which the loader hooks in again. The job, inputs and
+saving live in :mod:`pipeline.runs.build_job`; the mitigation operations in :mod:`pipeline.runs.mitigation_build`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -42,24 +42,25 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from pipeline.anatomy import Anatomy
-from pipeline.compress.biasprune import bias_prune, heads_to_remove, importance_prune
 from pipeline.compress.distil import distil
-from pipeline.compress.erase import erase
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
 from pipeline.compress.tiny import tiny
 from pipeline.data import GenderSwapper, TaskData
-from pipeline.erasure_hooks import save_erasers
-from pipeline.heads import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
 from pipeline.metrics.predict import classifier_logits
-from pipeline.models import LoadedModel, load_model
+from pipeline.models import LoadedModel
+from pipeline.runs.build_job import Built, Inputs, Job, save_model
+from pipeline.runs.build_job import carried as _carried
+from pipeline.runs.build_job import importance_batches as _importance_batches
+from pipeline.runs.build_job import report_rows as _report
+from pipeline.runs.build_job import with_trained_mlm_head as _with_trained_mlm_head
 from pipeline.runs.config import RunConfig
-from pipeline.runs.mitigation_build import head_bias_effects
-from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
+from pipeline.runs.mitigation_build import biasprune_op, erase_op
+from pipeline.runs.plan import Step
 from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
 from pipeline.schema import tidy
-from pipeline.train import TrainResult, encode, finetune_classifier, finetune_mlm, seeded
+from pipeline.train import finetune_classifier, finetune_mlm
 
 __all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]
 
@@ -67,131 +68,18 @@ log = logging.getLogger(__name__)
 # source whose change invalidates built models (the data enters keys by content, not by code)
 
 
-@dataclass
-class Built:
-    """A built variant: the classifier it computes with, what is saved, training report rows (tidy dicts), and its
-    MLM head (or why it has none)."""
-
-    model: LoadedModel
-    to_save: LoadedModel
-    rows: list[dict]
-    mlm_head: MlmHead | None = None
-    no_mlm_head: str = ""
-
-
-def save_model(loaded: LoadedModel, folder: Path, mlm_head: MlmHead | None = None, *, no_mlm_head: str = "") -> None:
-    """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``), and the MLM
-    head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`), and the model's LEACE
-erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
-    config = loaded.model.config
-    setattr(config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
-    setattr(config, MLM_HEAD_KEY, mlm_head.record() if mlm_head else {"absent": no_mlm_head or "none was given"})
-    state = None if mlm_head is None else {**loaded.model.state_dict(), **mlm_head.state}
-    loaded.model.save_pretrained(folder, state_dict=state)
-    loaded.tokenizer.save_pretrained(folder)
-    save_erasers(loaded.model, folder)
-
-
-def _report(result: TrainResult, prefix: str = "") -> list[dict]:
-    rows = [{"unit": "model", "metric": f"{prefix}train_loss", "value": result.final_loss},
-            {"unit": "model", "metric": f"{prefix}train_steps", "value": result.steps},
-            {"unit": "model", "metric": f"{prefix}train_seconds", "value": result.seconds}]
-    if result.dev_accuracy is not None:
-        rows.append({"unit": "model", "metric": f"{prefix}dev_accuracy", "value": result.dev_accuracy})
-    return rows
-
-
-class _Inputs:
-    """Loads a step's input model on the training device."""
-
-    def __init__(self, step: Step, parent_dir: Path | None, label_names: tuple[str, ...], device: torch.device):
-        self.origin = str(parent_dir) if step.parent else step.source
-        self.step, self.label_names, self.device = step, list(label_names), device
-
-    def classifier(self) -> LoadedModel:
-        with seeded(self.step.seed):  # a new classifier head is initialised under the step's seed
-            loaded = load_model(self.origin, head="classifier", label_names=self.label_names, device=self.device)
-        trained = getattr(loaded.model.config, HEAD_TRAINED_KEY, None)
-        if trained is not None:
-            loaded.head_trained = bool(trained)
-        return loaded
-
-    def mlm(self) -> LoadedModel:
-        return load_model(self.origin, head="mlm", device=self.device)
-
-    def mlm_head(self, change: str | None = None) -> tuple[MlmHead | None, str]:
-        """The input's MLM head (after ``change`` to the encoder), or (None, why there is none)."""
-        head, reason = read_mlm_head(self.origin)
-        return (head.after(change) if head is not None and change else head), reason
-
-    def general_teacher(self) -> LoadedModel:
-        """The masked-LM model when its MLM head is trained, else the classifier (hidden-state distillation)."""
-        models_log = logging.getLogger("pipeline.models")
-        level = models_log.level
-        models_log.setLevel(logging.ERROR)  # "no trained mlm head" is expected here; reported below instead
-        try:
-            loaded = self.mlm()
-        finally:
-            models_log.setLevel(level)
-        if loaded.head_trained:
-            return loaded
-        log.info("%s has no trained MLM head: general distillation uses hidden states only.", self.origin)
-        return self.classifier()
-
-
-def _importance_batches(loaded: LoadedModel, train: TaskData, n: int, batch_size: int, max_length: int) -> list[dict]:
-    rows = list(range(min(n, len(train))))
-    batches = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        batch = encode(loaded.tokenizer, [train.texts[i] for i in chunk], max_length)
-        batch["labels"] = torch.tensor(train.labels[chunk])
-        batches.append({k: v.to(loaded.device) for k, v in batch.items()})
-    return batches
-
-
-@dataclass
-class _Job:
-    """What one build operation reads."""
-
-    step: Step
-    cfg: RunConfig
-    train: TaskData
-    dev: TaskData
-    parent: Step | None
-    inputs: _Inputs
-    accelerator: Accelerator
-    swapper: GenderSwapper | None
-
-    @property
-    def max_length(self) -> int:
-        return self.cfg.task.max_length
-
-
-def _carried(loaded: LoadedModel, job: _Job, rows: list[dict], change: str | None) -> Built:
-    """A classifier variant saved with its input's MLM head (after ``change``), if the input has one."""
-    head, reason = job.inputs.mlm_head(change)
-    return Built(loaded, loaded, rows, head, reason)
-
-
-def _with_trained_mlm_head(mlm: LoadedModel, job: _Job, rows: list[dict], origin: str) -> Built:
-    """A masked LM saved as a classifier with the task's classes (a new, untrained head) and its MLM head."""
-    classifier = as_classifier(mlm, job.train.label_names, job.step.seed)
-    return Built(classifier, classifier, rows, MlmHead(mlm_head_state(mlm.model), origin))
-
-
-def _load(job: _Job) -> Built:
+def _load(job: Job) -> Built:
     return _carried(job.inputs.classifier(), job, [], None)
 
 
-def _mlm(job: _Job) -> Built:
+def _mlm(job: Job) -> Built:
     loaded = job.inputs.mlm()
     result = finetune_mlm(loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length,
                           accelerator=job.accelerator)
     return _with_trained_mlm_head(loaded, job, _report(result), "mlm")
 
 
-def _finetune(job: _Job) -> Built:
+def _finetune(job: Job) -> Built:
     loaded = job.inputs.classifier()
     with keep_sparsity(loaded.anatomy) if job.step.params.get("keep_sparsity") else nullcontext():
         result = finetune_classifier(loaded, job.train, job.dev, job.cfg.finetune, job.step.seed,
@@ -199,7 +87,7 @@ def _finetune(job: _Job) -> Built:
     return _carried(loaded, job, _report(result), "fine-tuned")
 
 
-def _distil(job: _Job) -> Built:
+def _distil(job: Job) -> Built:
     general = job.parent is None or job.parent.op == "mlm"  # the teacher was not task-fine-tuned
     teacher = job.inputs.general_teacher() if general else job.inputs.classifier()
     student, result = distil(teacher, job.train, job.cfg.compress.distil, job.step.seed, max_length=job.max_length,
@@ -213,7 +101,7 @@ def _distil(job: _Job) -> Built:
     return _carried(student, job, _report(result), "distilled")
 
 
-def _tiny(job: _Job) -> Built:
+def _tiny(job: Job) -> Built:
     student, results = tiny(job.inputs.classifier(), job.train, job.cfg.compress.tiny, job.step.seed,
                             max_length=job.max_length, accelerator=job.accelerator)
     rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
@@ -221,7 +109,7 @@ def _tiny(job: _Job) -> Built:
                  "a TinyBERT-style student is built as a classifier, narrower than the teacher's MLM head")
 
 
-def _prune(job: _Job) -> Built:
+def _prune(job: Job) -> Built:
     loaded, section = job.inputs.classifier(), job.cfg.compress.prune
     batches = _importance_batches(loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size,
                                   job.max_length)
@@ -235,49 +123,13 @@ def _prune(job: _Job) -> Built:
     return _carried(loaded, job, rows, "head-pruned")
 
 
-def _biasprune(job: _Job) -> Built:
-    """Bias-aware head pruning (``by = bias``) or its importance-pruned twin at the same count."""
-    loaded, section, params = job.inputs.classifier(), job.cfg.compress.biasprune, job.step.params
-    anatomy, ids = loaded.anatomy, loaded.anatomy.head_ids
-    n = heads_to_remove(anatomy.heads_per_layer, count=params.get("heads"), fraction=params.get("fraction"))
-    batches = _importance_batches(loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size,
-                                  job.max_length)
-    importance = head_importance(anatomy, batches, normalise=section.normalise)
-    scores = {"head_importance": importance}
-    rows: list[dict] = []
-    if params["by"] == "bias":
-        effect, intact, n_ex = head_bias_effects(loaded, job.dev, job.swapper, n_examples=section.bias_examples,
-                                                 objective=section.objective, max_length=job.max_length,
-                                                 batch_size=job.cfg.finetune.eval_batch_size, seed=job.step.seed)
-        scores["bias_effect"] = effect
-        rows.append({"unit": "model", "metric": "dev_bias", "value": intact, "n": n_ex})
-        choice = bias_prune(anatomy, effect, importance, n, protect=section.protect)
-    else:
-        choice = importance_prune(anatomy, importance, n)
-    rows += [{"unit": "head", "layer": l, "head": ids[l][h], "metric": metric, "value": float(s[l, h])}
-             for metric, s in scores.items() for l in range(s.shape[0]) for h in range(len(ids[l]))]
-    rows += [{"unit": "head", "layer": l, "head": ids[l][h], "metric": what, "value": 1.0}
-             for what, heads in (("removed", choice.removed), ("protected", choice.protected)) for l, h in heads]
-    rows += [{"unit": "model", "metric": "heads_removed", "value": len(choice.removed)},
-             {"unit": "model", "metric": "heads_kept", "value": sum(map(len, choice.kept))}]
-    return _carried(loaded, job, rows, "head-pruned")
-
-
-def _erase(job: _Job) -> Built:
-    """LEACE erasers of gender fitted on the training split, installed in the input model and saved with it."""
-    loaded = job.inputs.classifier()
-    rows = erase(loaded, job.train, job.cfg.compress.erase, batch_size=job.cfg.finetune.eval_batch_size,
-                 max_length=job.max_length, seed=job.step.seed)
-    return _carried(loaded, job, rows, "concept-erased")
-
-
-def _sparse(job: _Job) -> Built:
+def _sparse(job: Job) -> Built:
     loaded = job.inputs.classifier()
     reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
     return _carried(loaded, job, [{"unit": "model", "metric": "sparsity", "value": reached}], "magnitude-pruned")
 
 
-def _int8(job: _Job) -> Built:
+def _int8(job: Job) -> Built:
     loaded = job.inputs.classifier()
     loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
     quantised = quantise_dynamic(loaded.model)
@@ -289,9 +141,9 @@ def _int8(job: _Job) -> Built:
 
 # The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
 # its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
-OPERATIONS: dict[str, Callable[[_Job], Built]] = {
+OPERATIONS: dict[str, Callable[[Job], Built]] = {
     "load": _load, "mlm": _mlm, "finetune": _finetune, "distil": _distil, "tiny": _tiny, "prune": _prune,
-    "sparse": _sparse, "int8": _int8, "biasprune": _biasprune, "erase": _erase,
+    "sparse": _sparse, "int8": _int8, "biasprune": biasprune_op, "erase": erase_op,
 }
 
 
@@ -311,8 +163,8 @@ def build_step(step: Step, *, cfg: RunConfig, train: TaskData, dev: TaskData, pa
     """
     if step.op not in OPERATIONS:
         raise ValueError(f"unknown build op {step.op!r} in step {step.key}; known: {', '.join(OPERATIONS)}.")
-    inputs = _Inputs(step, parent_dir, train.label_names, accelerator.device)
-    return OPERATIONS[step.op](_Job(step, cfg, train, dev, parent, inputs, accelerator, swapper))
+    inputs = Inputs(step, parent_dir, train.label_names, accelerator.device)
+    return OPERATIONS[step.op](Job(step, cfg, train, dev, parent, inputs, accelerator, swapper))
 
 
 # ---- the build stage --------------------------------------------------------------------------------------------

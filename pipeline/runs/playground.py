@@ -22,7 +22,7 @@ from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.playground_compare import compare_models
 from pipeline.runs.runfolder import RunFolder, head_trained
-from pipeline.runs.viewer import findings_config, load
+from pipeline.runs.viewer import findings_config, load, point_flags
 from pipeline.runs.viewer_heads import HEAD_SOURCES
 
 __all__ = ["DEFAULT_SENTENCE", "effect_labels", "playground"]
@@ -131,10 +131,13 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
         st.info("No saved model for the selected variants and seeds: the pipeline saves each variant under "
                 "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`).")
         return
-    choices.sort(key=lambda c: not _trained(c))  # trained heads first: the default is one whose outputs mean something
+    flags = point_flags(view)  # trained heads first, fit ones before them: the default's outputs mean something
+    choices.sort(key=lambda c: (not _trained(c), (prefix(c[0]) + c[1], c[2]) in flags))
     run, variant, seed = st.selectbox(
         "Model", choices, key="play_model",
-        format_func=lambda c: f"{prefix(c[0])}{c[1]} (seed {c[2]})" + ("" if _trained(c) else " — untrained head"))
+        format_func=lambda c: f"{prefix(c[0])}{c[1]} (seed {c[2]})" + (
+            " — untrained head" if not _trained(c) else " — not fit to be read" if (prefix(c[0]) + c[1], c[2]) in flags
+            else ""))
     if not _trained((run, variant, seed)):
         st.warning(f"{variant}'s classifier head was never trained on the task (fine-tuning order 'none'): its "
                    "probabilities are those of a random head, so its prediction and gap mean nothing.")

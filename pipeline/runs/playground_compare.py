@@ -14,6 +14,7 @@ import torch
 from attribution.data import AttributionData
 from attribution.ig import TokenIntegratedGradients
 from attribution.scores import CounterfactualGap
+from pipeline.compress.quantise import supports_gradients
 from pipeline.gates import ones_gates
 from pipeline.runs.viewer import figure, point_flags
 
@@ -59,11 +60,14 @@ def compare_models(view, text: str, twin: str, choices: list, current: tuple, pr
         probs = _probabilities(loaded, [text, twin], ones_gates(loaded.anatomy))
         pred = int(probs[0].argmax())
         name = prefix(run) + variant
+        if not supports_gradients(loaded):
+            st.caption(f"{name} seed {seed}: no token attributions (int8 model: no gradients).")
         rows.append({"model": name, "seed": seed, "prediction": loaded.model.config.id2label.get(pred, str(pred)),
                      "P(ŷ|text)": float(probs[0, pred]), "P(ŷ|twin)": float(probs[1, pred]),
                      "gap P(ŷ|text) − P(ŷ|twin)": float(probs[0, pred] - probs[1, pred]),
                      "fit to read": "✗ " + flags[(name, seed)] if (name, seed) in flags else "✓"})
-        explained.append((folder, name, seed, pred))
+        if supports_gradients(loaded):
+            explained.append((folder, name, seed, pred))
     table("playground_models", pd.DataFrame(rows))
     if not st.checkbox(f"Token attributions (integrated gradients, {IG_STEPS} steps)", value=True,
                        key="play_tokens"):

@@ -16,6 +16,7 @@ from pipeline.compress.tiny import default_tiny_map
 from pipeline.data import BIOS_HUB_ID
 from pipeline.models import resolve_source
 from pipeline.runs.config import ConfigError, RunConfig
+from pipeline.runs.mitigation_checks import check_mitigations
 from pipeline.runs.plan import plan_variants
 from pipeline.runs.task_data import TaskSplits, load_task_splits
 from pipeline.runs.units import check_analysis_variants
@@ -84,7 +85,8 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
 
     Raises:
         ConfigError: an unwritable output folder, an unsupported model family, a layer map out of range, a
-            student shape that does not divide, fp16 on CPU, or task data with fewer than two classes.
+            student shape that does not divide, fp16 on CPU, task data with fewer than two classes, or erasure layers
+            or bias-pruning sizes a model of the run cannot take.
     """
     notes: list[str] = []
     _check_writable(cfg.run.out_dir)
@@ -93,12 +95,13 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
     if cfg.run.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device = 'cuda' but no GPU is visible; set run.device = 'auto' or 'cpu'.")
     check_analysis_variants(cfg, [s.variant for s in plan_variants(cfg) if s.exposed])
+    teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
     _check_files(cfg.teacher.source, "teacher.source")
     for i, hub in enumerate(cfg.hub_students):
         _check_files(hub.source, f"hub_students[{i}].source")
-    teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
     if teacher is not None:
         _check_students(cfg, teacher)
+        check_mitigations(cfg, teacher)
     for i, hub in enumerate(cfg.hub_students):
         _model_config(hub.source, f"hub_students[{i}].source", notes)
     if cfg.run.data_root is not None and not Path(cfg.run.data_root).is_dir():

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from run_fixtures import demo_config, run_pipeline
 
+
 @pytest.fixture(scope="session")
 def empty_run(tmp_path_factory) -> Path:
     """A run that has started but written nothing yet: a manifest and an empty tables/ folder."""

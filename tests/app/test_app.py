@@ -3,19 +3,17 @@ test session (see ``conftest.py``): a full run, an empty one and a partial one (
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
-
 from viewer_helpers import infos, open_app, show
 
 from app import PAGES
-from pipeline.runs.runfolder import RunFolder
-from pipeline.runs.viewer_overview import BIAS_METRICS
 from pipeline.data import GenderSwapper
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import load_model
+from pipeline.runs.runfolder import RunFolder
+from pipeline.runs.viewer_overview import BIAS_METRICS
 from pipeline.schema import read_table
 
 # Written by the demo run of conftest.py: every variant with both seeds, except the untrained teacher (first seed).
@@ -158,11 +156,16 @@ def test_probes_show_curves_head_maps_and_tables(demo_app):
     assert not at.exception and at.image[0].proto.imgs[0].caption == "probe_curves_probe_auc"
 
 
-def test_playground_offers_every_saved_model_and_opens_on_a_trained_one(demo_app):
+def test_playground_offers_every_saved_model_and_opens_on_a_trained_one(demo_app, demo_run):
     at = show(demo_app, "Playground")
     model = at.selectbox(key="play_model")
-    trained = [f"{v} (seed {s})" for v, s in ROWS if v != "teacher"]
-    assert model.options == [*trained, "teacher (seed 0) — untrained head"] and model.value[1:] == ("teacher-ft", 0)
+    fitness = read_table(demo_run / "tables" / "fitness.parquet").drop_duplicates(["variant", "seed"])
+    fit = {(v, s): bool(f) for v, s, f in zip(fitness["variant"], fitness["seed"], fitness["fit"])}
+    trained = [(v, s) for v, s in ROWS if v != "teacher"]
+    trained = [f"{v} (seed {s})" for v, s in trained if fit[v, s]] + [
+        f"{v} (seed {s}) — not fit to be read" for v, s in trained if not fit[v, s]]  # fit ones first
+    assert model.options == [*trained, "teacher (seed 0) — untrained head"]
+    assert model.value[1:] == next((v, s) for v, s in ROWS if v != "teacher" and (fit[v, s] or not any(fit.values())))
     assert not at.warning
     model.set_value((model.value[0], "teacher", 0)).run()
     assert "never trained on the task" in at.warning[0].value

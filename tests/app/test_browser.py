@@ -1,7 +1,9 @@
-"""The viewer in a real browser: served by ``streamlit run`` on localhost, opened in headless Debian Chromium.
+"""The viewer in a real browser: served by ``streamlit run`` on localhost, opened in headless Debian Chromium;
+every page is visited, screenshotted and checked for an exception box.
 
 Needs ``apt-get install -y chromium`` (``/usr/bin/chromium``) and ``pip install playwright`` (its Python driver
 only; the system Chromium is used, so no ``playwright install``). Skipped with the reason when either is absent.
+``BIAS_ATLAS_SCREENSHOTS=docs/figures`` keeps the screenshots (``viewer_<page>.png``, as in docs/VIEWER.md).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def served(demo_run):
     port = _free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none",  # edits elsewhere in the tree must not rerun the page mid-test
                "--", str(demo_run.parent)]
     server = subprocess.Popen(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -71,9 +74,18 @@ def served(demo_run):
             server.wait()
 
 
-def _settled(page) -> None:
-    """Wait until the script run is over: Streamlit's running indicator is gone."""
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+_BUSY = "!!(document.querySelector('[data-testid=\"stStatusWidget\"]') || document.querySelector('[data-testid=\"stSpinner\"]'))"
+
+
+def _settled(page, quiet_ms: int = 1500) -> None:
+    """Wait until the script run is over: neither Streamlit's running indicator nor a spinner has been seen for
+    ``quiet_ms`` (a run may start a moment after a click, and a cached function shows its own spinner)."""
+    deadline, quiet = time.monotonic() + TIMEOUT_MS / 1000, 0
+    while quiet < quiet_ms:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page was still running after {TIMEOUT_MS / 1000:.0f} s")
+        page.wait_for_timeout(250)
+        quiet = 0 if page.evaluate(_BUSY) else quiet + 250
 
 
 def test_overview_table_and_heatmap_render_in_chromium(served, tmp_path):
@@ -107,3 +119,34 @@ def test_overview_table_and_heatmap_render_in_chromium(served, tmp_path):
     assert shot.stat().st_size > 10_000
     if os.environ.get("BIAS_ATLAS_SCREENSHOT"):  # e.g. docs/figures/viewer.png, to refresh the README's picture
         shutil.copy(shot, os.environ["BIAS_ATLAS_SCREENSHOT"])
+
+
+def test_every_page_renders_without_an_exception_box(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from app import PAGES
+
+    shots = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1700})
+            page.goto(served)
+            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=TIMEOUT_MS)
+            for name in PAGES:
+                page.get_by_role("tab", name=name, exact=True).click()
+                _settled(page)
+                assert page.locator('[data-testid="stException"]').count() == 0, name
+                assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
+                images = page.locator('[data-testid="stImage"] img')
+                assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+                           for i in range(images.count())), name
+                shot = tmp_path / f"viewer_{name.lower().replace(' ', '_')}.png"
+                page.screenshot(path=shot)
+                shots.append(shot)
+        finally:
+            browser.close()
+    assert len(shots) == len(PAGES) and all(s.stat().st_size > 10_000 for s in shots)
+    if os.environ.get("BIAS_ATLAS_SCREENSHOTS"):  # e.g. docs/figures: the pictures of docs/VIEWER.md
+        for shot in shots:
+            shutil.copy(shot, Path(os.environ["BIAS_ATLAS_SCREENSHOTS"]) / shot.name)

@@ -6,6 +6,7 @@ Findings page answers the research questions."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -14,9 +15,10 @@ from viewer_helpers import infos, open_app, show
 from attribution import plots
 from attribution.plot_style import GREY
 from pipeline.runs.findings import FINDINGS
+from pipeline.runs.report import SECTIONS
 from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.viewer_data import flags_by_point, model_status
-from pipeline.schema import read_table
+from pipeline.schema import read_table, write_table
 
 INTERVAL = re.compile(r"^\(?-?[\d.e+-]+( \[-?[\d.e+-]+, -?[\d.e+-]+\])?\)?$")
 
@@ -155,8 +157,8 @@ def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app
     assert at.image[0].proto.imgs[0].caption == "attention_teacher-ft_L2H1"
     attended = at.dataframe[-1].value
     assert len(attended) > 0 and attended["mean attention received"].is_monotonic_decreasing
-    at.selectbox(key="inspect_model").set_value(next(o for o in at.selectbox(key="inspect_model").options
-                                                     if "distil" in str(o))).run()
+    model = at.selectbox(key="inspect_model")
+    model.set_value((model.value[0], "distil-ft_before", 0)).run()
     at.selectbox(key="inspect_layer").set_value(1).run()
     counterpart = next(m.value for m in at.markdown if m.value.startswith("**Counterpart**"))
     assert not at.exception and "teacher-ft layer 2" in counterpart
@@ -165,19 +167,20 @@ def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app
 def test_findings_page_answers_each_question_from_the_stored_tables(demo_app):
     at = show(demo_app, "Findings")
     titles = [h.value for h in at.subheader]
-    assert titles[0] == "Models fit to be read" and [t.split(" ")[0] for t in titles[1:]] == [
-        "RQ1", "RQ2", "RQ3", "RQ4", "RQ5"]
+    assert titles[0] == "Models fit to be read" and len(titles) == len(SECTIONS)  # as in `bias-atlas report`
+    assert [t.split(" ")[0] for t in titles[1:]] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
     assert len(at.info) == len(titles)  # one answer each
     assert "has no findings tables" not in infos(at)
     assert len(at.dataframe) >= len(titles)  # the run header and the table behind each answer
 
 
-def test_findings_page_computes_what_the_findings_stage_did_not_write_and_says_so(collapsed_app):
+def test_findings_page_computes_what_the_findings_stage_did_not_write_and_says_so(collapsed_app, collapsed_run):
+    run = RunFolder(collapsed_run)
     at = show(collapsed_app, "Findings")
     text = infos(at)
     assert "has no findings tables" in text and "`findings` stage of `bias-atlas run CONFIG`" in text
-    assert [h.value.split(" ")[0] for h in at.subheader][1:] == ["RQ1", "RQ2", "RQ3", "RQ4", "RQ5"]
-    assert {f.name for f in FINDINGS} >= {"fitness", "bias_units"}
+    assert [h.value.split(" ")[0] for h in at.subheader][1:] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
+    assert not any(run.has(f.name) for f in FINDINGS)  # nothing was written into the run
 
 
 def test_playground_labels_heads_with_their_effect_and_compares_models(demo_app):
@@ -188,3 +191,15 @@ def test_playground_labels_heads_with_their_effect_and_compares_models(demo_app)
     assert {"teacher-ft", "distil-ft_before", "int8-ft_before"} <= set(models["model"])
     captions = [i.proto.imgs[0].caption for i in at.image]
     assert "play_tokens_teacher-ft_seed0" in captions and "play_tokens_distil-ft_before_seed0" in captions
+
+
+def test_playground_opens_on_a_model_fit_to_be_read(demo_run, tmp_path):
+    run = tmp_path / "runs" / "demo"
+    shutil.copytree(demo_run, run, ignore=shutil.ignore_patterns(".cache"))
+    fitness = read_table(run / "tables" / "fitness.parquet")
+    fitness["fit"] = (fitness["variant"] == "distil-ft_before") & (fitness["seed"] == 1)
+    write_table(fitness, run / "tables" / "fitness.parquet")
+    at = show(open_app(run.parent), "Playground")
+    model = at.selectbox(key="play_model")
+    assert model.value[1:] == ("distil-ft_before", 1) and model.options[0] == "distil-ft_before (seed 1)"
+    assert model.options[1].endswith(" — not fit to be read")

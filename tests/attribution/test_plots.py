@@ -40,7 +40,8 @@ def test_signed_heatmap_shows_the_matrix_on_a_scale_centred_at_zero():
     assert (image.norm.vmin, image.norm.vmax) == (-6.0, 6.0)  # symmetric: max |value| = 6
     assert image.get_cmap().name.startswith(plots.SIGNED_CMAP)
     assert fig.axes[0].get_xlabel() == "head" and fig.axes[0].get_ylabel() == "layer"
-    assert fig.axes[1].get_ylabel() == plot_style.label("delta_score")  # the colour bar, {score} filled
+    what, sign = fig.axes[1].get_ylabel().split("\n")  # the colour bar: what is measured, which sign adds bias
+    assert what == plot_style.label("delta_score") and sign == "+ = removing it raises the score"
     assert tuple(fig.get_size_inches()) == plots.FIGURE_SIZES["head_heatmap"]
 
 
@@ -91,9 +92,45 @@ def test_side_by_side_heatmaps_share_one_scale_and_plot_the_depth_difference():
     line = bottom.get_lines()[0]  # (the last line is the zero line)
     np.testing.assert_allclose(line.get_xdata(), diff.index)
     np.testing.assert_allclose(line.get_ydata(), diff.to_numpy())
-    assert bottom.get_xlabel().startswith("normalised depth")
+    assert bottom.get_xlabel() == "depth (l+1)/L"
     with pytest.raises(ValueError, match="empty"):
         plots.side_by_side_heatmaps({}, "delta_score")
+
+
+def test_side_by_side_heatmaps_wrap_any_number_of_variants_and_scale_per_map_on_request():
+    values = {f"distil{i}-ft_after": STUDENT * (i + 1) for i in range(6)}
+    frames = heads_frame({"teacher-ft": TEACHER, **values})
+    chosen = {v: frames[frames["variant"] == v] for v in ["teacher-ft", *values]}
+    fig = plots.side_by_side_heatmaps(chosen, "delta_score")
+    heat = [ax for ax in fig.axes if ax.images]
+    assert len(heat) == 7 and len({round(ax.get_position().y0, 3) for ax in heat}) == 2  # 4 + 3: two rows
+    assert fig.get_size_inches()[1] == pytest.approx(plots.grown_height("side_by_side_heatmaps", 2))
+    assert {(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in heat} == {(-18.0, 18.0)}  # one scale
+    panel = plots.side_by_side_heatmaps(chosen, "delta_score", scale="panel")
+    limits = [ax.images[0].norm.vmax for ax in panel.axes if ax.images]
+    assert limits == [6.0] + [3.0 * (i + 1) for i in range(6)]  # each map its own max |value|
+    with pytest.raises(ValueError, match="scale="):
+        plots.side_by_side_heatmaps(chosen, "delta_score", scale="log")
+
+
+def test_heatmap_marks_significant_heads_fades_the_rest_and_boxes_the_carriers():
+    frame = heads_frame({"teacher-ft": TEACHER}, seeds=(0, 1), n=12)
+    frame["q"] = 0.5
+    frame.loc[(frame["layer"] == 0) & (frame["head"] == 0), "q"] = 0.01  # both seeds
+    frame.loc[(frame["layer"] == 1) & (frame["head"] == 2) & (frame["seed"] == 0), "q"] = 0.01  # one seed
+    carries = tidy([{"variant": "teacher-ft", "seed": 0, "unit": "head", "layer": 3, "head": 1, "metric": "delta_score",
+                     "value": 1.0, "carries": True}])
+    fig = plots.head_heatmap(frame, "delta_score", carries=carries, flag="untrained head")
+    ax = fig.axes[0]
+    dots, rings = ([tuple(p) for p in c.get_offsets()] for c in ax.collections[:2])
+    assert dots == [(0.0, 0.0)] and rings == [(2.0, 1.0)]  # (head, layer)
+    faded = [p for p in ax.patches if p.get_facecolor()[:3] == (1.0, 1.0, 1.0) and p.get_fill()]
+    assert len(faded) == TEACHER.size - 2
+    boxes = [p.get_xy() for p in ax.patches if not p.get_fill()]
+    assert boxes == [(1 - 0.42, 3 - 0.42)]
+    assert "n = 12" in ax.get_title() and "not fit to be read: untrained head" in ax.get_title()
+    share, carried = plots.head_significance(frame, TEACHER.shape, 0.05, carries)
+    assert share[0, 0] == 1 and share[1, 2] == 0.5 and carried.sum() == 1
 
 
 def cumulative_frame() -> pd.DataFrame:
@@ -107,18 +144,34 @@ def cumulative_frame() -> pd.DataFrame:
     return tidy(rows, score="cf_gap")
 
 
-def test_cumulative_curve_draws_one_line_with_a_band_per_variant_and_order():
-    fig = plots.cumulative_curve(cumulative_frame())
-    score_ax, accuracy_ax = fig.axes[:2]
-    assert score_ax.get_ylabel() == "cf_gap with heads ablated"
-    assert accuracy_ax.get_xlabel() == "fraction of heads ablated"
-    lines = score_ax.get_lines()
-    assert len(lines) == 4 and len(score_ax.collections) == 4  # (variant, order) lines, each with its CI band
-    xs = sorted(tuple(line.get_xdata()) for line in lines)
-    assert xs[0] == (0.0, 0.25, 0.5, 0.75, 1.0) and (0.0, 0.5, 1.0) in xs
+def test_cumulative_curve_draws_one_panel_per_model_with_both_orders_and_bands():
+    fig = plots.cumulative_curve(cumulative_frame(), flags={"distil-ft_after": "untrained head"})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 4  # 2 models x (score, accuracy)
+    titles = [ax.get_title() for ax in axes if ax.get_title()]
+    assert titles == ["teacher-ft", "distil-ft_after (not fit)"]
+    teacher_score = axes[0]
+    assert teacher_score.get_ylabel() == "cf gap"
+    lines = teacher_score.get_lines()
+    assert len(lines) == 2 and len(teacher_score.collections) == 2  # most / least, each with its CI band
     assert {line.get_linestyle() for line in lines} == {"-", "--"}
+    assert all(tuple(line.get_xdata()) == (0.0, 0.25, 0.5, 0.75, 1.0) for line in lines)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "(no random-order curves in the table)" in legend
     with pytest.raises(ValueError, match="lacks column"):
         plots.cumulative_curve(cumulative_frame().drop(columns=["order"]))
+
+
+def test_cumulative_curve_draws_the_random_order_baseline_when_the_table_has_it():
+    rows = [{"variant": "teacher-ft", "metric": "ablated_score", "value": v, "step": step, "fraction": step / 4,
+             "order": order} for order, offset in (("random0", 0.0), ("random1", 0.2), ("most", 0.5))
+            for step in range(5) for v in [step / 4 + offset]]
+    fig = plots.cumulative_curve(tidy(rows, score="cf_gap"))
+    ax = fig.axes[0]
+    random = [line for line in ax.get_lines() if line.get_linestyle() == "-."]
+    assert len(random) == 1
+    np.testing.assert_allclose(random[0].get_ydata(), np.arange(5) / 4 + 0.1)  # mean of the two orders
+    assert any("random order: mean, min-max of 2 seeded orders" == t.get_text() for t in fig.legends[0].get_texts())
 
 
 def test_probe_curves_put_layers_on_normalised_depth_with_chance():
@@ -153,6 +206,10 @@ def test_bias_vs_compression_marks_method_and_colours_order():
     assert points[(45.0, 0.1)] == ("o", plots.ORDER_COLOURS["after"], plots.ORDER_COLOURS["after"])
     assert points[(45.0, 0.05)] == ("o", plots.ORDER_COLOURS["after"], "none")  # the balanced set: open marker
     assert size_ax.get_xlabel() == "size (MB)" and accuracy_ax.get_xlabel() == "accuracy"
+    assert size_ax.get_ylabel() == "GAP_RMS (TPR gap)\n(0 = fair, lower is fairer)"
+    assert any(list(line.get_ydata()) == [0.0, 0.0] and line.get_linestyle() == ":" for line in size_ax.get_lines())
+    labels = sorted(t.get_text() for t in size_ax.texts)  # one label per point, none overlapping
+    assert labels == ["distil-ft_after", "distil-ft_after@balanced", "teacher-ft"]
     with pytest.raises(ValueError, match="no model rows for metric 'cf_prob_gap'"):
         plots.bias_vs_compression(task, bias, bias_metric="cf_prob_gap")
 
@@ -183,6 +240,31 @@ def test_token_attributions_count_the_tokens_that_do_not_fit():
     assert notes == [f"(+{200 - shown} tokens not shown)"] and 20 < shown < 200
 
 
+def test_word_pieces_and_punctuation_join_the_word_before_them():
+    tokens = ["[CLS]", "my", "ins", "##tagram", "account", "capt", "##ion", ",", "(", "she", ")", "[SEP]"]
+    pieces = plots.token_pieces(tokens)
+    text = "".join((" " if space else "") + piece for piece, space in pieces)
+    assert text == "[CLS] my instagram account caption, (she) [SEP]"
+    fig = plots.token_attributions(token_frame(tokens, list(np.linspace(-1, 1, len(tokens)))), 7)
+    boxes = {t.get_text(): t for t in fig.texts if t.get_bbox_patch() is not None}
+    renderer = fig.canvas.get_renderer()
+    right = lambda t: t.get_window_extent(renderer).x1
+    left = lambda t: t.get_window_extent(renderer).x0
+    assert abs(left(boxes["tagram"]) - right(boxes["ins"])) < 1.5  # no gap inside a word
+    assert abs(left(boxes["ion"]) - right(boxes["capt"])) < 1.5 and abs(left(boxes[","]) - right(boxes["ion"])) < 1.5
+    assert left(boxes["account"]) - right(boxes["tagram"]) > 3  # a space between words
+
+
+def test_token_attributions_name_gender_and_classes_and_take_a_shared_scale():
+    frame = token_frame(["[CLS]", "she", "[SEP]"], [0.0, 0.01, 0.0]).assign(gender=1.0, label=2.0, pred=0.0)
+    fig = plots.token_attributions(frame, 7, vlim=0.5, label_names=("author", "person", "singer"))
+    header = fig.texts[0].get_text()
+    assert "label singer" in header and "pred author" in header and "gender female" in header
+    she = next(t for t in fig.texts if t.get_text() == "she")
+    cmap, norm = matplotlib.colormaps[plots.SIGNED_CMAP], TwoSlopeNorm(0.0, -0.5, 0.5)  # the given limit, not 0.01
+    np.testing.assert_allclose(she.get_bbox_patch().get_facecolor(), cmap(norm(0.01)))
+
+
 def test_top_neurons_are_the_largest_absolute_effects():
     rng = np.random.default_rng(1)
     frame = tidy([{"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig",
@@ -195,6 +277,9 @@ def test_top_neurons_are_the_largest_absolute_effects():
     assert labels == [f"L{l} n{j}" for l, j in zip(expected["layer"], expected["head"])]
     with pytest.raises(ValueError, match="k=0"):
         plots.top_neurons(frame, 0)
+    tall = plots.top_neurons(frame, 50)
+    assert tall.get_size_inches()[1] == pytest.approx(plots.grown_height("top_neurons", bars=50))
+    assert tall.get_size_inches()[1] > 2.6 + 4  # grows with k
 
 
 def test_style_sets_paper_fonts_only_inside_the_context():
