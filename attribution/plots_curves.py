@@ -313,7 +313,7 @@ def bias_vs_compression(task: pd.DataFrame, bias: pd.DataFrame, *, bias_metric: 
     axes[0].set_xlabel("size (MB)" if size_metric == "size_mb" else "parameters")
     axes[1].set_xlabel("accuracy")
     axes[0].set_ylabel(label(bias_metric) + (f"\n({reading})" if reading else ""))
-    families = sorted({_family(r.method) for r in recipes.values()}, key=list(METHOD_MARKERS).index)
+    families = sorted({_family(r.method) for r in recipes.values()}, key=lambda f: list(METHOD_MARKERS).index(f) if f in METHOD_MARKERS else len(METHOD_MARKERS))
     orders = sorted({r.order for r in recipes.values()}, key=list(ORDER_COLOURS).index)
     handles = [Line2D([], [], ls="", marker=METHOD_MARKERS.get(f, "h"), color="#444444", label=f) for f in families]
     handles += [Line2D([], [], ls="", marker="o", color=ORDER_COLOURS[o], label=ORDER_LABELS[o]) for o in orders]

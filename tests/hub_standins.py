@@ -123,6 +123,8 @@ def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str =
     cfg["compress"]["tiny"].update(n_layers=2, hidden_size=16, n_heads=4, d_ff=32, epochs=1, pred_epochs=1,
                                    batch_size=16)
     cfg["compress"]["prune"].update(importance_examples=16)
+    cfg["compress"]["biasprune"].update(heads=[1], protect=0.0, bias_examples=8, importance_examples=16)
+    cfg["compress"]["erase"].update(fit_examples=32)
     cfg["metrics"].update(latency_batch_sizes=[1], latency_repeats=1, n_boot=10, seat_n_samples=100,
                           seat_form="word", poolings=["mean"], max_examples=6, batch_size=64)
     cfg["attribution"].update(variants=["teacher-ft", "hub-tinybert-ft_after@balanced"], n_examples=4, ig_steps=2,

@@ -15,6 +15,8 @@ stage that writes it. Files (``<variant>`` and ``<metric>`` as in the tables):
     probe_curves.*                   layer probes on normalised depth
     probe_selectivity.*              control-task accuracy and selectivity per layer
     bias_vs_compression.*            GAP_RMS against size and accuracy, by method and fine-tuning order
+    frontier.*                       accuracy vs GAP_RMS and |cf gap| per variant, mitigations marked, Pareto front
+    pruning_curve.*                  bias and accuracy as heads go in bias / importance / random order
     tokens_<variant>_ex<k>.*         token attributions of the examples with the largest |sum of attributions|
                                      (smallest seed), on one colour scale for all variants and examples
     top_neurons_<variant>.*          the FFN neurons with the largest integrated-gradients attribution
@@ -39,7 +41,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from attribution import plots
+from attribution import plots, plots_frontier
 from pipeline.files import write_bytes
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.runfolder import RunFolder
@@ -134,6 +136,10 @@ def _jobs(tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsCo
     if "task_metrics" in tables and "bias_metrics" in tables:
         yield "bias_vs_compression", lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"],
                                                                        flags=points)
+    if "frontier" in tables:
+        yield "frontier", lambda: plots_frontier.frontier_figure(tables["frontier"])
+    if "pruning_curve" in tables and "skipped" not in tables["pruning_curve"]:
+        yield "pruning_curve", lambda: plots_frontier.pruning_curve_figure(tables["pruning_curve"])
     if "token_ig" in tables:
         yield from _token_jobs(tables["token_ig"], flags, label_names)
     if "neuron_ig" in tables:
@@ -163,7 +169,8 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     out = Path(out_dir) if out_dir is not None else run.figures_dir
     wanted = {t for _, t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "probes_control", "task_metrics",
                                           "bias_metrics", "token_ig", "neuron_ig"}
-    quiet = ("bias_units", "fitness", "predictions")  # read when present (marks and flags), never a note
+    # read when present (marks, flags, mitigation figures), never a note when absent
+    quiet = ("bias_units", "fitness", "predictions", "frontier", "pruning_curve")
     tables = {}
     for name in sorted(wanted):
         if not run.has(name):
@@ -180,8 +187,9 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
             print(f"warning: {name} is damaged ({err}); figures are drawn without it")
             tables[name] = None
     extra = {name: tables.pop(name) for name in quiet}
-    if extra["bias_units"] is not None:
-        tables["bias_units"] = extra["bias_units"]
+    for name in ("bias_units", "frontier", "pruning_curve"):
+        if extra[name] is not None:
+            tables[name] = extra[name]
     section = run.manifest.get("config", {}).get("findings") or {}
     cfg = FindingsConfig(**section)
     status = model_status(extra["fitness"], tables.get("task_metrics"), extra["predictions"], cfg)

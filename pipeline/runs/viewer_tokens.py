@@ -80,10 +80,10 @@ def tokens(view: Selection) -> None:
     left, middle, right = st.columns([2, 1, 3])
     variant = left.selectbox("Variant", variants_of(frame), key="token_variant")
     seed = middle.selectbox("Seed", sorted(set(frame.loc[frame["variant"] == variant, "seed"])), key="token_seed")
-    others = [v for v in variants_of(frame) if v != variant]
-    compare = right.multiselect("Side by side with", others, key="token_compare",
+    compare = right.multiselect("Side by side with", variants_of(frame), key="token_compare",
                                 help="The same example explained in other models (the attribution stage draws the "
                                      "same examples for every model).")
+    compare = [v for v in compare if v != variant]
     flags = flag_notice(view, [variant, *compare])
     rows = frame[(frame["variant"] == variant) & (frame["seed"] == seed)]
     facts = example_facts(rows, names)

@@ -49,7 +49,7 @@ def run(tmp_path_factory) -> Path:
     _write(run, "bias_metrics", [{"variant": v, "metric": "gap_rms", "value": rng.random()} for v in shapes])
     _write(run, "token_ig", [{"variant": "teacher-ft", "unit": "token", "metric": "token_ig", "value": rng.normal(),
                               "example": 5, "position": p, "token": t}
-                             for p, t in enumerate("[CLS] she sang [SEP]".split())])
+                             for p, t in enumerate(["[CLS]", "she", "sang", "[SEP]"])])
     _write(run, "neuron_ig", [{"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig",
                                "value": rng.normal()} for l in range(4) for j in range(8)])
     return run
@@ -57,7 +57,7 @@ def run(tmp_path_factory) -> Path:
 
 def documented_sizes() -> dict[str, tuple[float, float, int, int]]:
     """``function -> (width in, height in, width px, height px)`` from the sizes table of docs/VIEWER.md."""
-    rows = re.findall(r"^\|[^|]*\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| (\d+) x (\d+) \|", VIEWER_DOC.read_text(), re.M)
+    rows = re.findall(r"^\|[^|]*\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| (\d+) x (\d+) \|", VIEWER_DOC.read_text(), re.MULTILINE)
     return {fn: (float(w), float(h), int(pw), int(ph)) for fn, w, h, pw, ph in rows}
 
 
