@@ -66,12 +66,18 @@ def _allowed(root: str, base: str) -> bool:
 def sidebar() -> Selection | None:
     st.sidebar.title("bias-atlas")
     base = st.session_state.setdefault("runs_root", _default_root())  # fixed at the session's start
-    root = st.sidebar.text_input("Runs folder", base, key="root",
-                                 help=f"A run folder, or a folder of runs, under {base!r} (the folder the viewer was "
-                                      "started on: `bias-atlas view FOLDER`).")
+    root = st.sidebar.text_input(
+        "Runs folder",
+        base,
+        key="root",
+        help=f"A run folder, or a folder of runs, under {base!r} (the folder the viewer was "
+        "started on: `bias-atlas view FOLDER`).",
+    )
     if not _allowed(root, base):
-        st.error(f"{root!r} is outside the runs folder this viewer serves ({base!r}); only run folders under it can "
-                 "be opened. Start the viewer on another folder with `bias-atlas view FOLDER`.")
+        st.error(
+            f"{root!r} is outside the runs folder this viewer serves ({base!r}); only run folders under it can "
+            "be opened. Start the viewer on another folder with `bias-atlas view FOLDER`."
+        )
         return None
     try:
         found = find_runs(root)
@@ -79,12 +85,15 @@ def sidebar() -> Selection | None:
         st.info(str(err))
         return None
     if not found:
-        st.info(f"No run folders under {root!r}. Produce one with `bias-atlas run configs/demo.toml`, or "
-                "type the folder that holds your runs in the sidebar.")
+        st.info(
+            f"No run folders under {root!r}. Produce one with `bias-atlas run configs/demo.toml`, or "
+            "type the folder that holds your runs in the sidebar."
+        )
         return None
     names = {str(p): p.name for p in found}
-    runs = st.sidebar.multiselect("Runs", list(names), default=[str(found[0])], format_func=names.get,
-                                  key=f"runs:{root}")
+    runs = st.sidebar.multiselect(
+        "Runs", list(names), default=[str(found[0])], format_func=names.get, key=f"runs:{root}"
+    )
     if not runs:
         st.info("Pick at least one run in the sidebar.")
         return None

@@ -56,4 +56,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports('attribution', _EXPORTS)
+__getattr__, __dir__ = lazy_exports("attribution", _EXPORTS)

@@ -40,9 +40,11 @@ def _importance_order(loaded: LoadedModel, order: pd.DataFrame, most_first: bool
     heads = order[order["unit"] == "head"] if "unit" in order else order
     missing = {"layer", "head", "value"} - set(heads.columns)
     if missing or heads.empty:
-        raise ValueError(f"order must be a table of head rows with columns layer, head, value (missing "
-                         f"{sorted(missing)}{', no head rows' if heads.empty else ''}); pass e.g. "
-                         "GradientHeadImportance output.")
+        raise ValueError(
+            f"order must be a table of head rows with columns layer, head, value (missing "
+            f"{sorted(missing)}{', no head rows' if heads.empty else ''}); pass e.g. "
+            "GradientHeadImportance output."
+        )
     if "metric" in heads and heads["metric"].nunique() > 1:
         raise ValueError(f"order has several metrics {sorted(heads['metric'].unique())}; filter it to one.")
     if heads.duplicated(["layer", "head"]).any():
@@ -155,9 +157,16 @@ class HeadAblation:
             units = []
             for k in ks:
                 layer, head = ranked[k - 1] if k else (-1, -1)  # the head removed at this step
-                units.append({"unit": "model", "order": "most" if most_first else "least", "step": k,
-                              "fraction": k / len(ranked),
-                              "removed_layer": layer, "removed_head": anatomy.head_ids[layer][head] if k else -1})
+                units.append(
+                    {
+                        "unit": "model",
+                        "order": "most" if most_first else "least",
+                        "step": k,
+                        "fraction": k / len(ranked),
+                        "removed_layer": layer,
+                        "removed_head": anatomy.head_ids[layer][head] if k else -1,
+                    }
+                )
         table = _reference_rows(reference, n_boot=n_boot, seed=seed)
         table += _condition_rows(result, reference, units, n_boot=n_boot, seed=seed)
         return with_q(tidy(table, variant="", score=score.name, mode=mode, baseline=baseline))
@@ -166,8 +175,11 @@ class HeadAblation:
 def _reference_rows(reference: GridResult, *, n_boot: int, seed: int) -> list[dict]:
     score = reference.score
     n = reference.meta.index.shape[0]
-    value = mean_ci(reference.values, n_boot=n_boot, seed=seed) if score.per_example else set_ci(
-        reference, n_boot=n_boot, seed=seed)
+    value = (
+        mean_ci(reference.values, n_boot=n_boot, seed=seed)
+        if score.per_example
+        else set_ci(reference, n_boot=n_boot, seed=seed)
+    )
     out = rows([{"unit": "model"}], "intact_score", value, n)
     if reference.correct is not None:
         out += rows([{"unit": "model"}], "accuracy", mean_ci(reference.correct, n_boot=n_boot, seed=seed), n)
@@ -191,4 +203,3 @@ def _condition_rows(
         acc_delta = mean_ci_p(result.correct - reference.correct, n_boot=n_boot, seed=seed)
         out += rows(units, "ablated_accuracy", acc, n) + rows(units, "delta_accuracy", acc_delta, n)
     return out
-

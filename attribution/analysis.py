@@ -43,6 +43,7 @@ __all__ = ["METHOD_TABLES", "RUNNERS", "AttributionConfig", "Job", "default_scor
 
 log = logging.getLogger(__name__)
 
+
 def default_score(loaded: LoadedModel) -> Score:
     """The score for the model's head: counterfactual gap, pronoun gap, or SEAT effect size for a bare encoder."""
     if loaded.head == "classifier":
@@ -105,19 +106,22 @@ def _importance(job: Job) -> pd.DataFrame:
 def _head_ig(job: Job) -> pd.DataFrame:
     cfg = job.cfg
     return HeadIntegratedGradients(job.loaded, job.score).attribute(
-        job.data, n_steps=cfg.ig_steps, baseline=cfg.baseline, batch_size=cfg.ig_batch_size, **job.common)
+        job.data, n_steps=cfg.ig_steps, baseline=cfg.baseline, batch_size=cfg.ig_batch_size, **job.common
+    )
 
 
 def _neuron_ig(job: Job) -> pd.DataFrame:
     cfg = job.cfg
     return NeuronIntegratedGradients(job.loaded, job.score).attribute(
-        job.data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **job.common)
+        job.data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **job.common
+    )
 
 
 def _token_ig(job: Job) -> pd.DataFrame:
     explained = _sample(job.data, job.cfg.token_examples, job.cfg.seed)
     frame = TokenIntegratedGradients(job.loaded, job.score).attribute(
-        explained, n_steps=job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size)
+        explained, n_steps=job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size
+    )
     return _with_example_facts(frame, job.loaded, explained)
 
 
@@ -127,7 +131,8 @@ def _atp(job: Job) -> pd.DataFrame:
     if score is None or (cfg.atp_baseline == "counterfactual" and not job.data.has_counterfactual):
         return _skipped("atp", f"{job.score!r} on {job.data.name!r} cannot be patched from gender-swapped twins")
     return AttributionPatching(job.loaded, score, baseline=cfg.atp_baseline).attribute(
-        job.data, units=cfg.atp_units, confirm_top=cfg.atp_confirm_top, batch_size=cfg.batch_size, **job.common)
+        job.data, units=cfg.atp_units, confirm_top=cfg.atp_confirm_top, batch_size=cfg.batch_size, **job.common
+    )
 
 
 def _patching(job: Job) -> pd.DataFrame:
@@ -135,23 +140,39 @@ def _patching(job: Job) -> pd.DataFrame:
     if patch_score is None or not job.data.has_counterfactual:
         return _skipped("patching", f"{job.score!r} on {job.data.name!r} has no gender-swapped twins")
     neurons = _top_neurons(job.tables.get("neuron_ig"), job.cfg.patch_top_neurons)
-    return ActivationPatching(job.loaded, patch_score).attribute(job.data, neurons=neurons,
-                                                                batch_size=job.cfg.batch_size, **job.common)
+    return ActivationPatching(job.loaded, patch_score).attribute(
+        job.data, neurons=neurons, batch_size=job.cfg.batch_size, **job.common
+    )
 
 
 def _pruning_curve(job: Job) -> pd.DataFrame:
     if not isinstance(job.score, CounterfactualGap) or not job.data.has_counterfactual:
-        return _skipped("pruning_curve", f"{job.score!r} on {job.data.name!r}: the curve needs a classifier and "
-                                         "gender-swapped twins")
+        return _skipped(
+            "pruning_curve",
+            f"{job.score!r} on {job.data.name!r}: the curve needs a classifier and gender-swapped twins",
+        )
     cfg = job.cfg
-    return pruning_curve(job.loaded, job.data, protect=cfg.pruning_protect, n_random=cfg.pruning_random,
-                         steps=cfg.pruning_steps, batch_size=cfg.batch_size, **job.common)
+    return pruning_curve(
+        job.loaded,
+        job.data,
+        protect=cfg.pruning_protect,
+        n_random=cfg.pruning_random,
+        steps=cfg.pruning_steps,
+        batch_size=cfg.batch_size,
+        **job.common,
+    )
 
 
 # How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
 RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
-    "head_ablation": _ablation, "head_importance": _importance, "cumulative_ablation": lambda j: _cumulative(j),
-    "head_ig": _head_ig, "neuron_ig": _neuron_ig, "token_ig": _token_ig, "atp": _atp, "patching": _patching,
+    "head_ablation": _ablation,
+    "head_importance": _importance,
+    "cumulative_ablation": lambda j: _cumulative(j),
+    "head_ig": _head_ig,
+    "neuron_ig": _neuron_ig,
+    "token_ig": _token_ig,
+    "atp": _atp,
+    "patching": _patching,
     "pruning_curve": _pruning_curve,
 }
 # Methods that also run when another one needs their table, or that a score cannot feed.
@@ -159,8 +180,10 @@ _ALSO_WHEN: dict[str, Callable[[Job], bool]] = {
     "head_importance": lambda j: j.cfg.cumulative and j.grads,  # orders the cumulative curves
     "neuron_ig": lambda j: bool(j.cfg.patch_top_neurons),  # picks the neurons patching patches
 }
-_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {"token_ig": lambda j: j.score.per_example,
-                                                "atp": lambda j: j.score.per_example}
+_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {
+    "token_ig": lambda j: j.score.per_example,
+    "atp": lambda j: j.score.per_example,
+}
 METHOD_TABLES: tuple[str, ...] = tuple(m.table for m in METHOD_SPECS)
 assert set(RUNNERS) == set(METHOD_TABLES), "every registered method needs a runner"
 

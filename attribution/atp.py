@@ -101,12 +101,16 @@ class AttributionPatching:
     def _check(self, data: AttributionData, units: Sequence[Kind]) -> None:
         self.score.check(self.loaded, data)
         if not self.score.per_example:
-            raise ValueError(f"attribution patching needs a per-example score; {self.score!r} scores whole sets "
-                             "(SEAT). Use HeadAblation / HeadIntegratedGradients for it.")
+            raise ValueError(
+                f"attribution patching needs a per-example score; {self.score!r} scores whole sets "
+                "(SEAT). Use HeadAblation / HeadIntegratedGradients for it."
+            )
         if self.baseline == "counterfactual" and (self.score.views != ("orig",) or not data.has_counterfactual):
-            raise ValueError(f"baseline='counterfactual' patches the twin's activations into the original run: it "
-                             f"needs a score of the original text alone and data with twins; got {self.score!r} on "
-                             f"{data.name!r}. Use TrueClassProb (the counterfactual gap's total effect).")
+            raise ValueError(
+                f"baseline='counterfactual' patches the twin's activations into the original run: it "
+                f"needs a score of the original text alone and data with twins; got {self.score!r} on "
+                f"{data.name!r}. Use TrueClassProb (the counterfactual gap's total effect)."
+            )
         bad = sorted(set(units) - {"head", "neuron"})
         if bad or not units:
             raise ValueError(f"units={list(units)!r}: give 'head' and/or 'neuron'.")
@@ -135,8 +139,10 @@ class AttributionPatching:
         for ex in tqdm(list(example_chunks(len(data), batch_size)), desc="attribution patching", disable=not progress,
                        leave=False):  # fmt: skip
             batch = data.batch(ex, loaded.device)
-            gates = {k: ones_gates(anatomy, batch=len(ex), neurons=k == "neuron", requires_grad=True,
-                                   device=loaded.device) for k in units}  # (batch, layer, head | d_ff)
+            gates = {
+                k: ones_gates(anatomy, batch=len(ex), neurons=k == "neuron", requires_grad=True, device=loaded.device)
+                for k in units
+            }  # (batch, layer, head | d_ff)
             hooks = [cls(anatomy, gates[k], baseline=baselines[k](loaded, batch))
                      for k, cls in (("head", HeadGates), ("neuron", NeuronGates)) if k in units]  # fmt: skip
             with ExitStack() as stack, torch.enable_grad():
@@ -151,7 +157,12 @@ class AttributionPatching:
         return {k: torch.cat(v) if k in per_example else v for k, v in found.items()}
 
     def exact(
-        self, data: AttributionData, kind: Kind, units: Sequence[tuple[int, int]], *, batch_size: int = 32,
+        self,
+        data: AttributionData,
+        kind: Kind,
+        units: Sequence[tuple[int, int]],
+        *,
+        batch_size: int = 32,
         baseline: Baseline | None = None,
     ) -> Tensor:
         """Exact per-example effects ``S(unit closed) - S(intact)`` of ``units`` (layer, local index): (k, n_ex),
@@ -207,12 +218,21 @@ class AttributionPatching:
                 estimate = mean_ci_p(torch.stack([got[:, l, h] for l, h in keys]), n_boot=n_boot, seed=seed)
             else:
                 estimate = tuple(a[[l * width + i for l, i in keys]] for a in got.mean_ci_p())
-            unit = (lambda l, i: head_unit(anatomy, l, i)) if kind == "head" else (
-                lambda l, i: {"unit": "neuron", "layer": l, "head": i})
+            unit = (
+                (lambda l, i: head_unit(anatomy, l, i))
+                if kind == "head"
+                else (lambda l, i: {"unit": "neuron", "layer": l, "head": i})
+            )
             frame = pd.DataFrame(rows([unit(l, i) for l, i in keys], "atp_estimate", estimate, len(data)))
-            frames.append(self._confirm(frame, data, kind, keys, confirm_top, batch_size, baselines[kind], n_boot, seed))
+            frames.append(
+                self._confirm(frame, data, kind, keys, confirm_top, batch_size, baselines[kind], n_boot, seed)
+            )
         out = tidy(pd.concat(frames, ignore_index=True), variant="")
-        out["score"], out["baseline"], out["oriented"] = self.score.name, self.baseline, self.baseline == "counterfactual"
+        out["score"], out["baseline"], out["oriented"] = (
+            self.score.name,
+            self.baseline,
+            self.baseline == "counterfactual",
+        )
         return with_q(out)
 
     def _confirm(self, frame, data, kind, keys, k, batch_size, baseline, n_boot, seed) -> pd.DataFrame:

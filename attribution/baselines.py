@@ -25,11 +25,11 @@ from pipeline.gates import RecordHeads, RecordNeurons
 from pipeline.models import LoadedModel
 
 __all__ = [
+    "ZERO",
     "Baseline",
     "BaselineValue",
     "CounterfactualBaseline",
     "StaticBaseline",
-    "ZERO",
     "ZeroBaseline",
     "expand_baseline",
     "make_baseline",

@@ -38,13 +38,7 @@ from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
 from attribution.scores import SCORES, Score, make_score
 from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line
-from pipeline.data import (
-    SeatTest,
-    TaskData,
-    load_seat,
-    load_winobias_all,
-    load_winogender,
-)
+from pipeline.data import SeatTest, TaskData, load_seat, load_winobias_all, load_winogender
 from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import TASK_NAMES, load_task
 from pipeline.models import check_max_length, load_config, load_model, resolve_source
@@ -71,16 +65,22 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     common.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     common.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples")
     common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--max-length", type=int, default=None,
-                        help="tokens per text (default: 128, or the model's limit when smaller)")
+    common.add_argument(
+        "--max-length", type=int, default=None, help="tokens per text (default: 128, or the model's limit when smaller)"
+    )
     common.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     common.add_argument("--text-col", default="text")
     common.add_argument("--label-col", default="label")
     common.add_argument("--gender-col", default="gender")
     screen = argparse.ArgumentParser(add_help=False)
-    screen.add_argument("--screen", type=int, default=None, metavar="K",
-                        help="attribution patching: estimate every head and FFN neuron from one backward pass, then "
-                             "confirm the top K of each exactly (table columns value = estimate, exact)")
+    screen.add_argument(
+        "--screen",
+        type=int,
+        default=None,
+        metavar="K",
+        help="attribution patching: estimate every head and FFN neuron from one backward pass, then "
+        "confirm the top K of each exactly (table columns value = estimate, exact)",
+    )
     screen.add_argument("--units", default="head,neuron", help="with --screen: head, neuron or head,neuron")
     ablate = sub.add_parser("ablate", parents=[common, screen], help="head ablation")
     ablate.add_argument("--mode", default="single", choices=("single", "layer", "leave_one_in", "cumulative"))
@@ -129,8 +129,10 @@ def _load_source(args: argparse.Namespace) -> TaskData | SeatTest | list:
     try:
         return load_task(name, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
     except FileNotFoundError:
-        raise SystemExit(f"--data {name!r}: not a known dataset ({', '.join(TASK_NAMES)}, winobias, winogender, "
-                         "seat[:test]) and not an existing table file.") from None
+        raise SystemExit(
+            f"--data {name!r}: not a known dataset ({', '.join(TASK_NAMES)}, winobias, winogender, "
+            "seat[:test]) and not an existing table file."
+        ) from None
 
 
 def _draw(task: TaskData, args: argparse.Namespace) -> TaskData:
@@ -163,15 +165,19 @@ def _run(
         baseline = "counterfactual" if args.command == "patch" else args.baseline
         units = tuple(u.strip() for u in args.units.split(",") if u.strip())
         return AttributionPatching(loaded, score, baseline=baseline).attribute(
-            data, units=units, confirm_top=args.screen, progress=True, **common, **boot)
+            data, units=units, confirm_top=args.screen, progress=True, **common, **boot
+        )
     if args.command == "ablate" and args.mode == "single":
         return sharding.sweep(HeadAblation(loaded, score), data, args.out, shard, baseline=args.baseline,
                               fast=not args.slow, **common, **boot)  # fmt: skip
     if args.command == "ablate":
         order = None
         if args.mode == "cumulative":
-            order = read_table(args.order) if args.order else GradientHeadImportance(loaded, score).attribute(
-                data, **common, **boot)
+            order = (
+                read_table(args.order)
+                if args.order
+                else GradientHeadImportance(loaded, score).attribute(data, **common, **boot)
+            )
             order = order[order["metric"] == ("grad_importance" if "grad_importance" in set(order["metric"])
                                               else "delta_score")]  # fmt: skip
         return HeadAblation(loaded, score).attribute(data, mode=args.mode, baseline=args.baseline, order=order,
@@ -194,13 +200,18 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     args = _parser(prog).parse_args(argv)
     _check_args(args)
     if args.command == "patch" and args.score == "cf_gap":
-        print("patch: the counterfactual gap is the total effect of patching; explaining the true-class "
-              "probability (--score prob) instead.", file=sys.stderr)
+        print(
+            "patch: the counterfactual gap is the total effect of patching; explaining the true-class "
+            "probability (--score prob) instead.",
+            file=sys.stderr,
+        )
         args.score = "prob"
     shard, device = sharding.current_shard(args.device)
     if shard.world > 1 and not (_sharded(args) and args.out):
-        raise SystemExit(f"{args.command}: a run under accelerate launch needs --out (shards are written next to it) "
-                         "and one of ablate --mode single, ig, patch; run other commands in one process.")
+        raise SystemExit(
+            f"{args.command}: a run under accelerate launch needs --out (shards are written next to it) "
+            "and one of ablate --mode single, ig, patch; run other commands in one process."
+        )
     score = make_score(args.score, **({"pooling": args.pooling} if args.score == "seat" else {}))
     twins = "cf" in score.views or args.command == "patch"
     head = _HEAD_OF_SCORE[args.score]
@@ -229,9 +240,9 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     metric = "atp_estimate" if getattr(args, "screen", None) is not None else metric
     rows = frame[frame["metric"] == metric]
     top = rows.assign(key=rows["value"].abs()).nlargest(args.top_k, "key")
-    columns = [c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high", "exact", "q")
-               if c in top]
+    columns = [
+        c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high", "exact", "q") if c in top
+    ]
     print(f"top {args.top_k} by |{metric}| ({score!r}, {len(data)} examples):")
     print(top[columns].to_string(index=False))
     return 0
-

@@ -17,7 +17,7 @@ return tidy rows.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ def top_k_overlap(a: pd.Series, b: pd.Series, k: int) -> float:
     """Share of the top-k units by |value| that two effect series (same index) have in common."""
     if k < 1:
         raise ValueError(f"k={k!r}: give a positive number of top units.")
-    top = lambda s: set(s.abs().sort_values(ascending=False, kind="stable").index[:k])  # noqa: E731
+    top = lambda s: set(s.abs().sort_values(ascending=False, kind="stable").index[:k])
     return len(top(a) & top(b)) / min(k, len(a))
 
 
@@ -70,8 +70,10 @@ def _heads(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         raise ValueError(f"no head rows for metric {metric!r}; head metrics present: {present}.")
     keys = ["variant", "seed", "layer", "head"]
     if rows.duplicated(keys).any():
-        raise ValueError(f"metric {metric!r} has several rows per head (other columns differ, e.g. mode or score); "
-                         "filter the table to one condition first.")
+        raise ValueError(
+            f"metric {metric!r} has several rows per head (other columns differ, e.g. mode or score); "
+            "filter the table to one condition first."
+        )
     return rows
 
 

@@ -32,25 +32,60 @@ class MethodSpec:
 # each runs). A new method: its module (a class with ``attribute()``), its line here with its switch below, and its
 # runner in attribution/analysis.py.
 METHOD_SPECS: tuple[MethodSpec, ...] = (
-    MethodSpec("head_ablation", "ablation", "single-head / layer / leave-one-in ablation effects", False,
-               "delta_score", (("ablation: Δ bias score", ("delta_score",)), ("ablation: Δ accuracy",
-                                                                          ("delta_accuracy",)))),
-    MethodSpec("head_importance", "importance", "gradient head importance E|dL/dg|", True, "grad_importance",
-               (("gradient importance", ("grad_importance",)),)),
+    MethodSpec(
+        "head_ablation",
+        "ablation",
+        "single-head / layer / leave-one-in ablation effects",
+        False,
+        "delta_score",
+        (("ablation: Δ bias score", ("delta_score",)), ("ablation: Δ accuracy", ("delta_accuracy",))),
+    ),
+    MethodSpec(
+        "head_importance",
+        "importance",
+        "gradient head importance E|dL/dg|",
+        True,
+        "grad_importance",
+        (("gradient importance", ("grad_importance",)),),
+    ),
     MethodSpec("cumulative_ablation", "cumulative", "cumulative head-ablation curves", False, "ablated_score"),
-    MethodSpec("head_ig", "head_ig", "integrated gradients over head gates", True, "ig",
-               (("integrated gradients", ("ig",)),)),
-    MethodSpec("neuron_ig", "neuron_ig", "integrated gradients over FFN neurons", True, "ig",
-               neuron_maps=(("integrated gradients", "ig"),)),
+    MethodSpec(
+        "head_ig", "head_ig", "integrated gradients over head gates", True, "ig", (("integrated gradients", ("ig",)),)
+    ),
+    MethodSpec(
+        "neuron_ig",
+        "neuron_ig",
+        "integrated gradients over FFN neurons",
+        True,
+        "ig",
+        neuron_maps=(("integrated gradients", "ig"),),
+    ),
     MethodSpec("token_ig", "token_ig", "integrated gradients over input tokens", True, "token_ig"),
-    MethodSpec("atp", "atp", "attribution patching: first-order effect of every head and neuron, top ones exact",
-               True, "atp_estimate", (("attribution patching: estimated effect", ("atp_estimate",)),),
-               (("attribution patching: estimated effect", "atp_estimate"),)),
-    MethodSpec("patching", "patching", "activation patching: indirect effect per head (and neuron)", False,
-               "indirect_effect", (("patching: indirect effect", ("indirect_effect",)),),
-               (("patching: indirect effect", "indirect_effect"),)),
-    MethodSpec("pruning_curve", "pruning_curve", "bias and accuracy as heads are removed in bias, importance and "
-               "random order", True, "abs_cf_gap"),
+    MethodSpec(
+        "atp",
+        "atp",
+        "attribution patching: first-order effect of every head and neuron, top ones exact",
+        True,
+        "atp_estimate",
+        (("attribution patching: estimated effect", ("atp_estimate",)),),
+        (("attribution patching: estimated effect", "atp_estimate"),),
+    ),
+    MethodSpec(
+        "patching",
+        "patching",
+        "activation patching: indirect effect per head (and neuron)",
+        False,
+        "indirect_effect",
+        (("patching: indirect effect", ("indirect_effect",)),),
+        (("patching: indirect effect", "indirect_effect"),),
+    ),
+    MethodSpec(
+        "pruning_curve",
+        "pruning_curve",
+        "bias and accuracy as heads are removed in bias, importance and random order",
+        True,
+        "abs_cf_gap",
+    ),
 )
 
 

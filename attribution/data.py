@@ -94,8 +94,10 @@ class _Rows:
         if name != "cf":
             raise ValueError(f"view={name!r} is not a view; use 'orig' or 'cf'.")
         if not self.has_counterfactual:
-            raise ValueError("this data has no counterfactual twins; build it with twins: from_task(..., "
-                             "counterfactual_twins=True), from_texts(..., cf_texts=...) or from_pronouns.")
+            raise ValueError(
+                "this data has no counterfactual twins; build it with twins: from_task(..., "
+                "counterfactual_twins=True), from_texts(..., cf_texts=...) or from_pronouns."
+            )
         return View(self.cf_input_ids, self.cf_attention_mask, self.cf_target_pos, self.pronoun_ids)
 
 
@@ -188,19 +190,37 @@ class AttributionData(_Rows):
         if len(task) == 0:
             raise ValueError(f"task {task.name!r} is empty; attribution needs at least one example.")
         if not counterfactual_twins:
-            return cls.from_texts(loaded, task.texts, labels=task.labels, genders=task.genders,
-                                  label_names=task.label_names, name=task.name, max_length=max_length)
+            return cls.from_texts(
+                loaded,
+                task.texts,
+                labels=task.labels,
+                genders=task.genders,
+                label_names=task.label_names,
+                name=task.name,
+                max_length=max_length,
+            )
         twins = counterfactual(task, swapper)
         changed = np.array([a != b for a, b in zip(task.texts, twins.texts)])
         if not changed.any():
-            raise ValueError(f"no text of {task.name!r} has a gendered word to swap, so there is no counterfactual; "
-                             "pass counterfactual_twins=False or data with gendered words.")
+            raise ValueError(
+                f"no text of {task.name!r} has a gendered word to swap, so there is no counterfactual; "
+                "pass counterfactual_twins=False or data with gendered words."
+            )
         if not changed.all():
-            log.info("%s: %d of %d texts have no gendered word to swap; left out",
-                     task.name, (~changed).sum(), len(task))
+            log.info(
+                "%s: %d of %d texts have no gendered word to swap; left out", task.name, (~changed).sum(), len(task)
+            )
         task, twins = task.subset(np.flatnonzero(changed)), twins.subset(np.flatnonzero(changed))
-        return cls.from_texts(loaded, task.texts, cf_texts=twins.texts, labels=task.labels, genders=task.genders,
-                              label_names=task.label_names, name=task.name, max_length=max_length)
+        return cls.from_texts(
+            loaded,
+            task.texts,
+            cf_texts=twins.texts,
+            labels=task.labels,
+            genders=task.genders,
+            label_names=task.label_names,
+            name=task.name,
+            max_length=max_length,
+        )
 
     @classmethod
     def from_pronouns(
@@ -234,9 +254,12 @@ class AttributionData(_Rows):
             genders.append(_gender_id(item.gender))
         cf = [swapper.swap(t) for t in texts]
         data = cls.from_texts(loaded, texts, cf_texts=cf, genders=genders, name=name, max_length=max_length)
-        return replace(data, target_pos=_mask_positions(data.input_ids, tok.mask_token_id, name),
-                       cf_target_pos=_mask_positions(data.cf_input_ids, tok.mask_token_id, name),
-                       pronoun_ids=torch.tensor([[_single_token(tok, w) for w in p] for p in pairs]))
+        return replace(
+            data,
+            target_pos=_mask_positions(data.input_ids, tok.mask_token_id, name),
+            cf_target_pos=_mask_positions(data.cf_input_ids, tok.mask_token_id, name),
+            pronoun_ids=torch.tensor([[_single_token(tok, w) for w in p] for p in pairs]),
+        )
 
     @classmethod
     def from_seat(cls, loaded: LoadedModel, test: SeatTest, *, max_length: int = 128) -> AttributionData:
@@ -259,8 +282,10 @@ class AttributionData(_Rows):
         self.view("cf")  # raises without twins
         same = (self.attention_mask.sum(1) == self.cf_attention_mask.sum(1)).numpy()
         if not same.any():
-            raise ValueError(f"no pair of {self.name!r} keeps its token length under the gender swap, so positions "
-                             "do not align; patching needs pairs of equal length (e.g. he/she, his/her swaps).")
+            raise ValueError(
+                f"no pair of {self.name!r} keeps its token length under the gender swap, so positions "
+                "do not align; patching needs pairs of equal length (e.g. he/she, his/her swaps)."
+            )
         return self.subset(np.flatnonzero(same)), int((~same).sum())
 
     def batch(self, idx: Int[Tensor, " b"], device: torch.device | str | None = None) -> Batch:
@@ -293,8 +318,10 @@ def _pronoun_pair(pronoun: str, rest: str, swapper: GenderSwapper) -> tuple[str,
     if low in _NEUTRAL_PAIRS:
         return _NEUTRAL_PAIRS[low]
     if low not in PRONOUN_GENDER:
-        raise ValueError(f"pronoun {pronoun!r} is not a gendered or neutral English pronoun; "
-                         f"known: {sorted(PRONOUN_GENDER) + sorted(_NEUTRAL_PAIRS)}.")
+        raise ValueError(
+            f"pronoun {pronoun!r} is not a gendered or neutral English pronoun; "
+            f"known: {sorted(PRONOUN_GENDER) + sorted(_NEUTRAL_PAIRS)}."
+        )
     other = swapper.swap(rest).split()[0].strip(".,;:!?\"')").lower()
     return (low, other) if PRONOUN_GENDER[low] == MALE else (other, low)
 
@@ -302,8 +329,10 @@ def _pronoun_pair(pronoun: str, rest: str, swapper: GenderSwapper) -> tuple[str,
 def _single_token(tokenizer, word: str) -> int:
     ids = tokenizer(word, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise ValueError(f"pronoun {word!r} is {len(ids)} tokens in this vocabulary; the pronoun gap needs one token "
-                         "per pronoun (BERT-family uncased/cased vocabularies have them).")
+        raise ValueError(
+            f"pronoun {word!r} is {len(ids)} tokens in this vocabulary; the pronoun gap needs one token "
+            "per pronoun (BERT-family uncased/cased vocabularies have them)."
+        )
     return int(ids[0])
 
 
@@ -312,6 +341,8 @@ def _mask_positions(ids: Tensor, mask_id: int, name: str) -> Tensor:
     counts = hits.sum(1)
     if (counts != 1).any():
         bad = int((counts != 1).nonzero()[0])
-        raise ValueError(f"{name}: row {bad} has {int(counts[bad])} mask tokens after tokenisation (one expected); "
-                         "the text may have been truncated: raise max_length.")
+        raise ValueError(
+            f"{name}: row {bad} has {int(counts[bad])} mask tokens after tokenisation (one expected); "
+            "the text may have been truncated: raise max_length."
+        )
     return hits.float().argmax(1)

@@ -146,8 +146,9 @@ def evaluate(
                 base, last_ex = baseline(loaded, batch), ex
             rows = batch.repeat(len(cond))
             row_gates = gates[rows_of(cond, len(ex)).to(gates.device)].to(device)  # (c * e, layer, width)
-            with gate_context(loaded, row_gates, kind=kind, baseline=expand_baseline(baseline, base, len(cond)),
-                              layers=layers):
+            with gate_context(
+                loaded, row_gates, kind=kind, baseline=expand_baseline(baseline, base, len(cond)), layers=layers
+            ):
                 feats = {v: view_features(loaded, score, rows.view(v)) for v in score.views}
             collector.add(cond, ex, feats)
     return collector.finish(data, device)

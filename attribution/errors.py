@@ -21,8 +21,10 @@ class GateIndependentScoreError(ValueError):
 def check_depends_on_gates(grads: Tensor, *, score: str, what: str) -> None:
     """Raise :class:`GateIndependentScoreError` when ``grads`` is zero (or not finite-free of signal) everywhere."""
     if not bool(torch.isfinite(grads).all()):
-        raise ValueError(f"{what}: the gradients of score {score} are not finite; check the model and the data "
-                         "(a NaN in the inputs or a diverged model).")
+        raise ValueError(
+            f"{what}: the gradients of score {score} are not finite; check the model and the data "
+            "(a NaN in the inputs or a diverged model)."
+        )
     if bool((grads == 0).all()):
         raise GateIndependentScoreError(
             f"{what}: score {score} has zero gradient with respect to every gate, so it does not depend on the "

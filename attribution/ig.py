@@ -149,12 +149,15 @@ class _GateIntegratedGradients(ABC):
         check_batch_size(batch_size)
         layers = self._layers()
         if examples is not None and not score.per_example:
-            raise ValueError(f"{score!r} scores the whole set at once, so its examples cannot be split (examples=); "
-                             "integrate all of them in one process.")
+            raise ValueError(
+                f"{score!r} scores the whole set at once, so its examples cannot be split (examples=); "
+                "integrate all of them in one process."
+            )
         base = make_baseline(baseline, loaded, data, kind=self.kind, batch_size=batch_size)
         width, device = self._width(), loaded.device
         name = type(self).__name__
         if not score.per_example:  # gates shared by all items: F(g) scores the whole set under gates g
+
             def whole_set(gates: Tensor) -> Tensor:
                 return evaluate(loaded, score, data, gates, kind=self.kind, baseline=base, batch_size=batch_size,
                                 layers=layers).values  # fmt: skip
@@ -313,8 +316,10 @@ class TokenIntegratedGradients:
         loaded, score = self.loaded, self.score
         score.check(loaded, data)
         if not score.per_example:
-            raise ValueError(f"TokenIntegratedGradients explains one example at a time; {score!r} is a whole-set "
-                             "score. Use HeadIntegratedGradients or NeuronIntegratedGradients for it.")
+            raise ValueError(
+                f"TokenIntegratedGradients explains one example at a time; {score!r} is a whole-set "
+                "score. Use HeadIntegratedGradients or NeuronIntegratedGradients for it."
+            )
         check_batch_size(batch_size)
         special = torch.tensor(sorted(loaded.tokenizer.all_special_ids))
         pad = loaded.tokenizer.pad_token_id

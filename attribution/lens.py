@@ -55,15 +55,20 @@ _DISTIL_RENAMES = (
     (r"^transformer\.layer\.(\d+)\.ffn\.lin2\.", r"bert.encoder.layer.\1.output.dense."),
     (r"^transformer\.layer\.(\d+)\.output_layer_norm\.", r"bert.encoder.layer.\1.output.LayerNorm."),
 )
-_DISTIL_MLM = {"vocab_transform": "cls.predictions.transform.dense",
-               "vocab_layer_norm": "cls.predictions.transform.LayerNorm", "vocab_projector": "cls.predictions.decoder"}
+_DISTIL_MLM = {
+    "vocab_transform": "cls.predictions.transform.dense",
+    "vocab_layer_norm": "cls.predictions.transform.LayerNorm",
+    "vocab_projector": "cls.predictions.decoder",
+}
 
 
 def _bert_config(loaded: LoadedModel) -> BertConfig:
     anatomy, cfg = loaded.anatomy, loaded.model.config
     if len(set(anatomy.heads_per_layer)) != 1:
-        raise ValueError(f"the TransformerLens bridge needs the same number of heads in every layer; this pruned "
-                         f"model has {anatomy.heads_per_layer}. Use ActivationPatching(engine='gates') instead.")
+        raise ValueError(
+            f"the TransformerLens bridge needs the same number of heads in every layer; this pruned "
+            f"model has {anatomy.heads_per_layer}. Use ActivationPatching(engine='gates') instead."
+        )
     distil = anatomy.family == "distilbert"
     config = BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=anatomy.d_model, num_hidden_layers=anatomy.n_layers,
@@ -83,8 +88,10 @@ def to_bert_mlm(loaded: LoadedModel) -> BertForMaskedLM:
         ValueError: a pruned model (unequal heads per layer) or an int8 model.
     """
     if any(not torch.is_floating_point(t) for t in loaded.model.state_dict().values() if isinstance(t, Tensor)):
-        raise ValueError("the TransformerLens bridge needs float weights; this model is quantised (int8). "
-                         "Use the gate engine (ActivationPatching(engine='gates')) on it.")
+        raise ValueError(
+            "the TransformerLens bridge needs float weights; this model is quantised (int8). "
+            "Use the gate engine (ActivationPatching(engine='gates')) on it."
+        )
     shell = BertForMaskedLM(_bert_config(loaded)).to(loaded.device, next(loaded.model.parameters()).dtype)
     base = {k: v for k, v in loaded.anatomy.base.state_dict().items() if not k.startswith("pooler.")}
     if loaded.anatomy.family == "bert":
@@ -98,7 +105,8 @@ def to_bert_mlm(loaded: LoadedModel) -> BertForMaskedLM:
                 key = re.sub(pattern, target, key)
             state[key] = value
         state["bert.embeddings.token_type_embeddings.weight"] = torch.zeros_like(
-            shell.bert.embeddings.token_type_embeddings.weight)
+            shell.bert.embeddings.token_type_embeddings.weight
+        )
         if loaded.head == "mlm":
             for src, dst in _DISTIL_MLM.items():
                 module = loaded.model.get_submodule(src)
@@ -107,8 +115,10 @@ def to_bert_mlm(loaded: LoadedModel) -> BertForMaskedLM:
     missing, unexpected = shell.load_state_dict(state, strict=False)
     untouched = [k for k in missing if not k.startswith("cls.")]
     if unexpected or untouched:
-        raise RuntimeError(f"converter left weights unmapped (missing {untouched}, unexpected {unexpected}); "
-                           f"the {loaded.anatomy.family} layout differs from the one this converter knows.")
+        raise RuntimeError(
+            f"converter left weights unmapped (missing {untouched}, unexpected {unexpected}); "
+            f"the {loaded.anatomy.family} layout differs from the one this converter knows."
+        )
     return shell.eval()
 
 

@@ -82,9 +82,11 @@ class ActivationPatching:
         if engine not in ("gates", "lens"):
             raise ValueError(f"engine={engine!r} is not supported; use 'gates' or 'lens'.")
         if score.views != ("orig",) or not score.per_example:
-            raise ValueError(f"ActivationPatching needs a per-example score of the original text alone; {score!r} "
-                             "already contrasts the twins or scores a whole set. Fix: use TrueClassProb() (its total "
-                             "effect is the counterfactual gap), TaskLoss() or PronounGap().")
+            raise ValueError(
+                f"ActivationPatching needs a per-example score of the original text alone; {score!r} "
+                "already contrasts the twins or scores a whole set. Fix: use TrueClassProb() (its total "
+                "effect is the counterfactual gap), TaskLoss() or PronounGap()."
+            )
         self.loaded = loaded
         self.score = score
         self.engine = engine
@@ -94,8 +96,9 @@ class ActivationPatching:
         self.score.check(self.loaded, data)
         data, dropped = data.aligned()
         if dropped:
-            log.warning("patching: %d pairs change token length under the swap and are left out; %d remain",
-                        dropped, len(data))
+            log.warning(
+                "patching: %d pairs change token length under the swap and are left out; %d remain", dropped, len(data)
+            )
         return data, dropped
 
     def _neuron_gates(self, neurons: Sequence[tuple[int, int]]) -> Tensor:

@@ -15,8 +15,19 @@ import pandas as pd
 from pipeline.variants import variant_sort_key
 
 __all__ = [
-    "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "SINGLE_COLUMN_IN", "bias_sign", "colourbar_label", "fair_reference", "label",
-    "model_total", "select", "style", "styled", "tick_step",
+    "DOUBLE_COLUMN_IN",
+    "DPI",
+    "FIGURE_SIZES",
+    "SINGLE_COLUMN_IN",
+    "bias_sign",
+    "colourbar_label",
+    "fair_reference",
+    "label",
+    "model_total",
+    "select",
+    "style",
+    "styled",
+    "tick_step",
 ]
 
 SINGLE_COLUMN_IN = 3.35
@@ -40,48 +51,106 @@ SIGNED_CMAP, UNSIGNED_CMAP = "RdBu_r", "viridis"  # ColorBrewer RdBu is colour-b
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 GREY, FLAG_COLOUR = "#9a9a9a", "#a0522d"  # models not fit to be read; the text that says so
 ORDER_COLOURS = {"none": "#999999", "before": "#0072B2", "after": "#D55E00", "both": "#009E73", "ft": "#000000"}
-ORDER_LABELS = {"none": "not fine-tuned", "before": "fine-tuned before", "after": "fine-tuned after",
-                "both": "fine-tuned before + after", "ft": "fine-tuned teacher"}
-METHOD_MARKERS = {"teacher": "*", "distil": "o", "tiny": "s", "prune": "^", "sparse": "v", "int8": "D", "hub": "X",
-                  "biasprune": "P", "erase": "p"}
+ORDER_LABELS = {
+    "none": "not fine-tuned",
+    "before": "fine-tuned before",
+    "after": "fine-tuned after",
+    "both": "fine-tuned before + after",
+    "ft": "fine-tuned teacher",
+}
+METHOD_MARKERS = {
+    "teacher": "*",
+    "distil": "o",
+    "tiny": "s",
+    "prune": "^",
+    "sparse": "v",
+    "int8": "D",
+    "hub": "X",
+    "biasprune": "P",
+    "erase": "p",
+}
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
-SCORE_NAMES = {"cf_gap": "cf gap", "seat": "SEAT d", "prob": "P(true class)", "true_class_prob": "P(true class)",
-               "loss": "task loss", "pronoun_gap": "pronoun gap"}
+SCORE_NAMES = {
+    "cf_gap": "cf gap",
+    "seat": "SEAT d",
+    "prob": "P(true class)",
+    "true_class_prob": "P(true class)",
+    "loss": "task loss",
+    "pronoun_gap": "pronoun gap",
+}
 METRIC_LABELS = {
     "delta_accuracy": "Δ accuracy when ablated",
-    "delta_score": "Δ {score} when ablated", "ablated_score": "{score} with heads ablated",
-    "ablated_accuracy": "accuracy with heads ablated", "token_ig": "integrated gradients ({score})",
-    "grad_importance": "importance E|∂{score}/∂g|", "ig": "integrated gradients ({score})",
-    "indirect_effect": "indirect effect on P(true class)", "atp_estimate": "AtP estimate ({score})",
-    "probe_accuracy": "probe accuracy", "probe_balanced_accuracy": "probe balanced accuracy",
-    "probe_auc": "probe ROC AUC", "selectivity": "selectivity (probe - control)", "gap_rms": "GAP_RMS (TPR gap)",
-    "cf_prob_gap": "counterfactual gap", "cf_prob_abs_change": "|counterfactual change|",
-    "cf_flip_rate": "counterfactual flip rate", "accuracy_gap": "accuracy gap (F - M)",
-    "crows_stereo_pct": "CrowS-Pairs stereotype %", "stereoset_ss": "StereoSet SS", "stereoset_icat": "StereoSet ICAT",
-    "seat_effect_size": "SEAT effect size d", "accuracy": "accuracy", "macro_f1": "macro-F1",
+    "delta_score": "Δ {score} when ablated",
+    "ablated_score": "{score} with heads ablated",
+    "ablated_accuracy": "accuracy with heads ablated",
+    "token_ig": "integrated gradients ({score})",
+    "grad_importance": "importance E|∂{score}/∂g|",
+    "ig": "integrated gradients ({score})",
+    "indirect_effect": "indirect effect on P(true class)",
+    "atp_estimate": "AtP estimate ({score})",
+    "probe_accuracy": "probe accuracy",
+    "probe_balanced_accuracy": "probe balanced accuracy",
+    "probe_auc": "probe ROC AUC",
+    "selectivity": "selectivity (probe - control)",
+    "gap_rms": "GAP_RMS (TPR gap)",
+    "cf_prob_gap": "counterfactual gap",
+    "cf_prob_abs_change": "|counterfactual change|",
+    "cf_flip_rate": "counterfactual flip rate",
+    "accuracy_gap": "accuracy gap (F - M)",
+    "crows_stereo_pct": "CrowS-Pairs stereotype %",
+    "stereoset_ss": "StereoSet SS",
+    "stereoset_icat": "StereoSet ICAT",
+    "seat_effect_size": "SEAT effect size d",
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
 }
 # Which sign of a unit's effect adds to the model's bias, relative to the model's own score (its "total"):
 # "same" = a unit adds bias when its effect has the sign of the total; "opposite" = when it has the other sign
 # (removing it moves the score towards 0). The total is read from the model row named here.
-_SIGN_RULES = {"delta_score": ("opposite", "intact_score"), "ig": ("same", "ig_total"),
-               "indirect_effect": ("same", "total_effect"), "token_ig": ("same", None),
-               "atp_estimate": ("same", "total_effect")}
-_SIGN_WORDS = {"delta_score": "+ = removing it raises the {score}", "ig": "+ = it raises the {score}",
-               "indirect_effect": "+ = it carries the shift to the female twin", "token_ig": "+ = it raises the {score}",
-               "atp_estimate": "+ = it raises the {score}", "delta_accuracy": "- = the head helps the task",
-               "grad_importance": "unsigned: higher = more influence",
-               "probe_accuracy": "higher = more gender information"}
+_SIGN_RULES = {
+    "delta_score": ("opposite", "intact_score"),
+    "ig": ("same", "ig_total"),
+    "indirect_effect": ("same", "total_effect"),
+    "token_ig": ("same", None),
+    "atp_estimate": ("same", "total_effect"),
+}
+_SIGN_WORDS = {
+    "delta_score": "+ = removing it raises the {score}",
+    "ig": "+ = it raises the {score}",
+    "indirect_effect": "+ = it carries the shift to the female twin",
+    "token_ig": "+ = it raises the {score}",
+    "atp_estimate": "+ = it raises the {score}",
+    "delta_accuracy": "- = the head helps the task",
+    "grad_importance": "unsigned: higher = more influence",
+    "probe_accuracy": "higher = more gender information",
+}
 # Bias metrics: (value of a fair model, words for the axis).
-_FAIR = {"gap_rms": (0.0, "0 = fair, lower is fairer"), "cf_flip_rate": (0.0, "0 = fair, lower is fairer"),
-         "cf_prob_abs_change": (0.0, "0 = fair, lower is fairer"), "cf_prob_gap": (0.0, "0 = fair"),
-         "accuracy_gap": (0.0, "0 = fair"), "seat_effect_size": (0.0, "0 = no association"),
-         "crows_stereo_pct": (50.0, "50 = fair"), "stereoset_ss": (50.0, "50 = fair"),
-         "stereoset_icat": (100.0, "100 = ideal, higher is better")}
+_FAIR = {
+    "gap_rms": (0.0, "0 = fair, lower is fairer"),
+    "cf_flip_rate": (0.0, "0 = fair, lower is fairer"),
+    "cf_prob_abs_change": (0.0, "0 = fair, lower is fairer"),
+    "cf_prob_gap": (0.0, "0 = fair"),
+    "accuracy_gap": (0.0, "0 = fair"),
+    "seat_effect_size": (0.0, "0 = no association"),
+    "crows_stereo_pct": (50.0, "50 = fair"),
+    "stereoset_ss": (50.0, "50 = fair"),
+    "stereoset_icat": (100.0, "100 = ideal, higher is better"),
+}
 _PREFERRED = {"subset": ("", "all", "gender"), "mode": ("single",), "pooling": ("cls", "mean"), "baseline": ("zero",)}
 _RC = {
-    "font.size": 7, "axes.titlesize": 8, "axes.labelsize": 7, "xtick.labelsize": 7, "ytick.labelsize": 7,
-    "legend.fontsize": 7, "figure.titlesize": 8, "axes.spines.top": False, "axes.spines.right": False,
-    "savefig.dpi": DPI, "svg.fonttype": "none", "svg.hashsalt": "bias-atlas", "pdf.fonttype": 42,
+    "font.size": 7,
+    "axes.titlesize": 8,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "figure.titlesize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": DPI,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "bias-atlas",
+    "pdf.fonttype": 42,
     "legend.frameon": False,
 }
 
@@ -171,8 +240,9 @@ def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float 
     return f"{first}\n{words}" if words else first
 
 
-def select(frame: pd.DataFrame, unit: str, metric: str, variant: str | None = None, *, all_variants: bool = False,
-           **choices) -> pd.DataFrame:
+def select(
+    frame: pd.DataFrame, unit: str, metric: str, variant: str | None = None, *, all_variants: bool = False, **choices
+) -> pd.DataFrame:
     """Rows of ``unit``/``metric`` for one variant (or all) and one subset / mode / pooling (all seeds kept)."""
     rows = frame[(frame["unit"] == unit) & (frame["metric"] == metric)]
     if rows.empty:

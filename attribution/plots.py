@@ -37,13 +37,7 @@ from attribution.plot_style import (
     style,
     styled,
 )
-from attribution.plots_curves import (
-    bias_vs_compression,
-    cumulative_curve,
-    layer_effects,
-    probe_curves,
-    selectivity_curves,
-)
+from attribution.plots_curves import cumulative_curve, layer_effects, probe_curves, selectivity_curves
 from attribution.plots_heads import (
     attention_pattern,
     depth_difference,
@@ -53,13 +47,41 @@ from attribution.plots_heads import (
     head_significance,
     side_by_side_heatmaps,
 )
+from attribution.plots_scatter import bias_vs_compression
 from attribution.plots_units import describe_value, token_attributions, token_pieces, top_neurons
 
 __all__ = [
-    "DOUBLE_COLUMN_IN", "DPI", "FIGURE_SIZES", "METHOD_MARKERS", "ORDER_COLOURS", "ORDER_LABELS", "PALETTE",
-    "SIGNED_CMAP", "SINGLE_COLUMN_IN", "UNSIGNED_CMAP", "UNSIGNED_METRICS", "attention_pattern",
-    "bias_vs_compression", "colourbar_label", "cumulative_curve", "depth_difference", "depth_profile",
-    "describe_value", "grown_height", "head_heatmap", "head_matrix", "head_significance", "label", "layer_effects",
-    "probe_curves", "select", "selectivity_curves", "side_by_side_heatmaps", "style", "styled", "token_attributions",
-    "token_pieces", "top_neurons",
+    "DOUBLE_COLUMN_IN",
+    "DPI",
+    "FIGURE_SIZES",
+    "METHOD_MARKERS",
+    "ORDER_COLOURS",
+    "ORDER_LABELS",
+    "PALETTE",
+    "SIGNED_CMAP",
+    "SINGLE_COLUMN_IN",
+    "UNSIGNED_CMAP",
+    "UNSIGNED_METRICS",
+    "attention_pattern",
+    "bias_vs_compression",
+    "colourbar_label",
+    "cumulative_curve",
+    "depth_difference",
+    "depth_profile",
+    "describe_value",
+    "grown_height",
+    "head_heatmap",
+    "head_matrix",
+    "head_significance",
+    "label",
+    "layer_effects",
+    "probe_curves",
+    "select",
+    "selectivity_curves",
+    "side_by_side_heatmaps",
+    "style",
+    "styled",
+    "token_attributions",
+    "token_pieces",
+    "top_neurons",
 ]

@@ -19,8 +19,11 @@ from attribution.plot_style import DOUBLE_COLUMN_IN, METHOD_MARKERS, PALETTE, fa
 __all__ = ["frontier_figure", "pruning_curve_figure"]
 
 _MARKERS = METHOD_MARKERS
-_ORDER_LOOK = {"bias": ("#D55E00", "-", "bias effect first"), "importance": ("#0072B2", "--", "least important first"),
-               "random": ("#666666", ":", "random (mean)")}
+_ORDER_LOOK = {
+    "bias": ("#D55E00", "-", "bias effect first"),
+    "importance": ("#0072B2", "--", "least important first"),
+    "random": ("#666666", ":", "random (mean)"),
+}
 _SIGNED = ("cf_prob_gap", "cf_gap", "accuracy_gap")
 
 
@@ -68,9 +71,19 @@ def frontier_figure(frontier: pd.DataFrame, metrics: Sequence[str] | None = None
         xerr, yerr = _errors(x, x_low, x_high), _errors(y, y_low, y_high)
         for i, (_, row) in enumerate(rows.iterrows()):
             fit, colour = bool(row["fit"]), colours[row["mitigation"]]
-            ax.errorbar(x[i], y[i], xerr=xerr[:, [i]], yerr=yerr[:, [i]], marker=_MARKERS.get(row["compression"], "h"),
-                        color=colour, mfc=colour if fit else "none", ms=4, lw=0.7, capsize=1.2,
-                        alpha=1.0 if fit else 0.55)
+            ax.errorbar(
+                x[i],
+                y[i],
+                xerr=xerr[:, [i]],
+                yerr=yerr[:, [i]],
+                marker=_MARKERS.get(row["compression"], "h"),
+                color=colour,
+                mfc=colour if fit else "none",
+                ms=4,
+                lw=0.7,
+                capsize=1.2,
+                alpha=1.0 if fit else 0.55,
+            )
         front = rows["pareto"].to_numpy(bool)
         if front.any():
             order = np.argsort(x[front])
@@ -83,14 +96,20 @@ def frontier_figure(frontier: pd.DataFrame, metrics: Sequence[str] | None = None
         ax.set_xlabel("accuracy")
         ax.set_ylabel(("|" + label(metric) + "|" if signed else label(metric)) + (f"\n({reading})" if reading else ""))
         ax.margins(x=0.1, y=0.12)
-    handles = [Line2D([], [], ls="", marker=_MARKERS.get(f, "h"), color="#444444", label=f)
-               for f in sorted(set(frontier["compression"]))]
-    handles += [Line2D([], [], ls="", marker="o", color=c, label=f"mitigation: {m}") for m, c in colours.items()
-                if m in set(frontier["mitigation"])]
+    handles = [
+        Line2D([], [], ls="", marker=_MARKERS.get(f, "h"), color="#444444", label=f)
+        for f in sorted(set(frontier["compression"]))
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color=c, label=f"mitigation: {m}")
+        for m, c in colours.items()
+        if m in set(frontier["mitigation"])
+    ]
     handles.append(Line2D([], [], color="#444444", lw=0.8, ls="--", label="Pareto front (fit variants)"))
     if not frontier["fit"].astype(bool).all():
-        handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="#444444",
-                              label="hollow: not fit to be read"))
+        handles.append(
+            Line2D([], [], ls="", marker="o", mfc="none", color="#444444", label="hollow: not fit to be read")
+        )
     fig.legend(handles=handles, loc="outside right upper", fontsize=6)
     return fig
 
@@ -121,8 +140,9 @@ def pruning_curve_figure(curve: pd.DataFrame, *, bias_metric: str = "abs_cf_gap"
                 ax.plot(x, rows["value"], color=colour, ls=ls, lw=1, label=name)
                 ax.fill_between(x, rows["ci_low"], rows["ci_high"], color=colour, alpha=0.15, lw=0)
                 if order == "random" and "order_min" in rows:
-                    ax.fill_between(x, rows["order_min"], rows["order_max"], color=colour, alpha=0.08, lw=0,
-                                    hatch="////")
+                    ax.fill_between(
+                        x, rows["order_min"], rows["order_max"], color=colour, alpha=0.08, lw=0, hatch="////"
+                    )
             ax.set_title(f"{variant} s{seed}", fontsize=7)
             ax.set_xlabel("share of heads removed")
             ax.set_ylabel("mean |counterfactual gap|" if metric == "abs_cf_gap" else label(metric))

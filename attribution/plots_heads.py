@@ -34,11 +34,22 @@ from attribution.plot_style import (
     tick_step,
 )
 
-__all__ = ["attention_pattern", "depth_difference", "depth_profile", "head_heatmap", "head_matrix",
-           "head_significance", "side_by_side_heatmaps"]
+__all__ = [
+    "attention_pattern",
+    "depth_difference",
+    "depth_profile",
+    "head_heatmap",
+    "head_matrix",
+    "head_significance",
+    "side_by_side_heatmaps",
+]
 
-_MARKS = (("dot", "q < α in every seed"), ("ring", "q < α in some seeds"), ("square", "carries bias"),
-          ("faded", "not significant"))
+_MARKS = (
+    ("dot", "q < α in every seed"),
+    ("ring", "q < α in some seeds"),
+    ("square", "carries bias"),
+    ("faded", "not significant"),
+)
 
 
 def head_matrix(frame: pd.DataFrame, metric: str, *, variant: str | None = None, **choices) -> np.ndarray:
@@ -54,8 +65,9 @@ def head_matrix(frame: pd.DataFrame, metric: str, *, variant: str | None = None,
     return matrix
 
 
-def head_significance(rows: pd.DataFrame, shape: tuple[int, int], alpha: float = 0.05,
-                      carries: pd.DataFrame | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def head_significance(
+    rows: pd.DataFrame, shape: tuple[int, int], alpha: float = 0.05, carries: pd.DataFrame | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(share of seeds with q < alpha, carries bias in some seed) per (layer, head); None where the rows have no
     q-values / no ``carries`` rows are given. ``carries``: findings ``bias_units`` rows (columns layer, head,
     carries) of the same variant and method."""
@@ -85,10 +97,22 @@ def _norm(values: np.ndarray, metric: str, signed: bool | None, vlim: float | No
     return Normalize(vmin=low, vmax=vlim if vlim is not None else max(high, low + 1e-12)), UNSIGNED_CMAP
 
 
-def _draw_heads(ax, matrix: np.ndarray, norm: Normalize, cmap: str, panel_in: tuple[float, float],
-                share: np.ndarray | None = None, carried: np.ndarray | None = None):
-    image = ax.imshow(matrix, cmap=matplotlib.colormaps[cmap].with_extremes(bad="#e0e0e0"), norm=norm,
-                      aspect="auto", interpolation="nearest")
+def _draw_heads(
+    ax,
+    matrix: np.ndarray,
+    norm: Normalize,
+    cmap: str,
+    panel_in: tuple[float, float],
+    share: np.ndarray | None = None,
+    carried: np.ndarray | None = None,
+):
+    image = ax.imshow(
+        matrix,
+        cmap=matplotlib.colormaps[cmap].with_extremes(bad="#e0e0e0"),
+        norm=norm,
+        aspect="auto",
+        interpolation="nearest",
+    )
     n_layers, n_heads = matrix.shape
     ax.set_xticks(range(0, n_heads, tick_step(n_heads, panel_in[0])))
     ax.set_yticks(range(0, n_layers, tick_step(n_layers, panel_in[1], 0.13)))
@@ -104,8 +128,15 @@ def _draw_heads(ax, matrix: np.ndarray, norm: Normalize, cmap: str, panel_in: tu
         for filled in (True, False):
             at = np.argwhere(share == 1) if filled else np.argwhere((share > 0) & (share < 1))
             if len(at):
-                ax.scatter(at[:, 1], at[:, 0], s=size, marker="o", c="black" if filled else "none",
-                           edgecolors="white" if filled else "black", linewidths=0.4 if filled else 0.7)
+                ax.scatter(
+                    at[:, 1],
+                    at[:, 0],
+                    s=size,
+                    marker="o",
+                    c="black" if filled else "none",
+                    edgecolors="white" if filled else "black",
+                    linewidths=0.4 if filled else 0.7,
+                )
     if carried is not None:
         for layer, head in np.argwhere(carried):
             ax.add_patch(Rectangle((head - 0.42, layer - 0.42), 0.84, 0.84, fill=False, ec="black", lw=1.0))
@@ -115,28 +146,48 @@ def _draw_heads(ax, matrix: np.ndarray, norm: Normalize, cmap: str, panel_in: tu
 def _marks_legend(fig: Figure, share_shown: bool, carried_shown: bool, alpha: float, extra=()) -> None:
     handles = list(extra)
     if share_shown:
-        handles += [Line2D([], [], ls="", marker="o", ms=3, mfc="black", mec="white", label=f"q < {alpha:g} all seeds"),
-                    Line2D([], [], ls="", marker="o", ms=3, mfc="none", mec="black", label="some seeds"),
-                    Rectangle((0, 0), 1, 1, fc="#dddddd", ec="none", label="faded: not significant")]
+        handles += [
+            Line2D([], [], ls="", marker="o", ms=3, mfc="black", mec="white", label=f"q < {alpha:g} all seeds"),
+            Line2D([], [], ls="", marker="o", ms=3, mfc="none", mec="black", label="some seeds"),
+            Rectangle((0, 0), 1, 1, fc="#dddddd", ec="none", label="faded: not significant"),
+        ]
     if carried_shown:
         handles.append(Rectangle((0, 0), 1, 1, fill=False, ec="black", lw=1.0, label="carries bias"))
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=6,
-                   handlelength=1.2, columnspacing=1.0)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 4),
+            fontsize=6,
+            handlelength=1.2,
+            columnspacing=1.0,
+        )
 
 
 def _title(rows: pd.DataFrame, flag: str | None) -> str:
     n_seeds = rows["seed"].nunique()
     n = int(rows["n"].max()) if "n" in rows and rows["n"].notna().any() else None
     facts = [f"mean of {n_seeds} seeds" if n_seeds > 1 else "", f"n = {n}" if n else ""]
-    title = f"{rows['variant'].iloc[0]}  ({', '.join(f for f in facts if f)})" if any(facts) else rows["variant"].iloc[0]
+    title = (
+        f"{rows['variant'].iloc[0]}  ({', '.join(f for f in facts if f)})" if any(facts) else rows["variant"].iloc[0]
+    )
     return title + (f"\nnot fit to be read: {flag}" if flag else "")
 
 
 @styled
-def head_heatmap(frame: pd.DataFrame, metric: str, *, variant: str | None = None, signed: bool | None = None,
-                 vlim: float | None = None, title: str | None = None, alpha: float = 0.05,
-                 carries: pd.DataFrame | None = None, flag: str | None = None, **choices) -> Figure:
+def head_heatmap(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    variant: str | None = None,
+    signed: bool | None = None,
+    vlim: float | None = None,
+    title: str | None = None,
+    alpha: float = 0.05,
+    carries: pd.DataFrame | None = None,
+    flag: str | None = None,
+    **choices,
+) -> Figure:
     """Layer x head heatmap of ``metric`` for one variant (single column, 3.35 x 2.6 in).
 
     Args:
@@ -186,10 +237,19 @@ def depth_difference(profile: pd.Series, reference: pd.Series) -> pd.Series:
 
 
 @styled
-def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric: str, *, signed: bool | None = None,
-                          absolute: bool = False, scale: str = "shared", ncols: int = 4, alpha: float = 0.05,
-                          carries: pd.DataFrame | None = None, flags: Mapping[str, str] | None = None,
-                          **choices) -> Figure:
+def side_by_side_heatmaps(
+    frames_by_variant: Mapping[str, pd.DataFrame],
+    metric: str,
+    *,
+    signed: bool | None = None,
+    absolute: bool = False,
+    scale: str = "shared",
+    ncols: int = 4,
+    alpha: float = 0.05,
+    carries: pd.DataFrame | None = None,
+    flags: Mapping[str, str] | None = None,
+    **choices,
+) -> Figure:
     """Heatmaps of any number of variants as small multiples that wrap after ``ncols``, their per-layer means on
     normalised depth, and each variant minus the first on a common depth grid (:func:`depth_difference`). Double
     column, 7.0 in wide, 2.6 in high for one row of maps (+1.9 in per further row).
@@ -211,8 +271,10 @@ def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric:
     if scale not in ("shared", "panel"):
         raise ValueError(f"scale={scale!r}: use 'shared' (one scale for all maps) or 'panel' (one per map).")
     flags = flags or {}
-    rows_of = {name: select(f, "head", metric, name if name in set(f["variant"]) else None, **choices)
-               for name, f in frames_by_variant.items()}
+    rows_of = {
+        name: select(f, "head", metric, name if name in set(f["variant"]) else None, **choices)
+        for name, f in frames_by_variant.items()
+    }
     matrices = {name: head_matrix(rows, metric) for name, rows in rows_of.items()}
     shared = _norm(np.concatenate([m.ravel() for m in matrices.values()]), metric, signed, None)
     ncols = max(1, min(ncols, len(matrices)))
@@ -224,15 +286,16 @@ def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric:
     total = model_total(pd.concat(list(frames_by_variant.values())), metric)
     for i, (name, matrix) in enumerate(matrices.items()):
         r, c = divmod(i, ncols)
-        ax = fig.add_subplot(grid[2 * r:2 * r + 2, c])
+        ax = fig.add_subplot(grid[2 * r : 2 * r + 2, c])
         norm, cmap = shared if scale == "shared" else _norm(matrix, metric, signed, None)
         part = carries[carries["variant"] == name] if carries is not None and "variant" in carries else carries
         share, carried = head_significance(rows_of[name], matrix.shape, alpha, part)
         shown["share"] |= share is not None
         shown["carried"] |= carried is not None and bool(carried.any())
         image = _draw_heads(ax, matrix, norm, cmap, panel_in, share, carried)
-        ax.set_title(name + ("\n(not fit)" if name in flags else ""), fontsize=6,
-                     color=FLAG_COLOUR if name in flags else "black")
+        ax.set_title(
+            name + ("\n(not fit)" if name in flags else ""), fontsize=6, color=FLAG_COLOUR if name in flags else "black"
+        )
         if c:
             ax.set_ylabel("")
         if r < n_rows - 1 and i + ncols < len(matrices):
@@ -250,8 +313,18 @@ def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric:
     for i, (name, profile) in enumerate(profiles.items()):
         colour, ls = PALETTE[i % len(PALETTE)], "--" if name in flags else "-"
         top.plot(profile.index, profile.to_numpy(), marker="o", ms=2.5, lw=1, color=colour, ls=ls)
-        lines.append(Line2D([], [], color=colour, ls=ls, marker="o", ms=2.5, lw=1,
-                            label=name + (" (ref.)" if name == reference else "") + (" (not fit)" if name in flags else "")))
+        lines.append(
+            Line2D(
+                [],
+                [],
+                color=colour,
+                ls=ls,
+                marker="o",
+                ms=2.5,
+                lw=1,
+                label=name + (" (ref.)" if name == reference else "") + (" (not fit)" if name in flags else ""),
+            )
+        )
         if name != reference:
             diff = depth_difference(profile, profiles[reference])
             bottom.plot(diff.index, diff.to_numpy(), marker="o", ms=2.5, lw=1, color=colour, ls=ls)
@@ -264,8 +337,11 @@ def side_by_side_heatmaps(frames_by_variant: Mapping[str, pd.DataFrame], metric:
     bottom.set_ylabel("minus ref.", fontsize=6)
     bottom.set_xlabel("depth (l+1)/L")
     if scale == "panel":
-        fig.suptitle("colour scale per map: compare patterns, not magnitudes; "
-                     + colourbar_label(metric, rows_all, total).replace("\n", "; "), fontsize=6)
+        fig.suptitle(
+            "colour scale per map: compare patterns, not magnitudes; "
+            + colourbar_label(metric, rows_all, total).replace("\n", "; "),
+            fontsize=6,
+        )
     _marks_legend(fig, shown["share"], shown["carried"], alpha, lines)
     return fig
 

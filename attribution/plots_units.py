@@ -44,8 +44,13 @@ def describe_value(column: str, value, label_names: Sequence[str] | None = None)
     number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
     if column == "gender" and number in (0, 1):
         return GENDER_NAMES[int(number)]
-    if column in ("label", "pred") and label_names and pd.notna(number) and float(number).is_integer() \
-            and 0 <= int(number) < len(label_names):
+    if (
+        column in ("label", "pred")
+        and label_names
+        and pd.notna(number)
+        and float(number).is_integer()
+        and 0 <= int(number) < len(label_names)
+    ):
         return str(label_names[int(number)])
     if pd.notna(number) and float(number).is_integer():
         return str(int(number))
@@ -60,9 +65,17 @@ def _only_metric(frame: pd.DataFrame, unit: str) -> str:
 
 
 @styled
-def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None = None, seed: int | None = None,
-                       metric: str | None = None, vlim: float | None = None,
-                       label_names: Sequence[str] | None = None, flag: str | None = None) -> Figure:
+def token_attributions(
+    frame: pd.DataFrame,
+    example: int,
+    *,
+    variant: str | None = None,
+    seed: int | None = None,
+    metric: str | None = None,
+    vlim: float | None = None,
+    label_names: Sequence[str] | None = None,
+    flag: str | None = None,
+) -> Figure:
     """One example's tokens as text, each on a background coloured by its attribution (diverging, centred at
     zero); ``##`` pieces and closing punctuation join the word before them, padding is dropped, tokens that do not
     fit are counted. Double column, 7.0 x 2.0 in.
@@ -91,8 +104,9 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
     FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
     first = rows.iloc[0]
-    info = "  ·  ".join(f"{c} {describe_value(c, first[c], label_names)}" for c in ("label", "pred", "gender")
-                        if c in rows)
+    info = "  ·  ".join(
+        f"{c} {describe_value(c, first[c], label_names)}" for c in ("label", "pred", "gender") if c in rows
+    )
     head = f"{first['variant']} seed {seed}, example {int(example)}   {info}"
     fig.text(0.01, 0.95, head[:110], va="top", fontsize=8)
     if flag:
@@ -102,8 +116,15 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
         x += space_w if space else 0.0
         colour = cmap(norm(value))
         dark = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] < 0.5
-        artist = fig.text(x, y, text, va="top", fontsize=7, color="white" if dark else "black",
-                          bbox={"boxstyle": "square,pad=0.12", "fc": colour, "ec": "none"})
+        artist = fig.text(
+            x,
+            y,
+            text,
+            va="top",
+            fontsize=7,
+            color="white" if dark else "black",
+            bbox={"boxstyle": "square,pad=0.12", "fc": colour, "ec": "none"},
+        )
         w = artist.get_window_extent(renderer).width / (width * fig.dpi)
         if x + w > right and x > left + space_w:
             x, y = left, y - line_h
@@ -119,14 +140,24 @@ def token_attributions(frame: pd.DataFrame, example: int, *, variant: str | None
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, orientation="horizontal")
     cax.tick_params(labelsize=6)
     cax.xaxis.set_major_locator(MaxNLocator(5))
-    cax.set_xlabel(colourbar_label(metric, rows).replace("\n", ";  ")
-                   + ("" if vlim is None else "  (shared scale)"), fontsize=6, labelpad=1)
+    cax.set_xlabel(
+        colourbar_label(metric, rows).replace("\n", ";  ") + ("" if vlim is None else "  (shared scale)"),
+        fontsize=6,
+        labelpad=1,
+    )
     return fig
 
 
 @styled
-def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None, metric: str = "ig",
-                alpha: float = 0.05, flag: str | None = None) -> Figure:
+def top_neurons(
+    frame: pd.DataFrame,
+    k: int = 10,
+    *,
+    variant: str | None = None,
+    metric: str = "ig",
+    alpha: float = 0.05,
+    flag: str | None = None,
+) -> Figure:
     """The ``k`` FFN neurons with the largest absolute effect (mean over seeds), as bars with CIs, labelled
     ``L<layer> n<index>``; red = positive, blue = negative; bars whose q-value is not below ``alpha`` in every seed
     are faded. Single column, 3.35 in wide, 2.6 in high for ten bars (+0.13 in per further bar)."""
@@ -138,15 +169,22 @@ def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None,
     means = rows.groupby(["layer", "head"])[[c for c in ("value", "ci_low", "ci_high", "sig") if c in rows]].mean()
     top = means.loc[means["value"].abs().sort_values(ascending=False, kind="stable").index[:k]][::-1]
     cmap = matplotlib.colormaps[SIGNED_CMAP]
-    fig = Figure(figsize=(FIGURE_SIZES["top_neurons"][0], grown_height("top_neurons", bars=len(top))),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(FIGURE_SIZES["top_neurons"][0], grown_height("top_neurons", bars=len(top))), layout="constrained"
+    )
     ax = fig.add_subplot()
     y = np.arange(len(top))
     errors = np.abs(np.stack([top["value"] - top["ci_low"], top["ci_high"] - top["value"]]))
     faded = (top["sig"] < 1).to_numpy() if "sig" in top else np.zeros(len(top), dtype=bool)
     colours = [(*cmap(0.85 if v >= 0 else 0.15)[:3], 0.35 if f else 1.0) for v, f in zip(top["value"], faded)]
-    ax.barh(y, top["value"], xerr=np.nan_to_num(errors) if np.isfinite(errors).any() else None, height=0.7,
-            color=colours, error_kw={"lw": 0.6, "capsize": 1.5})
+    ax.barh(
+        y,
+        top["value"],
+        xerr=np.nan_to_num(errors) if np.isfinite(errors).any() else None,
+        height=0.7,
+        color=colours,
+        error_kw={"lw": 0.6, "capsize": 1.5},
+    )
     ax.set_yticks(y, [f"L{layer} n{neuron}" for layer, neuron in top.index], fontsize=6 if len(top) > 20 else 7)
     ax.axvline(0, color="#888888", lw=0.5)
     ax.xaxis.set_major_locator(MaxNLocator(4))
@@ -154,8 +192,20 @@ def top_neurons(frame: pd.DataFrame, k: int = 10, *, variant: str | None = None,
     ax.set_xlabel(colourbar_label(metric, rows).replace("\n", "; ").replace("integrated gradients", "IG"), fontsize=6)
     n = int(rows["n"].max()) if "n" in rows and rows["n"].notna().any() else None
     seeds = rows["seed"].nunique()
-    facts = ", ".join(f for f in (f"{seeds} seeds" if seeds > 1 else "", f"n = {n}" if n else "",
-                                  f"faded: q ≥ {alpha:g}" if faded.any() else "") if f)
-    ax.set_title(f"{rows['variant'].iloc[0]}: top {len(top)} neurons" + (f"\n({facts})" if facts else "")
-                 + ("\nnot fit to be read" if flag else ""), fontsize=7, color=FLAG_COLOUR if flag else "black")
+    facts = ", ".join(
+        f
+        for f in (
+            f"{seeds} seeds" if seeds > 1 else "",
+            f"n = {n}" if n else "",
+            f"faded: q ≥ {alpha:g}" if faded.any() else "",
+        )
+        if f
+    )
+    ax.set_title(
+        f"{rows['variant'].iloc[0]}: top {len(top)} neurons"
+        + (f"\n({facts})" if facts else "")
+        + ("\nnot fit to be read" if flag else ""),
+        fontsize=7,
+        color=FLAG_COLOUR if flag else "black",
+    )
     return fig

@@ -47,8 +47,9 @@ def bias_of(gaps: Float[Tensor, "... n"], objective: Objective) -> Tensor:
 
 
 @torch.no_grad()
-def head_bias_effects(loaded: LoadedModel, data: AttributionData, *, objective: Objective = "abs_gap",
-                      batch_size: int = 64) -> tuple[Float[Tensor, "layer head"], float]:
+def head_bias_effects(
+    loaded: LoadedModel, data: AttributionData, *, objective: Objective = "abs_gap", batch_size: int = 64
+) -> tuple[Float[Tensor, "layer head"], float]:
     """``bias(intact) - bias(head off)`` for every head (zero ablation on the prefix-cached sweep), NaN for heads a
     pruned layer lacks, and the intact model's bias."""
     score, anatomy = CounterfactualGap(), loaded.anatomy
@@ -72,28 +73,51 @@ def task_importance(loaded: LoadedModel, data: AttributionData, *, batch_size: i
 
 
 def _order(scores: Tensor, *, descending: bool, last: set[tuple[int, int]] = frozenset()) -> list[tuple[int, int]]:
-    present = [(float(scores[l, h]), l, h) for l in range(scores.shape[0]) for h in range(scores.shape[1])
-               if not torch.isnan(scores[l, h])]
-    key = (lambda t: ((t[1], t[2]) in last, -t[0] if descending else t[0], t[1], t[2]))
+    present = [
+        (float(scores[l, h]), l, h)
+        for l in range(scores.shape[0])
+        for h in range(scores.shape[1])
+        if not torch.isnan(scores[l, h])
+    ]
+    key = lambda t: ((t[1], t[2]) in last, -t[0] if descending else t[0], t[1], t[2])
     return [(l, h) for _, l, h in sorted(present, key=key)]
 
 
-def _curve(loaded: LoadedModel, data: AttributionData, order: list[tuple[int, int]], steps: list[int],
-           batch_size: int, n_boot: int, seed: int) -> dict[str, tuple[np.ndarray, ...]]:
+def _curve(
+    loaded: LoadedModel,
+    data: AttributionData,
+    order: list[tuple[int, int]],
+    steps: list[int],
+    batch_size: int,
+    n_boot: int,
+    seed: int,
+) -> dict[str, tuple[np.ndarray, ...]]:
     gates = ones_gates(loaded.anatomy, batch=len(steps))
     for c, k in enumerate(steps):
         for layer, head in order[:k]:
             gates[c, layer, head] = 0.0
     result = evaluate(loaded, CounterfactualGap(), data, gates, batch_size=batch_size)
-    return {"cf_gap": mean_ci(result.values, n_boot=n_boot, seed=seed),
-            "abs_cf_gap": mean_ci(result.values.abs(), n_boot=n_boot, seed=seed),
-            "accuracy": mean_ci(result.correct, n_boot=n_boot, seed=seed)}
+    return {
+        "cf_gap": mean_ci(result.values, n_boot=n_boot, seed=seed),
+        "abs_cf_gap": mean_ci(result.values.abs(), n_boot=n_boot, seed=seed),
+        "accuracy": mean_ci(result.correct, n_boot=n_boot, seed=seed),
+    }
 
 
-def pruning_curve(loaded: LoadedModel, data: AttributionData, *, importance: Tensor | None = None,
-                  bias_effect: Tensor | None = None, protect: float = 0.0, objective: Objective = "abs_gap",
-                  n_random: int = 5, steps: int = 0, batch_size: int = 64, n_boot: int = 200,
-                  seed: int = 0) -> pd.DataFrame:
+def pruning_curve(
+    loaded: LoadedModel,
+    data: AttributionData,
+    *,
+    importance: Tensor | None = None,
+    bias_effect: Tensor | None = None,
+    protect: float = 0.0,
+    objective: Objective = "abs_gap",
+    n_random: int = 5,
+    steps: int = 0,
+    batch_size: int = 64,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The curves of the module docstring on a classifier and task data with gender-swapped twins.
 
     Args:
@@ -118,16 +142,21 @@ def pruning_curve(loaded: LoadedModel, data: AttributionData, *, importance: Ten
     if n_random < 1:
         raise ValueError(f"n_random={n_random!r}: average at least one random order.")
     importance = task_importance(loaded, data, batch_size=batch_size) if importance is None else importance
-    effect = head_bias_effects(loaded, data, objective=objective, batch_size=batch_size)[0] if bias_effect is None \
+    effect = (
+        head_bias_effects(loaded, data, objective=objective, batch_size=batch_size)[0]
+        if bias_effect is None
         else bias_effect
+    )
     by_importance = _order(importance, descending=True)
-    guarded = set(by_importance[:round(protect * len(by_importance))])
+    guarded = set(by_importance[: round(protect * len(by_importance))])
     n_heads = len(by_importance)
     ks = list(range(n_heads + 1)) if not steps else sorted(set(np.linspace(0, n_heads, steps).round().astype(int)))
     rng = np.random.default_rng(seed)
-    orders = {"bias": [_order(effect, descending=True, last=guarded)],
-              "importance": [_order(importance, descending=False)],
-              "random": [[by_importance[i] for i in rng.permutation(n_heads)] for _ in range(n_random)]}
+    orders = {
+        "bias": [_order(effect, descending=True, last=guarded)],
+        "importance": [_order(importance, descending=False)],
+        "random": [[by_importance[i] for i in rng.permutation(n_heads)] for _ in range(n_random)],
+    }
     rows = []
     for name, perms in orders.items():
         curves = [_curve(loaded, data, perm, ks, batch_size, n_boot, seed) for perm in perms]

@@ -55,8 +55,9 @@ def randomised_copy(loaded: LoadedModel, *, from_layer: int | None = 0, seed: in
         seed: seed of the new weights.
     """
     if is_quantised(loaded.model):
-        raise ValueError("cannot re-initialise an int8 model's quantised layers; run the sanity check on its float "
-                         "source model.")
+        raise ValueError(
+            "cannot re-initialise an int8 model's quantised layers; run the sanity check on its float source model."
+        )
     model = copy.deepcopy(loaded.model)
     anatomy = Anatomy(model)
     start = 0 if from_layer is None else from_layer
@@ -109,8 +110,11 @@ def sanity_check(
         for metric, rows in joined.groupby("metric", sort=True):
             rho = float(spearmanr(rows["value"], rows["value_random"]).statistic) if len(rows) > 1 else float("nan")
             if level is None and abs(rho) >= 0.5:
-                warnings.warn(f"sanity check: {metric} keeps a rank correlation of {rho:.2f} on a fully randomised "
-                              "model; it may reflect the data or the method more than the model.", stacklevel=2)
+                warnings.warn(
+                    f"sanity check: {metric} keeps a rank correlation of {rho:.2f} on a fully randomised "
+                    "model; it may reflect the data or the method more than the model.",
+                    stacklevel=2,
+                )
             out.append({"unit": "model", "metric": "sanity_spearman", "subset": metric, "value": rho,
                         "n": len(rows), "randomised_from": -1 if level is None else level})  # fmt: skip
     return tidy(out, variant="")

@@ -109,12 +109,16 @@ class _ClassifierScore(Score):
     def check(self, loaded: LoadedModel, data: AttributionData) -> None:
         super().check(loaded, data)
         if (data.labels < 0).any():
-            raise ValueError(f"{type(self).__name__} needs a class label for every example; {data.name!r} has none. "
-                             "Build the data with AttributionData.from_task.")
+            raise ValueError(
+                f"{type(self).__name__} needs a class label for every example; {data.name!r} has none. "
+                "Build the data with AttributionData.from_task."
+            )
         n_classes = loaded.model.config.num_labels
         if int(data.labels.max()) >= n_classes:
-            raise ValueError(f"data {data.name!r} has label {int(data.labels.max())} but the classifier has "
-                             f"{n_classes} classes; load it with num_labels={len(data.label_names) or n_classes}.")
+            raise ValueError(
+                f"data {data.name!r} has label {int(data.labels.max())} but the classifier has "
+                f"{n_classes} classes; load it with num_labels={len(data.label_names) or n_classes}."
+            )
 
     def features(self, head: TaskHead, hidden: Tensor, view: View) -> Float[Tensor, "batch n_classes"]:
         return head.classify(hidden)
@@ -164,8 +168,10 @@ class PronounGap(Score):
     def check(self, loaded: LoadedModel, data: AttributionData) -> None:
         super().check(loaded, data)
         if (data.target_pos < 0).any() or (data.pronoun_ids < 0).any():
-            raise ValueError(f"PronounGap needs a masked pronoun in every example; {data.name!r} has none. "
-                             "Build the data with AttributionData.from_pronouns (WinoBias / Winogender items).")
+            raise ValueError(
+                f"PronounGap needs a masked pronoun in every example; {data.name!r} has none. "
+                "Build the data with AttributionData.from_pronouns (WinoBias / Winogender items)."
+            )
 
     def features(self, head: TaskHead, hidden: Tensor, view: View) -> Float[Tensor, "batch 2"]:
         logp = head.mlm_at(hidden, view.target_pos)  # (batch, vocab)
@@ -201,8 +207,10 @@ class SeatEffect(Score):
         super().check(loaded, data)
         present = set(data.groups.tolist())
         if not {0, 1, 2, 3} <= present:
-            raise ValueError(f"SeatEffect needs items of all four sets X, Y, A, B; {data.name!r} has sets "
-                             f"{sorted(present)}. Build the data with AttributionData.from_seat.")
+            raise ValueError(
+                f"SeatEffect needs items of all four sets X, Y, A, B; {data.name!r} has sets "
+                f"{sorted(present)}. Build the data with AttributionData.from_seat."
+            )
 
     def features(self, head: TaskHead, hidden: Tensor, view: View) -> Float[Tensor, "batch d_model"]:
         return pool(hidden, view.attention_mask, self.pooling)

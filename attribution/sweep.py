@@ -28,7 +28,7 @@ from attribution.scores import Score, view_features
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel
 
-__all__ = ["fast_sweep", "naive_sweep", "sweep_heads", "single_head_gates"]
+__all__ = ["fast_sweep", "naive_sweep", "single_head_gates", "sweep_heads"]
 
 
 def sweep_heads(loaded: LoadedModel, layers: Sequence[int] | None = None) -> list[tuple[int, int]]:

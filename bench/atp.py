@@ -36,8 +36,8 @@ from attribution.data import AttributionData
 from attribution.scores import CounterfactualGap, TrueClassProb
 from attribution.sweep import fast_sweep
 from bench.sweep import _bert_base, _data, _timed
-from pipeline.data.tasks import load_task
 from pipeline.data import TaskData
+from pipeline.data.tasks import load_task
 from pipeline.models import load_model
 
 
@@ -114,7 +114,9 @@ def memory(ns: list[int], seq: int, threads: int) -> list[dict]:
     for n in ns:
         code = f"import torch; torch.set_num_threads({threads or 1}); from bench.atp import _peak; _peak({n}, {seq})"
         start = time.perf_counter()
-        peak = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+        peak = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[
+            -1
+        ]
         out.append({"n": n, "seq": seq, "peak_rss_mb": float(peak), "seconds": time.perf_counter() - start})
     return out
 
@@ -137,8 +139,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     _table([speed(args.n, args.seq, args.batch_size)])
     _table(fidelity(args.model, args.fidelity_n))
     if args.memory_n:

@@ -22,8 +22,15 @@ def stage_table(manifest: dict) -> pd.DataFrame:
     rows = []
     for name, record in manifest["stages"].items():
         units = record.get("units", {})
-        rows.append({"stage": name, "seconds": record.get("seconds", float("nan")), "last": record.get("last", ""),
-                     "units": len(units), "executions": record.get("executions", 0)})
+        rows.append(
+            {
+                "stage": name,
+                "seconds": record.get("seconds", float("nan")),
+                "last": record.get("last", ""),
+                "units": len(units),
+                "executions": record.get("executions", 0),
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["share"] = frame["seconds"] / frame["seconds"].sum()
     return frame
@@ -31,8 +38,11 @@ def stage_table(manifest: dict) -> pd.DataFrame:
 
 def unit_table(manifest: dict) -> pd.DataFrame:
     """One row per (stage, unit) with its recorded seconds, slowest first."""
-    rows = [{"stage": stage, "unit": unit, "seconds": record.get("seconds", float("nan"))}
-            for stage, srecord in manifest["stages"].items() for unit, record in srecord.get("units", {}).items()]
+    rows = [
+        {"stage": stage, "unit": unit, "seconds": record.get("seconds", float("nan"))}
+        for stage, srecord in manifest["stages"].items()
+        for unit, record in srecord.get("units", {}).items()
+    ]
     return pd.DataFrame(rows).sort_values("seconds", ascending=False, ignore_index=True)
 
 
@@ -46,8 +56,10 @@ def main() -> None:
         raise SystemExit(f"{path} does not exist; give a run folder written by `bias-atlas run`.")
     manifest = json.loads(path.read_text())
     stages = stage_table(manifest)
-    print(f"run {manifest.get('name')}: {stages['seconds'].sum():.0f} s in stages "
-          f"({manifest.get('processes', 1)} process(es), torch {manifest.get('versions', {}).get('torch')})")
+    print(
+        f"run {manifest.get('name')}: {stages['seconds'].sum():.0f} s in stages "
+        f"({manifest.get('processes', 1)} process(es), torch {manifest.get('versions', {}).get('torch')})"
+    )
     print(stages.to_string(index=False, float_format="{:.2f}".format))
     print()
     print(unit_table(manifest).head(args.top).to_string(index=False, float_format="{:.1f}".format))

@@ -40,8 +40,15 @@ def main() -> None:
     data = rebalance_genders(load_bug(), seed=args.seed)
     data = data.subset(np.sort(np.random.default_rng(args.seed).choice(len(data), args.n, replace=False)))
     with tempfile.TemporaryDirectory() as cache:
-        reps = _timed(f"extract {args.n} texts (cold)", extract, loaded, data.texts, batch_size=args.batch_size,
-                      cache_dir=cache, progress=False)
+        reps = _timed(
+            f"extract {args.n} texts (cold)",
+            extract,
+            loaded,
+            data.texts,
+            batch_size=args.batch_size,
+            cache_dir=cache,
+            progress=False,
+        )
         _timed(f"extract {args.n} texts (cached)", extract, loaded, data.texts, cache_dir=cache, progress=False)
     n_layer_fits = len(reps.poolings) * (reps.n_layers + 1)
     n_head_fits = len(reps.poolings) * sum(map(len, reps.head_ids))

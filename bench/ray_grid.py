@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from run_fixtures import demo_config, run_pipeline, save_teacher  # noqa: E402
+from run_fixtures import demo_config, run_pipeline, save_teacher
 
-from pipeline.runs.config import load_config  # noqa: E402
-from pipeline.runs.plan import plan_variants  # noqa: E402
+from pipeline.runs.config import load_config
+from pipeline.runs.plan import plan_variants
 
 
 def _units(run_dir: Path) -> int:
@@ -82,8 +82,10 @@ def main() -> None:
     parser.add_argument("--paper", default="configs/paper.toml")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads per process")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads per process"
+    )
     rows = grid([int(w) for w in args.workers.split(",")])
     print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
     for r in rows:

@@ -112,8 +112,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=1, help="best of this many interleaved rounds")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = torch's default)")
-    parser.add_argument("--batch-size", type=int, default=0,
-                        help="rows (head x example) per pass of the fast sweep and the bound (0 = all heads x n)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="rows (head x example) per pass of the fast sweep and the bound (0 = all heads x n)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -160,7 +160,9 @@ class Anatomy:
     def check_layer(self, layer: int) -> None:
         """Raise ``IndexError`` naming the valid range if ``layer`` is not a layer of this model."""
         if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
-            raise IndexError(f"layer {layer!r} is out of range: this {self.family} model has layers 0..{self.n_layers - 1}.")
+            raise IndexError(
+                f"layer {layer!r} is out of range: this {self.family} model has layers 0..{self.n_layers - 1}."
+            )
 
     def check_head(self, layer: int, head: int) -> None:
         """Raise ``IndexError`` if ``head`` is not a head of ``layer`` (pruned layers have fewer heads)."""
@@ -201,8 +203,10 @@ class Anatomy:
 
         def replace_output(module, args, output):
             if output.shape != hidden.shape:
-                raise ValueError(f"start_at: hidden has shape {tuple(hidden.shape)} but the batch embeds to "
-                                 f"{tuple(output.shape)}; pass input_ids of the same batch and length.")
+                raise ValueError(
+                    f"start_at: hidden has shape {tuple(hidden.shape)} but the batch embeds to "
+                    f"{tuple(output.shape)}; pass input_ids of the same batch and length."
+                )
             return hidden
 
         handle = self.embeddings.register_forward_hook(replace_output)

@@ -57,16 +57,20 @@ _STORE = "_bias_atlas_erasers"  # model attribute: {layer: [erasers, applied in 
 def resolve_layer(layer: int, n_layers: int) -> int:
     """Hidden-state index ``layer`` in 0..n_layers (negative: from the end), or an IndexError naming the range."""
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -n_layers - 1 <= layer <= n_layers:
-        raise IndexError(f"layer {layer!r} is out of range: erasure layers are hidden-state indices 0..{n_layers} "
-                         f"(0 = embeddings, k = output of block k - 1) or -{n_layers + 1}..-1 from the end.")
+        raise IndexError(
+            f"layer {layer!r} is out of range: erasure layers are hidden-state indices 0..{n_layers} "
+            f"(0 = embeddings, k = output of block k - 1) or -{n_layers + 1}..-1 from the end."
+        )
     return int(layer) % (n_layers + 1)
 
 
 def hidden_module(anatomy: Anatomy, layer: int) -> nn.Module:
     """The module whose output is hidden state ``layer`` (0..n_layers): the embeddings or block ``layer - 1``."""
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer <= anatomy.n_layers:
-        raise IndexError(f"layer {layer!r} is out of range: erasure layers are hidden-state indices "
-                         f"0..{anatomy.n_layers} (0 = embeddings, k = output of block k - 1).")
+        raise IndexError(
+            f"layer {layer!r} is out of range: erasure layers are hidden-state indices "
+            f"0..{anatomy.n_layers} (0 = embeddings, k = output of block k - 1)."
+        )
     return anatomy.embeddings if layer == 0 else anatomy.layer(int(layer) - 1)
 
 
@@ -92,8 +96,15 @@ def erasure_hook(eraser: LeaceEraser | Callable[[Tensor], Tensor] | Sequence[Lea
                 continue
             key = (id(e), h.device, h.dtype)
             if key not in cache or cache[key][0] is not e:
-                cache[key] = e, LeaceEraser(*(None if t is None else t.to(device=h.device, dtype=h.dtype)
-                                              for t in (e.proj_left, e.proj_right, e.bias)))
+                cache[key] = (
+                    e,
+                    LeaceEraser(
+                        *(
+                            None if t is None else t.to(device=h.device, dtype=h.dtype)
+                            for t in (e.proj_left, e.proj_right, e.bias)
+                        )
+                    ),
+                )
             h = cache[key][1](h)
         return h
 
@@ -116,9 +127,18 @@ def _eval(model: nn.Module) -> Iterator[None]:
         model.train(was)
 
 
-def fit_leace(loaded, texts: Sequence[str], z: np.ndarray, layer: int, *, fit_on: FitOn = "tokens",
-              method: Literal["leace", "orth"] = "leace", batch_size: int = 32, max_length: int = 128,
-              progress: bool = False) -> LeaceEraser:
+def fit_leace(
+    loaded,
+    texts: Sequence[str],
+    z: np.ndarray,
+    layer: int,
+    *,
+    fit_on: FitOn = "tokens",
+    method: Literal["leace", "orth"] = "leace",
+    batch_size: int = 32,
+    max_length: int = 128,
+    progress: bool = False,
+) -> LeaceEraser:
     """Fit a LEACE eraser for concept ``z`` (one label per text) on hidden state ``layer`` of ``loaded`` (a
     :class:`pipeline.models.LoadedModel`), streaming batches; erasers already installed stay active.
 
@@ -142,10 +162,10 @@ def fit_leace(loaded, texts: Sequence[str], z: np.ndarray, layer: int, *, fit_on
     fitter = LeaceFitter(loaded.anatomy.d_model, Z.shape[1], method=method, dtype=torch.float64)
     with _eval(loaded.model):
         for start in tqdm(range(0, len(texts), batch_size), desc=f"fit eraser (layer {layer})", disable=not progress):
-            batch = loaded.tokenize(list(texts[start:start + batch_size]), max_length=max_length)
+            batch = loaded.tokenize(list(texts[start : start + batch_size]), max_length=max_length)
             mask = batch["attention_mask"]
             h = loaded.anatomy.hidden_states(batch["input_ids"], mask)[layer].double().cpu()  # (batch, seq, d)
-            zb = Z[start:start + batch_size]  # (batch, k)
+            zb = Z[start : start + batch_size]  # (batch, k)
             if fit_on == "tokens":
                 keep = mask.cpu().bool()  # (batch, seq)
                 fitter.update(h[keep], zb.repeat_interleave(keep.sum(1), dim=0))  # (tokens, d), (tokens, k)
@@ -184,8 +204,9 @@ def installed_erasers(model: nn.Module) -> dict[int, tuple[LeaceEraser, ...]]:
     return {layer: tuple(chain) for layer, chain in getattr(model, _STORE, {}).items()}
 
 
-def install_erasers(model: nn.Module, erasers: Mapping[int, LeaceEraser | Sequence[LeaceEraser]],
-                    **record: object) -> None:
+def install_erasers(
+    model: nn.Module, erasers: Mapping[int, LeaceEraser | Sequence[LeaceEraser]], **record: object
+) -> None:
     """Hook ``erasers`` (hidden-state index 0..n_layers -> an eraser or a sequence applied in turn) into ``model``
     for good, after any eraser the layer already has, and record them in ``config.erasure`` (with ``record``: how
     they were fitted), so a ``save_pretrained`` + :func:`save_erasers` folder reloads erased.
@@ -201,8 +222,12 @@ def install_erasers(model: nn.Module, erasers: Mapping[int, LeaceEraser | Sequen
     for layer, chain in sorted(erasers.items()):
         module = hidden_module(anatomy, int(layer))
         chain = [chain] if isinstance(chain, LeaceEraser) else list(chain)
-        cpu = [LeaceEraser(*(None if t is None else t.detach().double().cpu()
-                             for t in (e.proj_left, e.proj_right, e.bias))) for e in chain]
+        cpu = [
+            LeaceEraser(
+                *(None if t is None else t.detach().double().cpu() for t in (e.proj_left, e.proj_right, e.bias))
+            )
+            for e in chain
+        ]
         if int(layer) not in store:
             store[int(layer)] = []
             module.register_forward_hook(erasure_hook(store[int(layer)]), prepend=True)
@@ -218,9 +243,13 @@ def save_erasers(model: nn.Module, folder: str | Path) -> Path | None:
     erasers = installed_erasers(model)
     if not erasers:
         return None
-    tensors = {f"{layer}.{i}.{name}": t.contiguous() for layer, chain in erasers.items() for i, e in enumerate(chain)
-               for name, t in (("proj_left", e.proj_left), ("proj_right", e.proj_right), ("bias", e.bias))
-               if t is not None}
+    tensors = {
+        f"{layer}.{i}.{name}": t.contiguous()
+        for layer, chain in erasers.items()
+        for i, e in enumerate(chain)
+        for name, t in (("proj_left", e.proj_left), ("proj_right", e.proj_right), ("bias", e.bias))
+        if t is not None
+    }
     path = Path(folder) / ERASURE_FILE
     save_file(tensors, str(path))
     return path
@@ -236,16 +265,19 @@ def load_erasers(model: nn.Module, folder: str | Path) -> None:
     record = dict(getattr(model.config, ERASURE_KEY))
     path = Path(folder) / record.get("file", ERASURE_FILE)
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is a concept-erased model (config.erasure at layers "
-                                f"{sorted(map(int, record.get('layers', {})))}) but {path.name} is missing beside its "
-                                "weights; rebuild the variant (delete the folder and run again).")
+        raise FileNotFoundError(
+            f"{folder} is a concept-erased model (config.erasure at layers "
+            f"{sorted(map(int, record.get('layers', {})))}) but {path.name} is missing beside its "
+            "weights; rebuild the variant (delete the folder and run again)."
+        )
     tensors = load_file(str(path))
     erasers = {}
     for layer, count in record.get("layers", {}).items():
         keys = [f"{layer}.{i}" for i in range(int(count))]
         if any(f"{k}.proj_left" not in tensors for k in keys):
             raise ValueError(f"{path} lacks erasers of layer {layer}, which config.erasure records; rebuild it.")
-        erasers[int(layer)] = [LeaceEraser(tensors[f"{k}.proj_left"], tensors[f"{k}.proj_right"],
-                                           tensors.get(f"{k}.bias")) for k in keys]
+        erasers[int(layer)] = [
+            LeaceEraser(tensors[f"{k}.proj_left"], tensors[f"{k}.proj_right"], tensors.get(f"{k}.bias")) for k in keys
+        ]
     setattr(model.config, ERASURE_KEY, None)
     install_erasers(model, erasers, **{k: v for k, v in record.items() if k not in ("file", "layers")})

@@ -175,7 +175,9 @@ class NeuronGates(_Hooks):
         base = _layer_baseline(self.baseline, layer)
 
         def fwd_hook(module, args, act):
-            g = _gate_rows(self.gates[..., layer, :], act.shape[0], "neuron").to(act.dtype)[:, None, :]  # (b|1, 1, d_ff)
+            g = _gate_rows(self.gates[..., layer, :], act.shape[0], "neuron").to(act.dtype)[
+                :, None, :
+            ]  # (b|1, 1, d_ff)
             out = act * g
             if base is not None:
                 out = out + (1 - g) * base.to(act.dtype)
@@ -237,10 +239,15 @@ class RecordNeurons(_Hooks):
         return [self.anatomy.ffn_act(l).register_forward_hook(self._hook(l)) for l in self.layers]
 
 
-def ones_gates(anatomy: Anatomy, *, batch: int | None = None, neurons: bool = False, requires_grad: bool = False,
-               device: torch.device | str | None = None) -> Tensor:
+def ones_gates(
+    anatomy: Anatomy,
+    *,
+    batch: int | None = None,
+    neurons: bool = False,
+    requires_grad: bool = False,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """All-ones gates of the right shape: (layer, head|d_ff), or (batch, layer, head|d_ff) when ``batch``."""
     width = anatomy.d_ff if neurons else anatomy.n_heads
     shape = (anatomy.n_layers, width) if batch is None else (batch, anatomy.n_layers, width)
     return torch.ones(shape, device=device, requires_grad=requires_grad)
-

@@ -36,8 +36,16 @@ from transformers import AutoModelForSequenceClassification, PretrainedConfig
 from pipeline.anatomy import Anatomy
 from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_config, load_model, resolve_source
 
-__all__ = ["MLM_HEAD_KEY", "SHIPPED", "MlmHead", "absent_reason", "as_classifier", "describe_mlm_head", "mlm_head_state",
-           "read_mlm_head"]
+__all__ = [
+    "MLM_HEAD_KEY",
+    "SHIPPED",
+    "MlmHead",
+    "absent_reason",
+    "as_classifier",
+    "describe_mlm_head",
+    "mlm_head_state",
+    "read_mlm_head",
+]
 
 MLM_HEAD_KEY = "mlm_head"  # config attribute written by the pipeline: provenance of the saved MLM head
 _ORIGINS = {"checkpoint": "pretrained", "mlm": "masked-LM fine-tuned", "distil": "trained by general distillation"}
@@ -89,8 +97,9 @@ def mlm_head_state(model: nn.Module) -> dict[str, Tensor]:
     """The MLM head's own tensors of a masked-LM model (CPU copies), without those tied to the embeddings."""
     prefix = f"{model.base_model_prefix}."
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            if not k.startswith(prefix) and k not in tied}
+    return {
+        k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(prefix) and k not in tied
+    }
 
 
 @contextmanager
@@ -121,8 +130,7 @@ def read_mlm_head(source: str | Path) -> tuple[MlmHead | None, str]:
     if not loaded.head_trained:
         return None, f"its source ({source}) has no MLM head"
     record = getattr(config, MLM_HEAD_KEY, None) or {}
-    return MlmHead(mlm_head_state(loaded.model), record.get("origin", "checkpoint"),
-                   tuple(record.get("since", ()))), ""
+    return MlmHead(mlm_head_state(loaded.model), record.get("origin", "checkpoint"), tuple(record.get("since", ()))), ""
 
 
 def as_classifier(mlm: LoadedModel, label_names: Sequence[str], seed: int) -> LoadedModel:

@@ -123,8 +123,13 @@ class LoadedModel:
         if n:
             log.warning(
                 "%s: %d of %d texts are longer than max_length=%d tokens (longest %d) and are truncated; raise "
-                "max_length (the model takes up to %s) to keep them whole.", name, n, len(texts), max_length,
-                longest, getattr(self.model.config, "max_position_embeddings", "?"),
+                "max_length (the model takes up to %s) to keep them whole.",
+                name,
+                n,
+                len(texts),
+                max_length,
+                longest,
+                getattr(self.model.config, "max_position_embeddings", "?"),
             )
         return n
 
@@ -138,8 +143,9 @@ def count_truncated(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], ma
     return sum(n > max_length for n in lengths), max(lengths)
 
 
-def check_max_length(max_length: int | None, config: PretrainedConfig, *, option: str = "max_length",
-                     default: int = 128) -> int:
+def check_max_length(
+    max_length: int | None, config: PretrainedConfig, *, option: str = "max_length", default: int = 128
+) -> int:
     """The token limit per text to use with a model.
 
     ``None`` gives ``default`` or the model's limit (``config.max_position_embeddings``) when that is smaller;
@@ -150,8 +156,10 @@ def check_max_length(max_length: int | None, config: PretrainedConfig, *, option
     if max_length is None:
         return min(default, limit)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= limit:
-        raise ValueError(f"{option} {max_length!r} is out of range: this model takes 2..{limit} tokens per text "
-                         f"(config.max_position_embeddings); give a value in that range, e.g. {min(default, limit)}.")
+        raise ValueError(
+            f"{option} {max_length!r} is out of range: this model takes 2..{limit} tokens per text "
+            f"(config.max_position_embeddings); give a value in that range, e.g. {min(default, limit)}."
+        )
     return max_length
 
 
@@ -210,9 +218,11 @@ def _label_kwargs(config: PretrainedConfig, source, num_labels: int | None, labe
         return kwargs
     if label_names is None:
         if n != len(trained):
-            raise ValueError(f"{source!r} has a trained {len(trained)}-class classifier head ({list(trained)[:5]}...); "
-                             f"num_labels={n} would replace it. Fix: load it without num_labels, or pass a model "
-                             "without a trained head.")
+            raise ValueError(
+                f"{source!r} has a trained {len(trained)}-class classifier head ({list(trained)[:5]}...); "
+                f"num_labels={n} would replace it. Fix: load it without num_labels, or pass a model "
+                "without a trained head."
+            )
         return {}
     known = set(map(str, label_names)) & set(trained)
     if not known:
@@ -222,8 +232,13 @@ def _label_kwargs(config: PretrainedConfig, source, num_labels: int | None, labe
             "labelled with the model's classes, or a model trained on these classes."
         )
     if tuple(map(str, label_names)) != trained:
-        log.info("%s keeps its trained %d-class head; the data's %d classes are mapped onto it by name (%d known)",
-                 source, len(trained), len(label_names), len(known))
+        log.info(
+            "%s keeps its trained %d-class head; the data's %d classes are mapped onto it by name (%d known)",
+            source,
+            len(trained),
+            len(label_names),
+            len(known),
+        )
     return {}
 
 
@@ -277,8 +292,9 @@ def load_model(
             if getattr(config, "kept_heads", None) is not None:  # physically head-pruned: rebuild the shrunk shapes
                 model, info = _load_pruned(resolved, config, head, kwargs)
             else:
-                model, info = _AUTO[head].from_pretrained(resolved, config=config, output_loading_info=True,
-                                                          weights_only=True, **kwargs)
+                model, info = _AUTO[head].from_pretrained(
+                    resolved, config=config, output_loading_info=True, weights_only=True, **kwargs
+                )
         except pickle.UnpicklingError as err:
             raise ValueError(
                 f"{source!r}: its pytorch_model.bin holds more than tensors, and unpickling it in full could run "
@@ -294,7 +310,10 @@ def load_model(
     if not head_trained:
         log.warning(
             "%s has no trained %s head: it was initialised randomly. Fine-tune it before reading its outputs; "
-            "metrics that need a trained %s head will be skipped.", source, head, head,
+            "metrics that need a trained %s head will be skipped.",
+            source,
+            head,
+            head,
         )
     model.eval()
     if device is not None:
@@ -312,8 +331,10 @@ def _load_pruned(resolved: str, config, head: HeadKind, kwargs: dict) -> tuple[n
 
     folder = Path(resolved)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{resolved!r} is head-pruned (config.kept_heads) but not a local folder; download it "
-                                "first or pass the folder written by the pipeline.")
+        raise FileNotFoundError(
+            f"{resolved!r} is head-pruned (config.kept_heads) but not a local folder; download it "
+            "first or pass the folder written by the pipeline."
+        )
     for key in ("num_labels", "id2label", "label2id"):
         if key in kwargs:
             setattr(config, key, kwargs[key])
@@ -354,5 +375,7 @@ def _head_was_loaded(head: HeadKind, info: dict) -> bool:
     if head == "encoder":
         return True
     prefixes = _HEAD_PREFIXES[head]
-    missing = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", [])]
+    missing = list(info.get("missing_keys", [])) + [
+        m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", [])
+    ]
     return not any(key.startswith(prefixes) for key in map(str, missing))

@@ -26,18 +26,45 @@ import pandas as pd
 
 from pipeline.files import atomic_path
 
-__all__ = ["COLUMNS", "UNITS", "tidy", "write_table", "read_table", "SchemaError"]
+__all__ = ["COLUMNS", "UNITS", "SchemaError", "read_table", "tidy", "write_table"]
 
 UNITS: tuple[str, ...] = ("model", "layer", "head", "neuron", "token", "class")
 COLUMNS: tuple[str, ...] = (
-    "variant", "seed", "unit", "layer", "head", "metric", "subset", "value", "ci_low", "ci_high", "n",
+    "variant",
+    "seed",
+    "unit",
+    "layer",
+    "head",
+    "metric",
+    "subset",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
 )
 _DTYPES = {
-    "variant": "string", "seed": "int64", "unit": "string", "layer": "int64", "head": "int64", "metric": "string",
-    "subset": "string", "value": "float64", "ci_low": "float64", "ci_high": "float64", "n": "int64",
+    "variant": "string",
+    "seed": "int64",
+    "unit": "string",
+    "layer": "int64",
+    "head": "int64",
+    "metric": "string",
+    "subset": "string",
+    "value": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "n": "int64",
 }
-_DEFAULTS = {"unit": "model", "layer": -1, "head": -1, "subset": "", "ci_low": np.nan, "ci_high": np.nan, "n": 0,
-             "seed": 0}
+_DEFAULTS = {
+    "unit": "model",
+    "layer": -1,
+    "head": -1,
+    "subset": "",
+    "ci_low": np.nan,
+    "ci_high": np.nan,
+    "n": 0,
+    "seed": 0,
+}
 
 
 class SchemaError(ValueError):

@@ -154,12 +154,12 @@ def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length:
     return dict(tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
 
 
-def batch_loader(n: int, collate: Callable[[list[int]], Batch], *, batch_size: int, shuffle: bool,
-                 seed: int) -> DataLoader:
+def batch_loader(
+    n: int, collate: Callable[[list[int]], Batch], *, batch_size: int, shuffle: bool, seed: int
+) -> DataLoader:
     """A loader over row indices ``0..n-1``; ``collate(indices)`` builds each batch; shuffling is seeded."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(list(range(n)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=generator)
+    return DataLoader(list(range(n)), batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=generator)
 
 
 def mask_tokens(
@@ -198,8 +198,9 @@ def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, accelerator: Accelerator,
-        desc: str) -> TrainResult:
+def fit(
+    objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, accelerator: Accelerator, desc: str
+) -> TrainResult:
     """Minimise ``objective(batch)`` over ``opt.epochs`` passes of ``loader``; leaves ``objective`` in eval mode.
 
     The objective's trainable parameters (``requires_grad``) are updated in place; after training it is moved back
@@ -220,15 +221,20 @@ def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, acceler
     try:
         for epoch in range(opt.epochs):
             running, count = 0.0, 0
-            bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{opt.epochs}", leave=False,
-                       disable=not accelerator.is_local_main_process)
+            bar = tqdm(
+                loader,
+                desc=f"{desc} epoch {epoch + 1}/{opt.epochs}",
+                leave=False,
+                disable=not accelerator.is_local_main_process,
+            )
             for batch in bar:
                 with accelerator.autocast():
                     loss = model(batch)
                 value = loss.item()
                 if not np.isfinite(value):
-                    raise _diverged(desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}",
-                                    value, opt)
+                    raise _diverged(
+                        desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}", value, opt
+                    )
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), opt.grad_clip)
                 try:
@@ -236,8 +242,13 @@ def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, acceler
                 except RuntimeError as err:  # a rate beyond float range: torch refuses the update itself
                     if "overflow" not in str(err):
                         raise
-                    raise _diverged(desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}: the "
-                                    "update overflows float", value, opt) from err
+                    raise _diverged(
+                        desc,
+                        f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}: the "
+                        "update overflows float",
+                        value,
+                        opt,
+                    ) from err
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 running, count, steps = running + value, count + 1, steps + 1
@@ -245,8 +256,12 @@ def fit(objective: nn.Module, loader: DataLoader, opt: OptimSettings, *, acceler
             losses.append(running / max(count, 1))
         bad = [name for name, p in objective.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
         if bad:
-            raise _diverged(desc, f"by the end of epoch {opt.epochs} ({len(bad)} weight tensors hold inf/NaN, e.g. "
-                            f"{bad[0]})", losses[-1] if losses else float("nan"), opt)
+            raise _diverged(
+                desc,
+                f"by the end of epoch {opt.epochs} ({len(bad)} weight tensors hold inf/NaN, e.g. {bad[0]})",
+                losses[-1] if losses else float("nan"),
+                opt,
+            )
     finally:
         model.eval()
         accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -270,14 +285,24 @@ def _check_classifier(loaded: LoadedModel, train: TaskData) -> None:
         raise ValueError(f"finetune_classifier needs a model loaded with head='classifier', got head={loaded.head!r}.")
     n_labels = loaded.model.config.num_labels
     if n_labels != len(train.label_names):
-        raise ValueError(f"the classifier has {n_labels} outputs but the task has {len(train.label_names)} classes; "
-                         f"load it with num_labels={len(train.label_names)}.")
+        raise ValueError(
+            f"the classifier has {n_labels} outputs but the task has {len(train.label_names)} classes; "
+            f"load it with num_labels={len(train.label_names)}."
+        )
     if len(np.unique(train.labels)) < 2:
         raise ValueError(f"training data {train.name!r} has a single class; a classifier needs at least two.")
 
 
-def finetune_classifier(loaded: LoadedModel, train: TaskData, dev: TaskData | None, cfg: FinetuneSection,
-                        seed: int, *, max_length: int, accelerator: Accelerator | None = None) -> TrainResult:
+def finetune_classifier(
+    loaded: LoadedModel,
+    train: TaskData,
+    dev: TaskData | None,
+    cfg: FinetuneSection,
+    seed: int,
+    *,
+    max_length: int,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
     """Fine-tune a sequence classifier in place on ``train``; report accuracy on ``dev`` when given.
 
     Args:
@@ -299,8 +324,7 @@ def finetune_classifier(loaded: LoadedModel, train: TaskData, dev: TaskData | No
 
     with seeded(seed):
         loader = batch_loader(len(train), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-        result = fit(_ModelLoss(loaded.model), loader, OptimSettings.of(cfg), accelerator=accelerator,
-                     desc="fine-tune")
+        result = fit(_ModelLoss(loaded.model), loader, OptimSettings.of(cfg), accelerator=accelerator, desc="fine-tune")
     loaded.head_trained = True
     if dev is None or len(dev) == 0:
         return result
@@ -309,8 +333,15 @@ def finetune_classifier(loaded: LoadedModel, train: TaskData, dev: TaskData | No
     return TrainResult(result.steps, result.epoch_losses, result.seconds, float((pred == dev.labels).mean()))
 
 
-def finetune_mlm(loaded: LoadedModel, texts: Sequence[str], cfg: FinetuneSection, seed: int, *, max_length: int,
-                 accelerator: Accelerator | None = None) -> TrainResult:
+def finetune_mlm(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    cfg: FinetuneSection,
+    seed: int,
+    *,
+    max_length: int,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
     """Masked-LM domain fine-tuning in place on ``texts`` (``cfg.mlm_epochs`` epochs, ``cfg.mlm_probability``).
 
     Args:
@@ -331,14 +362,23 @@ def finetune_mlm(loaded: LoadedModel, texts: Sequence[str], cfg: FinetuneSection
 
     def collate(rows: list[int]) -> Batch:
         batch = encode(loaded.tokenizer, [texts[i] for i in rows], max_length)
-        batch["input_ids"], batch["labels"] = mask_tokens(batch["input_ids"], batch["attention_mask"],
-                                                          loaded.tokenizer, probability=cfg.mlm_probability,
-                                                          generator=masking)
+        batch["input_ids"], batch["labels"] = mask_tokens(
+            batch["input_ids"],
+            batch["attention_mask"],
+            loaded.tokenizer,
+            probability=cfg.mlm_probability,
+            generator=masking,
+        )
         return batch
 
     with seeded(seed):
         loader = batch_loader(len(texts), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-        result = fit(_ModelLoss(loaded.model), loader, OptimSettings.of(cfg, epochs=cfg.mlm_epochs),
-                     accelerator=accelerator, desc="masked-LM")
+        result = fit(
+            _ModelLoss(loaded.model),
+            loader,
+            OptimSettings.of(cfg, epochs=cfg.mlm_epochs),
+            accelerator=accelerator,
+            desc="masked-LM",
+        )
     loaded.head_trained = True
     return result

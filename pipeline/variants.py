@@ -26,8 +26,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["METHOD_FAMILIES", "MITIGATIONS", "ORDER_RANK", "Variant", "mitigation_twins", "parse_variant",
-           "variant_sort_key"]
+__all__ = [
+    "METHOD_FAMILIES",
+    "MITIGATIONS",
+    "ORDER_RANK",
+    "Variant",
+    "mitigation_twins",
+    "parse_variant",
+    "variant_sort_key",
+]
 
 # Method families in display order (teacher first); a family is a method name without its strength and variant
 # suffix (``prune30`` -> prune, ``distil_mixup`` -> distil). A new method needs no entry: it sorts after these.
@@ -127,11 +134,11 @@ def mitigation_twins(name: str) -> list[tuple[str, list[str]]]:
         return [(v.training_set, [replace(v, training_set=None).name])] if v.training_set in MITIGATIONS else []
     parts = v.method.split("_")
     for i, part in enumerate(parts):
-        rest = parts[:i] + parts[i + 1:]
+        rest = parts[:i] + parts[i + 1 :]
         if part == "mixup" and i > 0:
             out.append(("mixup", [replace(v, method="_".join(rest)).name]))
         elif part.startswith("biasprune"):
-            out.append(("biasprune", [replace(v, method="_".join([*parts[:i], part[4:], *parts[i + 1:]])).name]))
+            out.append(("biasprune", [replace(v, method="_".join([*parts[:i], part[4:], *parts[i + 1 :]])).name]))
         elif part == "erase" and rest:
             out.append(("erase", [replace(v, method="_".join(rest)).name]))
         elif part == "erase":

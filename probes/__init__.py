@@ -87,4 +87,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports('probes', _EXPORTS)
+__getattr__, __dir__ = lazy_exports("probes", _EXPORTS)

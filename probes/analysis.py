@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from pipeline.data.sampling import seeded_rows
 from pipeline.data import TaskData, rebalance_genders
+from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 from probes.config import ProbeConfig
@@ -36,13 +36,21 @@ def prepare_data(data: TaskData, cfg: ProbeConfig) -> TaskData:
     Raises:
         ValueError: fewer than two genders, or too few examples of a gender for ``cfg.n_folds`` folds.
     """
-    check_split(data.genders, f"{data.name} genders", min_per_class=cfg.n_folds,
-                fix="Fix: probe data with both women and men, at least one of each per fold.")
+    check_split(
+        data.genders,
+        f"{data.name} genders",
+        min_per_class=cfg.n_folds,
+        fix="Fix: probe data with both women and men, at least one of each per fold.",
+    )
     if cfg.balance_genders:
         data = rebalance_genders(data, seed=cfg.seed)
     data = data.subset(seeded_rows(len(data), cfg.max_examples, cfg.seed))
-    check_split(data.genders, f"{data.name} genders after sampling", min_per_class=cfg.n_folds,
-                fix="Fix: raise max_examples or lower n_folds.")
+    check_split(
+        data.genders,
+        f"{data.name} genders after sampling",
+        min_per_class=cfg.n_folds,
+        fix="Fix: raise max_examples or lower n_folds.",
+    )
     return data
 
 
@@ -52,18 +60,30 @@ def _frequent_rows(data: TaskData, min_size: int) -> np.ndarray | None:
     keep = sizes >= min_size
     rare = (sizes > 0) & ~keep
     if keep.sum() < 2:
-        warnings.warn(f"label probe skipped: fewer than two classes of {data.name!r} have >= {min_size} examples; "
-                      "raise max_examples or lower min_class_size.", stacklevel=3)
+        warnings.warn(
+            f"label probe skipped: fewer than two classes of {data.name!r} have >= {min_size} examples; "
+            "raise max_examples or lower min_class_size.",
+            stacklevel=3,
+        )
         return None
     if rare.any():
-        warnings.warn(f"label probe uses the {int(keep.sum())} classes with >= {min_size} examples; {int(rare.sum())} "
-                      f"rarer classes ({int(sizes[rare].sum())} examples) are left out.", stacklevel=3)
+        warnings.warn(
+            f"label probe uses the {int(keep.sum())} classes with >= {min_size} examples; {int(rare.sum())} "
+            f"rarer classes ({int(sizes[rare].sum())} examples) are left out.",
+            stacklevel=3,
+        )
     return keep[data.labels]
 
 
 def run_probes(
-    loaded: LoadedModel, data: TaskData, cfg: ProbeConfig, *, variant: str, seed: int = 0,
-    cache_dir: str | None = None, progress: bool = True,
+    loaded: LoadedModel,
+    data: TaskData,
+    cfg: ProbeConfig,
+    *,
+    variant: str,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Run the configured probes on one model variant.
 
@@ -88,37 +108,75 @@ def run_probes(
     n_layers = loaded.anatomy.n_layers
     erase = [k + n_layers + 1 if k < 0 else k for k in cfg.erasure_layers]
     if any(not 0 <= k <= n_layers for k in erase):
-        raise IndexError(f"erasure_layers {list(cfg.erasure_layers)} has layers out of range for this "
-                         f"{n_layers}-block model: hidden-state indices are 0..{n_layers} (or -{n_layers + 1}..-1).")
+        raise IndexError(
+            f"erasure_layers {list(cfg.erasure_layers)} has layers out of range for this "
+            f"{n_layers}-block model: hidden-state indices are 0..{n_layers} (or -{n_layers + 1}..-1)."
+        )
     data = prepare_data(data, cfg)
     probe = LinearProbe(Cs=cfg.Cs, cv=cfg.inner_cv, seed=cfg.seed)
     common = {"n_folds": cfg.n_folds, "seed": cfg.seed, "probe": probe}
     groups = text_groups(data.texts)  # copies of a text share a fold (None when all texts differ)
     boot = {"n_boot": cfg.n_boot}
-    reps = extract(loaded, data.texts, poolings=cfg.poolings, heads=cfg.heads, batch_size=cfg.batch_size,
-                   max_length=cfg.max_length, cache_dir=cache_dir, progress=progress)
-    layer_tables = [probe_layers(reps, data.genders, target="gender", groups=groups, progress=progress, **common,
-                                 **boot)]
+    reps = extract(
+        loaded,
+        data.texts,
+        poolings=cfg.poolings,
+        heads=cfg.heads,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    layer_tables = [
+        probe_layers(reps, data.genders, target="gender", groups=groups, progress=progress, **common, **boot)
+    ]
     rows = _frequent_rows(data, cfg.min_class_size) if cfg.label else None
     labelled = None if rows is None else data.subset(rows)
     if labelled is not None:
         sub = Representations(layers={p: a[:, rows] for p, a in reps.layers.items()})
-        layer_tables.append(probe_layers(sub, labelled.labels, target="label", groups=text_groups(labelled.texts),
-                                         progress=progress, **common, **boot))
+        layer_tables.append(
+            probe_layers(
+                sub,
+                labelled.labels,
+                target="label",
+                groups=text_groups(labelled.texts),
+                progress=progress,
+                **common,
+                **boot,
+            )
+        )
     tables = {"probes_layers": pd.concat(layer_tables, ignore_index=True)}
     if cfg.heads:
-        tables["probes_heads"] = probe_heads(reps, data.genders, target="gender", groups=groups, progress=progress,
-                                             **common, **boot)
+        tables["probes_heads"] = probe_heads(
+            reps, data.genders, target="gender", groups=groups, progress=progress, **common, **boot
+        )
     if cfg.control:
-        tables["probes_control"] = control_task(reps, data.genders, types=data.labels, target="gender",
-                                                groups=groups, **common, **boot)
+        tables["probes_control"] = control_task(
+            reps, data.genders, types=data.labels, target="gender", groups=groups, **common, **boot
+        )
     if cfg.mdl:
         tables["probes_mdl"] = mdl_layers(reps, data.genders, target="gender", seed=cfg.seed)
     if erase:
         eval_data = labelled if labelled is not None else data
         targets = ("gender", "label") if labelled is not None else ("gender",)
         tables["erasure"] = pd.concat(
-            [amnesic_effect(loaded, eval_data, k, fit_on=cfg.fit_on, poolings=cfg.poolings, targets=targets,
-                            batch_size=cfg.batch_size, max_length=cfg.max_length, n_boot=cfg.n_boot,
-                            cache_dir=cache_dir, progress=progress, **common) for k in erase], ignore_index=True)
+            [
+                amnesic_effect(
+                    loaded,
+                    eval_data,
+                    k,
+                    fit_on=cfg.fit_on,
+                    poolings=cfg.poolings,
+                    targets=targets,
+                    batch_size=cfg.batch_size,
+                    max_length=cfg.max_length,
+                    n_boot=cfg.n_boot,
+                    cache_dir=cache_dir,
+                    progress=progress,
+                    **common,
+                )
+                for k in erase
+            ],
+            ignore_index=True,
+        )
     return {name: tidy(frame, variant=variant, seed=seed) for name, frame in tables.items()}

@@ -24,9 +24,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line, settings_error
-from pipeline.data.tasks import load_task
 from pipeline.data.bias_in_bios import BIOS_HUB_ID
 from pipeline.data.task import TaskData
+from pipeline.data.tasks import load_task
 from pipeline.models import check_max_length, load_config, load_model, resolve_source
 from pipeline.schema import read_table, write_table
 from probes.analysis import ProbeConfig, run_probes
@@ -35,10 +35,17 @@ from probes.curves import depth_curves, head_map, plot_depth_curves, plot_head_m
 _NAMED_DATA = ("bug", "bug-gold", "bias_in_bios", BIOS_HUB_ID)
 # ProbeConfig fields and library parameters -> this command's options (pipeline.cli_checks.for_command_line)
 _OPTIONS = {
-    "n_folds": "--folds", "max_examples": "--n", "poolings": "--pooling", "erasure_layers": "--erase",
-    "fit_on": "--fit-on", "batch_size": "--batch-size", "max_length": "--max-length", "seed": "--seed",
+    "n_folds": "--folds",
+    "max_examples": "--n",
+    "poolings": "--pooling",
+    "erasure_layers": "--erase",
+    "fit_on": "--fit-on",
+    "batch_size": "--batch-size",
+    "max_length": "--max-length",
+    "seed": "--seed",
     " or drop the rare classes (ProbeConfig.min_class_size)": " or drop the rare classes from the file",
-    ", use groups=None,": ",", "give None or at least": "give 0 (all) or at least",
+    ", use groups=None,": ",",
+    "give None or at least": "give 0 (all) or at least",
 }
 
 
@@ -47,7 +54,9 @@ def _load_task(name: str, *, text_col: str, label_col: str, gender_col: str) -> 
     try:
         return load_task(name, text_col=text_col, label_col=label_col, gender_col=gender_col)
     except FileNotFoundError:
-        raise FileNotFoundError(f"--data {name!r} is neither one of {_NAMED_DATA} nor an existing file or folder.") from None
+        raise FileNotFoundError(
+            f"--data {name!r} is neither one of {_NAMED_DATA} nor an existing file or folder."
+        ) from None
 
 
 def _csv(text: str, cast=str) -> tuple:
@@ -57,8 +66,9 @@ def _csv(text: str, cast=str) -> tuple:
 def layer_summary(table: pd.DataFrame, metric: str = "probe_accuracy") -> pd.DataFrame:
     """Per-layer table: one column per (target, pooling), cells ``value [ci_low, ci_high]``."""
     rows = table[(table["unit"] == "layer") & (table["metric"] == metric)]
-    cells = rows.assign(cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
-                              zip(rows["value"], rows["ci_low"], rows["ci_high"])])
+    cells = rows.assign(
+        cell=[f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(rows["value"], rows["ci_low"], rows["ci_high"])]
+    )
     return cells.pivot_table(index="layer", columns=["subset", "pooling"], values="cell", aggfunc="first")
 
 
@@ -77,10 +87,19 @@ def _settings(args: argparse.Namespace) -> ProbeConfig:
     check_range("--seed", args.seed, low=0)
     try:
         return ProbeConfig(
-            poolings=_csv(args.pooling), n_folds=args.folds, max_examples=args.n,
-            balance_genders=not args.no_balance, heads=not args.no_heads, label=not args.no_label,
-            control=not args.no_control, mdl=args.mdl, erasure_layers=_int_list("--erase", args.erase),
-            fit_on=args.fit_on, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+            poolings=_csv(args.pooling),
+            n_folds=args.folds,
+            max_examples=args.n,
+            balance_genders=not args.no_balance,
+            heads=not args.no_heads,
+            label=not args.no_label,
+            control=not args.no_control,
+            mdl=args.mdl,
+            erasure_layers=_int_list("--erase", args.erase),
+            fit_on=args.fit_on,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            seed=args.seed,
             min_class_size=max(10, args.folds),  # the label probe needs a class in every fold
         )
     except ValidationError as err:
@@ -90,8 +109,10 @@ def _settings(args: argparse.Namespace) -> ProbeConfig:
 def _check_erase(layers: tuple[int, ...], n_layers: int) -> None:
     bad = [k for k in layers if not -(n_layers + 1) <= k <= n_layers]
     if bad:
-        raise SystemExit(f"--erase {','.join(map(str, layers))}: layers {bad} are outside this {n_layers}-block "
-                         f"model; give hidden-state indices 0..{n_layers} (0 = embeddings) or -{n_layers + 1}..-1.")
+        raise SystemExit(
+            f"--erase {','.join(map(str, layers))}: layers {bad} are outside this {n_layers}-block "
+            f"model; give hidden-state indices 0..{n_layers} (0 = embeddings) or -{n_layers + 1}..-1."
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -115,8 +136,10 @@ def _run(args: argparse.Namespace) -> int:
     for name, frame in tables.items():
         write_table(frame, out / f"{name}.parquet")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(f"\n{variant} on {data.name} ({cfg.max_examples or 'all'} examples max): probe accuracy per layer "
-              "(layer 0 = embeddings), mean over folds [95% bootstrap CI over test examples]")
+        print(
+            f"\n{variant} on {data.name} ({cfg.max_examples or 'all'} examples max): probe accuracy per layer "
+            "(layer 0 = embeddings), mean over folds [95% bootstrap CI over test examples]"
+        )
         print(layer_summary(tables["probes_layers"]).to_string())
         if "probes_control" in tables:
             print("\ngender selectivity (accuracy - control accuracy)")
@@ -147,8 +170,11 @@ def _figure(args: argparse.Namespace) -> int:
         keys = list(heads[["variant", "pooling"]].drop_duplicates().itertuples(index=False))
         fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 3.8), squeeze=False)
         for ax, (variant, pooling) in zip(axes[0], keys):
-            plot_head_map(head_map(heads, variant=variant, target=args.target, pooling=pooling), ax=ax,
-                          title=f"{variant}: {args.target} probe per head ({pooling})")
+            plot_head_map(
+                head_map(heads, variant=variant, target=args.target, pooling=pooling),
+                ax=ax,
+                title=f"{variant}: {args.target} probe per head ({pooling})",
+            )
         fig.tight_layout()
         fig.savefig(args.heads_out, dpi=args.dpi)
         print(f"wrote {args.heads_out}")
@@ -174,13 +200,20 @@ def markdown_tables(source: Path) -> str:
     parts = []
     for (variant, pooling), rows in layers.groupby(["variant", "pooling"]):
         out = pd.DataFrame({"layer": sorted(rows["layer"].unique())})
-        columns = [("gender", "probe_accuracy", "gender acc"), ("gender", "probe_balanced_accuracy", "gender bal. acc"),
-                   ("gender", "probe_auc", "gender AUC"), ("label", "probe_accuracy", "label acc"),
-                   ("label", "probe_balanced_accuracy", "label bal. acc")]
+        columns = [
+            ("gender", "probe_accuracy", "gender acc"),
+            ("gender", "probe_balanced_accuracy", "gender bal. acc"),
+            ("gender", "probe_auc", "gender AUC"),
+            ("label", "probe_accuracy", "label acc"),
+            ("label", "probe_balanced_accuracy", "label bal. acc"),
+        ]
         pieces = [(rows, subset, metric, name) for subset, metric, name in columns]
         if control is not None:
             ctrl = control[(control["variant"] == variant) & (control["pooling"] == pooling)]
-            pieces += [(ctrl, "gender", "control_accuracy", "control acc"), (ctrl, "gender", "selectivity", "selectivity")]
+            pieces += [
+                (ctrl, "gender", "control_accuracy", "control acc"),
+                (ctrl, "gender", "selectivity", "selectivity"),
+            ]
         for frame, subset, metric, name in pieces:
             part = frame[(frame["subset"] == subset) & (frame["metric"] == metric)].set_index("layer")
             if not part.empty:
@@ -190,21 +223,35 @@ def markdown_tables(source: Path) -> str:
             chance["control"] = ctrl[ctrl["metric"] == "control_accuracy"]["chance"].iloc[0]
         note = ", ".join(f"{k} {v:.3f}" for k, v in chance.items())
         sizes = ", ".join(f"{k} {int(v)}" for k, v in rows.groupby("subset")["n"].max().items())
-        parts.append(f"**{variant}, {pooling} pooling** (examples: {sizes}; chance accuracy: {note}; "
-                     "balanced-accuracy chance = 1 / classes, AUC chance = 0.5)\n\n" + markdown(out))
+        parts.append(
+            f"**{variant}, {pooling} pooling** (examples: {sizes}; chance accuracy: {note}; "
+            "balanced-accuracy chance = 1 / classes, AUC chance = 0.5)\n\n" + markdown(out)
+        )
     if (source / "erasure.parquet").exists():
         erasure = _table(source, "erasure")
         probes = erasure[(erasure["unit"] == "layer") & (erasure["metric"] == "probe_accuracy")]
-        wide = probes.pivot_table(index=["erased_layer", "pooling", "subset", "layer"], columns="condition",
-                                  values=["value", "ci_low", "ci_high", "chance"], aggfunc="first").reset_index()
-        out = pd.DataFrame({
-            "erased layer": wide["erased_layer"], "pooling": wide["pooling"], "target": wide["subset"],
-            "probed layer": wide["layer"],
-            "before": [_cell(*wide.loc[i, [(c, "before") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index],
-            "after": [_cell(*wide.loc[i, [(c, "after") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index],
-            "change": [f"{d:+.3f}" for d in wide[("value", "after")] - wide[("value", "before")]],
-            "chance": [f"{c:.3f}" for c in wide[("chance", "before")]],
-        })
+        wide = probes.pivot_table(
+            index=["erased_layer", "pooling", "subset", "layer"],
+            columns="condition",
+            values=["value", "ci_low", "ci_high", "chance"],
+            aggfunc="first",
+        ).reset_index()
+        out = pd.DataFrame(
+            {
+                "erased layer": wide["erased_layer"],
+                "pooling": wide["pooling"],
+                "target": wide["subset"],
+                "probed layer": wide["layer"],
+                "before": [
+                    _cell(*wide.loc[i, [(c, "before") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index
+                ],
+                "after": [
+                    _cell(*wide.loc[i, [(c, "after") for c in ("value", "ci_low", "ci_high")]]) for i in wide.index
+                ],
+                "change": [f"{d:+.3f}" for d in wide[("value", "after")] - wide[("value", "before")]],
+                "chance": [f"{c:.3f}" for c in wide[("chance", "before")]],
+            }
+        )
         models = erasure[erasure["unit"] == "model"]
         parts.append("**erasure** (probe accuracy before / after LEACE erasure of gender)\n\n" + markdown(out))
         if not models.empty:
@@ -214,14 +261,23 @@ def markdown_tables(source: Path) -> str:
         heads = _table(source, "probes_heads")
         acc = heads[(heads["metric"] == "probe_accuracy")]
         top = acc.sort_values("value", ascending=False).groupby(["variant", "pooling"]).head(5)
-        out = pd.DataFrame({"variant": top["variant"], "pooling": top["pooling"], "block": top["layer"],
-                            "head": top["head"], "gender acc": [_cell(*r) for r in
-                                                                top[["value", "ci_low", "ci_high"]].to_numpy()]})
+        out = pd.DataFrame(
+            {
+                "variant": top["variant"],
+                "pooling": top["pooling"],
+                "block": top["layer"],
+                "head": top["head"],
+                "gender acc": [_cell(*r) for r in top[["value", "ci_low", "ci_high"]].to_numpy()],
+            }
+        )
         spread = acc.groupby("pooling")["value"].agg(["min", "median", "max"])
-        note = "; ".join(f"{p}: min {r['min']:.3f}, median {r['median']:.3f}, max {r['max']:.3f}"
-                         for p, r in spread.iterrows())
-        parts.append(f"**top heads** (gender probe on each head's pooled output; all heads: {note})\n\n"
-                     + markdown(out.sort_values(["variant", "pooling"], kind="stable")))
+        note = "; ".join(
+            f"{p}: min {r['min']:.3f}, median {r['median']:.3f}, max {r['max']:.3f}" for p, r in spread.iterrows()
+        )
+        parts.append(
+            f"**top heads** (gender probe on each head's pooled output; all heads: {note})\n\n"
+            + markdown(out.sort_values(["variant", "pooling"], kind="stable"))
+        )
     return "\n\n".join(parts)
 
 
@@ -237,8 +293,12 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas probe") -> in
     run = sub.add_parser("run", help="probe one model on one task and write tidy tables")
     run.add_argument("--model", required=True, help="hub name, save_pretrained folder, or 'minilm'")
     run.add_argument("--data", required=True, help=f"one of {', '.join(_NAMED_DATA)}, or a table file / folder")
-    run.add_argument("--head", default="encoder", choices=("encoder", "classifier", "mlm"),
-                     help="classifier adds task and bias rows to the erasure table")
+    run.add_argument(
+        "--head",
+        default="encoder",
+        choices=("encoder", "classifier", "mlm"),
+        help="classifier adds task and bias rows to the erasure table",
+    )
     run.add_argument("--n", type=int, default=2000, help="examples to probe (seeded subsample; 0 = all)")
     run.add_argument("--pooling", default="cls,mean", help="comma-separated: cls, mean")
     run.add_argument("--folds", type=int, default=5)
@@ -253,8 +313,9 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas probe") -> in
     run.add_argument("--out", default=None, help="output folder (default runs/probes-VARIANT)")
     run.add_argument("--cache-dir", default=None, help="representation cache (default ~/.cache/bias-atlas/reps)")
     run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--max-length", type=int, default=None,
-                     help="tokens per text (default: 128, or the model's limit when smaller)")
+    run.add_argument(
+        "--max-length", type=int, default=None, help="tokens per text (default: 128, or the model's limit when smaller)"
+    )
     run.add_argument("--device", default=None)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--text-col", default="text")
@@ -273,4 +334,3 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas probe") -> in
         args.n = None
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return {"run": _run, "figure": _figure, "table": _print_tables}[args.command](args)
-

@@ -51,9 +51,13 @@ class ProbeConfig(Settings):
     @model_validator(mode="after")
     def _fits_folds(self) -> ProbeConfig:
         if self.max_examples is not None and self.max_examples < 2 * self.n_folds:
-            raise ValueError(f"max_examples = {self.max_examples} is too small for n_folds = {self.n_folds}: give "
-                             f"None or at least {2 * self.n_folds} (two per fold)")
+            raise ValueError(
+                f"max_examples = {self.max_examples} is too small for n_folds = {self.n_folds}: give "
+                f"None or at least {2 * self.n_folds} (two per fold)"
+            )
         if self.min_class_size < self.n_folds:
-            raise ValueError(f"min_class_size = {self.min_class_size} is below n_folds = {self.n_folds}; every "
-                             "class needs at least one example per fold")
+            raise ValueError(
+                f"min_class_size = {self.min_class_size} is below n_folds = {self.n_folds}; every "
+                "class needs at least one example per fold"
+            )
         return self

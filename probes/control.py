@@ -76,9 +76,17 @@ def control_labels(y: np.ndarray, *, types: np.ndarray | None = None, seed: int 
 
 
 def control_task(
-    reps: Representations, y: np.ndarray, *, types: np.ndarray | None = None, target: str = "gender",
-    poolings: Sequence[str] | None = None, n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
-    groups: np.ndarray | None = None, n_boot: int = N_BOOT,
+    reps: Representations,
+    y: np.ndarray,
+    *,
+    types: np.ndarray | None = None,
+    target: str = "gender",
+    poolings: Sequence[str] | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    probe: LinearProbe | None = None,
+    groups: np.ndarray | None = None,
+    n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe accuracy, control accuracy and selectivity for every layer, on one shared set of folds.
 
@@ -113,8 +121,11 @@ def control_task(
     for i, (train, test) in enumerate(folds):  # the control labels must be probe-able on the same folds
         check_split(control[train], f"fold {i} train (control labels)", min_per_class=probe.cv, fix=fix)
         check_split(control[test], f"fold {i} test (control labels)", fix=fix)
-    chance = {"probe_accuracy": np.unique(y, return_counts=True)[1].max() / len(y),
-              "control_accuracy": np.unique(control, return_counts=True)[1].max() / len(y), "selectivity": 0.0}
+    chance = {
+        "probe_accuracy": np.unique(y, return_counts=True)[1].max() / len(y),
+        "control_accuracy": np.unique(control, return_counts=True)[1].max() / len(y),
+        "selectivity": 0.0,
+    }
     rows = []
     for p in resolve_poolings(reps.layers, poolings):
         for layer in range(reps.n_layers + 1):
@@ -127,7 +138,18 @@ def control_task(
             selectivity = [r - c for r, c in zip(real, ctrl)]
             for metric, values in (("probe_accuracy", real), ("control_accuracy", ctrl), ("selectivity", selectivity)):
                 mean, lo, hi = summarise(values)
-                rows.append({"unit": "layer", "layer": layer, "metric": metric, "subset": target, "value": mean,
-                             "ci_low": lo, "ci_high": hi, "n": len(y), "pooling": p,
-                             "chance": chance[metric]})
+                rows.append(
+                    {
+                        "unit": "layer",
+                        "layer": layer,
+                        "metric": metric,
+                        "subset": target,
+                        "value": mean,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "n": len(y),
+                        "pooling": p,
+                        "chance": chance[metric],
+                    }
+                )
     return tidy(rows, variant="")

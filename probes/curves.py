@@ -55,8 +55,12 @@ def add_depth(frame: pd.DataFrame, n_layers: Mapping[str, int] | None = None) ->
 
 
 def depth_curves(
-    frames: pd.DataFrame | Mapping[str, pd.DataFrame], *, metric: str = "probe_accuracy", target: str | None = "gender",
-    pooling: str | None = "mean", n_layers: Mapping[str, int] | None = None,
+    frames: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *,
+    metric: str = "probe_accuracy",
+    target: str | None = "gender",
+    pooling: str | None = "mean",
+    n_layers: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Layer-wise probe curves of one or more variants on normalised depth.
 
@@ -81,7 +85,11 @@ def depth_curves(
 
 
 def head_map(
-    frame: pd.DataFrame, *, variant: str | None = None, metric: str = "probe_accuracy", target: str = "gender",
+    frame: pd.DataFrame,
+    *,
+    variant: str | None = None,
+    metric: str = "probe_accuracy",
+    target: str = "gender",
     pooling: str | None = "mean",
 ) -> pd.DataFrame:
     """Layer x head pivot of one variant's head probes (rows: block, columns: head id; NaN for pruned heads)."""
@@ -96,7 +104,11 @@ def head_map(
 
 
 def plot_depth_curves(
-    curves: pd.DataFrame, *, hue: str = "variant", ax: plt.Axes | None = None, title: str | None = None,
+    curves: pd.DataFrame,
+    *,
+    hue: str = "variant",
+    ax: plt.Axes | None = None,
+    title: str | None = None,
     ylabel: str = "probe accuracy",
 ) -> plt.Figure:
     """Draw :func:`depth_curves` output: one line per ``hue`` value with its fold interval as a band.
@@ -122,7 +134,11 @@ def plot_depth_curves(
 
 
 def plot_head_map(
-    grid: pd.DataFrame, *, ax: plt.Axes | None = None, title: str | None = None, label: str = "probe accuracy",
+    grid: pd.DataFrame,
+    *,
+    ax: plt.Axes | None = None,
+    title: str | None = None,
+    label: str = "probe accuracy",
 ) -> plt.Figure:
     """Draw a :func:`head_map` grid as a heat map (rows: block, columns: head)."""
     if ax is None:

@@ -49,7 +49,6 @@ __all__ = ["FIT_ON", "ConceptEraser", "FitOn", "amnesic_effect", "erase_layer", 
 log = logging.getLogger(__name__)
 
 
-
 class ConceptEraser(TransformerMixin, BaseEstimator):
     """LEACE concept erasure on arrays, with the sklearn estimator contract.
 
@@ -75,8 +74,9 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
         self.classes_ = np.unique(z)
         if len(self.classes_) < 2:
             raise ValueError(f"the concept has one class only ({self.classes_.tolist()}); erasure needs two or more.")
-        fitter = LeaceFitter.fit(torch.from_numpy(X), concept_matrix(z, self.classes_), method=self.method,
-                                 shrinkage=self.shrinkage)
+        fitter = LeaceFitter.fit(
+            torch.from_numpy(X), concept_matrix(z, self.classes_), method=self.method, shrinkage=self.shrinkage
+        )
         self.eraser_ = fitter.eraser
         return self
 
@@ -89,9 +89,7 @@ class ConceptEraser(TransformerMixin, BaseEstimator):
 
 
 @contextmanager
-def erase_layer(
-    loaded: LoadedModel, layer: int, eraser: LeaceEraser | Callable[[Tensor], Tensor]
-) -> Iterator[None]:
+def erase_layer(loaded: LoadedModel, layer: int, eraser: LeaceEraser | Callable[[Tensor], Tensor]) -> Iterator[None]:
     """Within the block, apply ``eraser`` to every token's hidden state ``layer`` in every forward pass.
 
     The hook runs before any other forward hook of that module (so ``output_hidden_states`` records the erased
@@ -112,8 +110,16 @@ def erase_layer(
 
 
 def fit_eraser(
-    loaded: LoadedModel, texts: Sequence[str], z: np.ndarray, layer: int, *, fit_on: FitOn = "tokens",
-    method: Literal["leace", "orth"] = "leace", batch_size: int = 32, max_length: int = 128, progress: bool = False,
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    z: np.ndarray,
+    layer: int,
+    *,
+    fit_on: FitOn = "tokens",
+    method: Literal["leace", "orth"] = "leace",
+    batch_size: int = 32,
+    max_length: int = 128,
+    progress: bool = False,
 ) -> LeaceEraser:
     """Fit a LEACE eraser for concept ``z`` on hidden state ``layer`` of ``loaded``, streaming batches.
 
@@ -137,38 +143,71 @@ def fit_eraser(
         ValueError: unknown ``fit_on``, a length mismatch, or fewer than two classes in ``z``.
         IndexError: ``layer`` out of range.
     """
-    return fit_leace(loaded, texts, z, layer, fit_on=fit_on, method=method, batch_size=batch_size,
-                     max_length=max_length, progress=progress)
+    return fit_leace(
+        loaded,
+        texts,
+        z,
+        layer,
+        fit_on=fit_on,
+        method=method,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+    )
 
 
-def _task_rows(loaded: LoadedModel, data: TaskData, batch_size: int, max_length: int, seed: int,
-               n_boot: int) -> list[dict]:
+def _task_rows(
+    loaded: LoadedModel, data: TaskData, batch_size: int, max_length: int, seed: int, n_boot: int
+) -> list[dict]:
     """Model-level task and bias rows of a classifier on ``data`` (extrinsic + counterfactual)."""
     logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length)
     pred = logits.argmax(-1).numpy()
-    frames = [extrinsic_metrics(data.labels, pred, data.genders, data.label_names, seed=seed, n_boot=n_boot),
-              counterfactual_metrics(loaded, data, batch_size=batch_size, max_length=max_length, seed=seed,
-                                     logits=logits, n_boot=n_boot)]
+    frames = [
+        extrinsic_metrics(data.labels, pred, data.genders, data.label_names, seed=seed, n_boot=n_boot),
+        counterfactual_metrics(
+            loaded, data, batch_size=batch_size, max_length=max_length, seed=seed, logits=logits, n_boot=n_boot
+        ),
+    ]
     rows = pd.concat(frames, ignore_index=True)
     return rows[rows["unit"] == "model"].to_dict("records")
 
 
 def _warn_if_decodable(frame: pd.DataFrame, layer: int) -> None:
     """Warn when a fresh gender probe at the erased layer beats chance by more than its fold interval allows."""
-    at = frame[(frame["condition"] == "after") & (frame["layer"] == layer) & (frame["subset"] == "gender")
-               & (frame["metric"] == "probe_accuracy") & (frame["unit"] == "layer")]
+    at = frame[
+        (frame["condition"] == "after")
+        & (frame["layer"] == layer)
+        & (frame["subset"] == "gender")
+        & (frame["metric"] == "probe_accuracy")
+        & (frame["unit"] == "layer")
+    ]
     for _, row in at.iterrows():
         if row["ci_low"] > row["chance"] + 0.02:
-            warnings.warn(f"after erasure at layer {layer}, gender is still decodable from the {row['pooling']} "
-                          f"representation (accuracy {row['value']:.3f}, chance {row['chance']:.3f}); fit the eraser "
-                          "on the same pooling (fit_on=...) or on more data.", stacklevel=3)
+            warnings.warn(
+                f"after erasure at layer {layer}, gender is still decodable from the {row['pooling']} "
+                f"representation (accuracy {row['value']:.3f}, chance {row['chance']:.3f}); fit the eraser "
+                "on the same pooling (fit_on=...) or on more data.",
+                stacklevel=3,
+            )
 
 
 def amnesic_effect(
-    loaded: LoadedModel, data: TaskData, layer: int, *, fit_on: FitOn = "tokens", fit_data: TaskData | None = None,
-    method: Literal["leace", "orth"] = "leace", poolings: Sequence[str] = ("mean",),
-    targets: Sequence[str] = ("gender", "label"), n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
-    batch_size: int = 32, max_length: int = 128, n_boot: int = 1000, cache_dir: str | None = None,
+    loaded: LoadedModel,
+    data: TaskData,
+    layer: int,
+    *,
+    fit_on: FitOn = "tokens",
+    fit_data: TaskData | None = None,
+    method: Literal["leace", "orth"] = "leace",
+    poolings: Sequence[str] = ("mean",),
+    targets: Sequence[str] = ("gender", "label"),
+    n_folds: int = 5,
+    seed: int = 0,
+    probe: LinearProbe | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    n_boot: int = 1000,
+    cache_dir: str | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Amnesic probing: erase gender at hidden state ``layer`` and measure what changes.
@@ -206,8 +245,17 @@ def amnesic_effect(
     if bad:
         raise ValueError(f"targets {bad} are not supported; use 'gender' and/or 'label'.")
     fit_data = data if fit_data is None else fit_data
-    eraser = fit_eraser(loaded, fit_data.texts, fit_data.genders, layer, fit_on=fit_on, method=method,
-                        batch_size=batch_size, max_length=max_length, progress=progress)
+    eraser = fit_eraser(
+        loaded,
+        fit_data.texts,
+        fit_data.genders,
+        layer,
+        fit_on=fit_on,
+        method=method,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+    )
     probed = sorted({int(layer), loaded.anatomy.n_layers})
     ys = {"gender": data.genders, "label": data.labels}
     groups = text_groups(data.texts)  # copies of a text share a fold
@@ -218,12 +266,30 @@ def amnesic_effect(
     for condition in ("before", "after"):
         scope = erase_layer(loaded, layer, eraser) if condition == "after" else nullcontext()
         with scope:
-            reps = extract(loaded, data.texts, poolings=poolings, heads=False, batch_size=batch_size,
-                           max_length=max_length, cache=condition == "before", cache_dir=cache_dir, progress=progress)
+            reps = extract(
+                loaded,
+                data.texts,
+                poolings=poolings,
+                heads=False,
+                batch_size=batch_size,
+                max_length=max_length,
+                cache=condition == "before",
+                cache_dir=cache_dir,
+                progress=progress,
+            )
             task = _task_rows(loaded, data, batch_size, max_length, seed, n_boot) if classify else []
         for target in targets:
-            frame = probe_layers(reps, ys[target], target=target, layers=probed, groups=groups, n_folds=n_folds,
-                                 seed=seed, probe=probe, n_boot=n_boot)
+            frame = probe_layers(
+                reps,
+                ys[target],
+                target=target,
+                layers=probed,
+                groups=groups,
+                n_folds=n_folds,
+                seed=seed,
+                probe=probe,
+                n_boot=n_boot,
+            )
             rows += [{**r, "condition": condition} for r in frame.to_dict("records")]
         rows += [{**r, "condition": condition} for r in task]
     out = tidy(rows, variant="", erased_layer=int(layer))

@@ -42,13 +42,17 @@ def check_split(y: np.ndarray, where: str, *, min_per_class: int = 1, fix: str =
     classes, counts = np.unique(y, return_counts=True)
     found = dict(zip(classes.tolist(), counts.tolist()))
     if len(classes) < 2:
-        raise ValueError(f"split {where!r} has fewer than two classes (counts {found}); a probe needs at least two "
-                         f"classes in every split. {fix or 'Fix: give data with both genders / several labels.'}")
+        raise ValueError(
+            f"split {where!r} has fewer than two classes (counts {found}); a probe needs at least two "
+            f"classes in every split. {fix or 'Fix: give data with both genders / several labels.'}"
+        )
     if counts.min() < min_per_class:
         small = {c: k for c, k in found.items() if k < min_per_class}
         fix = fix or f"Fix: lower the number of folds to {counts.min()} or fewer, or add data."
-        raise ValueError(f"split {where!r} has too few examples per class for {min_per_class} folds: {small} "
-                         f"(all counts {found}). {fix}")
+        raise ValueError(
+            f"split {where!r} has too few examples per class for {min_per_class} folds: {small} "
+            f"(all counts {found}). {fix}"
+        )
 
 
 def _accuracy(estimator: object, X: np.ndarray, y: np.ndarray) -> float:
@@ -97,8 +101,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def __init__(self, *, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3, max_iter: int = 1000, tol: float = 1e-3,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, *, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3, max_iter: int = 1000, tol: float = 1e-3, seed: int = 0
+    ) -> None:
         self.Cs = Cs
         self.cv = cv
         self.max_iter = max_iter
@@ -115,11 +120,18 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float64)
         if not len(self.Cs) or any(not isinstance(c, Real) or c <= 0 for c in self.Cs):
             raise ValueError(f"LinearProbe: Cs={self.Cs!r}; give positive numbers, e.g. {DEFAULT_CS}.")
-        check_split(y, "fit", min_per_class=self.cv,
-                    fix="Fix: give at least two classes with at least cv examples each (lower LinearProbe(cv=...) or "
-                        "drop rare classes).")
-        splitter = (StratifiedKFold(self.cv, shuffle=True, random_state=self.seed) if groups is None
-                    else StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.seed))
+        check_split(
+            y,
+            "fit",
+            min_per_class=self.cv,
+            fix="Fix: give at least two classes with at least cv examples each (lower LinearProbe(cv=...) or "
+            "drop rare classes).",
+        )
+        splitter = (
+            StratifiedKFold(self.cv, shuffle=True, random_state=self.seed)
+            if groups is None
+            else StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.seed)
+        )
         folds = list(splitter.split(X, y, groups))
         spread = X.std(axis=0)
         self.informative_ = spread > NEAR_CONSTANT * spread.max()
@@ -128,8 +140,14 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.scaler_ = StandardScaler().fit(X[:, self.informative_])
         with threadpool_limits(limits=1, user_api="blas"):  # see module docstring: small problems, one thread
             self.model_ = LogisticRegressionCV(
-                Cs=list(self.Cs), cv=folds, l1_ratios=(0.0,), scoring=_accuracy, max_iter=self.max_iter,
-                tol=self.tol, random_state=self.seed, use_legacy_attributes=False,
+                Cs=list(self.Cs),
+                cv=folds,
+                l1_ratios=(0.0,),
+                scoring=_accuracy,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                random_state=self.seed,
+                use_legacy_attributes=False,
             ).fit(self._standardised(X), y)
         self.classes_ = self.model_.classes_
         self.C_ = float(self.model_.C_)

@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class Representations:
     """Pooled representations of one dataset under one model.
@@ -71,8 +70,9 @@ class Representations:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError("Representations.layers is empty; give at least one pooling -> (n_layers + 1, n, d) "
-                             "array.")
+            raise ValueError(
+                "Representations.layers is empty; give at least one pooling -> (n_layers + 1, n, d) array."
+            )
         sizes = {p: np.shape(a) for p, a in self.layers.items()}
         if any(len(s) != 3 for s in sizes.values()) or len({s[:2] for s in sizes.values()}) != 1:
             raise ValueError(f"layer arrays must all be (n_layers + 1, n, d_model) with the same n; got {sizes}.")
@@ -177,14 +177,18 @@ def _load_cached(path: Path, heads: bool) -> tuple[np.ndarray, np.ndarray | None
 
 def _check_args(texts: Sequence[str], poolings: Sequence[str], batch_size: int, max_length: int) -> None:
     if isinstance(texts, str) or not len(texts) or not all(isinstance(t, str) for t in texts):
-        raise ValueError("texts must be a non-empty sequence of str (e.g. TaskData.texts); got "
-                         f"{type(texts).__name__} of length {len(texts)}.")
+        raise ValueError(
+            "texts must be a non-empty sequence of str (e.g. TaskData.texts); got "
+            f"{type(texts).__name__} of length {len(texts)}."
+        )
     bad = [p for p in poolings if p not in POOLINGS]
     if bad or not poolings:
         raise ValueError(f"poolings={tuple(poolings)!r}: allowed values are {POOLINGS}; pass e.g. ('cls', 'mean').")
     if batch_size < 1 or max_length < 2:
-        raise ValueError(f"batch_size={batch_size} and max_length={max_length}: give batch_size >= 1 and "
-                         "max_length >= 2 (room for [CLS] and [SEP]).")
+        raise ValueError(
+            f"batch_size={batch_size} and max_length={max_length}: give batch_size >= 1 and "
+            "max_length >= 2 (room for [CLS] and [SEP])."
+        )
 
 
 def _pool_heads(
@@ -195,8 +199,13 @@ def _pool_heads(
 
 
 def _run(
-    loaded: LoadedModel, texts: Sequence[str], poolings: Sequence[str], heads: bool, batch_size: int,
-    max_length: int, progress: bool,
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    poolings: Sequence[str],
+    heads: bool,
+    batch_size: int,
+    max_length: int,
+    progress: bool,
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Extract the requested poolings with one forward pass per batch; texts are batched by length."""
     anatomy: Anatomy = loaded.anatomy
@@ -205,12 +214,15 @@ def _run(
     lengths = [len(ids) for ids in loaded.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     out_layers = {p: np.empty((n_layers + 1, n, anatomy.d_model), np.float32) for p in poolings}
-    out_heads = {p: np.full((n_layers, anatomy.n_heads, n, anatomy.head_dim), np.nan, np.float32)
-                 for p in poolings} if heads else {}
+    out_heads = (
+        {p: np.full((n_layers, anatomy.n_heads, n, anatomy.head_dim), np.nan, np.float32) for p in poolings}
+        if heads
+        else {}
+    )
     starts = range(0, n, batch_size)
-    with eval_mode(loaded.model), (RecordHeads(anatomy) if heads else nullcontext()) as rec:
+    with eval_mode(loaded.model), RecordHeads(anatomy) if heads else nullcontext() as rec:
         for start in tqdm(starts, desc="extract", unit="batch", disable=not progress or len(starts) < 2):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             batch = loaded.tokenize([texts[i] for i in rows], max_length=max_length)
             mask = batch["attention_mask"]
             states = anatomy.hidden_states(batch["input_ids"], mask)  # n_layers + 1 x (batch, seq, d_model)
@@ -262,8 +274,11 @@ def extract(
     _check_args(texts, poolings, batch_size, max_length)
     model_fp, data_fp = model_fingerprint(loaded), data_fingerprint(texts)
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    found = {p: _load_cached(_cache_path(folder, model_fp, data_fp, p, max_length), heads) for p in poolings} \
-        if cache else {}
+    found = (
+        {p: _load_cached(_cache_path(folder, model_fp, data_fp, p, max_length), heads) for p in poolings}
+        if cache
+        else {}
+    )
     missing = [p for p in poolings if found.get(p) is None]
     if missing:
         fresh = _run(loaded, texts, missing, heads, batch_size, max_length, progress)

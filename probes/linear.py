@@ -39,7 +39,6 @@ from probes.estimator import LinearProbe, _auc, _balanced_accuracy, check_split
 from probes.extract import Representations
 from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarise
 
-
 __all__ = [
     "DEFAULT_CS",
     "METRICS",
@@ -60,7 +59,12 @@ METRICS: tuple[str, ...] = ("probe_accuracy", "probe_balanced_accuracy", "probe_
 
 
 def make_splits(
-    y: np.ndarray, *, groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0, inner_cv: int = 3,
+    y: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    inner_cv: int = 3,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Outer cross-validation folds, checked so that every train and test split can be probed.
 
@@ -73,9 +77,13 @@ def make_splits(
     y = np.asarray(y)
     if isinstance(n_folds, bool) or not isinstance(n_folds, Integral) or n_folds < 2:
         raise ValueError(f"n_folds={n_folds!r}: give an integer >= 2 (5 is usual).")
-    check_split(y, "all data", min_per_class=n_folds,
-                fix=f"Fix: use n_folds <= {np.unique(y, return_counts=True)[1].min()}, add examples, or drop the "
-                    "rare classes (ProbeConfig.min_class_size).")
+    check_split(
+        y,
+        "all data",
+        min_per_class=n_folds,
+        fix=f"Fix: use n_folds <= {np.unique(y, return_counts=True)[1].min()}, add examples, or drop the "
+        "rare classes (ProbeConfig.min_class_size).",
+    )
     if groups is None:
         splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
     else:
@@ -83,30 +91,57 @@ def make_splits(
         if len(groups) != len(y):
             raise ValueError(f"groups has {len(groups)} entries but y has {len(y)}; give one group per example.")
         if len(np.unique(groups)) < n_folds:
-            raise ValueError(f"only {len(np.unique(groups))} groups for n_folds={n_folds}; a grouped split needs at "
-                             "least one group per fold. Fix: lower n_folds or pass groups=None.")
+            raise ValueError(
+                f"only {len(np.unique(groups))} groups for n_folds={n_folds}; a grouped split needs at "
+                "least one group per fold. Fix: lower n_folds or pass groups=None."
+            )
         splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
     folds = list(splitter.split(np.zeros(len(y)), y, groups))
-    grouped = "" if groups is None else (f" (folds keep each group, e.g. the copies of one text, together: "
-                                         f"{len(np.unique(groups))} groups for {len(y)} examples)")
+    grouped = (
+        ""
+        if groups is None
+        else (
+            f" (folds keep each group, e.g. the copies of one text, together: "
+            f"{len(np.unique(groups))} groups for {len(y)} examples)"
+        )
+    )
     for i, (train, test) in enumerate(folds):
-        check_split(y[train], f"fold {i} train", min_per_class=inner_cv,
-                    fix=f"Fix: lower n_folds or the probe's inner cv ({inner_cv}), or add examples{grouped}.")
-        check_split(y[test], f"fold {i} test",
-                    fix=f"Fix: lower n_folds, use groups=None, or add examples of the missing class{grouped}.")
+        check_split(
+            y[train],
+            f"fold {i} train",
+            min_per_class=inner_cv,
+            fix=f"Fix: lower n_folds or the probe's inner cv ({inner_cv}), or add examples{grouped}.",
+        )
+        check_split(
+            y[test],
+            f"fold {i} test",
+            fix=f"Fix: lower n_folds, use groups=None, or add examples of the missing class{grouped}.",
+        )
     return folds
 
 
-def fold_predictions(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                     groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fold_predictions(
+    probe: LinearProbe,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit a clone of ``probe`` on the train rows; return its class probabilities on the test rows, shape
     (n_test, n_classes), and its classes, shape (n_classes,). ``groups`` keep a group inside one inner fold."""
     fitted = clone(probe).fit(X[train], y[train], None if groups is None else groups[train])
     return fitted.predict_proba(X[test]), fitted.classes_
 
 
-def fold_scores(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                groups: np.ndarray | None = None) -> dict[str, float]:
+def fold_scores(
+    probe: LinearProbe,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> dict[str, float]:
     """Fit ``probe`` on the train rows and score the test rows: accuracy, balanced accuracy, macro one-vs-rest AUC.
 
     The AUC averages over classes that have both positives and negatives in the test rows (for two classes both
@@ -114,10 +149,12 @@ def fold_scores(probe: LinearProbe, X: np.ndarray, y: np.ndarray, train: np.ndar
     """
     proba, classes = fold_predictions(probe, X, y, train, test, groups)  # (n_test, n_classes)
     pred = classes[proba.argmax(1)]
-    aucs = [_auc(y[test] == c, proba[:, j]) for j, c in enumerate(classes)
-            if 0 < (y[test] == c).sum() < len(test)]
-    return {"probe_accuracy": float(np.mean(pred == y[test])),
-            "probe_balanced_accuracy": _balanced_accuracy(y[test], pred), "probe_auc": float(np.mean(aucs))}
+    aucs = [_auc(y[test] == c, proba[:, j]) for j, c in enumerate(classes) if 0 < (y[test] == c).sum() < len(test)]
+    return {
+        "probe_accuracy": float(np.mean(pred == y[test])),
+        "probe_balanced_accuracy": _balanced_accuracy(y[test], pred),
+        "probe_auc": float(np.mean(aucs)),
+    }
 
 
 def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -135,8 +172,7 @@ def interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float
 
 def _chance(y: np.ndarray) -> dict[str, float]:
     counts = np.unique(y, return_counts=True)[1]
-    return {"probe_accuracy": counts.max() / counts.sum(), "probe_balanced_accuracy": 1 / len(counts),
-            "probe_auc": 0.5}
+    return {"probe_accuracy": counts.max() / counts.sum(), "probe_balanced_accuracy": 1 / len(counts), "probe_auc": 0.5}
 
 
 def check_target(y: np.ndarray, n: int) -> np.ndarray:
@@ -155,8 +191,16 @@ def text_groups(texts: Sequence[str]) -> np.ndarray | None:
 
 
 def _rows(
-    features: list[tuple[dict, np.ndarray]], y: np.ndarray, target: str, groups: np.ndarray | None, n_folds: int,
-    seed: int, probe: LinearProbe, desc: str, progress: bool, n_boot: int,
+    features: list[tuple[dict, np.ndarray]],
+    y: np.ndarray,
+    target: str,
+    groups: np.ndarray | None,
+    n_folds: int,
+    seed: int,
+    probe: LinearProbe,
+    desc: str,
+    progress: bool,
+    n_boot: int,
 ) -> list[dict]:
     """Cross-validated scores of ``probe`` on each (row keys, X) in ``features`` with one shared set of folds and
     one shared set of bootstrap resamples (:mod:`probes.intervals`)."""
@@ -164,12 +208,24 @@ def _rows(
     weights = resample_weights(folds, n_boot=n_boot, seed=seed)
     chance, rows = _chance(y), []
     for keys, X in tqdm(features, desc=desc, disable=not progress):
-        per_fold = [fold_metrics(y[te], *fold_predictions(probe, X, y, tr, te, groups), w)
-                    for (tr, te), w in zip(folds, weights)]
+        per_fold = [
+            fold_metrics(y[te], *fold_predictions(probe, X, y, tr, te, groups), w)
+            for (tr, te), w in zip(folds, weights)
+        ]
         for metric in METRICS:
             mean, lo, hi = summarise([f[metric] for f in per_fold])
-            rows.append({**keys, "metric": metric, "subset": target, "value": mean, "ci_low": lo, "ci_high": hi,
-                         "n": len(y), "chance": chance[metric]})
+            rows.append(
+                {
+                    **keys,
+                    "metric": metric,
+                    "subset": target,
+                    "value": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": len(y),
+                    "chance": chance[metric],
+                }
+            )
     return rows
 
 
@@ -178,15 +234,26 @@ def resolve_poolings(arrays: dict, poolings: Sequence[str] | None) -> list[str]:
     chosen = list(arrays) if poolings is None else list(poolings)
     bad = [p for p in chosen if p not in arrays]
     if bad:
-        raise ValueError(f"pooling(s) {bad} were not extracted; available: {list(arrays)}. Fix: extract them "
-                         "(extract(..., poolings=...)) or pick from the available ones.")
+        raise ValueError(
+            f"pooling(s) {bad} were not extracted; available: {list(arrays)}. Fix: extract them "
+            "(extract(..., poolings=...)) or pick from the available ones."
+        )
     return chosen
 
 
 def probe_layers(
-    reps: Representations, y: np.ndarray, *, target: str = "gender", poolings: Sequence[str] | None = None,
-    layers: Sequence[int] | None = None, groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0,
-    probe: LinearProbe | None = None, progress: bool = False, n_boot: int = N_BOOT,
+    reps: Representations,
+    y: np.ndarray,
+    *,
+    target: str = "gender",
+    poolings: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
+    groups: np.ndarray | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    probe: LinearProbe | None = None,
+    progress: bool = False,
+    n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe every layer (hidden-state index 0..n_layers) of ``reps`` for ``y`` under outer cross-validation.
 
@@ -217,18 +284,31 @@ def probe_layers(
     chosen = list(range(reps.n_layers + 1)) if layers is None else list(layers)
     for layer in chosen:
         if not isinstance(layer, Integral) or not 0 <= layer <= reps.n_layers:
-            raise IndexError(f"layer {layer!r} is out of range: probe layers are hidden-state indices "
-                             f"0..{reps.n_layers} (0 = embeddings).")
-    features = [({"unit": "layer", "layer": layer, "pooling": p}, reps.layers[p][layer])
-                for p in resolve_poolings(reps.layers, poolings) for layer in chosen]
+            raise IndexError(
+                f"layer {layer!r} is out of range: probe layers are hidden-state indices "
+                f"0..{reps.n_layers} (0 = embeddings)."
+            )
+    features = [
+        ({"unit": "layer", "layer": layer, "pooling": p}, reps.layers[p][layer])
+        for p in resolve_poolings(reps.layers, poolings)
+        for layer in chosen
+    ]
     rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe layers ({target})", progress, n_boot)
     return tidy(rows, variant="")
 
 
 def probe_heads(
-    reps: Representations, y: np.ndarray, *, target: str = "gender", poolings: Sequence[str] | None = None,
-    groups: np.ndarray | None = None, n_folds: int = 5, seed: int = 0, probe: LinearProbe | None = None,
-    progress: bool = False, n_boot: int = N_BOOT,
+    reps: Representations,
+    y: np.ndarray,
+    *,
+    target: str = "gender",
+    poolings: Sequence[str] | None = None,
+    groups: np.ndarray | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    probe: LinearProbe | None = None,
+    progress: bool = False,
+    n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Probe every head's pooled context vector; rows have ``unit="head"``, block ``layer`` and original ``head`` id.
 
@@ -238,9 +318,11 @@ def probe_heads(
     if not reps.heads:
         raise ValueError("these representations have no heads; extract them with extract(..., heads=True).")
     probe = probe if probe is not None else LinearProbe(seed=seed)
-    features = [({"unit": "head", "layer": layer, "head": reps.head_ids[layer][h], "pooling": p},
-                 reps.heads[p][layer, h])
-                for p in resolve_poolings(reps.heads, poolings)
-                for layer in range(reps.n_layers) for h in range(len(reps.head_ids[layer]))]
+    features = [
+        ({"unit": "head", "layer": layer, "head": reps.head_ids[layer][h], "pooling": p}, reps.heads[p][layer, h])
+        for p in resolve_poolings(reps.heads, poolings)
+        for layer in range(reps.n_layers)
+        for h in range(len(reps.head_ids[layer]))
+    ]
     rows = _rows(features, y, target, groups, n_folds, seed, probe, f"probe heads ({target})", progress, n_boot)
     return tidy(rows, variant="")

@@ -16,7 +16,6 @@ class proportions (each class's examples spread evenly over the order), and the 
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,7 +43,12 @@ def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def online_codelength(
-    X: np.ndarray, y: np.ndarray, *, fractions: Sequence[float] = BLOCK_FRACTIONS, C: float = 0.1, seed: int = 0,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    fractions: Sequence[float] = BLOCK_FRACTIONS,
+    C: float = 0.1,
+    seed: int = 0,
     max_iter: int = 1000,
 ) -> tuple[float, float]:
     """Online codelength of ``y`` given ``X`` (Voita & Titov 2020) and the uniform codelength, in bits.
@@ -69,15 +73,18 @@ def online_codelength(
     y = np.asarray(y)
     f = np.asarray(fractions, dtype=float)
     if f.ndim != 1 or len(f) < 2 or f[-1] != 1.0 or (np.diff(f) <= 0).any() or f[0] <= 0:
-        raise ValueError(f"fractions={tuple(fractions)!r}: give increasing shares in (0, 1] ending at 1.0, "
-                         f"e.g. {BLOCK_FRACTIONS}.")
+        raise ValueError(
+            f"fractions={tuple(fractions)!r}: give increasing shares in (0, 1] ending at 1.0, e.g. {BLOCK_FRACTIONS}."
+        )
     classes = np.unique(y)
     order = _stratified_order(y, np.random.default_rng(seed))
     ends = np.unique(np.round(f * len(y)).astype(int))
     ends = ends[ends >= min(2 * len(classes), len(y))]  # a first block needs two examples per class
     if len(np.unique(y[order[: ends[0]]])) < len(classes):
-        raise ValueError(f"the first block ({ends[0]} examples, fraction {f[0]}) misses a class of {len(classes)}; "
-                         "the probe must see every class before it codes. Fix: a larger first fraction or more data.")
+        raise ValueError(
+            f"the first block ({ends[0]} examples, fraction {f[0]}) misses a class of {len(classes)}; "
+            "the probe must see every class before it codes. Fix: a larger first fraction or more data."
+        )
     uniform = len(y) * np.log2(len(classes))
     bits = ends[0] * np.log2(len(classes))
     for start, stop in itertools.pairwise(ends):
@@ -92,8 +99,14 @@ def online_codelength(
 
 
 def mdl_layers(
-    reps: Representations, y: np.ndarray, *, target: str = "gender", poolings: Sequence[str] | None = None,
-    fractions: Sequence[float] = BLOCK_FRACTIONS, C: float = 0.1, seed: int = 0,
+    reps: Representations,
+    y: np.ndarray,
+    *,
+    target: str = "gender",
+    poolings: Sequence[str] | None = None,
+    fractions: Sequence[float] = BLOCK_FRACTIONS,
+    C: float = 0.1,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Online codelength and compression of ``y`` for every layer of ``reps``.
 
@@ -107,6 +120,15 @@ def mdl_layers(
         for layer in range(reps.n_layers + 1):
             bits, uniform = online_codelength(reps.layers[p][layer], y, fractions=fractions, C=C, seed=seed)
             for metric, value in (("mdl_codelength", bits), ("mdl_compression", uniform / bits)):
-                rows.append({"unit": "layer", "layer": layer, "metric": metric, "subset": target, "value": value,
-                             "n": len(y), "pooling": p})
+                rows.append(
+                    {
+                        "unit": "layer",
+                        "layer": layer,
+                        "metric": metric,
+                        "subset": target,
+                        "value": value,
+                        "n": len(y),
+                        "pooling": p,
+                    }
+                )
     return tidy(rows, variant="")

@@ -16,8 +16,9 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["the", "a", "he", "she", "his", "her", "nurse", "doctor", "is", "was", "said", "and", "to", "of", "in"]
 
 
-def tinybert_layout(path: str | Path, *, seed: int = 0, vocab: Sequence[str] | None = None,
-                    **overrides) -> dict[str, torch.Tensor]:
+def tinybert_layout(
+    path: str | Path, *, seed: int = 0, vocab: Sequence[str] | None = None, **overrides
+) -> dict[str, torch.Tensor]:
     """Write a TinyBERT general checkpoint as it ships on the hub into ``path``; return its state dict.
 
     Layout (as ``huawei-noah/TinyBERT_General_4L_312D``): config.json without ``model_type`` or ``architectures``,

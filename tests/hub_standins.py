@@ -32,8 +32,13 @@ from pipeline.models import load_model
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "paper.toml"
 HUB_NAMES = ("bert-base-uncased", "distilbert-base-uncased", "huawei-noah/TinyBERT_General_4L_312D")
-BERT_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
-              "max_position_embeddings": 512}
+BERT_SHAPE = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
 
 
 def _tokenizer():
@@ -81,8 +86,11 @@ def distilbert_base_uncased(folder: Path, tokenizer=None) -> Path:
     """The distilbert-base-uncased stand-in (``DistilBertForMaskedLM``; random, so its head is not usable)."""
     tokenizer = tokenizer or _tokenizer()
     torch.manual_seed(1)
-    model = DistilBertForMaskedLM(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=4,
-                                                   hidden_dim=64, max_position_embeddings=512))
+    model = DistilBertForMaskedLM(
+        DistilBertConfig(
+            vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=512
+        )
+    )
     model.eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -99,9 +107,11 @@ def tinybert_general(folder: Path, tokenizer=None) -> Path:
 def build_standins(root: Path) -> dict[str, Path]:
     """The three stand-in folders under ``root``, keyed by the hub name they replace."""
     tokenizer = _tokenizer()
-    return {"bert-base-uncased": bert_base_uncased(root / "bert-base-uncased", tokenizer),
-            "distilbert-base-uncased": distilbert_base_uncased(root / "distilbert-base-uncased", tokenizer),
-            "huawei-noah/TinyBERT_General_4L_312D": tinybert_general(root / "TinyBERT_General_4L_312D", tokenizer)}
+    return {
+        "bert-base-uncased": bert_base_uncased(root / "bert-base-uncased", tokenizer),
+        "distilbert-base-uncased": distilbert_base_uncased(root / "distilbert-base-uncased", tokenizer),
+        "huawei-noah/TinyBERT_General_4L_312D": tinybert_general(root / "TinyBERT_General_4L_312D", tokenizer),
+    }
 
 
 def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str = "paper") -> dict:
@@ -120,15 +130,38 @@ def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str =
     cfg["task"].update(path=str(data_root() / "bias_in_bios" / "sample"), max_train=48, max_eval=28, max_length=16)
     cfg["finetune"].update(epochs=1, batch_size=16, eval_batch_size=64)
     cfg["compress"]["distil"].update(epochs=1, batch_size=16)
-    cfg["compress"]["tiny"].update(n_layers=2, hidden_size=16, n_heads=4, d_ff=32, epochs=1, pred_epochs=1,
-                                   batch_size=16)
+    cfg["compress"]["tiny"].update(
+        n_layers=2, hidden_size=16, n_heads=4, d_ff=32, epochs=1, pred_epochs=1, batch_size=16
+    )
     cfg["compress"]["prune"].update(importance_examples=16)
     cfg["compress"]["biasprune"].update(heads=[1], protect=0.0, bias_examples=8, importance_examples=16)
     cfg["compress"]["erase"].update(fit_examples=32)
-    cfg["metrics"].update(latency_batch_sizes=[1], latency_repeats=1, n_boot=10, seat_n_samples=100,
-                          seat_form="word", poolings=["mean"], max_examples=6, batch_size=64)
-    cfg["attribution"].update(variants=["teacher-ft", "hub-tinybert-ft_after@balanced"], n_examples=4, ig_steps=2,
-                              token_examples=1, cumulative_steps=2, n_boot=10, batch_size=64)
-    cfg["probes"].update(variants=["teacher-ft", "distil-ft_none@balanced"], max_examples=28, n_folds=2, inner_cv=2,
-                         n_boot=10, mdl=False, heads=False)
+    cfg["metrics"].update(
+        latency_batch_sizes=[1],
+        latency_repeats=1,
+        n_boot=10,
+        seat_n_samples=100,
+        seat_form="word",
+        poolings=["mean"],
+        max_examples=6,
+        batch_size=64,
+    )
+    cfg["attribution"].update(
+        variants=["teacher-ft", "hub-tinybert-ft_after@balanced"],
+        n_examples=4,
+        ig_steps=2,
+        token_examples=1,
+        cumulative_steps=2,
+        n_boot=10,
+        batch_size=64,
+    )
+    cfg["probes"].update(
+        variants=["teacher-ft", "distil-ft_none@balanced"],
+        max_examples=28,
+        n_folds=2,
+        inner_cv=2,
+        n_boot=10,
+        mdl=False,
+        heads=False,
+    )
     return cfg

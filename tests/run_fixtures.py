@@ -15,8 +15,13 @@ from pipeline.models import load_model
 from pipeline.runs.config import config_from_dict
 from pipeline.runs.run import run
 
-TEACHER_SHAPE = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128,
-                 "max_position_embeddings": 64}
+TEACHER_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "max_position_embeddings": 64,
+}
 SEEDS = [0, 1]
 ATTRIBUTED = ["teacher-ft", "distil-ft_before", "int8-ft_before"]
 PROBED = ["teacher-ft", "distil-ft_before"]
@@ -34,13 +39,36 @@ def demo_config(out_dir: Path, teacher: Path, *, name: str = "demo", analyses=No
             "distil": {"orders": ["before"], "epochs": 1, "lr": 2e-3, "batch_size": 16, "warmup_ratio": 0.0},
             "int8": {"orders": ["before"]},
         },
-        "metrics": {"latency_batch_sizes": [1], "latency_repeats": 1,
-                    "metrics": ["extrinsic", "counterfactual", "seat", "crows", "stereoset"], "n_boot": 50,
-                    "poolings": ["cls"], "seat_form": "word", "seat_n_samples": 200},
-        "attribution": {"variants": ATTRIBUTED, "n_examples": 12, "token_examples": TOKEN_EXAMPLES, "ig_steps": 4,
-                        "cumulative_steps": 5, "n_boot": 50, "top_k": 4},
-        "probes": {"variants": PROBED, "poolings": ["mean"], "n_folds": 2, "inner_cv": 2, "Cs": [1.0],
-                   "max_examples": N_EVAL, "min_class_size": 2, "heads": True, "erasure_layers": [-1], "n_boot": 50},
+        "metrics": {
+            "latency_batch_sizes": [1],
+            "latency_repeats": 1,
+            "metrics": ["extrinsic", "counterfactual", "seat", "crows", "stereoset"],
+            "n_boot": 50,
+            "poolings": ["cls"],
+            "seat_form": "word",
+            "seat_n_samples": 200,
+        },
+        "attribution": {
+            "variants": ATTRIBUTED,
+            "n_examples": 12,
+            "token_examples": TOKEN_EXAMPLES,
+            "ig_steps": 4,
+            "cumulative_steps": 5,
+            "n_boot": 50,
+            "top_k": 4,
+        },
+        "probes": {
+            "variants": PROBED,
+            "poolings": ["mean"],
+            "n_folds": 2,
+            "inner_cv": 2,
+            "Cs": [1.0],
+            "max_examples": N_EVAL,
+            "min_class_size": 2,
+            "heads": True,
+            "erasure_layers": [-1],
+            "n_boot": 50,
+        },
     }
     if analyses is not None:
         config["run"]["analyses"] = list(analyses)

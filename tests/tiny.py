@@ -15,16 +15,34 @@ from transformers import (
 
 def tiny_bert_config(**overrides) -> BertConfig:
     """A 3-layer, 4-head, 32-wide random BERT (results on it mean nothing; shapes and maths do)."""
-    kw = {"vocab_size": 120, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 48,
-              "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "num_labels": 3}
+    kw = {
+        "vocab_size": 120,
+        "hidden_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "intermediate_size": 48,
+        "max_position_embeddings": 64,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "num_labels": 3,
+    }
     kw.update(overrides)
     return BertConfig(**kw)
 
 
 def tiny_distilbert_config(**overrides) -> DistilBertConfig:
     """A 2-layer, 4-head, 32-wide random DistilBERT."""
-    kw = {"vocab_size": 120, "dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 48, "max_position_embeddings": 64,
-              "dropout": 0.0, "attention_dropout": 0.0, "num_labels": 3}
+    kw = {
+        "vocab_size": 120,
+        "dim": 32,
+        "n_layers": 2,
+        "n_heads": 4,
+        "hidden_dim": 48,
+        "max_position_embeddings": 64,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+        "num_labels": 3,
+    }
     kw.update(overrides)
     return DistilBertConfig(**kw)
 
@@ -48,6 +66,6 @@ def random_batch(batch: int = 4, seq: int = 9, vocab: int = 120, *, seed: int = 
     mask = torch.ones(batch, seq, dtype=torch.long)
     if pad_last:
         for row in range(1, batch):
-            mask[row, seq - row:] = 0
-            ids[row, seq - row:] = 0
+            mask[row, seq - row :] = 0
+            ids[row, seq - row :] = 0
     return ids, mask

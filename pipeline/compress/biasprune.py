@@ -36,8 +36,9 @@ class PruneChoice:
     kept: list[list[int]]
 
 
-def heads_to_remove(heads_per_layer: tuple[int, ...], *, count: int | None = None,
-                    fraction: float | None = None) -> int:
+def heads_to_remove(
+    heads_per_layer: tuple[int, ...], *, count: int | None = None, fraction: float | None = None
+) -> int:
     """The number of heads to remove: ``count``, or ``round(fraction * heads)``.
 
     Raises:
@@ -49,15 +50,21 @@ def heads_to_remove(heads_per_layer: tuple[int, ...], *, count: int | None = Non
     n = int(count) if count is not None else round(float(fraction) * total)
     asked = f"{count} heads" if count is not None else f"fraction {fraction} ({n} of {total} heads)"
     if n < 1 or n > total - n_layers:
-        raise ValueError(f"cannot remove {asked}: the model has {total} heads in {n_layers} layers "
-                         f"({list(heads_per_layer)} per layer) and each layer keeps at least one, so "
-                         f"1..{total - n_layers} heads can go. Fix: ask for fewer heads.")
+        raise ValueError(
+            f"cannot remove {asked}: the model has {total} heads in {n_layers} layers "
+            f"({list(heads_per_layer)} per layer) and each layer keeps at least one, so "
+            f"1..{total - n_layers} heads can go. Fix: ask for fewer heads."
+        )
     return n
 
 
 def _present(scores: Tensor) -> list[tuple[float, int, int]]:
-    return [(float(scores[l, h]), l, h) for l in range(scores.shape[0]) for h in range(scores.shape[1])
-            if not torch.isnan(scores[l, h])]
+    return [
+        (float(scores[l, h]), l, h)
+        for l in range(scores.shape[0])
+        for h in range(scores.shape[1])
+        if not torch.isnan(scores[l, h])
+    ]
 
 
 def protected_heads(importance: Float[Tensor, "layer head"], share: float) -> set[Head]:
@@ -65,11 +72,12 @@ def protected_heads(importance: Float[Tensor, "layer head"], share: float) -> se
     if not 0.0 <= share < 1.0:
         raise ValueError(f"protect={share!r} must lie in [0, 1): the share of heads kept for accuracy.")
     present = sorted(_present(importance), key=lambda t: (-t[0], t[1], t[2]))
-    return {(l, h) for _, l, h in present[:round(share * len(present))]}
+    return {(l, h) for _, l, h in present[: round(share * len(present))]}
 
 
-def select_removal(scores: Float[Tensor, "layer head"], n_remove: int, *,
-                   protected: set[Head] | frozenset[Head] = frozenset()) -> tuple[list[list[int]], list[Head]]:
+def select_removal(
+    scores: Float[Tensor, "layer head"], n_remove: int, *, protected: set[Head] | frozenset[Head] = frozenset()
+) -> tuple[list[list[int]], list[Head]]:
     """Remove the ``n_remove`` highest-scoring heads (ties by layer, head), never a protected one, never a layer's
     last; returns (positions kept per layer, heads removed in order).
 
@@ -86,14 +94,22 @@ def select_removal(scores: Float[Tensor, "layer head"], n_remove: int, *,
             keep[layer].discard(head)
             removed.append((layer, head))
     if len(removed) < n_remove:
-        raise ValueError(f"only {len(removed)} of the {n_remove} heads asked for can be removed: {len(protected)} "
-                         "are protected for accuracy and each layer keeps one head. Fix: lower the number of heads "
-                         "or compress.biasprune.protect.")
+        raise ValueError(
+            f"only {len(removed)} of the {n_remove} heads asked for can be removed: {len(protected)} "
+            "are protected for accuracy and each layer keeps one head. Fix: lower the number of heads "
+            "or compress.biasprune.protect."
+        )
     return [sorted(keep[l]) for l in range(scores.shape[0])], removed
 
 
-def bias_prune(anatomy: Anatomy, bias_effect: Float[Tensor, "layer head"], importance: Float[Tensor, "layer head"],
-               n_remove: int, *, protect: float = 0.0) -> PruneChoice:
+def bias_prune(
+    anatomy: Anatomy,
+    bias_effect: Float[Tensor, "layer head"],
+    importance: Float[Tensor, "layer head"],
+    n_remove: int,
+    *,
+    protect: float = 0.0,
+) -> PruneChoice:
     """Remove in place the ``n_remove`` unprotected heads whose removal lowers bias most (largest ``bias_effect``),
     protecting the ``protect`` share most important for the task."""
     _check_shapes(anatomy, bias_effect, importance)
@@ -112,5 +128,7 @@ def importance_prune(anatomy: Anatomy, importance: Float[Tensor, "layer head"], 
 def _check_shapes(anatomy: Anatomy, *scores: Tensor) -> None:
     for s in scores:
         if tuple(s.shape) != (anatomy.n_layers, anatomy.n_heads):
-            raise ValueError(f"head scores have shape {tuple(s.shape)}; the model has (layer, head) = "
-                             f"{(anatomy.n_layers, anatomy.n_heads)}.")
+            raise ValueError(
+                f"head scores have shape {tuple(s.shape)}; the model has (layer, head) = "
+                f"{(anatomy.n_layers, anatomy.n_heads)}."
+            )

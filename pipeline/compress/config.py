@@ -16,8 +16,16 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct, unit_interval
 
-__all__ = ["BiasPruneSection", "CompressSection", "DistilSection", "EraseSection", "Int8Section", "MethodSection",
-           "PruneSection", "TinySection"]
+__all__ = [
+    "BiasPruneSection",
+    "CompressSection",
+    "DistilSection",
+    "EraseSection",
+    "Int8Section",
+    "MethodSection",
+    "PruneSection",
+    "TinySection",
+]
 
 
 class MethodSection(Settings):
@@ -108,11 +116,15 @@ class TinySection(_Method):
     @model_validator(mode="after")
     def _shape(self) -> TinySection:
         if self.hidden_size is not None and self.n_heads is not None and self.hidden_size % self.n_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of n_heads {self.n_heads}; "
-                             "pick sizes with hidden_size % n_heads == 0")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of n_heads {self.n_heads}; "
+                "pick sizes with hidden_size % n_heads == 0"
+            )
         if self.layer_map is not None and self.n_layers is not None and len(self.layer_map) != self.n_layers:
-            raise ValueError(f"layer_map has {len(self.layer_map)} entries but n_layers = {self.n_layers}; "
-                             "give one teacher layer per student layer")
+            raise ValueError(
+                f"layer_map has {len(self.layer_map)} entries but n_layers = {self.n_layers}; "
+                "give one teacher layer per student layer"
+            )
         return self
 
 
@@ -133,7 +145,8 @@ class PruneSection(MethodSection):
 
     def methods(self) -> list[tuple[str, str, dict]]:
         return [(f"prune{f * 100:g}", "prune", {"fraction": f}) for f in self.fractions] + [
-            (f"sparse{s * 100:g}", "sparse", {"sparsity": s}) for s in self.sparsities]
+            (f"sparse{s * 100:g}", "sparse", {"sparsity": s}) for s in self.sparsities
+        ]
 
     @field_validator("fractions", "sparsities")
     @classmethod
@@ -174,12 +187,16 @@ class _Mitigation(MethodSection):
             raise ValueError("on is empty, which would drop the method silently; give 'teacher' and/or method names")
         bad = [b for b in v if not re.fullmatch(r"[a-z][a-z0-9_]*", b)]
         if bad:
-            raise ValueError(f"on {bad}: give 'teacher' or names of this run's compression methods (distil, tiny, "
-                             "prune30, ...); hub students are not compressed here")
+            raise ValueError(
+                f"on {bad}: give 'teacher' or names of this run's compression methods (distil, tiny, "
+                "prune30, ...); hub students are not compressed here"
+            )
         quantised = [b for b in v if b.startswith("int8")]
         if quantised:
-            raise ValueError(f"on {quantised}: an int8 model is quantised for evaluation only (no gradients, not "
-                             "saved quantised); mitigate before quantising")
+            raise ValueError(
+                f"on {quantised}: an int8 model is quantised for evaluation only (no gradients, not "
+                "saved quantised); mitigate before quantising"
+            )
         return v
 
     def bases(self) -> tuple[str, ...]:
@@ -228,8 +245,9 @@ class BiasPruneSection(_Mitigation):
         return self
 
     def methods(self) -> list[tuple[str, str, dict]]:
-        sizes = [(f"{k}h", {"heads": k}) for k in self.heads] + [(f"{f * 100:g}", {"fraction": f})
-                                                                 for f in self.fractions]
+        sizes = [(f"{k}h", {"heads": k}) for k in self.heads] + [
+            (f"{f * 100:g}", {"fraction": f}) for f in self.fractions
+        ]
         out = []
         for suffix, size in sizes:
             out.append((f"biasprune{suffix}", self.op, {**size, "by": "bias"}))

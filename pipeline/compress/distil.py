@@ -30,15 +30,22 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from pipeline.anatomy import Anatomy
+from pipeline.compress.config import DistilSection
 from pipeline.compress.losses import cosine_loss, model_inputs, soft_kl
 from pipeline.compress.mixup import GenderMixup, counterfactual_inputs, mix, mixed_embeddings
-from pipeline.compress.config import DistilSection
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, mask_tokens, seeded
 
-__all__ = ["N_LAYERS_ATTR", "check_layer_map", "default_layer_map", "distil", "init_student", "require_uncompressed",
-           "teacher_key"]
+__all__ = [
+    "N_LAYERS_ATTR",
+    "check_layer_map",
+    "default_layer_map",
+    "distil",
+    "init_student",
+    "require_uncompressed",
+    "teacher_key",
+]
 
 _LAYER_KEY = re.compile(r"((?:^|\.)(?:encoder|transformer)\.layer)\.(\d+)\.")
 N_LAYERS_ATTR = {"bert": "num_hidden_layers", "distilbert": "n_layers"}  # config attribute of the block count
@@ -58,9 +65,11 @@ def check_layer_map(layer_map: Sequence[int], n_teacher: int, key: str = "layer_
     """Return ``layer_map`` as a tuple; ValueError naming ``key`` unless it is increasing within the teacher."""
     bad = [l for l in layer_map if not isinstance(l, int) or not 0 <= l < n_teacher]
     if not layer_map or bad:
-        raise ValueError(f"{key} = {list(layer_map)}: {bad or 'empty'} is out of range; the teacher has layers "
-                         f"0..{n_teacher - 1}. Give one teacher layer per student layer, e.g. "
-                         f"{list(default_layer_map(n_teacher))}.")
+        raise ValueError(
+            f"{key} = {list(layer_map)}: {bad or 'empty'} is out of range; the teacher has layers "
+            f"0..{n_teacher - 1}. Give one teacher layer per student layer, e.g. "
+            f"{list(default_layer_map(n_teacher))}."
+        )
     if list(layer_map) != sorted(set(layer_map)):
         raise ValueError(f"{key} = {list(layer_map)} must be strictly increasing.")
     return tuple(layer_map)
@@ -88,8 +97,9 @@ def init_student(teacher: LoadedModel, layer_map: Sequence[int]) -> LoadedModel:
     source = teacher.model.state_dict()
     student.load_state_dict({k: source[teacher_key(k, layer_map)].clone() for k in student.state_dict()})
     student.to(teacher.device).eval()
-    return LoadedModel(student, teacher.tokenizer, Anatomy(student), teacher.head, teacher.head_trained,
-                       f"distil({teacher.source})")
+    return LoadedModel(
+        student, teacher.tokenizer, Anatomy(student), teacher.head, teacher.head_trained, f"distil({teacher.source})"
+    )
 
 
 class _DistilObjective(nn.Module):
@@ -178,8 +188,10 @@ def distil(
     require_uncompressed(teacher, "distil")
     mode = _mode(teacher)
     if mode == "hidden" and cfg.alpha_cos == 0:
-        raise ValueError(f"{teacher.source} has no trained task or MLM head, so only the cosine loss applies, but "
-                         "compress.distil.alpha_cos = 0; give it a weight or fine-tune the teacher first.")
+        raise ValueError(
+            f"{teacher.source} has no trained task or MLM head, so only the cosine loss applies, but "
+            "compress.distil.alpha_cos = 0; give it a weight or fine-tune the teacher first."
+        )
     layer_map = cfg.layer_map or default_layer_map(teacher.anatomy.n_layers)
     student = init_student(teacher, check_layer_map(layer_map, teacher.anatomy.n_layers, "compress.distil.layer_map"))
     tokenizer, labels = teacher.tokenizer, torch.tensor(train.labels)
@@ -187,13 +199,17 @@ def distil(
     masking = torch.Generator().manual_seed(seed)
 
     def collate(rows: list[int]) -> dict[str, Tensor]:
-        batch = pairs.collate(tokenizer, rows, max_length) if pairs else encode(
-            tokenizer, [train.texts[i] for i in rows], max_length)
+        batch = (
+            pairs.collate(tokenizer, rows, max_length)
+            if pairs
+            else encode(tokenizer, [train.texts[i] for i in rows], max_length)
+        )
         if mode == "task":
             batch["labels"] = labels[rows]
         elif mode == "mlm":
-            masked, batch["labels"] = mask_tokens(batch["input_ids"], batch["attention_mask"], tokenizer,
-                                                  probability=mlm_probability, generator=masking)
+            masked, batch["labels"] = mask_tokens(
+                batch["input_ids"], batch["attention_mask"], tokenizer, probability=mlm_probability, generator=masking
+            )
             if pairs:  # the twin is masked at the same positions with the same replacement tokens
                 changed = masked != batch["input_ids"]
                 batch["cf_input_ids"] = torch.where(changed, masked, batch["cf_input_ids"])
@@ -203,6 +219,11 @@ def distil(
     teacher.model.requires_grad_(False)
     with seeded(seed):
         loader = batch_loader(len(train), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-        result = fit(_DistilObjective(student, teacher, cfg, mode, mixup), loader, OptimSettings.of(cfg),
-                     accelerator=accelerator or make_accelerator(), desc=f"distil[{mode}]")
+        result = fit(
+            _DistilObjective(student, teacher, cfg, mode, mixup),
+            loader,
+            OptimSettings.of(cfg),
+            accelerator=accelerator or make_accelerator(),
+            desc=f"distil[{mode}]",
+        )
     return student, result

@@ -30,13 +30,16 @@ def erased_layers(layers: tuple[int, ...], n_layers: int) -> list[int]:
     except IndexError as err:
         raise ValueError(f"compress.erase.layers = {list(layers)}: {err}") from None
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f"compress.erase.layers = {list(layers)} names a layer twice in a model with {n_layers} "
-                         f"blocks (they resolve to {resolved}); list each layer once.")
+        raise ValueError(
+            f"compress.erase.layers = {list(layers)} names a layer twice in a model with {n_layers} "
+            f"blocks (they resolve to {resolved}); list each layer once."
+        )
     return sorted(resolved)
 
 
-def erase(loaded: LoadedModel, train: TaskData, section, *, batch_size: int, max_length: int,
-          seed: int = 0) -> list[dict]:
+def erase(
+    loaded: LoadedModel, train: TaskData, section, *, batch_size: int, max_length: int, seed: int = 0
+) -> list[dict]:
     """Fit gender erasers on ``train`` at ``section.layers`` and install them in ``loaded`` in place.
 
     Args:
@@ -55,8 +58,22 @@ def erase(loaded: LoadedModel, train: TaskData, section, *, batch_size: int, max
     loaded.report_truncation(fit.texts, max_length, name=f"{train.name} (eraser fit)")
     for layer in layers:
         for target in section.fit_on:  # each eraser is fitted with the ones before it in place
-            eraser = fit_leace(loaded, fit.texts, fit.genders, layer, fit_on=target, method=section.method,
-                               batch_size=batch_size, max_length=max_length)
-            install_erasers(loaded.model, {layer: eraser}, concept="gender", fit_on=list(section.fit_on),
-                            method=section.method, n_texts=len(fit))
+            eraser = fit_leace(
+                loaded,
+                fit.texts,
+                fit.genders,
+                layer,
+                fit_on=target,
+                method=section.method,
+                batch_size=batch_size,
+                max_length=max_length,
+            )
+            install_erasers(
+                loaded.model,
+                {layer: eraser},
+                concept="gender",
+                fit_on=list(section.fit_on),
+                method=section.method,
+                n_texts=len(fit),
+            )
     return [{"unit": "layer", "layer": layer, "metric": "erased", "value": 1.0, "n": len(fit)} for layer in layers]

@@ -24,16 +24,23 @@ def model_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: batch[k] for k in INPUT_KEYS if k in batch}
 
 
-def soft_kl(student: Float[Tensor, "n classes"], teacher: Float[Tensor, "n classes"],
-            temperature: float) -> Float[Tensor, ""]:
+def soft_kl(
+    student: Float[Tensor, "n classes"], teacher: Float[Tensor, "n classes"], temperature: float
+) -> Float[Tensor, ""]:
     """``KL(softmax(t/T) || softmax(s/T)) * T^2``, averaged over rows."""
     t = temperature
-    return F.kl_div(F.log_softmax(student.float() / t, -1), F.softmax(teacher.float() / t, -1),
-                    reduction="batchmean") * t * t
+    return (
+        F.kl_div(F.log_softmax(student.float() / t, -1), F.softmax(teacher.float() / t, -1), reduction="batchmean")
+        * t
+        * t
+    )
 
 
-def cosine_loss(student: Float[Tensor, "batch seq d_model"], teacher: Float[Tensor, "batch seq d_model"],
-                attention_mask: Int[Tensor, "batch seq"]) -> Float[Tensor, ""]:
+def cosine_loss(
+    student: Float[Tensor, "batch seq d_model"],
+    teacher: Float[Tensor, "batch seq d_model"],
+    attention_mask: Int[Tensor, "batch seq"],
+) -> Float[Tensor, ""]:
     """Mean over non-padding tokens of ``1 - cos(student, teacher)``."""
     keep = attention_mask.bool()  # (batch, seq)
     cos = F.cosine_similarity(student[keep].float(), teacher[keep].float(), dim=-1)  # (tokens,)

@@ -55,8 +55,9 @@ class GenderMixup:
         seed: seeds the draws of ``lam``.
     """
 
-    def __init__(self, texts: Sequence[str], *, swapper: GenderSwapper | None = None, alpha: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, texts: Sequence[str], *, swapper: GenderSwapper | None = None, alpha: float = 0.0, seed: int = 0
+    ) -> None:
         if alpha < 0:
             raise ValueError(f"alpha={alpha!r} must be >= 0 (0 means a fixed lambda of 0.5).")
         swapper = swapper or GenderSwapper.from_winobias()
@@ -69,8 +70,13 @@ class GenderMixup:
     def collate(self, tokenizer: PreTrainedTokenizerBase, rows: Sequence[int], max_length: int) -> dict[str, Tensor]:
         """Encode rows and their twins to one padded length; add ``cf_*`` keys and ``mix_lambda`` (batch,)."""
         n = len(rows)
-        enc = tokenizer([self.texts[i] for i in rows] + [self.swapped[i] for i in rows], padding=True,
-                        truncation=True, max_length=max_length, return_tensors="pt")
+        enc = tokenizer(
+            [self.texts[i] for i in rows] + [self.swapped[i] for i in rows],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         batch = {k: v[:n] for k, v in enc.items()}
         batch.update({CF_PREFIX + k: v[n:] for k, v in enc.items()})
         aligned = (batch["attention_mask"] == batch[CF_PREFIX + "attention_mask"]).all(1)  # (batch,)

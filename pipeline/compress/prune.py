@@ -76,8 +76,10 @@ def shrink_heads(anatomy: Anatomy, keep: Sequence[Sequence[int]]) -> None:
         n_now = anatomy.out_proj(layer).in_features // d_head
         heads = sorted(int(h) for h in heads)
         if not heads or len(set(heads)) != len(heads) or heads[0] < 0 or heads[-1] >= n_now:
-            raise ValueError(f"layer {layer}: heads to keep {heads} must be distinct positions in 0..{n_now - 1} "
-                             "and at least one per layer.")
+            raise ValueError(
+                f"layer {layer}: heads to keep {heads} must be distinct positions in 0..{n_now - 1} "
+                "and at least one per layer."
+            )
         if len(heads) == n_now:
             continue
         index = torch.cat([torch.arange(h * d_head, (h + 1) * d_head) for h in heads])  # (kept * d_head,)
@@ -151,8 +153,12 @@ def select_heads(importance: Float[Tensor, "layer head"], fraction: float) -> li
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction={fraction!r} must lie in [0, 1): the share of heads to remove.")
-    present = [(float(importance[l, h]), l, h) for l in range(importance.shape[0]) for h in range(importance.shape[1])
-               if not torch.isnan(importance[l, h])]
+    present = [
+        (float(importance[l, h]), l, h)
+        for l in range(importance.shape[0])
+        for h in range(importance.shape[1])
+        if not torch.isnan(importance[l, h])
+    ]
     keep = {l: {h for _, ll, h in present if ll == l} for l in range(importance.shape[0])}
     n_remove = round(fraction * len(present))
     for _, layer, head in sorted(present):

@@ -23,8 +23,6 @@ beyond the copy), ``random`` uses the config's initialiser as TinyBERT's general
 
 from __future__ import annotations
 
-from typing_extensions import Self
-
 import copy
 from collections.abc import Sequence
 
@@ -32,11 +30,12 @@ import torch
 from accelerate import Accelerator
 from jaxtyping import Float, Int
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from pipeline.anatomy import Anatomy
+from pipeline.compress.config import TinySection
 from pipeline.compress.distil import N_LAYERS_ATTR, check_layer_map, require_uncompressed, teacher_key
 from pipeline.compress.losses import masked_mse, model_inputs, soft_kl
-from pipeline.compress.config import TinySection
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, seeded
@@ -67,8 +66,9 @@ def student_shape(teacher: LoadedModel, cfg: TinySection) -> tuple[int, int, int
     d_ff = cfg.d_ff or 4 * hidden
     if hidden % heads:
         raise ValueError(f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set both.")
-    layer_map = check_layer_map(cfg.layer_map or default_tiny_map(a.n_layers, n_layers), a.n_layers,
-                                "compress.tiny.layer_map")
+    layer_map = check_layer_map(
+        cfg.layer_map or default_tiny_map(a.n_layers, n_layers), a.n_layers, "compress.tiny.layer_map"
+    )
     if len(layer_map) != n_layers:
         raise ValueError(f"compress.tiny.layer_map has {len(layer_map)} entries for {n_layers} student layers.")
     return n_layers, hidden, heads, d_ff, layer_map
@@ -222,7 +222,14 @@ def tiny(
         results.append(fit(stage1, loader, OptimSettings.of(cfg), accelerator=accelerator, desc="tiny[layers]"))
         if teacher.head == "classifier" and teacher.head_trained and cfg.pred_epochs > 0:
             stage2 = _PredictionObjective(student, teacher, cfg.temperature)
-            results.append(fit(stage2, loader, OptimSettings.of(cfg, epochs=cfg.pred_epochs), accelerator=accelerator,
-                               desc="tiny[prediction]"))
+            results.append(
+                fit(
+                    stage2,
+                    loader,
+                    OptimSettings.of(cfg, epochs=cfg.pred_epochs),
+                    accelerator=accelerator,
+                    desc="tiny[prediction]",
+                )
+            )
             student.head_trained = True
     return student, results

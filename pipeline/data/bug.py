@@ -169,9 +169,15 @@ def load_bug(
     elif n_rare:
         frame = frame.assign(label=frame["label"].where(~is_rare, RARE_CLASS))
         label_names += (RARE_CLASS,)
-    logger.info("%s: %d classes with >= %d rows kept; %d rarer classes (%d rows) %s",
-                source.name, len(common), min_per_class, len(sizes) - len(common), n_rare,
-                "dropped" if rare == "drop" else f"folded into {RARE_CLASS!r}")
+    logger.info(
+        "%s: %d classes with >= %d rows kept; %d rarer classes (%d rows) %s",
+        source.name,
+        len(common),
+        min_per_class,
+        len(sizes) - len(common),
+        n_rare,
+        "dropped" if rare == "drop" else f"folded into {RARE_CLASS!r}",
+    )
     if len(label_names) < 2:
         raise ValueError(
             f"{source}: only {len(label_names)} class(es) have at least min_per_class={min_per_class} rows; a "

@@ -39,10 +39,12 @@ def counterfactual_augment(data: TaskData, swapper: GenderSwapper, *, mode: CdaM
     twins = counterfactual(data, swapper)
     changed = np.array([a != b for a, b in zip(data.texts, twins.texts)], dtype=bool)  # (n,)
     if not changed.any():
-        raise ValueError(f"no text of the training set {data.name!r} ({len(data)} rows) has a gendered word the "
-                         "swap lists know (pronouns, titles, gendered nouns, first names), so counterfactual data "
-                         "augmentation would add nothing. Fix: drop 'cda' from task.training_sets, or use data "
-                         "whose texts mention gender.")
+        raise ValueError(
+            f"no text of the training set {data.name!r} ({len(data)} rows) has a gendered word the "
+            "swap lists know (pronouns, titles, gendered nouns, first names), so counterfactual data "
+            "augmentation would add nothing. Fix: drop 'cda' from task.training_sets, or use data "
+            "whose texts mention gender."
+        )
     if changed.mean() < 0.1:
         log.warning("CDA: only %d of %d training texts have a gendered word to swap.", changed.sum(), len(data))
     if mode == "one_sided":

@@ -148,11 +148,22 @@ class TaskData:
             )
         if not keep.all():
             unknown = sorted({self.label_names[i] for i in self.labels[~keep]})
-            logger.warning("%s: %d of %d rows have a class the model does not know (%d classes, e.g. %s); dropped",
-                           self.name, int((~keep).sum()), len(self), len(unknown), unknown[:5])
+            logger.warning(
+                "%s: %d of %d rows have a class the model does not know (%d classes, e.g. %s); dropped",
+                self.name,
+                int((~keep).sum()),
+                len(self),
+                len(unknown),
+                unknown[:5],
+            )
         rows = np.flatnonzero(keep)
-        return TaskData(name=self.name, texts=tuple(self.texts[i] for i in rows), labels=new_ids[rows],
-                        genders=self.genders[rows], label_names=target)
+        return TaskData(
+            name=self.name,
+            texts=tuple(self.texts[i] for i in rows),
+            labels=new_ids[rows],
+            genders=self.genders[rows],
+            label_names=target,
+        )
 
     def counts(self) -> pd.DataFrame:
         """Tidy counts, one row per (label, gender) including empty cells: columns ``label, gender, n``."""
@@ -220,8 +231,15 @@ def check_usable(data: TaskData, source: str | Path) -> TaskData:
     repeats = len(data) - len(set(data.texts))
     if repeats:
         counts = pd.Series(data.texts).value_counts()
-        logger.warning("%s: %d texts occur more than once (%d extra rows of %d; most repeated x%d: %r)", source,
-                       int((counts > 1).sum()), repeats, len(data), int(counts.iloc[0]), str(counts.index[0])[:60])
+        logger.warning(
+            "%s: %d texts occur more than once (%d extra rows of %d; most repeated x%d: %r)",
+            source,
+            int((counts > 1).sum()),
+            repeats,
+            len(data),
+            int(counts.iloc[0]),
+            str(counts.index[0])[:60],
+        )
     if len(data) == 0:
         raise ValueError(f"{source}: no rows left to build task {data.name!r}. Fix: check the filters and the file.")
     present = np.unique(data.labels)
@@ -331,9 +349,7 @@ def split_indices(
     return {s: np.sort(np.concatenate([np.empty(0, np.int64), *parts[s]])) for s in SPLIT_NAMES}
 
 
-def split_task(
-    data: TaskData, *, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-) -> dict[str, TaskData]:
+def split_task(data: TaskData, *, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, TaskData]:
     """Deterministic stratified split into ``train``, ``dev`` and ``test`` (see :func:`split_indices`)."""
     return {s: data.subset(idx) for s, idx in split_indices(data, fractions=fractions, seed=seed).items()}
 
@@ -367,8 +383,12 @@ def rebalance_genders(data: TaskData, *, seed: int = 0) -> TaskData:
             emptied.append(label_name)
         keep += [rng.choice(men, k, replace=False), rng.choice(women, k, replace=False)]
     if emptied:
-        logger.info("rebalance_genders(%s): %d classes have one gender only and lose all rows: %s",
-                    data.name, len(emptied), emptied)
+        logger.info(
+            "rebalance_genders(%s): %d classes have one gender only and lose all rows: %s",
+            data.name,
+            len(emptied),
+            emptied,
+        )
     rows = np.sort(np.concatenate(keep))
     if len(rows) == 0:
         raise ValueError(f"rebalance_genders({data.name!r}): no class has both women and men, nothing is left.")

@@ -42,8 +42,11 @@ def load_task(
         FileNotFoundError: ``name`` is neither a known data set nor an existing file or folder.
     """
     if name in ("bug", "bug-gold"):
-        return load_bug(path or data_root(root) / "bug", file="gold" if name == "bug-gold" else "balanced",
-                        min_per_class=min_per_class)
+        return load_bug(
+            path or data_root(root) / "bug",
+            file="gold" if name == "bug-gold" else "balanced",
+            min_per_class=min_per_class,
+        )
     if name == "bias_in_bios":
         return load_bias_in_bios(path or data_root(root) / "bias_in_bios" / "sample")
     if name == BIOS_HUB_ID:
@@ -52,6 +55,8 @@ def load_task(
     if file.is_dir():
         return load_bias_in_bios(file)
     if not file.is_file():
-        raise FileNotFoundError(f"data {name!r} is neither one of {', '.join(TASK_NAMES)} nor an existing file or "
-                                "folder; give one of those names or the path of a table (CSV / parquet).")
+        raise FileNotFoundError(
+            f"data {name!r} is neither one of {', '.join(TASK_NAMES)} nor an existing file or "
+            "folder; give one of those names or the path of a table (CSV / parquet)."
+        )
     return load_table_task(file, text_col=text_col, label_col=label_col, gender_col=gender_col)

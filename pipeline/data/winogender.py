@@ -100,6 +100,8 @@ def occupation_stats(root: str | Path | None = None) -> pd.DataFrame:
     table = read_table(source)
     columns = ["occupation", "bergsma_pct_female", "bls_pct_female", "bls_year"]
     require_columns(table, columns, source, "point at Winogender's occupations-stats.tsv.")
-    return table[columns].astype(
-        {"occupation": str, "bergsma_pct_female": float, "bls_pct_female": float, "bls_year": int}
-    ).reset_index(drop=True)
+    return (
+        table[columns]
+        .astype({"occupation": str, "bergsma_pct_female": float, "bls_pct_female": float, "bls_year": int})
+        .reset_index(drop=True)
+    )

@@ -21,9 +21,7 @@ import numpy as np
 __all__ = ["bootstrap_ci", "bootstrap_indices"]
 
 
-def bootstrap_indices(
-    n: int, n_boot: int, *, seed: int = 0, strata: np.ndarray | None = None
-) -> np.ndarray:
+def bootstrap_indices(n: int, n_boot: int, *, seed: int = 0, strata: np.ndarray | None = None) -> np.ndarray:
     """Resampling indices, shape (n_boot, n): each row draws ``n`` indices with replacement.
 
     With ``strata`` (one int label per example) each stratum is resampled within itself, so every resample keeps
@@ -116,4 +114,3 @@ def bootstrap_ci(
     if value.ndim == 0:
         return float(value), float(low), float(high)
     return value, np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-

@@ -39,9 +39,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of permutation sampling, bootstrap, draws")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data-root", default=None, help="folder of the shared benchmark data")
-    parser.add_argument("--mlm-head-check", default="require", choices=("require", "report"),
-                        help="skip the MLM benchmarks of a head that fails the usability check (require), or score "
-                             "them anyway (report)")
+    parser.add_argument(
+        "--mlm-head-check",
+        default="require",
+        choices=("require", "report"),
+        help="skip the MLM benchmarks of a head that fails the usability check (require), or score "
+        "them anyway (report)",
+    )
     parser.add_argument("--out", help="also write the tidy rows here (.csv or .parquet)")
     return parser
 
@@ -54,11 +58,22 @@ def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsC
     for option in ("n_boot", "n_samples", "batch_size", "max_examples"):
         value = getattr(args, option)
         if value is not None and value < (0 if option == "n_boot" else 1):
-            raise SystemExit(f"--{option.replace('_', '-')} {value}: give a {'non-negative' if option == 'n_boot' else 'positive'} number.")
-    return BiasMetricsConfig(metrics=families, poolings=poolings, seat_form=args.form, seat_layer=args.layer,
-                             seat_n_samples=args.n_samples, max_examples=args.max_examples, n_boot=args.n_boot,
-                             seed=args.seed, batch_size=args.batch_size, data_root=args.data_root,
-                             mlm_head_check=args.mlm_head_check)
+            raise SystemExit(
+                f"--{option.replace('_', '-')} {value}: give a {'non-negative' if option == 'n_boot' else 'positive'} number."
+            )
+    return BiasMetricsConfig(
+        metrics=families,
+        poolings=poolings,
+        seat_form=args.form,
+        seat_layer=args.layer,
+        seat_n_samples=args.n_samples,
+        max_examples=args.max_examples,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data_root=args.data_root,
+        mlm_head_check=args.mlm_head_check,
+    )
 
 
 def _print_seat(table: pd.DataFrame, args: argparse.Namespace) -> None:
@@ -95,8 +110,10 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas metrics") -> 
             print(f"\n== {family.name}: {family.procedure}" + (f"\n   skipped: {reason}" if reason else ""))
             if family.needs == "mlm" and inputs.mlm_check is not None:
                 check = inputs.mlm_check
-                print(f"   MLM head check: top-1 {check.top1:.3f} vs unigram baseline {check.baseline:.3f} "
-                      f"({'passed' if check.passed else 'failed'})")
+                print(
+                    f"   MLM head check: top-1 {check.top1:.3f} vs unigram baseline {check.baseline:.3f} "
+                    f"({'passed' if check.passed else 'failed'})"
+                )
             table = family_frame(family, inputs)
             table["variant"] = args.model
             frames.append(table)

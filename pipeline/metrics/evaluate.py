@@ -50,8 +50,17 @@ from pipeline.metrics.winogender import winogender_metrics
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["FAMILIES", "METRIC_FAMILIES", "MLM_FAMILIES", "BiasMetricsConfig", "Inputs", "MetricFamilySpec", "bias_metrics",
-           "family_frame", "skip_reason"]
+__all__ = [
+    "FAMILIES",
+    "METRIC_FAMILIES",
+    "MLM_FAMILIES",
+    "BiasMetricsConfig",
+    "Inputs",
+    "MetricFamilySpec",
+    "bias_metrics",
+    "family_frame",
+    "skip_reason",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +102,9 @@ class Inputs:
                 f"the classifier has {n_labels} outputs but the test data {self.test.name!r} has "
                 f"{len(self.test.label_names)} classes. Fix: evaluate on the task the model was fine-tuned on."
             )
-        return classifier_logits(self.loaded, self.test.texts, batch_size=self.cfg.batch_size,
-                                 max_length=self.cfg.max_length)
+        return classifier_logits(
+            self.loaded, self.test.texts, batch_size=self.cfg.batch_size, max_length=self.cfg.max_length
+        )
 
     @property
     def root(self):
@@ -102,8 +112,12 @@ class Inputs:
 
     @property
     def common(self) -> dict:
-        return {"batch_size": self.cfg.batch_size, "n_boot": self.cfg.n_boot, "seed": self.cfg.seed,
-                "max_examples": self.cfg.max_examples}
+        return {
+            "batch_size": self.cfg.batch_size,
+            "n_boot": self.cfg.n_boot,
+            "seed": self.cfg.seed,
+            "max_examples": self.cfg.max_examples,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,8 +148,16 @@ def _counterfactual(x: Inputs) -> pd.DataFrame:
 
 def _seat(x: Inputs) -> pd.DataFrame:
     c = x.cfg
-    return seat_metrics(x.loaded, load_gender_seat_tests(c.seat_form, c.data_root), c.poolings, layer=c.seat_layer,
-                        batch_size=c.batch_size, n_samples=c.seat_n_samples, n_boot=c.n_boot, seed=c.seed)
+    return seat_metrics(
+        x.loaded,
+        load_gender_seat_tests(c.seat_form, c.data_root),
+        c.poolings,
+        layer=c.seat_layer,
+        batch_size=c.batch_size,
+        n_samples=c.seat_n_samples,
+        n_boot=c.n_boot,
+        seed=c.seed,
+    )
 
 
 def _crows(x: Inputs) -> pd.DataFrame:
@@ -161,22 +183,60 @@ def _winogender(x: Inputs) -> pd.DataFrame:
 
 # The registry: every bias-metric family, in table order. A new family is one module with a ``*_metrics``
 # function, one adapter above and one line here (plus its name in ``config.MetricFamily``).
-FAMILIES: dict[str, MetricFamilySpec] = {f.name: f for f in (
-    MetricFamilySpec("extrinsic", "classifier", ("gap_rms", "accuracy"), "TPR gaps and GAP_RMS (De-Arteaga et al. "
-                     "2019)", _extrinsic),
-    MetricFamilySpec("counterfactual", "classifier", ("cf_prob_gap", "cf_flip_rate"), "counterfactual gap and flip "
-                     "rate on gender-swapped twins (Garg et al. 2019)", _counterfactual),
-    MetricFamilySpec("seat", "encoder", ("seat_effect_size",), "SEAT effect size and permutation p (May et al. "
-                     "2019; sent-bias)", _seat),
-    MetricFamilySpec("crows", "mlm", ("crows_stereo_pct",), "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py "
-                     "(Nangia et al. 2020)", _crows),
-    MetricFamilySpec("stereoset", "mlm", ("stereoset_ss", "stereoset_lms", "stereoset_icat"), "StereoSet "
-                     "intrasentence, the authors' scoring as bias-bench runs it (Nadeem et al. 2021)", _stereoset),
-    MetricFamilySpec("winobias", "mlm", ("winobias_stereotype", "winobias_skew"), "WinoBias masked pronoun, per "
-                     "type (Zhao et al. 2018; de Vassimon Manela et al. 2021)", _winobias),
-    MetricFamilySpec("winogender", "mlm", ("winogender_male_pref_pct", "winogender_bls_r"), "Winogender masked "
-                     "pronoun preference (Rudinger et al. 2018)", _winogender),
-)}
+FAMILIES: dict[str, MetricFamilySpec] = {
+    f.name: f
+    for f in (
+        MetricFamilySpec(
+            "extrinsic",
+            "classifier",
+            ("gap_rms", "accuracy"),
+            "TPR gaps and GAP_RMS (De-Arteaga et al. 2019)",
+            _extrinsic,
+        ),
+        MetricFamilySpec(
+            "counterfactual",
+            "classifier",
+            ("cf_prob_gap", "cf_flip_rate"),
+            "counterfactual gap and flip rate on gender-swapped twins (Garg et al. 2019)",
+            _counterfactual,
+        ),
+        MetricFamilySpec(
+            "seat",
+            "encoder",
+            ("seat_effect_size",),
+            "SEAT effect size and permutation p (May et al. 2019; sent-bias)",
+            _seat,
+        ),
+        MetricFamilySpec(
+            "crows",
+            "mlm",
+            ("crows_stereo_pct",),
+            "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py (Nangia et al. 2020)",
+            _crows,
+        ),
+        MetricFamilySpec(
+            "stereoset",
+            "mlm",
+            ("stereoset_ss", "stereoset_lms", "stereoset_icat"),
+            "StereoSet intrasentence, the authors' scoring as bias-bench runs it (Nadeem et al. 2021)",
+            _stereoset,
+        ),
+        MetricFamilySpec(
+            "winobias",
+            "mlm",
+            ("winobias_stereotype", "winobias_skew"),
+            "WinoBias masked pronoun, per type (Zhao et al. 2018; de Vassimon Manela et al. 2021)",
+            _winobias,
+        ),
+        MetricFamilySpec(
+            "winogender",
+            "mlm",
+            ("winogender_male_pref_pct", "winogender_bls_r"),
+            "Winogender masked pronoun preference (Rudinger et al. 2018)",
+            _winogender,
+        ),
+    )
+}
 assert tuple(FAMILIES) == METRIC_FAMILIES, "the registry and config.MetricFamily must list the same families"
 MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")
 _EXTRA_COLUMNS = ("pooling", "skipped", "mlm_head")  # string columns some rows carry; "" elsewhere

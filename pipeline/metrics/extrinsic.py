@@ -194,6 +194,7 @@ def extrinsic_metrics(
     n_female = int((genders == FEMALE).sum())
     n_male = len(genders) - n_female
     for subset, sel, n in (("all", None, len(y_true)), ("female", FEMALE, n_female), ("male", MALE, n_male)):
+
         def acc(t, p, g, sel=sel):
             keep = np.ones(len(t), bool) if sel is None else g == sel
             return accuracy(t[keep], p[keep])
@@ -220,10 +221,13 @@ def extrinsic_metrics(
     if undefined:
         log.warning(
             "GAP_RMS: %d of %d classes have no test example of one gender and are left out: %s",
-            len(undefined), n_classes, [label_names[c] for c in undefined],
+            len(undefined),
+            n_classes,
+            [label_names[c] for c in undefined],
         )
     rows.append(metric_row("gap_rms_excluded_classes", float(len(undefined)), present))
     if share is not None:
+
         def corr(t, p, g):
             r = _rates(t, p, g, n_classes)
             return gap_share_correlation(r[0, FEMALE] - r[0, MALE], share)

@@ -56,16 +56,24 @@ class MlmHeadCheck:
     @property
     def reason(self) -> str:
         """The skip reason of a failed check."""
-        return (f"MLM head untrained: masked-token top-1 accuracy {self.top1:.3f} does not beat the unigram baseline "
-                f"{self.baseline:.3f} (always {self.token!r}) on {self.n} masked tokens of {CHECK_SENTENCES} "
-                "WinoBias dev sentences; its weights are not a trained LM head (e.g. TinyBERT's general distillation "
-                "does not train cls.*)")
+        return (
+            f"MLM head untrained: masked-token top-1 accuracy {self.top1:.3f} does not beat the unigram baseline "
+            f"{self.baseline:.3f} (always {self.token!r}) on {self.n} masked tokens of {CHECK_SENTENCES} "
+            "WinoBias dev sentences; its weights are not a trained LM head (e.g. TinyBERT's general distillation "
+            "does not train cls.*)"
+        )
 
 
 def check_sentences(root: str | Path | None = None, *, n: int = CHECK_SENTENCES, seed: int = 0) -> tuple[str, ...]:
     """``n`` distinct WinoBias dev sentences (types 1 and 2, pro and anti), drawn with ``seed``, in draw order."""
-    texts = sorted({item.text for kind in (1, 2) for stereo in ("pro", "anti")
-                    for item in load_winobias(kind, stereo, "dev", root=root)})  # type: ignore[arg-type]
+    texts = sorted(
+        {
+            item.text
+            for kind in (1, 2)
+            for stereo in ("pro", "anti")
+            for item in load_winobias(kind, stereo, "dev", root=root)
+        }
+    )  # type: ignore[arg-type]
     rows = np.random.default_rng(seed).permutation(len(texts))[:n]
     return tuple(texts[i] for i in rows)
 
@@ -101,16 +109,24 @@ def _only_at(model: nn.Module, picked: Tensor) -> Iterator[None]:
 
 
 @torch.no_grad()
-def mlm_head_check(loaded: LoadedModel, sentences: Sequence[str], *, probability: float = CHECK_PROBABILITY,
-                   seed: int = 0, batch_size: int = 32) -> MlmHeadCheck:
+def mlm_head_check(
+    loaded: LoadedModel,
+    sentences: Sequence[str],
+    *,
+    probability: float = CHECK_PROBABILITY,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> MlmHeadCheck:
     """Top-1 accuracy of ``loaded``'s MLM head on masked tokens of ``sentences`` against the unigram baseline.
 
     Raises:
         ValueError: ``loaded`` is not a masked LM, or no sentence has a token to mask.
     """
     if loaded.head != "mlm" or loaded.tokenizer.mask_token_id is None:
-        raise ValueError(f"mlm_head_check needs a masked LM with a mask token; {loaded.source!r} was loaded with "
-                         f"head={loaded.head!r}.")
+        raise ValueError(
+            f"mlm_head_check needs a masked LM with a mask token; {loaded.source!r} was loaded with "
+            f"head={loaded.head!r}."
+        )
     encoded, masked = _masked(loaded, sentences, probability, seed)
     if not encoded:
         raise ValueError("mlm_head_check: no sentence has a token to mask; give non-empty sentences.")

@@ -74,51 +74,93 @@ def _load(job: Job) -> Built:
 
 def _mlm(job: Job) -> Built:
     loaded = job.inputs.mlm()
-    result = finetune_mlm(loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length,
-                          accelerator=job.accelerator)
+    result = finetune_mlm(
+        loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length, accelerator=job.accelerator
+    )
     return _with_trained_mlm_head(loaded, job, _report(result), "mlm")
 
 
 def _finetune(job: Job) -> Built:
     loaded = job.inputs.classifier()
     with keep_sparsity(loaded.anatomy) if job.step.params.get("keep_sparsity") else nullcontext():
-        result = finetune_classifier(loaded, job.train, job.dev, job.cfg.finetune, job.step.seed,
-                                     max_length=job.max_length, accelerator=job.accelerator)
+        result = finetune_classifier(
+            loaded,
+            job.train,
+            job.dev,
+            job.cfg.finetune,
+            job.step.seed,
+            max_length=job.max_length,
+            accelerator=job.accelerator,
+        )
     return _carried(loaded, job, _report(result), "fine-tuned")
 
 
 def _distil(job: Job) -> Built:
     general = job.parent is None or job.parent.op == "mlm"  # the teacher was not task-fine-tuned
     teacher = job.inputs.general_teacher() if general else job.inputs.classifier()
-    student, result = distil(teacher, job.train, job.cfg.compress.distil, job.step.seed, max_length=job.max_length,
-                             mixup=job.step.params["mixup"], swapper=job.swapper,
-                             mlm_probability=job.cfg.finetune.mlm_probability, accelerator=job.accelerator)
+    student, result = distil(
+        teacher,
+        job.train,
+        job.cfg.compress.distil,
+        job.step.seed,
+        max_length=job.max_length,
+        mixup=job.step.params["mixup"],
+        swapper=job.swapper,
+        mlm_probability=job.cfg.finetune.mlm_probability,
+        accelerator=job.accelerator,
+    )
     if student.head == "mlm":  # general distillation through the teacher's MLM head trained the student's
         return _with_trained_mlm_head(student, job, _report(result), "distil")
     if general:
-        return Built(student, student, _report(result), None,
-                     "the teacher has no trained MLM head, so general distillation used hidden states only")
+        return Built(
+            student,
+            student,
+            _report(result),
+            None,
+            "the teacher has no trained MLM head, so general distillation used hidden states only",
+        )
     return _carried(student, job, _report(result), "distilled")
 
 
 def _tiny(job: Job) -> Built:
-    student, results = tiny(job.inputs.classifier(), job.train, job.cfg.compress.tiny, job.step.seed,
-                            max_length=job.max_length, accelerator=job.accelerator)
+    student, results = tiny(
+        job.inputs.classifier(),
+        job.train,
+        job.cfg.compress.tiny,
+        job.step.seed,
+        max_length=job.max_length,
+        accelerator=job.accelerator,
+    )
     rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
-    return Built(student, student, rows, None,
-                 "a TinyBERT-style student is built as a classifier, narrower than the teacher's MLM head")
+    return Built(
+        student,
+        student,
+        rows,
+        None,
+        "a TinyBERT-style student is built as a classifier, narrower than the teacher's MLM head",
+    )
 
 
 def _prune(job: Job) -> Built:
     loaded, section = job.inputs.classifier(), job.cfg.compress.prune
-    batches = _importance_batches(loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size,
-                                  job.max_length)
+    batches = _importance_batches(
+        loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size, job.max_length
+    )
     importance = head_importance(loaded.anatomy, batches, normalise=section.normalise)
     kept = prune_heads(loaded.anatomy, importance, job.step.params["fraction"])
-    rows = [{"unit": "head", "layer": l, "head": h, "metric": "head_importance", "value": float(importance[l, h]),
-             "n": min(section.importance_examples, len(job.train))}
-            for l in range(importance.shape[0]) for h in range(importance.shape[1])
-            if not torch.isnan(importance[l, h])]
+    rows = [
+        {
+            "unit": "head",
+            "layer": l,
+            "head": h,
+            "metric": "head_importance",
+            "value": float(importance[l, h]),
+            "n": min(section.importance_examples, len(job.train)),
+        }
+        for l in range(importance.shape[0])
+        for h in range(importance.shape[1])
+        if not torch.isnan(importance[l, h])
+    ]
     rows.append({"unit": "model", "metric": "heads_kept", "value": sum(map(len, kept))})
     return _carried(loaded, job, rows, "head-pruned")
 
@@ -133,8 +175,9 @@ def _int8(job: Job) -> Built:
     loaded = job.inputs.classifier()
     loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
     quantised = quantise_dynamic(loaded.model)
-    model = LoadedModel(quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained,
-                        loaded.source)
+    model = LoadedModel(
+        quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained, loaded.source
+    )
     head, reason = job.inputs.mlm_head("quantised to int8")
     return Built(model, loaded, [], head, reason)
 
@@ -142,13 +185,30 @@ def _int8(job: Job) -> Built:
 # The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
 # its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
 OPERATIONS: dict[str, Callable[[Job], Built]] = {
-    "load": _load, "mlm": _mlm, "finetune": _finetune, "distil": _distil, "tiny": _tiny, "prune": _prune,
-    "sparse": _sparse, "int8": _int8, "biasprune": biasprune_op, "erase": erase_op,
+    "load": _load,
+    "mlm": _mlm,
+    "finetune": _finetune,
+    "distil": _distil,
+    "tiny": _tiny,
+    "prune": _prune,
+    "sparse": _sparse,
+    "int8": _int8,
+    "biasprune": biasprune_op,
+    "erase": erase_op,
 }
 
 
-def build_step(step: Step, *, cfg: RunConfig, train: TaskData, dev: TaskData, parent: Step | None,
-               parent_dir: Path | None, accelerator: Accelerator, swapper: GenderSwapper | None = None) -> Built:
+def build_step(
+    step: Step,
+    *,
+    cfg: RunConfig,
+    train: TaskData,
+    dev: TaskData,
+    parent: Step | None,
+    parent_dir: Path | None,
+    accelerator: Accelerator,
+    swapper: GenderSwapper | None = None,
+) -> Built:
     """Build one variant with the operation :data:`OPERATIONS` holds for ``step.op``.
 
     Args:
@@ -171,31 +231,46 @@ def build_step(step: Step, *, cfg: RunConfig, train: TaskData, dev: TaskData, pa
 def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
     cfg = ctx.config
     section = cfg.compress.section_of(step.op)
-    return {"step": step.__dict__, "parent": ctx.unit_hash("build", parent.key) if parent else None,
-            "data": ctx.extras["fingerprint"], "task": cfg.task.model_dump(mode="json"),
-            "finetune": cfg.finetune.model_dump(mode="json"), "amp": cfg.run.amp,
-            "method": section.model_dump(mode="json") if section else None}
+    return {
+        "step": step.__dict__,
+        "parent": ctx.unit_hash("build", parent.key) if parent else None,
+        "data": ctx.extras["fingerprint"],
+        "task": cfg.task.model_dump(mode="json"),
+        "finetune": cfg.finetune.model_dump(mode="json"),
+        "amp": cfg.run.amp,
+        "method": section.model_dump(mode="json") if section else None,
+    }
 
 
 def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path) -> dict[str, pd.DataFrame]:
     cfg, splits = ctx.config, ctx.extras["splits"]
     train = splits.train[step.training_set or cfg.task.training_sets[0]]
-    built = build_step(step, cfg=cfg, train=train, dev=splits.dev, parent=parent,
-                       parent_dir=ctx.run_dir / parent.folder if parent else None,
-                       accelerator=ctx.extras["accelerator"](), swapper=ctx.extras["swapper"]())
+    built = build_step(
+        step,
+        cfg=cfg,
+        train=train,
+        dev=splits.dev,
+        parent=parent,
+        parent_dir=ctx.run_dir / parent.folder if parent else None,
+        accelerator=ctx.extras["accelerator"](),
+        swapper=ctx.extras["swapper"](),
+    )
     save_model(built.to_save, folder, built.mlm_head, no_mlm_head=built.no_mlm_head)
     trained = built.model.head_trained and built.model.head == "classifier"
     rows = built.rows + [{"unit": "model", "metric": "head_trained", "value": float(trained)}]
     preds = []
     if built.model.head == "classifier":  # in-run predictions, to check reloads against
-        logits = classifier_logits(built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size,
-                                   max_length=cfg.task.max_length).numpy()
+        logits = classifier_logits(
+            built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size, max_length=cfg.task.max_length
+        ).numpy()
         preds = prediction_rows(logits, splits.test)
     del built
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return {"training": tidy(rows, variant=step.variant, seed=step.seed),
-            "build_predictions": tidy(preds, variant=step.variant, seed=step.seed) if preds else concat_tables([])}
+    return {
+        "training": tidy(rows, variant=step.variant, seed=step.seed),
+        "build_predictions": tidy(preds, variant=step.variant, seed=step.seed) if preds else concat_tables([]),
+    }
 
 
 def build_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
@@ -210,8 +285,12 @@ def build_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
     training, preds = [], []
     for step in tqdm(plan, desc="build", disable=not ctx.is_main):
         parent = by_key.get(step.parent) if step.parent else None
-        tables = ctx.unit(step.key, _unit_parts(ctx, step, parent),
-                          lambda tmp, s=step, p=parent: _build_unit(ctx, s, p, tmp), folder=ctx.run_dir / step.folder)
+        tables = ctx.unit(
+            step.key,
+            _unit_parts(ctx, step, parent),
+            lambda tmp, s=step, p=parent: _build_unit(ctx, s, p, tmp),
+            folder=ctx.run_dir / step.folder,
+        )
         training.append(tables["training"])
         preds.append(tables["build_predictions"])
     return {"training": concat_tables(training), "build_predictions": concat_tables(preds)}

@@ -18,8 +18,16 @@ from pipeline.runs.config import RunConfig
 from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.train import TrainResult, encode, seeded
 
-__all__ = ["Built", "Inputs", "Job", "carried", "importance_batches", "report_rows", "save_model",
-           "with_trained_mlm_head"]
+__all__ = [
+    "Built",
+    "Inputs",
+    "Job",
+    "carried",
+    "importance_batches",
+    "report_rows",
+    "save_model",
+    "with_trained_mlm_head",
+]
 
 log = logging.getLogger("pipeline.runs.build")
 
@@ -38,8 +46,8 @@ class Built:
 
 def save_model(loaded: LoadedModel, folder: Path, mlm_head: MlmHead | None = None, *, no_mlm_head: str = "") -> None:
     """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``), and the MLM
-    head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`), and the model's LEACE
-erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
+        head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`), and the model's LEACE
+    erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
     config = loaded.model.config
     setattr(config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
     setattr(config, MLM_HEAD_KEY, mlm_head.record() if mlm_head else {"absent": no_mlm_head or "none was given"})
@@ -50,9 +58,11 @@ erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
 
 
 def report_rows(result: TrainResult, prefix: str = "") -> list[dict]:
-    rows = [{"unit": "model", "metric": f"{prefix}train_loss", "value": result.final_loss},
-            {"unit": "model", "metric": f"{prefix}train_steps", "value": result.steps},
-            {"unit": "model", "metric": f"{prefix}train_seconds", "value": result.seconds}]
+    rows = [
+        {"unit": "model", "metric": f"{prefix}train_loss", "value": result.final_loss},
+        {"unit": "model", "metric": f"{prefix}train_steps", "value": result.steps},
+        {"unit": "model", "metric": f"{prefix}train_seconds", "value": result.seconds},
+    ]
     if result.dev_accuracy is not None:
         rows.append({"unit": "model", "metric": f"{prefix}dev_accuracy", "value": result.dev_accuracy})
     return rows
@@ -100,7 +110,7 @@ def importance_batches(loaded: LoadedModel, train: TaskData, n: int, batch_size:
     rows = list(range(min(n, len(train))))
     batches = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk = rows[start : start + batch_size]
         batch = encode(loaded.tokenizer, [train.texts[i] for i in chunk], max_length)
         batch["labels"] = torch.tensor(train.labels[chunk])
         batches.append({k: v.to(loaded.device) for k, v in batch.items()})

@@ -28,22 +28,27 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "run": Command("pipeline.runs.cli_run", "build every variant of a TOML config, measure it, write the run folder",
-                   ("run",)),
-    "validate": Command("pipeline.runs.cli_run", "check a config (and its data, teacher, variants) without running it",
-                        ("validate",)),
+    "run": Command(
+        "pipeline.runs.cli_run", "build every variant of a TOML config, measure it, write the run folder", ("run",)
+    ),
+    "validate": Command(
+        "pipeline.runs.cli_run", "check a config (and its data, teacher, variants) without running it", ("validate",)
+    ),
     "plan": Command("pipeline.runs.cli_run", "print the variants a config builds, in build order", ("plan",)),
-    "verify": Command("pipeline.runs.cli_run", "check every unit of a run folder against its recorded hashes",
-                      ("verify",)),
-    "metrics": Command("pipeline.metrics.cli", "bias benchmarks of one model: seat | crows | stereoset | winobias | "
-                       "winogender | all"),
+    "verify": Command(
+        "pipeline.runs.cli_run", "check every unit of a run folder against its recorded hashes", ("verify",)
+    ),
+    "metrics": Command(
+        "pipeline.metrics.cli", "bias benchmarks of one model: seat | crows | stereoset | winobias | winogender | all"
+    ),
     "ablate": Command("attribution.cli", "head ablation (single, layer, leave-one-in, cumulative)", ("ablate",)),
     "importance": Command("attribution.cli", "gradient head importance (Michel et al. 2019)", ("importance",)),
     "ig": Command("attribution.cli", "integrated gradients over heads, neurons or tokens (captum)", ("ig",)),
     "patch": Command("attribution.cli", "activation patching of heads (Vig et al. 2020)", ("patch",)),
     "probe": Command("probes.cli", "layer and head probes of one model: run | figure | table"),
-    "report": Command("pipeline.runs.report", "write RUN/report/index.html and report.md: the answers to the "
-                      "research questions"),
+    "report": Command(
+        "pipeline.runs.report", "write RUN/report/index.html and report.md: the answers to the research questions"
+    ),
     "figures": Command("pipeline.runs.figures", "write the publication figures of a run folder"),
     "view": Command("pipeline.runs.view", "start the Streamlit viewer on a runs folder"),
 }
@@ -52,9 +57,11 @@ COMMANDS: dict[str, Command] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items()]
-    return ("usage: bias-atlas COMMAND [options]   (bias-atlas COMMAND --help for its options)\n\n"
-            "Locate gender bias inside BERT-family models and see how compression and fine-tuning move it.\n\n"
-            "commands:\n" + "\n".join(lines))
+    return (
+        "usage: bias-atlas COMMAND [options]   (bias-atlas COMMAND --help for its options)\n\n"
+        "Locate gender bias inside BERT-family models and see how compression and fine-tuning move it.\n\n"
+        "commands:\n" + "\n".join(lines)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,8 +30,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     run_cmd.add_argument("--dry-run", action="store_true", help="print the variant plan and stop")
     run_cmd.add_argument("--executor", choices=EXECUTORS, help="where units run (default: [run] executor, 'local')")
     run_cmd.add_argument("--only", action="append", metavar="VARIANT", help="restrict to this variant (repeatable)")
-    run_cmd.add_argument("--force", action="append", default=[], metavar="STAGE",
-                         choices=[s.name for s in STAGES], help="recompute this stage even if cached (repeatable)")
+    run_cmd.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        choices=[s.name for s in STAGES],
+        help="recompute this stage even if cached (repeatable)",
+    )
     check = commands.add_parser("validate", help="check a config without running it")
     check.add_argument("config")
     plan = commands.add_parser("plan", help="print the variants a config builds, in build order")
@@ -48,8 +54,10 @@ def _verify(run_dir: str) -> int:
     for r in rows:
         print(f"{(r['stage'] + ' ' + r['unit']).strip():<{width}}  {r['state']:<8} {r['detail']}")
     bad = [r for r in rows if r["state"] in ("missing", "corrupt")]
-    print(f"{len(rows)} stages and units: {sum(r['state'] == 'ok' for r in rows)} ok, {len(bad)} missing or corrupt"
-          + ("; `bias-atlas run CONFIG` rebuilds exactly those." if bad else "."))
+    print(
+        f"{len(rows)} stages and units: {sum(r['state'] == 'ok' for r in rows)} ok, {len(bad)} missing or corrupt"
+        + ("; `bias-atlas run CONFIG` rebuilds exactly those." if bad else ".")
+    )
     return 1 if bad else 0
 
 
@@ -85,4 +93,3 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
         print(f"run folder: {result.run_dir}")
         print(result.skipped_summary())
     return 0
-

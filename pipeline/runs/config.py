@@ -219,7 +219,12 @@ def _section_model(loc: tuple) -> type[BaseModel] | None:
         ann = field.annotation
         candidates = [ann, *getattr(ann, "__args__", ())]
         nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        nested += [a for c in candidates for a in getattr(c, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested += [
+            a
+            for c in candidates
+            for a in getattr(c, "__args__", ())
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not nested:
             return None
         model = nested[0]

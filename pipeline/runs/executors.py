@@ -83,8 +83,10 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise ValueError("executor = 'ray' needs Ray: pip install -e \".[ray]\" (or pip install ray), or use the "
-                         "default executor = 'local'.") from None
+        raise ValueError(
+            "executor = 'ray' needs Ray: pip install -e \".[ray]\" (or pip install ray), or use the "
+            "default executor = 'local'."
+        ) from None
     if not ray.is_initialized():  # RAY_ADDRESS names a cluster; without it Ray starts a local one
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
     return ray
@@ -97,8 +99,12 @@ def ray_prefill(stage: Stage, ctx: StageContext, resources: RayResources) -> Non
         UnitsFailedError: some units raised (the others finished and are recorded).
     """
     ray = _ray()
-    task = ray.remote(_run_unit).options(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0,
-                                         **({"memory": int(resources.memory_gb * 2**30)} if resources.memory_gb else {}))
+    task = ray.remote(_run_unit).options(
+        num_cpus=resources.cpus,
+        num_gpus=resources.gpus,
+        max_retries=0,
+        **({"memory": int(resources.memory_gb * 2**30)} if resources.memory_gb else {}),
+    )
     failed: dict[str, str] = {}
     while True:
         specs = _collect(stage, ctx, exclude=failed)
@@ -107,8 +113,10 @@ def ray_prefill(stage: Stage, ctx: StageContext, resources: RayResources) -> Non
         _wave(ray, task, specs, ctx, resources, failed)
     if failed:
         names = "; ".join(f"{name}: {error.strip().splitlines()[-1]}" for name, error in failed.items())
-        raise UnitsFailedError(f"[{stage.name}] {len(failed)} unit(s) failed on their workers ({names}); the other "
-                               "units finished and are cached. Fix the cause and run the same command again.")
+        raise UnitsFailedError(
+            f"[{stage.name}] {len(failed)} unit(s) failed on their workers ({names}); the other "
+            "units finished and are cached. Fix the cause and run the same command again."
+        )
 
 
 def _collect(stage: Stage, ctx: StageContext, exclude: dict[str, str]) -> list[UnitSpec]:

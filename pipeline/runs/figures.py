@@ -98,12 +98,20 @@ def _head_jobs(tables: dict[str, pd.DataFrame], flags: dict[str, str], cfg: Find
         for variant in variants:
             part = tables[name][tables[name]["variant"] == variant]
             mine = None if carries is None else carries[carries["variant"] == variant]
-            yield (f"heads_{metric}_{variant}", lambda part=part, metric=metric, mine=mine, variant=variant:
-                   plots.head_heatmap(part, metric, alpha=cfg.alpha, carries=mine, flag=flags.get(variant)))
+            yield (
+                f"heads_{metric}_{variant}",
+                lambda part=part, metric=metric, mine=mine, variant=variant: plots.head_heatmap(
+                    part, metric, alpha=cfg.alpha, carries=mine, flag=flags.get(variant)
+                ),
+            )
         if len(variants) > 1:
             chosen = {v: tables[name][tables[name]["variant"] == v] for v in variants}
-            yield (f"compare_{metric}", lambda chosen=chosen, metric=metric, carries=carries: plots.side_by_side_heatmaps(
-                chosen, metric, alpha=cfg.alpha, carries=carries, flags={v: flags[v] for v in chosen if v in flags}))
+            yield (
+                f"compare_{metric}",
+                lambda chosen=chosen, metric=metric, carries=carries: plots.side_by_side_heatmaps(
+                    chosen, metric, alpha=cfg.alpha, carries=carries, flags={v: flags[v] for v in chosen if v in flags}
+                ),
+            )
 
 
 def _token_jobs(tokens: pd.DataFrame, flags: dict[str, str], label_names: tuple[str, ...]) -> Iterator[Job]:
@@ -116,13 +124,17 @@ def _token_jobs(tokens: pd.DataFrame, flags: dict[str, str], label_names: tuple[
         rows = first[first["variant"] == variant]
         totals = rows.groupby("example")["value"].sum().abs().sort_values(ascending=False, kind="stable")
         for example in totals.index[:N_TOKEN_EXAMPLES]:
-            yield (f"tokens_{variant}_ex{example}", lambda rows=rows, example=example, variant=variant:
-                   plots.token_attributions(rows, int(example), vlim=vlim, label_names=label_names,
-                                            flag=flags.get(variant)))
+            yield (
+                f"tokens_{variant}_ex{example}",
+                lambda rows=rows, example=example, variant=variant: plots.token_attributions(
+                    rows, int(example), vlim=vlim, label_names=label_names, flag=flags.get(variant)
+                ),
+            )
 
 
-def _jobs(tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsConfig,
-          label_names: tuple[str, ...] = ()) -> Iterator[Job]:
+def _jobs(
+    tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsConfig, label_names: tuple[str, ...] = ()
+) -> Iterator[Job]:
     flags, points = flags_by_variant(status), flags_by_point(status)
     yield from _head_jobs(tables, flags, cfg)
     if "cumulative_ablation" in tables:
@@ -134,8 +146,10 @@ def _jobs(tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsCo
     if "probes_control" in tables:
         yield "probe_selectivity", lambda: plots.selectivity_curves(tables["probes_control"], flags=flags)
     if "task_metrics" in tables and "bias_metrics" in tables:
-        yield "bias_vs_compression", lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"],
-                                                                       flags=points)
+        yield (
+            "bias_vs_compression",
+            lambda: plots.bias_vs_compression(tables["task_metrics"], tables["bias_metrics"], flags=points),
+        )
     if "frontier" in tables:
         yield "frontier", lambda: plots_frontier.frontier_figure(tables["frontier"])
     if "pruning_curve" in tables and "skipped" not in tables["pruning_curve"]:
@@ -145,12 +159,17 @@ def _jobs(tables: dict[str, pd.DataFrame], status: pd.DataFrame, cfg: FindingsCo
     if "neuron_ig" in tables:
         neurons = tables["neuron_ig"]
         for variant in _variants(neurons[neurons["unit"] == "neuron"]):
-            yield (f"top_neurons_{variant}", lambda variant=variant: plots.top_neurons(
-                neurons[neurons["variant"] == variant], alpha=cfg.alpha, flag=flags.get(variant)))
+            yield (
+                f"top_neurons_{variant}",
+                lambda variant=variant: plots.top_neurons(
+                    neurons[neurons["variant"] == variant], alpha=cfg.alpha, flag=flags.get(variant)
+                ),
+            )
 
 
-def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
-                 formats: Sequence[str] = FORMATS) -> list[Path]:
+def make_figures(
+    run_dir: str | Path, out_dir: str | Path | None = None, formats: Sequence[str] = FORMATS
+) -> list[Path]:
     """Write every figure the run's tables allow; return the written files.
 
     Args:
@@ -167,8 +186,15 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
         raise ValueError(f"formats={list(formats)!r}: choose one or more of {', '.join(FORMATS)}.")
     run = RunFolder(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
-    wanted = {t for _, t, _ in HEAD_MAPS} | {"cumulative_ablation", "probes_layers", "probes_control", "task_metrics",
-                                          "bias_metrics", "token_ig", "neuron_ig"}
+    wanted = {t for _, t, _ in HEAD_MAPS} | {
+        "cumulative_ablation",
+        "probes_layers",
+        "probes_control",
+        "task_metrics",
+        "bias_metrics",
+        "token_ig",
+        "neuron_ig",
+    }
     # read when present (marks, flags, mitigation figures), never a note when absent
     quiet = ("bias_units", "fitness", "predictions", "frontier", "pruning_curve")
     tables = {}
@@ -195,8 +221,7 @@ def make_figures(run_dir: str | Path, out_dir: str | Path | None = None,
     status = model_status(extra["fitness"], tables.get("task_metrics"), extra["predictions"], cfg)
     label_names = tuple(run.manifest.get("label_names") or ())
     written: list[Path] = []
-    for stem, draw in tqdm(list(_jobs(tables, status, cfg, label_names)), desc="figures", unit="figure",
-                           disable=None):
+    for stem, draw in tqdm(list(_jobs(tables, status, cfg, label_names)), desc="figures", unit="figure", disable=None):
         try:
             fig = draw()
         except ValueError as err:
@@ -211,8 +236,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas figures")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="run folder written by `bias-atlas run` (runs/<name>)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN_DIR/figures)")
-    parser.add_argument("--format", default=",".join(FORMATS),
-                        help="comma-separated formats among png, pdf, svg (default: all three)")
+    parser.add_argument(
+        "--format", default=",".join(FORMATS), help="comma-separated formats among png, pdf, svg (default: all three)"
+    )
     args = parser.parse_args(argv)
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     try:
@@ -222,4 +248,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas figures")
         return 2
     print(f"wrote {len(written)} files to {Path(args.out) if args.out else RunFolder(args.run_dir).figures_dir}")
     return 0
-

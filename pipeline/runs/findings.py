@@ -81,9 +81,18 @@ FINDINGS: tuple[_Finding, ...] = (
     ),
     _Finding("stability", ("head_ablation", "patching"), lambda t, c, r: stability_table(t, c, r.path)),
     _Finding("encoding", ("probes_layers", "probes_control", "erasure"), lambda t, c, r: encoding_table(t, c)),
-    _Finding("mitigation", ("predictions", "bias_metrics"), lambda t, c, r: mitigation_table(
-        t.get("predictions"), t.get("bias_metrics"), t.get("fitness"), list(r.manifest.get("label_names", [])), c,
-        t.get("task_metrics"))),
+    _Finding(
+        "mitigation",
+        ("predictions", "bias_metrics"),
+        lambda t, c, r: mitigation_table(
+            t.get("predictions"),
+            t.get("bias_metrics"),
+            t.get("fitness"),
+            list(r.manifest.get("label_names", [])),
+            c,
+            t.get("task_metrics"),
+        ),
+    ),
     _Finding("frontier", ("bias_metrics",), lambda t, c, r: frontier_table(t["bias_metrics"], t.get("fitness"))),
 )
 INPUT_TABLES = (

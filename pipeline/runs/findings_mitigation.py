@@ -68,8 +68,14 @@ def recipe_parts(name: str) -> tuple[str, str]:
     return family, "+".join(sorted(set(mitigations))) or "none"
 
 
-def mitigation_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fitness: pd.DataFrame | None,
-                     label_names: list[str], cfg, task: pd.DataFrame | None = None) -> pd.DataFrame:
+def mitigation_table(
+    preds: pd.DataFrame | None,
+    bias: pd.DataFrame | None,
+    fitness: pd.DataFrame | None,
+    label_names: list[str],
+    cfg,
+    task: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The ``mitigation`` table (module docstring); task-level rows only where both heads were trained."""
     untrained = {v for (v, _), ok in head_trained(task).items() if not ok}
     variants = set(preds["variant"]) if preds is not None else set()
@@ -103,16 +109,24 @@ def pareto_mask(accuracy: np.ndarray, bias: np.ndarray) -> np.ndarray:
 def _pooled(model: pd.DataFrame, metric: str, subset: str) -> pd.DataFrame:
     rows = model[(model["metric"] == metric) & (model["subset"].fillna("") == subset)]
     rows = rows[np.isfinite(rows["value"])]
-    return rows.groupby("variant").agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
-                                       n=("n", "max"), n_seeds=("seed", "nunique"))
+    return rows.groupby("variant").agg(
+        value=("value", "mean"),
+        ci_low=("ci_low", "mean"),
+        ci_high=("ci_high", "mean"),
+        n=("n", "max"),
+        n_seeds=("seed", "nunique"),
+    )
 
 
 def frontier_table(bias: pd.DataFrame, fitness: pd.DataFrame | None) -> pd.DataFrame:
     """The ``frontier`` table (module docstring) from the ``bias_metrics`` rows (accuracy and the bias metrics)."""
     model = bias[bias["unit"] == "model"]
     accuracy = _pooled(model, "accuracy", "all")
-    fit = {} if fitness is None or fitness.empty else \
-        fitness.drop_duplicates(["variant", "seed"]).groupby("variant")["fit"].all().to_dict()
+    fit = (
+        {}
+        if fitness is None or fitness.empty
+        else fitness.drop_duplicates(["variant", "seed"]).groupby("variant")["fit"].all().to_dict()
+    )
     rows = []
     for metric, subset in FRONTIER_METRICS:
         ys = _pooled(model, metric, subset).join(accuracy.add_prefix("accuracy_"), how="inner")

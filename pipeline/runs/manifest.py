@@ -56,9 +56,11 @@ class Manifest:
         try:
             self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{self.path} is not valid JSON ({err}); the run folder's record is damaged. Fix: move "
-                             "the run folder aside (or delete manifest.json to recompute everything) and run "
-                             "again.") from None
+            raise ValueError(
+                f"{self.path} is not valid JSON ({err}); the run folder's record is damaged. Fix: move "
+                "the run folder aside (or delete manifest.json to recompute everything) and run "
+                "again."
+            ) from None
         self.data.setdefault("stages", {})
         self.data.setdefault("skipped", [])
 
@@ -140,8 +142,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise RunLockedError(f"run folder {run_dir} is being written by another run (pid {holder}); wait for it "
-                                 "to finish, or give this run another [run] name.") from None
+            raise RunLockedError(
+                f"run folder {run_dir} is being written by another run (pid {holder}); wait for it "
+                "to finish, or give this run another [run] name."
+            ) from None
         try:
             handle.seek(0)
             handle.truncate()

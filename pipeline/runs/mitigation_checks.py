@@ -32,8 +32,9 @@ def base_shape(cfg: RunConfig, base: str, teacher) -> tuple[int, int] | None:
         return len(distil.layer_map or default_layer_map(n_layers)) if distil else n_layers, n_heads
     if base == "tiny" and cfg.compress.tiny is not None:
         tiny = cfg.compress.tiny
-        return tiny.n_layers or (len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2)), \
-            tiny.n_heads or n_heads
+        return tiny.n_layers or (
+            len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2)
+        ), tiny.n_heads or n_heads
     return None if "prune" in base else (n_layers, n_heads)
 
 
@@ -68,6 +69,8 @@ def check_mitigations(cfg: RunConfig, teacher) -> None:
             except ValueError as err:
                 raise ConfigError(f"compress.biasprune ({base} variants): {err}") from None
             if n > sum(per_layer) - protected:
-                raise ConfigError(f"compress.biasprune ({base} variants): removing {n} of {sum(per_layer)} heads "
-                                  f"while protect = {prune.protect} keeps {protected} leaves too few; lower the "
-                                  "count or protect.")
+                raise ConfigError(
+                    f"compress.biasprune ({base} variants): removing {n} of {sum(per_layer)} heads "
+                    f"while protect = {prune.protect} keeps {protected} leaves too few; lower the "
+                    "count or protect."
+                )

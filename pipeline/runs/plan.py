@@ -92,13 +92,31 @@ class _Planner:
         self.steps: dict[str, Step] = {}
         self.multi_sets = len(cfg.task.training_sets) > 1
 
-    def add(self, variant: Variant, seed: int, op: Op, parent: Step | None, training_set: str, *, exposed: bool,
-            source: str | None = None, **params: Any) -> Step:
+    def add(
+        self,
+        variant: Variant,
+        seed: int,
+        op: Op,
+        parent: Step | None,
+        training_set: str,
+        *,
+        exposed: bool,
+        source: str | None = None,
+        **params: Any,
+    ) -> Step:
         uses = op not in _DATA_FREE or (parent is not None and parent.training_set is not None)
         data_set = training_set if uses else None
         name = variant.on(data_set if self.multi_sets else None).name
-        step = Step(name, seed if uses else self.first,  # data-free steps are seed-independent
-                    op, parent.key if parent else None, source if parent is None else None, params, data_set, exposed)
+        step = Step(
+            name,
+            seed if uses else self.first,  # data-free steps are seed-independent
+            op,
+            parent.key if parent else None,
+            source if parent is None else None,
+            params,
+            data_set,
+            exposed,
+        )
         if step.key in self.steps:  # the first recipe of a name is built (prune30 of [compress.prune] before the
             first = self.steps[step.key]  # importance twin of [compress.biasprune]); exposed if either asked
             step = Step(**{**first.__dict__, "exposed": first.exposed or exposed})
@@ -110,19 +128,40 @@ class _Planner:
         return self.cfg.run.seeds[0]
 
 
-def _method_chain(p: _Planner, name: str, op: Op, orders: Iterable[str], seed: int, ts: str, pretrained: Step | None,
-                  teacher_ft: Step, source: str, *, expose: bool = True, **params: Any) -> None:
+def _method_chain(
+    p: _Planner,
+    name: str,
+    op: Op,
+    orders: Iterable[str],
+    seed: int,
+    ts: str,
+    pretrained: Step | None,
+    teacher_ft: Step,
+    source: str,
+    *,
+    expose: bool = True,
+    **params: Any,
+) -> None:
     """Add ``name-ft_<order>`` for each order (and the intermediates they need); ``expose=False`` plans them as
     intermediates (inputs of a mitigation applied on them)."""
     orders = set(orders)
     if orders & {"none", "after"}:
-        none = p.add(Variant(name, "none"), seed, op, pretrained, ts, exposed=expose and "none" in orders,
-                     source=source, **params)
+        none = p.add(
+            Variant(name, "none"),
+            seed,
+            op,
+            pretrained,
+            ts,
+            exposed=expose and "none" in orders,
+            source=source,
+            **params,
+        )
         if "after" in orders:
             p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=expose, **_follow(op))
     if orders & {"before", "both"}:
-        before = p.add(Variant(name, "before"), seed, op, teacher_ft, ts, exposed=expose and "before" in orders,
-                       **params)
+        before = p.add(
+            Variant(name, "before"), seed, op, teacher_ft, ts, exposed=expose and "before" in orders, **params
+        )
         if "both" in orders:
             p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=expose, **_follow(op))
 
@@ -136,8 +175,7 @@ class _Roots:
     source: str
 
 
-def _base_step(p: _Planner, cfg: RunConfig, key: str, base: str, order: str, seed: int, ts: str,
-               roots: _Roots) -> Step:
+def _base_step(p: _Planner, cfg: RunConfig, key: str, base: str, order: str, seed: int, ts: str, roots: _Roots) -> Step:
     """The step of ``<base>-ft_<order>``; planned as an intermediate when the run does not ask for that order.
 
     Raises:
@@ -147,24 +185,42 @@ def _base_step(p: _Planner, cfg: RunConfig, key: str, base: str, order: str, see
     found = p.steps.get(f"{wanted}/seed{seed}") or p.steps.get(f"{wanted}/seed{p.first}")
     if found is not None:
         return found
-    methods = {m: (section, op, params) for _, section in cfg.compress.sections() for m, op, params in section.methods()}
+    methods = {
+        m: (section, op, params) for _, section in cfg.compress.sections() for m, op, params in section.methods()
+    }
     if base not in methods:
-        raise ConfigError(f"compress.{key}.on = {base!r}: no method of this run is called so (its methods: "
-                          f"{', '.join(sorted(methods)) or 'none'}; or 'teacher'). Fix: name one of them.")
+        raise ConfigError(
+            f"compress.{key}.on = {base!r}: no method of this run is called so (its methods: "
+            f"{', '.join(sorted(methods)) or 'none'}; or 'teacher'). Fix: name one of them."
+        )
     section, op, params = methods[base]
     try:
         type(section).model_validate({**section.model_dump(), "orders": (order,)})
     except ValidationError as err:
         why = err.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"compress.{key}.on = {base!r} with order {order!r} needs {wanted!r}, which cannot be "
-                          f"built: {why}. Fix: drop that order or base.") from None
-    _method_chain(p, base, op, (order,), seed, ts, roots.pretrained, roots.teacher_ft, roots.source, expose=False,
-                  **params)
+        raise ConfigError(
+            f"compress.{key}.on = {base!r} with order {order!r} needs {wanted!r}, which cannot be "
+            f"built: {why}. Fix: drop that order or base."
+        ) from None
+    _method_chain(
+        p, base, op, (order,), seed, ts, roots.pretrained, roots.teacher_ft, roots.source, expose=False, **params
+    )
     return p.steps.get(f"{wanted}/seed{seed}") or p.steps[f"{wanted}/seed{p.first}"]
 
 
-def _on_base(p: _Planner, cfg: RunConfig, key: str, base: str, name: str, op: Op, orders: Iterable[str], seed: int,
-             ts: str, roots: _Roots, **params: Any) -> None:
+def _on_base(
+    p: _Planner,
+    cfg: RunConfig,
+    key: str,
+    base: str,
+    name: str,
+    op: Op,
+    orders: Iterable[str],
+    seed: int,
+    ts: str,
+    roots: _Roots,
+    **params: Any,
+) -> None:
     """Add ``<base>_<name>-ft_<order>``: ``op`` applied to the variant ``<base>-ft_<order>`` (planned as an
     intermediate when the run does not evaluate it)."""
     for order in orders:
@@ -184,23 +240,38 @@ def plan_variants(cfg: RunConfig) -> list[Step]:
     for ts in cfg.task.training_sets:
         for seed in cfg.run.seeds:
             p.add(Variant("teacher", "none"), seed, "load", None, ts, exposed=True, source=src)
-            pretrained = p.add(Variant("teacher-mlm", "none"), seed, "mlm", None, ts, exposed=True, source=src) \
-                if cfg.finetune.mlm_domain else None
+            pretrained = (
+                p.add(Variant("teacher-mlm", "none"), seed, "mlm", None, ts, exposed=True, source=src)
+                if cfg.finetune.mlm_domain
+                else None
+            )
             teacher_ft = p.add(Variant("teacher", "ft"), seed, "finetune", pretrained, ts, exposed=True, source=src)
             for key, section in comp.sections():
                 for name, op, params in section.methods():
                     for base in section.bases():
                         if base == "teacher":
-                            _method_chain(p, name, op, section.orders, seed, ts, pretrained, teacher_ft, src,
-                                          **params)
+                            _method_chain(p, name, op, section.orders, seed, ts, pretrained, teacher_ft, src, **params)
                         else:
-                            _on_base(p, cfg, key, base, name, op, section.orders, seed, ts,
-                                     _Roots(pretrained, teacher_ft, src), **params)
+                            _on_base(
+                                p,
+                                cfg,
+                                key,
+                                base,
+                                name,
+                                op,
+                                section.orders,
+                                seed,
+                                ts,
+                                _Roots(pretrained, teacher_ft, src),
+                                **params,
+                            )
             for hub in cfg.hub_students:
                 if "none" in hub.orders:
                     p.add(Variant(f"hub-{hub.name}", "none"), seed, "load", None, ts, exposed=True, source=hub.source)
                 if "after" in hub.orders:
-                    p.add(Variant(f"hub-{hub.name}", "after"), seed, "finetune", None, ts, exposed=True, source=hub.source)
+                    p.add(
+                        Variant(f"hub-{hub.name}", "after"), seed, "finetune", None, ts, exposed=True, source=hub.source
+                    )
     return list(p.steps.values())
 
 

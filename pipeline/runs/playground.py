@@ -47,8 +47,9 @@ def _probabilities(loaded: LoadedModel, texts: list[str], gates: torch.Tensor) -
         return loaded.model(**batch).logits.float().softmax(-1).cpu()  # (texts, classes)
 
 
-def effect_labels(rows: pd.DataFrame | None, metric: str, total: float | None,
-                  alpha: float = 0.05) -> dict[tuple[int, int], str]:
+def effect_labels(
+    rows: pd.DataFrame | None, metric: str, total: float | None, alpha: float = 0.05
+) -> dict[tuple[int, int], str]:
     """(layer, head) -> a coloured label of the head's measured ``metric`` (mean over the rows' seeds): red when it
     adds to the model's bias (its sign relative to the model's score ``total``,
     :func:`attribution.plot_style.bias_sign`), blue when it reduces it, grey when q >= alpha in some seed (or the
@@ -79,9 +80,13 @@ def _gate_grid(anatomy, key: str, labels: dict[tuple[int, int], str] | None = No
         for h in range(anatomy.heads_per_layer[layer]):
             head_id = anatomy.head_ids[layer][h]
             text = labels.get((layer, head_id))
-            on = cells[h + 1].checkbox(text or f"layer {layer} head {h}", value=True, key=f"{key}:{layer}:{h}",
-                                       label_visibility="visible" if text else "collapsed",
-                                       help=f"layer {layer}, head {head_id}")
+            on = cells[h + 1].checkbox(
+                text or f"layer {layer} head {h}",
+                value=True,
+                key=f"{key}:{layer}:{h}",
+                label_visibility="visible" if text else "collapsed",
+                help=f"layer {layer}, head {head_id}",
+            )
             gates[layer, h] = float(on)
     return gates
 
@@ -109,14 +114,16 @@ def _effects(view, name: str, seed: int) -> tuple[dict, str]:
     alpha = findings_config(view).alpha
     return effect_labels(rows, metric, model_total(mine, metric), alpha), (
         f"Labels: {label} of each head (seed {seed}); red = adds to the model's bias, blue = reduces it, grey = not "
-        f"significant (q ≥ {alpha:g}) or no sign rule.")
+        f"significant (q ≥ {alpha:g}) or no sign rule."
+    )
 
 
 def _choices(view) -> tuple[list, Callable]:
     runs = [RunFolder(p) for p in view.runs]
     prefix = (lambda r: f"{r.name}/") if len(runs) > 1 else (lambda r: "")
-    choices = [(r, v, s) for r in runs for v, s in r.saved_models()
-               if prefix(r) + v in view.variants and s in view.seeds]
+    choices = [
+        (r, v, s) for r in runs for v, s in r.saved_models() if prefix(r) + v in view.variants and s in view.seeds
+    ]
     return choices, prefix
 
 
@@ -128,19 +135,33 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
     """The page for the sidebar's selection ``view``; ``table`` shows a frame with its download button."""
     choices, prefix = _choices(view)
     if not choices:
-        st.info("No saved model for the selected variants and seeds: the pipeline saves each variant under "
-                "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`).")
+        st.info(
+            "No saved model for the selected variants and seeds: the pipeline saves each variant under "
+            "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`)."
+        )
         return
     flags = point_flags(view)  # trained heads first, fit ones before them: the default's outputs mean something
     choices.sort(key=lambda c: (not _trained(c), (prefix(c[0]) + c[1], c[2]) in flags))
     run, variant, seed = st.selectbox(
-        "Model", choices, key="play_model",
-        format_func=lambda c: f"{prefix(c[0])}{c[1]} (seed {c[2]})" + (
-            " — untrained head" if not _trained(c) else " — not fit to be read" if (prefix(c[0]) + c[1], c[2]) in flags
-            else ""))
+        "Model",
+        choices,
+        key="play_model",
+        format_func=lambda c: (
+            f"{prefix(c[0])}{c[1]} (seed {c[2]})"
+            + (
+                " — untrained head"
+                if not _trained(c)
+                else " — not fit to be read"
+                if (prefix(c[0]) + c[1], c[2]) in flags
+                else ""
+            )
+        ),
+    )
     if not _trained((run, variant, seed)):
-        st.warning(f"{variant}'s classifier head was never trained on the task (fine-tuning order 'none'): its "
-                   "probabilities are those of a random head, so its prediction and gap mean nothing.")
+        st.warning(
+            f"{variant}'s classifier head was never trained on the task (fine-tuning order 'none'): its "
+            "probabilities are those of a random head, so its prediction and gap mean nothing."
+        )
     try:
         loaded = _model(str(run.model_dir(variant, seed)))
     except (OSError, ValueError) as err:
@@ -161,11 +182,22 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
     pred, pred_full = int(gated[0].argmax()), int(full[0].argmax())
     gap, gap_full = float(gated[0, pred] - gated[1, pred]), float(full[0, pred_full] - full[1, pred_full])
     left, right = st.columns(2)
-    left.metric("Prediction", names[pred], delta=None if pred == pred_full else f"was {names[pred_full]}",
-                delta_color="off")
-    right.metric("Counterfactual gap P(ŷ|text) − P(ŷ|twin)", f"{gap:+.3f}", delta=f"{gap - gap_full:+.3f}",
-                 delta_color="off")
-    table("playground", pd.DataFrame({"class": names, "P(text), all heads": full[0].numpy(),
-                                      "P(text)": gated[0].numpy(), "P(twin)": gated[1].numpy()}))
+    left.metric(
+        "Prediction", names[pred], delta=None if pred == pred_full else f"was {names[pred_full]}", delta_color="off"
+    )
+    right.metric(
+        "Counterfactual gap P(ŷ|text) − P(ŷ|twin)", f"{gap:+.3f}", delta=f"{gap - gap_full:+.3f}", delta_color="off"
+    )
+    table(
+        "playground",
+        pd.DataFrame(
+            {
+                "class": names,
+                "P(text), all heads": full[0].numpy(),
+                "P(text)": gated[0].numpy(),
+                "P(twin)": gated[1].numpy(),
+            }
+        ),
+    )
     st.caption(f"{int((gates == 0).sum())} of {sum(loaded.anatomy.heads_per_layer)} heads off.")
     compare_models(view, text, twin, [c for c in choices if _trained(c)], (run, variant, seed), prefix, table)

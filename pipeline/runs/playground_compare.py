@@ -37,8 +37,15 @@ def token_ig(folder: str, text: str, twin: str, pred: int) -> pd.DataFrame:
     return rows.assign(value=-rows["value"], score="cf_gap")
 
 
-def compare_models(view, text: str, twin: str, choices: list, current: tuple, prefix: Callable,
-                   table: Callable[[str, pd.DataFrame], None]) -> None:
+def compare_models(
+    view,
+    text: str,
+    twin: str,
+    choices: list,
+    current: tuple,
+    prefix: Callable,
+    table: Callable[[str, pd.DataFrame], None],
+) -> None:
     """The section: a multiselect of ``choices`` (run, variant, seed), their outcomes and token attributions."""
     from pipeline.runs.playground import _model, _probabilities  # (that module imports this one)
 
@@ -62,15 +69,21 @@ def compare_models(view, text: str, twin: str, choices: list, current: tuple, pr
         name = prefix(run) + variant
         if not supports_gradients(loaded):
             st.caption(f"{name} seed {seed}: no token attributions (int8 model: no gradients).")
-        rows.append({"model": name, "seed": seed, "prediction": loaded.model.config.id2label.get(pred, str(pred)),
-                     "P(ŷ|text)": float(probs[0, pred]), "P(ŷ|twin)": float(probs[1, pred]),
-                     "gap P(ŷ|text) − P(ŷ|twin)": float(probs[0, pred] - probs[1, pred]),
-                     "fit to read": "✗ " + flags[(name, seed)] if (name, seed) in flags else "✓"})
+        rows.append(
+            {
+                "model": name,
+                "seed": seed,
+                "prediction": loaded.model.config.id2label.get(pred, str(pred)),
+                "P(ŷ|text)": float(probs[0, pred]),
+                "P(ŷ|twin)": float(probs[1, pred]),
+                "gap P(ŷ|text) − P(ŷ|twin)": float(probs[0, pred] - probs[1, pred]),
+                "fit to read": "✗ " + flags[(name, seed)] if (name, seed) in flags else "✓",
+            }
+        )
         if supports_gradients(loaded):
             explained.append((folder, name, seed, pred))
     table("playground_models", pd.DataFrame(rows))
-    if not st.checkbox(f"Token attributions (integrated gradients, {IG_STEPS} steps)", value=True,
-                       key="play_tokens"):
+    if not st.checkbox(f"Token attributions (integrated gradients, {IG_STEPS} steps)", value=True, key="play_tokens"):
         return
     frames = {}
     for folder, name, seed, pred in explained:
@@ -82,6 +95,7 @@ def compare_models(view, text: str, twin: str, choices: list, current: tuple, pr
         return
     vlim = max(float(f["value"].abs().max()) for f in frames.values()) or None
     for (name, seed), frame in frames.items():
-        figure(f"play_tokens_{name}_seed{seed}", "token_attributions", frame, 0, vlim=vlim,
-               flag=flags.get((name, seed)))
+        figure(
+            f"play_tokens_{name}_seed{seed}", "token_attributions", frame, 0, vlim=vlim, flag=flags.get((name, seed))
+        )
     st.caption("One colour scale for all models: + = the token raises P(ŷ|text) − P(ŷ|twin).")

@@ -24,15 +24,16 @@ from pipeline.runs.units import check_analysis_variants
 __all__ = ["preflight"]
 
 
-
 def _check_writable(out_dir: Path) -> None:
     probe = out_dir.resolve()
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"run.out_dir = {str(out_dir)!r} is not writable ({probe} is "
-                          f"{'not a folder' if not probe.is_dir() else 'read-only'}). Fix: choose a folder you can "
-                          "write to.")
+        raise ConfigError(
+            f"run.out_dir = {str(out_dir)!r} is not writable ({probe} is "
+            f"{'not a folder' if not probe.is_dir() else 'read-only'}). Fix: choose a folder you can "
+            "write to."
+        )
 
 
 def _model_config(source: str, key: str, notes: list[str]):
@@ -47,13 +48,16 @@ def _model_config(source: str, key: str, notes: list[str]):
     except (OSError, ValueError) as err:
         if local:
             raise ConfigError(f"{key} = {source!r}: cannot read its config.json ({err}).") from None
-        notes.append(f"{key} = {source!r} is a hub name not cached here: its family and sizes are checked when "
-                     "it is loaded.")
+        notes.append(
+            f"{key} = {source!r} is a hub name not cached here: its family and sizes are checked when it is loaded."
+        )
         return None
     if config.model_type not in SUPPORTED_FAMILIES:
-        raise ConfigError(f"{key} = {source!r} is a {config.model_type!r} model; supported families: "
-                          f"{', '.join(SUPPORTED_FAMILIES)} (BERT covers TinyBERT and MiniLM). Fix: pick a "
-                          "BERT-family checkpoint.")
+        raise ConfigError(
+            f"{key} = {source!r} is a {config.model_type!r} model; supported families: "
+            f"{', '.join(SUPPORTED_FAMILIES)} (BERT covers TinyBERT and MiniLM). Fix: pick a "
+            "BERT-family checkpoint."
+        )
     return config
 
 
@@ -65,14 +69,17 @@ def _check_students(cfg: RunConfig, teacher) -> None:
             check_layer_map(distil.layer_map, n_layers, "compress.distil.layer_map")
         if tiny is not None:
             n_student = tiny.n_layers or (len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2))
-            check_layer_map(tiny.layer_map or default_tiny_map(n_layers, n_student), n_layers,
-                            "compress.tiny.layer_map")
+            check_layer_map(
+                tiny.layer_map or default_tiny_map(n_layers, n_student), n_layers, "compress.tiny.layer_map"
+            )
             d_model = teacher.hidden_size if teacher.model_type == "bert" else teacher.dim
             heads = tiny.n_heads or (teacher.num_attention_heads if teacher.model_type == "bert" else teacher.n_heads)
             hidden = tiny.hidden_size or d_model // 2
             if hidden % heads:
-                raise ValueError(f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set "
-                                 "hidden_size and n_heads so that it is.")
+                raise ValueError(
+                    f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set "
+                    "hidden_size and n_heads so that it is."
+                )
     except ValueError as err:
         raise ConfigError(str(err)) from None
 
@@ -129,17 +136,19 @@ def _check_files(source: str, key: str) -> None:
     missing = [what for what, names in (("weights", _WEIGHTS), ("tokenizer", _TOKENIZER))
                if not any((folder / n).exists() for n in names)]  # fmt: skip
     if missing:
-        raise ConfigError(f"{key} = {source!r} has no {' and no '.join(missing)} (expected one of "
-                          f"{', '.join(_WEIGHTS if 'weights' in missing else _TOKENIZER)}); point it at a folder "
-                          "written by save_pretrained (model and tokenizer).")
+        raise ConfigError(
+            f"{key} = {source!r} has no {' and no '.join(missing)} (expected one of "
+            f"{', '.join(_WEIGHTS if 'weights' in missing else _TOKENIZER)}); point it at a folder "
+            "written by save_pretrained (model and tokenizer)."
+        )
 
 
 def _check_probe_folds(cfg: RunConfig, splits: TaskSplits, notes: list[str]) -> None:
     """Say before any work when the probes cannot fold the test split (their stage would record a skip)."""
     genders = np.bincount(splits.test.genders[splits.test.genders >= 0], minlength=2)
     if genders.min() < cfg.probes.n_folds:
-        notes.append(f"probes: the test split has {genders.tolist()} texts per gender, fewer than probes.n_folds = "
-                     f"{cfg.probes.n_folds} for one gender, so the probes stage will skip every variant; raise "
-                     "task.max_eval or lower probes.n_folds.")
-
-
+        notes.append(
+            f"probes: the test split has {genders.tolist()} texts per gender, fewer than probes.n_folds = "
+            f"{cfg.probes.n_folds} for one gender, so the probes stage will skip every variant; raise "
+            "task.max_eval or lower probes.n_folds."
+        )

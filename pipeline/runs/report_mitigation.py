@@ -44,11 +44,15 @@ def _front_sentence(frontier: pd.DataFrame | None) -> tuple[str, list[str]]:
         if not fit:
             sentences.append(f"no variant is fit to be read, so the {metric} frontier has no Pareto front")
             continue
-        sentences.append(f"on the {metric} frontier {len(front)} of {fit} readable variants are Pareto-optimal "
-                         f"({', '.join(front['variant'])})")
-        numbers += [f"{metric} frontier: {r['variant']} ({r['compression']}, mitigation {r['mitigation']}): accuracy "
-                    f"{fmt(r['accuracy'])} [{fmt(r['accuracy_low'])}, {fmt(r['accuracy_high'])}], {metric} {ci(r)}"
-                    for _, r in front.iterrows()]
+        sentences.append(
+            f"on the {metric} frontier {len(front)} of {fit} readable variants are Pareto-optimal "
+            f"({', '.join(front['variant'])})"
+        )
+        numbers += [
+            f"{metric} frontier: {r['variant']} ({r['compression']}, mitigation {r['mitigation']}): accuracy "
+            f"{fmt(r['accuracy'])} [{fmt(r['accuracy_low'])}, {fmt(r['accuracy_high'])}], {metric} {ci(r)}"
+            for _, r in front.iterrows()
+        ]
     text = "; ".join(sentences)
     return (text[:1].upper() + text[1:] + ".") if text else "", numbers
 
@@ -62,10 +66,11 @@ def mitigation_section(f: Findings) -> Section:
     front, front_numbers = _front_sentence(frontier)
     figure = frontier_figure(frontier) if frontier is not None else None
     if table is None:
-        answer = ("No variant of this run is a mitigated twin of another (no @cda / @balanced training set, "
-                  "[compress.biasprune], [compress.erase] or distil mixup), so no remedy can be compared. " + front)
-        return Section("rq6", TITLE, answer.strip(), front_numbers[:12], figure,
-                       notes=f.missing.get("mitigation", []))
+        answer = (
+            "No variant of this run is a mitigated twin of another (no @cda / @balanced training set, "
+            "[compress.biasprune], [compress.erase] or distil mixup), so no remedy can be compared. " + front
+        )
+        return Section("rq6", TITLE, answer.strip(), front_numbers[:12], figure, notes=f.missing.get("mitigation", []))
     pooled = table[(table["level"] == "pooled") & table["value"].notna()].copy()
     seed_ok = (pooled["n_seeds"] < cfg.min_seeds) | (pooled["q_seeds"] < cfg.alpha)
     pooled["decided"] = pooled["interpretable"].astype(bool) & (pooled["q"] < cfg.alpha) & seed_ok
@@ -77,42 +82,79 @@ def mitigation_section(f: Findings) -> Section:
     pairs = pooled[["variant", "mitigation", "twin"]].drop_duplicates()
     if not good.empty:
         top = good.iloc[0]
-        cost_row = accuracy.loc[(top["variant"], top["twin"])] if (top["variant"], top["twin"]) in accuracy.index \
-            else None
+        cost_row = (
+            accuracy.loc[(top["variant"], top["twin"])] if (top["variant"], top["twin"]) in accuracy.index else None
+        )
         cost_text = f"; its accuracy changes by {ci(cost_row)} ({pq(cost_row)})" if cost_row is not None else ""
         subset = f" ({top['subset']})" if top["subset"] else ""
-        answer = (f"{good['variant'].nunique()} of {pairs['variant'].nunique()} mitigated variants lower a bias "
-                  f"metric detectably against their unmitigated twins ({len(good)} comparisons; {len(worse)} raise "
-                  f"one). The clearest is {top['variant']} ({top['mitigation']} vs {top['twin']}): {top['metric']}"
-                  f"{subset} moves by {ci(top)} ({pq(top)}, {_seeds(top, cfg.min_seeds)}){cost_text}. {front}")
+        answer = (
+            f"{good['variant'].nunique()} of {pairs['variant'].nunique()} mitigated variants lower a bias "
+            f"metric detectably against their unmitigated twins ({len(good)} comparisons; {len(worse)} raise "
+            f"one). The clearest is {top['variant']} ({top['mitigation']} vs {top['twin']}): {top['metric']}"
+            f"{subset} moves by {ci(top)} ({pq(top)}, {_seeds(top, cfg.min_seeds)}){cost_text}. {front}"
+        )
     elif bias.empty or not bias["interpretable"].astype(bool).any():
-        answer = ("The data cannot decide: no mitigated variant has a readable bias comparison with its twin (the "
-                  f"models involved are not fit to be read). {front}")
+        answer = (
+            "The data cannot decide: no mitigated variant has a readable bias comparison with its twin (the "
+            f"models involved are not fit to be read). {front}"
+        )
     else:
         best = bias[bias["interpretable"].astype(bool)].sort_values("q").iloc[0]
-        answer = (f"No mitigation lowers a bias metric detectably against its twin (smallest q = {fmt(best['q'], 2)}: "
-                  f"{best['variant']}, {best['metric']}, Δ {ci(best)}); more test examples (n = {int(best['n'])}) or "
-                  f"seeds would decide. {front}")
+        answer = (
+            f"No mitigation lowers a bias metric detectably against its twin (smallest q = {fmt(best['q'], 2)}: "
+            f"{best['variant']}, {best['metric']}, Δ {ci(best)}); more test examples (n = {int(best['n'])}) or "
+            f"seeds would decide. {front}"
+        )
     numbers = []
     for _, pair in pairs.iterrows():
-        rows = pooled[(pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"])
-                      & pooled["metric"].isin(_SHOWN)]
-        parts = [f"Δ {r['metric']}{' (' + r['subset'] + ')' if r['subset'] else ''} = {ci(r)} ({pq(r)})"
-                 for _, r in rows.iterrows()]
+        rows = pooled[
+            (pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"]) & pooled["metric"].isin(_SHOWN)
+        ]
+        parts = [
+            f"Δ {r['metric']}{' (' + r['subset'] + ')' if r['subset'] else ''} = {ci(r)} ({pq(r)})"
+            for _, r in rows.iterrows()
+        ]
         if parts:
             numbers.append(f"{pair['variant']} vs {pair['twin']} [{pair['mitigation']}]: " + "; ".join(parts))
     notes = []
     if (~bias["interpretable"].astype(bool)).any():
-        notes.append(f"{int((~bias['interpretable'].astype(bool)).sum())} comparisons involve a model not fit to be "
-                     "read and are not interpreted.")
-    notes.append("Counterfactual and intrinsic metrics are compared through their stored intervals (conservative); "
-                 "accuracy, GAP_RMS and TPR gaps are paired bootstraps over the same test examples. Frontier points "
-                 "pool seeds (means of values and interval bounds).")
+        notes.append(
+            f"{int((~bias['interpretable'].astype(bool)).sum())} comparisons involve a model not fit to be "
+            "read and are not interpreted."
+        )
+    notes.append(
+        "Counterfactual and intrinsic metrics are compared through their stored intervals (conservative); "
+        "accuracy, GAP_RMS and TPR gaps are paired bootstraps over the same test examples. Frontier points "
+        "pool seeds (means of values and interval bounds)."
+    )
     shown = pooled[pooled["metric"].isin(_SHOWN)]
-    shown = shown.iloc[sorted(range(len(shown)), key=lambda i: (variant_sort_key(shown["variant"].iloc[i]),
-                                                                shown["metric"].iloc[i]))]
-    columns = ["variant", "mitigation", "twin", "metric", "subset", "value", "ci_low", "ci_high", "p", "q", "n",
-               "n_seeds", "interpretable", "decided", "lowers"]
+    shown = shown.iloc[
+        sorted(range(len(shown)), key=lambda i: (variant_sort_key(shown["variant"].iloc[i]), shown["metric"].iloc[i]))
+    ]
+    columns = [
+        "variant",
+        "mitigation",
+        "twin",
+        "metric",
+        "subset",
+        "value",
+        "ci_low",
+        "ci_high",
+        "p",
+        "q",
+        "n",
+        "n_seeds",
+        "interpretable",
+        "decided",
+        "lowers",
+    ]
     out = shown[columns].rename(columns={"value": "delta"}).reset_index(drop=True)
-    return Section("rq6", TITLE, answer.strip(), numbers[:12] + front_numbers[:6], figure, out,
-                   notes + [m for m in f.missing.get("frontier", [])])
+    return Section(
+        "rq6",
+        TITLE,
+        answer.strip(),
+        numbers[:12] + front_numbers[:6],
+        figure,
+        out,
+        notes + [m for m in f.missing.get("frontier", [])],
+    )

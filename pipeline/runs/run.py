@@ -62,8 +62,14 @@ __all__ = ["STAGES", "RunResult", "TaskSplits", "load_task_splits", "preflight",
 log = logging.getLogger("pipeline.runs.run")
 
 # The stage registry: every stage of a run, in order. The analyses run when named in ``run.analyses``.
-STAGES: list[Stage] = [build.STAGE, task_metrics.STAGE, stage_bias_metrics.STAGE, stage_attribution.STAGE,
-                       stage_probes.STAGE, stage_findings.STAGE]
+STAGES: list[Stage] = [
+    build.STAGE,
+    task_metrics.STAGE,
+    stage_bias_metrics.STAGE,
+    stage_attribution.STAGE,
+    stage_probes.STAGE,
+    stage_findings.STAGE,
+]
 ANALYSES: tuple[str, ...] = ("bias_metrics", "attribution", "probes")
 
 
@@ -91,8 +97,19 @@ class RunResult:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("bias-atlas", "torch", "transformers", "accelerate", "numpy", "pandas", "scikit-learn",
-                    "pydantic", "captum", "transformer-lens", "concept-erasure"):
+    for package in (
+        "bias-atlas",
+        "torch",
+        "transformers",
+        "accelerate",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "pydantic",
+        "captum",
+        "transformer-lens",
+        "concept-erasure",
+    ):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -102,8 +119,9 @@ def _versions() -> dict[str, str]:
 
 def _git() -> dict[str, object]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         return {"revision": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
@@ -126,37 +144,74 @@ class Lazy:
         return {**self.__dict__, "value": None}
 
 
-def _execute(cfg: RunConfig, run_dir: Path, plan: list[Step], splits: TaskSplits, *, force: Sequence[str],
-             stages: Sequence[Stage], config_path: str | Path | None) -> tuple[dict[str, str], tuple[dict, ...]]:
+def _execute(
+    cfg: RunConfig,
+    run_dir: Path,
+    plan: list[Step],
+    splits: TaskSplits,
+    *,
+    force: Sequence[str],
+    stages: Sequence[Stage],
+    config_path: str | Path | None,
+) -> tuple[dict[str, str], tuple[dict, ...]]:
     """Write the manifest's header, then run the stages (the caller holds the run folder's lock); returns the
     stage actions and the manifest's ``skipped`` entries."""
     state = PartialState()
     manifest = Manifest(run_dir / "manifest.json", write=state.is_main_process)
     manifest.data.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     manifest.data.update(
-        name=cfg.run.name, config_path=str(config_path) if config_path else None, config=cfg.model_dump(mode="json"),
-        versions=_versions(), git=_git(), seeds=list(cfg.run.seeds), processes=state.num_processes,
+        name=cfg.run.name,
+        config_path=str(config_path) if config_path else None,
+        config=cfg.model_dump(mode="json"),
+        versions=_versions(),
+        git=_git(),
+        seeds=list(cfg.run.seeds),
+        processes=state.num_processes,
         plan=[{**s.__dict__, "folder": s.folder} for s in plan],
         data={name: len(d) for name, d in [*splits.train.items(), ("dev", splits.dev), ("test", splits.test)]},
-        label_names=list(splits.test.label_names))
+        label_names=list(splits.test.label_names),
+    )
     device = torch.device("cuda" if cfg.run.device != "cpu" and torch.cuda.is_available() else "cpu")
-    extras = {"plan": plan, "splits": splits, "fingerprint": splits.fingerprint(), "device": device,
-              "accelerator": Lazy(make_accelerator, cfg.run.device, cfg.run.amp),
-              "swapper": Lazy(GenderSwapper.from_winobias, cfg.run.data_root)}
+    extras = {
+        "plan": plan,
+        "splits": splits,
+        "fingerprint": splits.fingerprint(),
+        "device": device,
+        "accelerator": Lazy(make_accelerator, cfg.run.device, cfg.run.amp),
+        "swapper": Lazy(GenderSwapper.from_winobias, cfg.run.data_root),
+    }
     ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), extras=extras)
-    log.info("run %s: %d models planned, %d seeds, device %s -> %s", cfg.run.name, len(plan), len(cfg.run.seeds),
-             device, run_dir)
+    log.info(
+        "run %s: %d models planned, %d seeds, device %s -> %s",
+        cfg.run.name,
+        len(plan),
+        len(cfg.run.seeds),
+        device,
+        run_dir,
+    )
     prefill = None
     if cfg.run.executor == "ray":
         resources = RayResources(cfg.run.ray_cpus, cfg.run.ray_gpus, cfg.run.ray_memory_gb)
         prefill = functools.partial(ray_prefill, resources=resources)
-    actions = run_stages(stages, ctx, inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
-                         registry={name: spec.stage for name, spec in TABLES.items()}, prefill=prefill)
+    actions = run_stages(
+        stages,
+        ctx,
+        inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
+        registry={name: spec.stage for name, spec in TABLES.items()},
+        prefill=prefill,
+    )
     return actions, tuple(manifest.data.get("skipped", ()))
 
 
-def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool = False,
-        only: Sequence[str] | None = None, force: Sequence[str] = (), stages: Sequence[Stage] | None = None) -> RunResult:
+def run(
+    cfg: RunConfig,
+    *,
+    config_path: str | Path | None = None,
+    dry_run: bool = False,
+    only: Sequence[str] | None = None,
+    force: Sequence[str] = (),
+    stages: Sequence[Stage] | None = None,
+) -> RunResult:
     """Run (or with ``dry_run`` only plan and check) the configured pipeline.
 
     Args:
@@ -170,10 +225,10 @@ def run(cfg: RunConfig, *, config_path: str | Path | None = None, dry_run: bool 
     Raises:
         ConfigError: from :func:`preflight`, or an unknown stage in ``force`` or variant in ``only``.
     """
-    stages = [s for s in (STAGES if stages is None else stages)
-              if s.name not in ANALYSES or s.name in cfg.run.analyses]
-    stages = [stage_findings.findings_stage_for([s.name for s in stages]) if s.name == "findings" else s
-              for s in stages]
+    stages = [s for s in (STAGES if stages is None else stages) if s.name not in ANALYSES or s.name in cfg.run.analyses]
+    stages = [
+        stage_findings.findings_stage_for([s.name for s in stages]) if s.name == "findings" else s for s in stages
+    ]
     unknown = [f for f in force if f not in [s.name for s in stages]]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")

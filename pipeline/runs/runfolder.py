@@ -37,6 +37,7 @@ __all__ = [
 
 _NOT_TIDY = frozenset({"predictions"})  # per-example rows; read as stored when they lack the tidy columns
 
+
 def _is_run(path: Path) -> bool:
     return path.is_dir() and any((path / p).exists() for p in ("manifest.json", "tables", "models"))
 
@@ -151,8 +152,11 @@ class RunFolder:
 
     def _columns(self, name: str, cols: Sequence[str] = ("variant", "seed")) -> pd.DataFrame:
         path = self.table_path(name)
-        read = (lambda: pd.read_parquet(path, columns=list(cols))) if path.suffix == ".parquet" else (
-            lambda: pd.read_csv(path, usecols=list(cols)))
+        read = (
+            (lambda: pd.read_parquet(path, columns=list(cols)))
+            if path.suffix == ".parquet"
+            else (lambda: pd.read_csv(path, usecols=list(cols)))
+        )
         return _readable(path, read)
 
     def saved_models(self) -> list[tuple[str, int]]:
@@ -208,9 +212,11 @@ def _readable(path: Path, read):
     except (SchemaError, FileNotFoundError):
         raise
     except Exception as err:  # noqa: BLE001 - pyarrow / pandas parse errors have no common base class
-        raise SchemaError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged. Fix: "
-                          "`bias-atlas verify RUN` names every damaged output and `bias-atlas run CONFIG` rebuilds "
-                          "exactly those.") from None
+        raise SchemaError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); the file is damaged. Fix: "
+            "`bias-atlas verify RUN` names every damaged output and `bias-atlas run CONFIG` rebuilds "
+            "exactly those."
+        ) from None
 
 
 def head_trained(model_dir: Path) -> bool | None:

@@ -40,19 +40,30 @@ def attribution_stage(ctx: StageContext) -> Tables:
     def analyse(step: Step) -> Tables:
         loaded = load_variant(ctx, step)
         if loaded.head_trained:
-            data = AttributionData.from_task(loaded, splits.test, swapper=ctx.extras["swapper"](),
-                                             max_length=cfg.task.max_length)
+            data = AttributionData.from_task(
+                loaded, splits.test, swapper=ctx.extras["swapper"](), max_length=cfg.task.max_length
+            )
         else:  # a random classifier head: explain what the encoder itself encodes
-            ctx.skip(f"classifier head never trained: explaining the SEAT effect of {settings.seat_test!r} instead "
-                     "of the counterfactual gap", variant=step.variant, seed=step.seed)
+            ctx.skip(
+                f"classifier head never trained: explaining the SEAT effect of {settings.seat_test!r} instead "
+                "of the counterfactual gap",
+                variant=step.variant,
+                seed=step.seed,
+            )
             loaded = load_variant(ctx, step, head="encoder")
-            data = AttributionData.from_seat(loaded, load_seat(settings.seat_test, root), max_length=cfg.task.max_length)
+            data = AttributionData.from_seat(
+                loaded, load_seat(settings.seat_test, root), max_length=cfg.task.max_length
+            )
         return run_attribution(loaded, data, settings, variant=step.variant, seed=step.seed)
 
-    tables = per_variant(ctx, chosen_steps(ctx, settings.variants), "attribution", settings, analyse,
-                         skip_table="head_ablation")
-    comparison = comparison_table(ctx, tables["head_ablation"], k=settings.top_k) \
-        if settings.compare and "head_ablation" in tables else None
+    tables = per_variant(
+        ctx, chosen_steps(ctx, settings.variants), "attribution", settings, analyse, skip_table="head_ablation"
+    )
+    comparison = (
+        comparison_table(ctx, tables["head_ablation"], k=settings.top_k)
+        if settings.compare and "head_ablation" in tables
+        else None
+    )
     if comparison is not None:
         tables["comparison"] = comparison
     return tables
@@ -77,8 +88,9 @@ def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd
         if not teachers:
             continue
         reference = same_score[same_score["variant"] == teachers[0]]
-        reference = reference[reference["seed"] == (step.seed if step.seed in set(reference["seed"])
-                                                    else reference["seed"].min())]
+        reference = reference[
+            reference["seed"] == (step.seed if step.seed in set(reference["seed"]) else reference["seed"].min())
+        ]
         config = AutoConfig.from_pretrained(ctx.run_dir / step.folder)  # the saved layer_map; no weights needed
         mapping = layer_map(config, int(student["layer"].max()) + 1)
         frames.append(teacher_student_alignment(reference, student, COMPARE_METRIC, mapping))

@@ -28,8 +28,17 @@ def bias_metrics_stage(ctx: StageContext) -> Tables:
         loaded = load_variant(ctx, step)
         has_head = absent_reason(loaded.model.config) is None
         mlm = (lambda: load_variant(ctx, step, head="mlm")) if has_head else None
-        return {"bias_metrics": bias_metrics(loaded, test=splits.test, train_female_share=train.female_share(),
-                                             variant=step.variant, seed=step.seed, config=settings, mlm=mlm)}
+        return {
+            "bias_metrics": bias_metrics(
+                loaded,
+                test=splits.test,
+                train_female_share=train.female_share(),
+                variant=step.variant,
+                seed=step.seed,
+                config=settings,
+                mlm=mlm,
+            )
+        }
 
     return per_variant(ctx, exposed_steps(ctx), "bias metrics", settings, analyse, skip_table="bias_metrics")
 

@@ -19,11 +19,13 @@ def probes_stage(ctx: StageContext) -> Tables:
 
     def analyse(step: Step) -> Tables:
         loaded = load_variant(ctx, step)
-        return run_probes(loaded, splits.test, settings, variant=step.variant, seed=step.seed, cache_dir=str(cache),
-                          progress=False)
+        return run_probes(
+            loaded, splits.test, settings, variant=step.variant, seed=step.seed, cache_dir=str(cache), progress=False
+        )
 
-    return per_variant(ctx, chosen_steps(ctx, settings.variants), "probes", settings, analyse,
-                       skip_table="probes_layers")
+    return per_variant(
+        ctx, chosen_steps(ctx, settings.variants), "probes", settings, analyse, skip_table="probes_layers"
+    )
 
 
 STAGE = Stage("probes", probes_stage, sections=("task", "probes"), needs=("build",))

@@ -131,8 +131,9 @@ class StageContext:
     def _cache_dir(self, unit: str) -> Path:
         return self.run_dir / ".cache" / self.stage / unit.replace("/", "__")
 
-    def unit(self, name: str, parts: dict[str, Any], fn: Callable[..., Tables], *,
-             folder: Path | None = None) -> Tables:
+    def unit(
+        self, name: str, parts: dict[str, Any], fn: Callable[..., Tables], *, folder: Path | None = None
+    ) -> Tables:
         """Run ``fn`` once per distinct input: cached by the sha256 of ``parts`` and the stage's code.
 
         Args:
@@ -198,8 +199,14 @@ class StageContext:
         if self.is_main:
             for table, frame in tables.items():
                 write_table(frame, cache / f"{table}.parquet")
-        record.update(status="done", seconds=round(seconds, 3), finished=now(), tables=sorted(tables),
-                      table_hashes=_table_hashes(cache, tables) if self.is_main else {}, **extra)
+        record.update(
+            status="done",
+            seconds=round(seconds, 3),
+            finished=now(),
+            tables=sorted(tables),
+            table_hashes=_table_hashes(cache, tables) if self.is_main else {},
+            **extra,
+        )
         if folder is not None:
             record.update(folder=folder.relative_to(self.run_dir).as_posix(), hash=hash_folder(folder))
         record.pop("error", None)
@@ -225,8 +232,9 @@ class StageContext:
 def _stage_key(stage: Stage, ctx: StageContext, inputs: Any) -> str:
     config = {s: ctx.config.model_dump(mode="json")[s] for s in stage.sections}
     upstream = {n: ctx.manifest.data["stages"].get(n, {}).get("outputs") for n in stage.needs}
-    return sha256_json({"stage": stage.name, "config": config, "upstream": upstream, "code": ctx.code_hash,
-                        "inputs": inputs})
+    return sha256_json(
+        {"stage": stage.name, "config": config, "upstream": upstream, "code": ctx.code_hash, "inputs": inputs}
+    )
 
 
 def _table_hashes(folder: Path, tables: Mapping[str, Any]) -> dict[str, str]:
@@ -250,9 +258,14 @@ def _outputs_hash(record: dict[str, Any], tables: dict[str, Path]) -> str:
     return sha256_json({"units": units, "tables": files})
 
 
-def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None,
-               registry: Mapping[str, str] | None = None,
-               prefill: Callable[[Stage, StageContext], None] | None = None) -> dict[str, str]:
+def run_stages(
+    stages: Sequence[Stage],
+    ctx: StageContext,
+    *,
+    inputs: Any = None,
+    registry: Mapping[str, str] | None = None,
+    prefill: Callable[[Stage, StageContext], None] | None = None,
+) -> dict[str, str]:
     """Run ``stages`` in order, skipping those whose key matches a finished entry; return ``{stage: action}``.
 
     ``inputs`` (JSON-able) enters every stage key: the run passes the planned models and the data fingerprint.
@@ -281,8 +294,11 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
                 log.info("[%s] cached", stage.name)
                 actions[stage.name] = "cached"
                 continue
-            log.warning("[%s] %s: running the stage again (finished units whose outputs are intact stay cached)",
-                        stage.name, problem)
+            log.warning(
+                "[%s] %s: running the stage again (finished units whose outputs are intact stay cached)",
+                stage.name,
+                problem,
+            )
         record.update(status="started", key=key, started=now(), last="ran")
         record["executions"] = record.get("executions", 0) + 1
         ctx.manifest.save()
@@ -293,8 +309,10 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
             tables = stage.fn(ctx)
             unknown = sorted(t for t in tables if registry is not None and registry.get(t) != stage.name)
             if unknown:
-                raise RuntimeError(f"stage {stage.name!r} wrote tables {unknown} that the table registry "
-                                   "(pipeline/runs/tables.py) does not give to it; register them there.")
+                raise RuntimeError(
+                    f"stage {stage.name!r} wrote tables {unknown} that the table registry "
+                    "(pipeline/runs/tables.py) does not give to it; register them there."
+                )
             paths = {t: ctx.run_dir / "tables" / f"{t}.parquet" for t in tables}
             if ctx.is_main:
                 for table, frame in tables.items():
@@ -306,11 +324,23 @@ def run_stages(stages: Sequence[Stage], ctx: StageContext, *, inputs: Any = None
             log.error("[%s] failed: %s", stage.name, err)
             raise
         seconds = time.perf_counter() - start
-        record.update(status="done", seconds=round(seconds, 3), finished=now(), tables=sorted(tables),
-                      outputs=_outputs_hash(record, paths), table_hashes=_table_hashes(ctx.run_dir / "tables", tables))
+        record.update(
+            status="done",
+            seconds=round(seconds, 3),
+            finished=now(),
+            tables=sorted(tables),
+            outputs=_outputs_hash(record, paths),
+            table_hashes=_table_hashes(ctx.run_dir / "tables", tables),
+        )
         record.pop("error", None)
         ctx.manifest.save()
-        log.info("[%s] done in %.1f s (%d units run, %d cached; tables: %s)", stage.name, seconds, ctx.counts["ran"],
-                 ctx.counts["cached"], ", ".join(sorted(tables)) or "none")
+        log.info(
+            "[%s] done in %.1f s (%d units run, %d cached; tables: %s)",
+            stage.name,
+            seconds,
+            ctx.counts["ran"],
+            ctx.counts["cached"],
+            ", ".join(sorted(tables)) or "none",
+        )
         actions[stage.name] = "ran"
     return actions

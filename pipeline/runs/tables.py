@@ -39,45 +39,96 @@ _RECORDS = (
     TableSpec("build_predictions", "build", "test predictions of each model right after it was built"),
     TableSpec("task_metrics", "task_metrics", "accuracy, macro-F1, recall per class, size and latency per variant"),
     TableSpec("predictions", "task_metrics", "per-example test predictions of the reloaded variants"),
-    TableSpec("bias_metrics", "bias_metrics", "extrinsic, counterfactual and intrinsic bias metrics per variant",
-              "[metrics] metrics"),
-    *(TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
-      for m in METHOD_SPECS),
-    TableSpec("comparison", "attribution", "homogeneity, seed stability and teacher alignment of head effects",
-              "[attribution] compare (needs head tables for several variants or seeds)"),
+    TableSpec(
+        "bias_metrics",
+        "bias_metrics",
+        "extrinsic, counterfactual and intrinsic bias metrics per variant",
+        "[metrics] metrics",
+    ),
+    *(
+        TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
+        for m in METHOD_SPECS
+    ),
+    TableSpec(
+        "comparison",
+        "attribution",
+        "homogeneity, seed stability and teacher alignment of head effects",
+        "[attribution] compare (needs head tables for several variants or seeds)",
+    ),
     TableSpec("probes_layers", "probes", "gender / label probe accuracy per layer", "[probes]"),
-    TableSpec("probes_heads", "probes", "gender probe accuracy per head", "[probes] heads",
-              (("probe accuracy", ("probe_accuracy",)),)),
+    TableSpec(
+        "probes_heads",
+        "probes",
+        "gender probe accuracy per head",
+        "[probes] heads",
+        (("probe accuracy", ("probe_accuracy",)),),
+    ),
     TableSpec("probes_control", "probes", "control-task accuracy and selectivity per layer", "[probes] control"),
     TableSpec("probes_mdl", "probes", "online-code description length per layer", "[probes] mdl"),
     TableSpec("erasure", "probes", "LEACE erasure: probe, task and bias before and after", "[probes] erasure_layers"),
-    TableSpec("fitness", "findings", "accuracy vs the majority-class baseline and prediction collapse per model",
-              "[findings]"),
-    TableSpec("comparisons", "findings", "paired change of every bias metric, variant vs its reference (RQ1)",
-              "[findings]"),
-    TableSpec("bias_units", "findings", "p, q, share of the total effect and 'carries bias' per head (RQ2)",
-              "[findings] (needs the attribution tables)"),
-    TableSpec("ig_completeness", "findings", "the worst IG completeness error per table and model",
-              "[findings] (needs the IG tables)"),
-    TableSpec("concentration", "findings", "Gini and entropy of head effects, student vs teacher (RQ3)",
-              "[findings] (needs head_ablation or patching)"),
-    TableSpec("method_agreement", "findings", "rank correlation and top-k overlap between attribution methods",
-              "[findings] (needs two head tables)"),
-    TableSpec("stability", "findings", "head effects across seeds and from teacher to student (RQ4)",
-              "[findings] (needs several seeds or a distilled student)"),
-    TableSpec("encoding", "findings", "gender probes over chance, selectivity and erasure (RQ5)",
-              "[findings] (needs the probe tables)"),
-    TableSpec("mitigation", "findings", "paired change of every metric, mitigated variant vs its unmitigated twin",
-              "[findings] (needs mitigated variants: training_sets cda / balanced, [compress.biasprune], "
-              "[compress.erase] or distil mixup)"),
-    TableSpec("frontier", "findings", "accuracy and bias of every variant, with the Pareto front",
-              "[findings] (needs the bias_metrics table)"),
+    TableSpec(
+        "fitness", "findings", "accuracy vs the majority-class baseline and prediction collapse per model", "[findings]"
+    ),
+    TableSpec(
+        "comparisons", "findings", "paired change of every bias metric, variant vs its reference (RQ1)", "[findings]"
+    ),
+    TableSpec(
+        "bias_units",
+        "findings",
+        "p, q, share of the total effect and 'carries bias' per head (RQ2)",
+        "[findings] (needs the attribution tables)",
+    ),
+    TableSpec(
+        "ig_completeness",
+        "findings",
+        "the worst IG completeness error per table and model",
+        "[findings] (needs the IG tables)",
+    ),
+    TableSpec(
+        "concentration",
+        "findings",
+        "Gini and entropy of head effects, student vs teacher (RQ3)",
+        "[findings] (needs head_ablation or patching)",
+    ),
+    TableSpec(
+        "method_agreement",
+        "findings",
+        "rank correlation and top-k overlap between attribution methods",
+        "[findings] (needs two head tables)",
+    ),
+    TableSpec(
+        "stability",
+        "findings",
+        "head effects across seeds and from teacher to student (RQ4)",
+        "[findings] (needs several seeds or a distilled student)",
+    ),
+    TableSpec(
+        "encoding",
+        "findings",
+        "gender probes over chance, selectivity and erasure (RQ5)",
+        "[findings] (needs the probe tables)",
+    ),
+    TableSpec(
+        "mitigation",
+        "findings",
+        "paired change of every metric, mitigated variant vs its unmitigated twin",
+        "[findings] (needs mitigated variants: training_sets cda / balanced, [compress.biasprune], "
+        "[compress.erase] or distil mixup)",
+    ),
+    TableSpec(
+        "frontier",
+        "findings",
+        "accuracy and bias of every variant, with the Pareto front",
+        "[findings] (needs the bias_metrics table)",
+    ),
 )
 TABLES: dict[str, TableSpec] = {t.name: t for t in _RECORDS}
 HEAD_MAPS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
-    (label, t.name, metrics) for t in _RECORDS for label, metrics in t.head_maps)
+    (label, t.name, metrics) for t in _RECORDS for label, metrics in t.head_maps
+)
 NEURON_MAPS: tuple[tuple[str, str, str], ...] = tuple(
-    (label, t.name, metric) for t in _RECORDS for label, metric in t.neuron_maps)
+    (label, t.name, metric) for t in _RECORDS for label, metric in t.neuron_maps
+)
 
 
 def missing_message(name: str, run: str) -> str:
@@ -86,5 +137,7 @@ def missing_message(name: str, run: str) -> str:
     if spec is None:
         return f"{name} is missing from run {run!r} (no stage of this tool writes a table of that name)."
     switch = f" with {spec.section} on" if spec.section else ""
-    return (f"{name} is missing from run {run!r} (tables/{name}.parquet): it is written by the {spec.stage!r} "
-            f"stage{switch}; run `bias-atlas run CONFIG` (with {spec.stage!r} in run.analyses for an analysis stage).")
+    return (
+        f"{name} is missing from run {run!r} (tables/{name}.parquet): it is written by the {spec.stage!r} "
+        f"stage{switch}; run `bias-atlas run CONFIG` (with {spec.stage!r} in run.analyses for an analysis stage)."
+    )

@@ -17,8 +17,6 @@ from pipeline.runs.stages import sha256_json
 __all__ = ["TaskSplits", "load_task_splits"]
 
 
-
-
 @dataclass(frozen=True)
 class TaskSplits:
     """The run's task data: one training set per ``task.training_sets`` entry, and shared dev/test splits."""
@@ -29,8 +27,10 @@ class TaskSplits:
 
     def fingerprint(self) -> str:
         """sha256 of every text, label and gender of every split (enters all cache keys)."""
-        parts = {name: [list(d.texts), d.labels.tolist(), d.genders.tolist(), list(d.label_names)]
-                 for name, d in [*self.train.items(), ("dev", self.dev), ("test", self.test)]}
+        parts = {
+            name: [list(d.texts), d.labels.tolist(), d.genders.tolist(), list(d.label_names)]
+            for name, d in [*self.train.items(), ("dev", self.dev), ("test", self.test)]
+        }
         return sha256_json(parts)
 
 
@@ -40,8 +40,13 @@ def _top_classes(data: TaskData, k: int) -> TaskData:
     keep = np.sort(np.argsort(-counts, kind="stable")[:k])
     rows = np.flatnonzero(np.isin(data.labels, keep))
     new_id = {old: new for new, old in enumerate(keep)}
-    return TaskData(data.name, tuple(data.texts[i] for i in rows), [new_id[y] for y in data.labels[rows]],
-                    data.genders[rows], tuple(data.label_names[i] for i in keep))
+    return TaskData(
+        data.name,
+        tuple(data.texts[i] for i in rows),
+        [new_id[y] for y in data.labels[rows]],
+        data.genders[rows],
+        tuple(data.label_names[i] for i in keep),
+    )
 
 
 def _sampled(data: TaskData, n: int | None, seed: int) -> TaskData:
@@ -50,9 +55,17 @@ def _sampled(data: TaskData, n: int | None, seed: int) -> TaskData:
 
 def _load_dataset(task, root: Path | None) -> TaskData:
     name = {"bug": "bug-gold" if task.bug_file == "gold" else "bug", "bias_in_bios": "bias_in_bios"}.get(
-        task.dataset, str(task.path))
-    return load_task(name, root=root, path=task.path if task.dataset != "table" else None, text_col=task.text_col,
-                     label_col=task.label_col, gender_col=task.gender_col, min_per_class=task.min_per_class)
+        task.dataset, str(task.path)
+    )
+    return load_task(
+        name,
+        root=root,
+        path=task.path if task.dataset != "table" else None,
+        text_col=task.text_col,
+        label_col=task.label_col,
+        gender_col=task.gender_col,
+        min_per_class=task.min_per_class,
+    )
 
 
 def load_task_splits(task, root: Path | None = None) -> TaskSplits:
@@ -80,10 +93,13 @@ def load_task_splits(task, root: Path | None = None) -> TaskSplits:
     for name in task.training_sets:
         present = np.unique(sets[name].labels)
         if len(present) < 2:
-            raise ConfigError(f"task: the {name!r} training set has {len(present)} class(es) after loading "
-                              f"({data.name}, {len(sets[name])} rows); a classifier needs two. Fix: raise "
-                              "task.max_train or task.max_classes, or check the label column.")
-    return TaskSplits({n: sets[n] for n in task.training_sets}, _sampled(splits["dev"], task.max_eval, task.split_seed),
-                      _sampled(splits["test"], task.max_eval, task.split_seed))
-
-
+            raise ConfigError(
+                f"task: the {name!r} training set has {len(present)} class(es) after loading "
+                f"({data.name}, {len(sets[name])} rows); a classifier needs two. Fix: raise "
+                "task.max_train or task.max_classes, or check the label column."
+            )
+    return TaskSplits(
+        {n: sets[n] for n in task.training_sets},
+        _sampled(splits["dev"], task.max_eval, task.split_seed),
+        _sampled(splits["test"], task.max_eval, task.split_seed),
+    )

@@ -49,18 +49,30 @@ __all__ = [
 ]
 
 
-
 def classification_rows(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> list[dict]:
     """Accuracy, macro-F1 (unit ``model``) and recall per class present in ``labels`` (unit ``class``, the class
     name in ``subset`` as in the bias-metric tables)."""
     labels, preds = np.asarray(labels), np.asarray(preds)
-    rows = [{"unit": "model", "metric": "accuracy", "value": float((labels == preds).mean()), "n": len(labels)},
-            {"unit": "model", "metric": "macro_f1", "value": float(f1_score(labels, preds, average="macro", zero_division=0)),
-             "n": len(labels)}]
+    rows = [
+        {"unit": "model", "metric": "accuracy", "value": float((labels == preds).mean()), "n": len(labels)},
+        {
+            "unit": "model",
+            "metric": "macro_f1",
+            "value": float(f1_score(labels, preds, average="macro", zero_division=0)),
+            "n": len(labels),
+        },
+    ]
     for y in np.unique(labels):
         hit = labels == y
-        rows.append({"unit": "class", "metric": "recall", "subset": str(label_names[y]),
-                     "value": float((preds[hit] == y).mean()), "n": int(hit.sum())})
+        rows.append(
+            {
+                "unit": "class",
+                "metric": "recall",
+                "subset": str(label_names[y]),
+                "value": float((preds[hit] == y).mean()),
+                "n": int(hit.sum()),
+            }
+        )
     return rows
 
 
@@ -95,9 +107,11 @@ def state_size_mb(model: torch.nn.Module) -> float:
 def size_rows(loaded: LoadedModel, folder: Path | None) -> list[dict]:
     """Parameter counts, state-dict size and (when given) saved-folder size."""
     total, nonzero = parameter_counts(loaded.model)
-    rows = [{"unit": "model", "metric": "params", "value": total},
-            {"unit": "model", "metric": "params_nonzero", "value": nonzero},
-            {"unit": "model", "metric": "size_mb", "value": state_size_mb(loaded.model)}]
+    rows = [
+        {"unit": "model", "metric": "params", "value": total},
+        {"unit": "model", "metric": "params_nonzero", "value": nonzero},
+        {"unit": "model", "metric": "size_mb", "value": state_size_mb(loaded.model)},
+    ]
     if folder is not None:
         disk = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
         rows.append({"unit": "model", "metric": "disk_mb", "value": disk / 1e6})
@@ -105,8 +119,9 @@ def size_rows(loaded: LoadedModel, folder: Path | None) -> list[dict]:
 
 
 @torch.no_grad()
-def cpu_latency_ms(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int, repeats: int = 5,
-                   max_length: int = 128) -> float:
+def cpu_latency_ms(
+    loaded: LoadedModel, texts: Sequence[str], *, batch_size: int, repeats: int = 5, max_length: int = 128
+) -> float:
     """Median wall time per example (ms) of a forward pass at ``batch_size`` on CPU (one warm-up run first).
 
     A model on another device is copied to CPU for the measurement. Texts are cycled to fill the batch.
@@ -116,8 +131,9 @@ def cpu_latency_ms(loaded: LoadedModel, texts: Sequence[str], *, batch_size: int
     model = loaded.model if loaded.device.type == "cpu" else copy.deepcopy(loaded.model).cpu()
     model.eval()
     batch_texts = [texts[i % len(texts)] for i in range(batch_size)]
-    batch = dict(loaded.tokenizer(batch_texts, padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt"))
+    batch = dict(
+        loaded.tokenizer(batch_texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    )
     model(**batch)  # warm-up
     times = []
     for _ in range(repeats):
@@ -133,14 +149,33 @@ def prediction_rows(logits: np.ndarray, data: TaskData, subset: str = "test") ->
     probs = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
     true = probs[np.arange(len(data)), data.labels]
     preds = logits.argmax(1)
-    return [{"unit": "model", "metric": "prob_true", "subset": subset, "value": float(true[i]), "n": 1, "example": i,
-             "label": int(data.labels[i]), "gender": int(data.genders[i]), "pred": int(preds[i])}
-            for i in range(len(data))]
+    return [
+        {
+            "unit": "model",
+            "metric": "prob_true",
+            "subset": subset,
+            "value": float(true[i]),
+            "n": 1,
+            "example": i,
+            "label": int(data.labels[i]),
+            "gender": int(data.genders[i]),
+            "pred": int(preds[i]),
+        }
+        for i in range(len(data))
+    ]
 
 
-def task_metric_rows(loaded: LoadedModel, data: TaskData, *, folder: Path | None, batch_size: int, max_length: int,
-                     latency_batch_sizes: Sequence[int] = (1, 32), latency_repeats: int = 5,
-                     subset: str = "test") -> tuple[list[dict], list[dict]]:
+def task_metric_rows(
+    loaded: LoadedModel,
+    data: TaskData,
+    *,
+    folder: Path | None,
+    batch_size: int,
+    max_length: int,
+    latency_batch_sizes: Sequence[int] = (1, 32),
+    latency_repeats: int = 5,
+    subset: str = "test",
+) -> tuple[list[dict], list[dict]]:
     """All task metrics of one variant on ``data``: (metric rows, prediction rows), ready for ``tidy``."""
     logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length).numpy()
     rows = [{"subset": subset, **r} for r in classification_rows(data.labels, logits.argmax(1), data.label_names)]
@@ -161,15 +196,26 @@ def task_metrics_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
         def evaluate(step=step) -> dict[str, pd.DataFrame]:
             loaded = load_variant(ctx, step)
             rows, pred_rows = task_metric_rows(
-                loaded, splits.test, folder=ctx.run_dir / step.folder, batch_size=cfg.finetune.eval_batch_size,
-                max_length=cfg.task.max_length, latency_batch_sizes=cfg.metrics.latency_batch_sizes,
-                latency_repeats=cfg.metrics.latency_repeats)
-            return {"task_metrics": tidy(rows, variant=step.variant, seed=step.seed),
-                    "predictions": tidy(pred_rows, variant=step.variant, seed=step.seed)}
+                loaded,
+                splits.test,
+                folder=ctx.run_dir / step.folder,
+                batch_size=cfg.finetune.eval_batch_size,
+                max_length=cfg.task.max_length,
+                latency_batch_sizes=cfg.metrics.latency_batch_sizes,
+                latency_repeats=cfg.metrics.latency_repeats,
+            )
+            return {
+                "task_metrics": tidy(rows, variant=step.variant, seed=step.seed),
+                "predictions": tidy(pred_rows, variant=step.variant, seed=step.seed),
+            }
 
-        parts = {"model": ctx.unit_hash("build", step.key), "data": ctx.extras["fingerprint"],
-                 "max_length": cfg.task.max_length, "batch_size": cfg.finetune.eval_batch_size,
-                 "metrics": cfg.metrics.model_dump(mode="json")}
+        parts = {
+            "model": ctx.unit_hash("build", step.key),
+            "data": ctx.extras["fingerprint"],
+            "max_length": cfg.task.max_length,
+            "batch_size": cfg.finetune.eval_batch_size,
+            "metrics": cfg.metrics.model_dump(mode="json"),
+        }
         tables = ctx.unit(step.key, parts, evaluate)
         metrics.append(tables["task_metrics"])
         preds.append(tables["predictions"])

@@ -39,8 +39,10 @@ def check_analysis_variants(cfg: RunConfig, variants: Sequence[str]) -> None:
     for section in (a for a in ("attribution", "probes") if a in cfg.run.analyses):
         unknown = sorted(set(getattr(cfg, section).variants) - set(variants))
         if unknown:
-            raise ConfigError(f"{section}.variants names {unknown}, which the run does not build; planned variants: "
-                              f"{', '.join(sorted(set(variants)))}.")
+            raise ConfigError(
+                f"{section}.variants names {unknown}, which the run does not build; planned variants: "
+                f"{', '.join(sorted(set(variants)))}."
+            )
 
 
 def with_defaults(section, **defaults):
@@ -60,8 +62,9 @@ def _guarded(ctx: StageContext, step: Step, analyse: Callable[[Step], Tables]) -
         return {_SKIPPED_UNIT: tidy([row], variant=step.variant, seed=step.seed)}
 
 
-def per_variant(ctx: StageContext, steps: list[Step], desc: str, settings, analyse: Callable[[Step], Tables], *,
-                skip_table: str) -> Tables:
+def per_variant(
+    ctx: StageContext, steps: list[Step], desc: str, settings, analyse: Callable[[Step], Tables], *, skip_table: str
+) -> Tables:
     """Run ``analyse`` once per step as a cached unit; concatenate the tables of all units.
 
     A unit that raises one of :data:`EXPECTED_ERRORS` gives a skip row in ``skip_table`` (the stage's main table)
@@ -69,8 +72,11 @@ def per_variant(ctx: StageContext, steps: list[Step], desc: str, settings, analy
     """
     found: dict[str, list[pd.DataFrame]] = {}
     for step in tqdm(steps, desc=desc, disable=not ctx.is_main):
-        parts = {"model": ctx.unit_hash("build", step.key), "data": ctx.extras["fingerprint"],
-                 "settings": settings.model_dump(mode="json")}
+        parts = {
+            "model": ctx.unit_hash("build", step.key),
+            "data": ctx.extras["fingerprint"],
+            "settings": settings.model_dump(mode="json"),
+        }
         tables = ctx.unit(step.key, parts, lambda step=step: _guarded(ctx, step, analyse))
         if _SKIPPED_UNIT in tables:
             skipped = tables.pop(_SKIPPED_UNIT)
@@ -87,7 +93,7 @@ def _text_or_missing(value: object) -> bool:
 
 def _fill_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Extra text columns (``skipped``, ``pooling``...) hold ``""`` where a unit's rows lacked them, not NaN."""
-    for column in frame.columns[len(COLUMNS):]:
+    for column in frame.columns[len(COLUMNS) :]:
         values = frame[column]
         if pd.api.types.is_string_dtype(values) or (values.dtype == object and values.map(_text_or_missing).all()):
             frame[column] = frame[column].fillna("")

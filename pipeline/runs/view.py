@@ -18,8 +18,23 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 
 def streamlit_command(runs: str, *, address: str = "localhost", port: int = 8501) -> list[str]:
     """The ``streamlit run`` command line that serves the viewer on ``runs``."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address, "--server.port",
-            str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", runs]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        runs,
+    ]
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas view") -> int:
@@ -30,6 +45,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "bias-atlas view") ->
     parser.add_argument("--port", type=int, default=8501)
     args = parser.parse_args(argv)
     if not Path(args.runs).is_dir():
-        raise FileNotFoundError(f"runs folder {args.runs!r} does not exist; run `bias-atlas run CONFIG` first or "
-                                "give the folder that holds your run folders.")
+        raise FileNotFoundError(
+            f"runs folder {args.runs!r} does not exist; run `bias-atlas run CONFIG` first or "
+            "give the folder that holds your run folders."
+        )
     return subprocess.call(streamlit_command(args.runs, address=args.address, port=args.port))

@@ -20,11 +20,27 @@ from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.runfolder import RunFolder, combine_tables, variant_sort_key
 from pipeline.runs.viewer_data import flags_by_point, flags_by_variant, model_status
 
-__all__ = ["NOT_ATTRIBUTED", "Selection", "figure", "findings_config", "flag_notice", "load", "missing", "need",
-           "point_flags", "read_all", "status", "table", "variant_flags", "variants_of"]
+__all__ = [
+    "NOT_ATTRIBUTED",
+    "Selection",
+    "figure",
+    "findings_config",
+    "flag_notice",
+    "load",
+    "missing",
+    "need",
+    "point_flags",
+    "read_all",
+    "status",
+    "table",
+    "variant_flags",
+    "variants_of",
+]
 
-NOT_ATTRIBUTED = ("None of the selected variants has these attributions: the pipeline attributes the variants "
-                  "listed in `[attribution] variants` (all when empty). Pick other variants in the sidebar.")
+NOT_ATTRIBUTED = (
+    "None of the selected variants has these attributions: the pipeline attributes the variants "
+    "listed in `[attribution] variants` (all when empty). Pick other variants in the sidebar."
+)
 
 
 @dataclass(frozen=True)
@@ -129,12 +145,16 @@ def flag_notice(view: Selection, variants: Iterable[str]) -> dict[str, str]:
     """A warning naming the models on this page that are not fit to be read (and why); returns their flags."""
     flags = variant_flags(view, variants)
     if flags:
-        names = "; ".join(f"**{v}** ({why})" for v, why in sorted(flags.items(), key=lambda kv: variant_sort_key(kv[0])))
-        st.warning(f"Not fit to be read: {names}. Untrained head: its outputs are those of a random classifier; "
-                   "collapsed: it predicts one class (GAP_RMS 0 by construction); ≤ majority class: it does not beat "
-                   "always predicting the most frequent class (one-sided test). Their bias numbers are not "
-                   "interpretable; they are marked *(not fit)* and drawn grey, open or dashed. See the Findings page.",
-                   icon="⚠️")
+        names = "; ".join(
+            f"**{v}** ({why})" for v, why in sorted(flags.items(), key=lambda kv: variant_sort_key(kv[0]))
+        )
+        st.warning(
+            f"Not fit to be read: {names}. Untrained head: its outputs are those of a random classifier; "
+            "collapsed: it predicts one class (GAP_RMS 0 by construction); ≤ majority class: it does not beat "
+            "always predicting the most frequent class (one-sided test). Their bias numbers are not "
+            "interpretable; they are marked *(not fit)* and drawn grey, open or dashed. See the Findings page.",
+            icon="⚠️",
+        )
     return flags
 
 
@@ -158,13 +178,15 @@ def figure(name: str, plot: str, *args, caption: str | None = None, **kwargs) ->
         st.caption(caption)
     left, right, _ = st.columns([1, 1, 6])
     left.download_button("PNG", png, f"{name}.png", "image/png", key=f"png:{name}", on_click="ignore")
-    right.download_button("SVG", lambda: _render(*key, "svg"), f"{name}.svg", "image/svg+xml", key=f"svg:{name}",
-                          on_click="ignore")
+    right.download_button(
+        "SVG", lambda: _render(*key, "svg"), f"{name}.svg", "image/svg+xml", key=f"svg:{name}", on_click="ignore"
+    )
 
 
 def table(name: str, frame: pd.DataFrame, *, data: pd.DataFrame | None = None) -> None:
     """Show ``frame`` with a CSV download button (of ``data`` when given, e.g. the numbers behind a text table)."""
     st.dataframe(frame, hide_index=True)
     csv = frame if data is None else data
-    st.download_button("CSV", lambda: csv.to_csv(index=False), f"{name}.csv", "text/csv", key=f"csv:{name}",
-                       on_click="ignore")
+    st.download_button(
+        "CSV", lambda: csv.to_csv(index=False), f"{name}.csv", "text/csv", key=f"csv:{name}", on_click="ignore"
+    )

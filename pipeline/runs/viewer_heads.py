@@ -32,11 +32,15 @@ __all__ = ["HEAD_SOURCES", "NEURON_SOURCES", "carries_for", "heads", "neurons", 
 # own page.
 HEAD_SOURCES = {label: (table, metrics) for label, table, metrics in HEAD_MAPS if table != "probes_heads"}
 NEURON_SOURCES = {label: (table, metric) for label, table, metric in NEURON_MAPS}
-SCALES = {"shared": "one absolute scale for all maps (compare magnitudes)",
-          "panel": "one scale per map (compare patterns only)"}
-_GAP = ("The counterfactual gap (cf gap) is P(y | female version) - P(y | male version) of the true class y, averaged "
-        "over examples; bias = |gap|. Ablation and IG explain this gap; patching explains the true-class "
-        "probability, oriented towards the female twin (its total effect is the gap).")
+SCALES = {
+    "shared": "one absolute scale for all maps (compare magnitudes)",
+    "panel": "one scale per map (compare patterns only)",
+}
+_GAP = (
+    "The counterfactual gap (cf gap) is P(y | female version) - P(y | male version) of the true class y, averaged "
+    "over examples; bias = |gap|. Ablation and IG explain this gap; patching explains the true-class "
+    "probability, oriented towards the female twin (its total effect is the gap)."
+)
 
 
 def carries_for(view: Selection, metric: str) -> pd.DataFrame | None:
@@ -52,9 +56,15 @@ def noise_summary(frame: pd.DataFrame, metric: str, alpha: float, carries: pd.Da
     out = []
     for (variant, seed), group in rows.groupby(["variant", "seed"]):
         excl = int(((group["ci_low"] > 0) | (group["ci_high"] < 0)).sum())
-        row = {"variant": variant, "seed": seed, "heads": len(group), "n examples": group["n"].max(),
-               "intervals excluding 0": excl, "expected by chance (5%)": round(0.05 * len(group), 1),
-               f"q < {alpha:g}": int((group["q"] < alpha).sum()) if "q" in group else np.nan}
+        row = {
+            "variant": variant,
+            "seed": seed,
+            "heads": len(group),
+            "n examples": group["n"].max(),
+            "intervals excluding 0": excl,
+            "expected by chance (5%)": round(0.05 * len(group), 1),
+            f"q < {alpha:g}": int((group["q"] < alpha).sum()) if "q" in group else np.nan,
+        }
         if carries is not None:
             mine = carries[(carries["variant"] == variant) & (carries["seed"] == seed) & (carries["unit"] == "head")]
             row["carry bias"] = int(mine["carries"].astype(bool).sum())
@@ -64,8 +74,11 @@ def noise_summary(frame: pd.DataFrame, metric: str, alpha: float, carries: pd.Da
 
 
 def _meaning(metric: str, full: pd.DataFrame, variants: list[str]) -> str:
-    totals = [f"{v} {model_total(full[full['variant'] == v], metric):+.3g}" for v in variants
-              if model_total(full[full["variant"] == v], metric) is not None]
+    totals = [
+        f"{v} {model_total(full[full['variant'] == v], metric):+.3g}"
+        for v in variants
+        if model_total(full[full["variant"] == v], metric) is not None
+    ]
     words = plots.colourbar_label(metric, full[full["unit"] == "head"]).split("\n")
     text = f"Colour: {words[0]}" + (f" ({words[1]})" if len(words) > 1 else "") + ". "
     if totals:
@@ -109,25 +122,50 @@ def heads(view: Selection) -> None:
     chosen = left.multiselect("Compare variants (first = reference)", variants, default=variants, key="compare")
     scale = right.radio("Colour scale", list(SCALES), format_func=SCALES.get, key="head_scale")
     st.caption(_meaning(metric, full, chosen or variants))
-    marks = (f"Dot: q < {alpha:g} (Benjamini-Hochberg over the heads of one model) in every seed; ring: in some "
-             "seeds; faded: in none; square: carries bias (findings: significant and at least "
-             f"{findings_config(view).min_share:.0%} of the model's total effect).")
+    marks = (
+        f"Dot: q < {alpha:g} (Benjamini-Hochberg over the heads of one model) in every seed; ring: in some "
+        "seeds; faded: in none; square: carries bias (findings: significant and at least "
+        f"{findings_config(view).min_share:.0%} of the model's total effect)."
+    )
     if chosen:
-        figure(f"heads_{metric}_compare", "side_by_side_heatmaps", {v: full[full["variant"] == v] for v in chosen},
-               metric, scale=scale, alpha=alpha, carries=carries, flags={v: flags[v] for v in chosen if v in flags},
-               caption=marks)
+        figure(
+            f"heads_{metric}_compare",
+            "side_by_side_heatmaps",
+            {v: full[full["variant"] == v] for v in chosen},
+            metric,
+            scale=scale,
+            alpha=alpha,
+            carries=carries,
+            flags={v: flags[v] for v in chosen if v in flags},
+            caption=marks,
+        )
     one = st.selectbox("Single variant", variants, key="head_variant")
     vlim = _vlim(frame, metric, chosen) if scale == "shared" and one in chosen else None
     own_carries = None if carries is None else carries[carries["variant"] == one]
-    figure(f"heads_{metric}_{one}", "head_heatmap", full[full["variant"] == one], metric, vlim=vlim, alpha=alpha,
-           carries=own_carries, flag=flags.get(one))
+    figure(
+        f"heads_{metric}_{one}",
+        "head_heatmap",
+        full[full["variant"] == one],
+        metric,
+        vlim=vlim,
+        alpha=alpha,
+        carries=own_carries,
+        flag=flags.get(one),
+    )
     st.subheader("How much is noise")
     shown = frame[frame["variant"].isin(chosen or variants)]
     table(f"noise_{metric}", noise_summary(shown, metric, alpha, carries))
-    st.caption("With a 95% interval per head, 5% of heads exclude 0 by chance alone; the q-values correct for "
-               "testing every head of a model (Benjamini-Hochberg), so only heads with q < α are evidence.")
-    k = st.slider("Top heads per model (largest |effect|)", 1, int(frame.groupby(["variant", "seed"]).size().max()),
-                  min(10, int(frame.groupby(["variant", "seed"]).size().max())), key="head_k")
+    st.caption(
+        "With a 95% interval per head, 5% of heads exclude 0 by chance alone; the q-values correct for "
+        "testing every head of a model (Benjamini-Hochberg), so only heads with q < α are evidence."
+    )
+    k = st.slider(
+        "Top heads per model (largest |effect|)",
+        1,
+        int(frame.groupby(["variant", "seed"]).size().max()),
+        min(10, int(frame.groupby(["variant", "seed"]).size().max())),
+        key="head_k",
+    )
     table(f"top_heads_{metric}", units_table(shown, metric, k=k, alpha=alpha, carries=carries))
     _ablation_extras(view, frames.get("head_ablation"), flags)
 
@@ -137,33 +175,52 @@ def _ablation_extras(view: Selection, ablation: pd.DataFrame | None, flags: dict
     cumulative = need(view, "cumulative_ablation")
     if cumulative is not None:
         randoms = cumulative["order"].astype(str).str.startswith("random").any() if "order" in cumulative else False
-        figure("cumulative_ablation", "cumulative_curve", cumulative, flags=flags,
-               caption="Heads removed in order of importance, most important first (solid) or least (dashed), "
-                       "with 95% bands; " + ("grey: random orders (mean and min-max)." if randoms else
-                                             "the table holds no random-order curves, so there is no random baseline "
-                                             "to compare with (the attribution stage writes most / least only)."))
+        figure(
+            "cumulative_ablation",
+            "cumulative_curve",
+            cumulative,
+            flags=flags,
+            caption="Heads removed in order of importance, most important first (solid) or least (dashed), "
+            "with 95% bands; "
+            + (
+                "grey: random orders (mean and min-max)."
+                if randoms
+                else "the table holds no random-order curves, so there is no random baseline "
+                "to compare with (the attribution stage writes most / least only)."
+            ),
+        )
     if ablation is not None and (ablation["unit"] == "layer").any():
         st.subheader("Whole-layer ablation")
-        figure("layer_ablation", "layer_effects", ablation, flags=flags,
-               caption="Every head of one layer removed at once; open markers: not fit to be read.")
+        figure(
+            "layer_ablation",
+            "layer_effects",
+            ablation,
+            flags=flags,
+            caption="Every head of one layer removed at once; open markers: not fit to be read.",
+        )
         with st.expander("Whole-layer ablation as a table"):
             table("layer_ablation", layer_ablation_wide(ablation))
     st.subheader("Homogeneity and seed stability")
     comparison = need(view, "comparison")
     if comparison is not None:
         table("homogeneity", homogeneity_wide(comparison))
-        st.caption("Over |single-head ablation effects|: Gini 0 = every head carries the same, 1 = one head carries "
-                   "all; normalised entropy 1 = spread evenly, 0 = one head. Seed Spearman / top-k overlap: rank "
-                   "agreement of head effects between two seeds (1 = same ranking). Teacher alignment: Spearman of "
-                   "the layers' shares between a student and its teacher (mapped layers).")
+        st.caption(
+            "Over |single-head ablation effects|: Gini 0 = every head carries the same, 1 = one head carries "
+            "all; normalised entropy 1 = spread evenly, 0 = one head. Seed Spearman / top-k overlap: rank "
+            "agreement of head effects between two seeds (1 = same ranking). Teacher alignment: Spearman of "
+            "the layers' shares between a student and its teacher (mapped layers)."
+        )
         with st.expander("All comparison rows"):
             table("comparison", comparison)
 
 
 def neurons(view: Selection) -> None:
     frames = {label: (load(view, t), m) for label, (t, m) in NEURON_SOURCES.items()}
-    sources = {label: f[(f["unit"] == "neuron") & (f["metric"] == m)] for label, (f, m) in frames.items()
-               if f is not None and ((f["unit"] == "neuron") & (f["metric"] == m)).any()}
+    sources = {
+        label: f[(f["unit"] == "neuron") & (f["metric"] == m)]
+        for label, (f, m) in frames.items()
+        if f is not None and ((f["unit"] == "neuron") & (f["metric"] == m)).any()
+    }
     if not sources:
         if all(f is None for f, _ in frames.values()):
             missing(view, "neuron_ig")
@@ -178,11 +235,21 @@ def neurons(view: Selection) -> None:
     rows = frame[frame["variant"] == variant]
     metric = NEURON_SOURCES[label][1]
     alpha = findings_config(view).alpha
-    figure(f"top_neurons_{metric}_{variant}", "top_neurons", rows, k, metric=metric, alpha=alpha,
-           flag=flags.get(variant), caption=f"Faded bars: q ≥ {alpha:g} in some seed (not significant after "
-                                            "Benjamini-Hochberg over the model's neurons). " + _GAP)
+    figure(
+        f"top_neurons_{metric}_{variant}",
+        "top_neurons",
+        rows,
+        k,
+        metric=metric,
+        alpha=alpha,
+        flag=flags.get(variant),
+        caption=f"Faded bars: q ≥ {alpha:g} in some seed (not significant after "
+        "Benjamini-Hochberg over the model's neurons). " + _GAP,
+    )
     st.subheader(f"Top {k} neurons per layer")
     table(f"top_neurons_{metric}_{variant}", top_neurons_table(rows, k, metric=metric))
     st.subheader(f"Top {k} neurons of the model, with intervals")
-    table(f"top_neurons_all_{metric}_{variant}", units_table(rows, metric, unit="neuron", k=k, alpha=alpha,
-                                                             carries=carries_for(view, metric)))
+    table(
+        f"top_neurons_all_{metric}_{variant}",
+        units_table(rows, metric, unit="neuron", k=k, alpha=alpha, carries=carries_for(view, metric)),
+    )

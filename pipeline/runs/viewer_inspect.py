@@ -81,11 +81,19 @@ def top_attended(folder: str, texts: tuple[str, ...], layer: int, head: int, k: 
     loaded = _model(folder)
     received: dict[str, list[float]] = {}
     for start in range(0, len(texts), 16):
-        for tokens, weights in attention(loaded, list(texts[start:start + 16]), layer, head):
+        for tokens, weights in attention(loaded, list(texts[start : start + 16]), layer, head):
             for token, mass in zip(tokens, weights.mean(axis=0)):
                 received.setdefault(token, []).append(float(mass))
-    rows = [{"token": t, "mean attention received": float(np.mean(v)), "occurrences": len(v),
-             "share of all attention": float(np.sum(v))} for t, v in received.items() if len(v) >= 2]
+    rows = [
+        {
+            "token": t,
+            "mean attention received": float(np.mean(v)),
+            "occurrences": len(v),
+            "share of all attention": float(np.sum(v)),
+        }
+        for t, v in received.items()
+        if len(v) >= 2
+    ]
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -97,13 +105,16 @@ def counterparts(run: RunFolder, variant: str, seed: int, layer: int, present: l
     """(variant, layer) of the head's counterparts among ``present``: for a student, the teacher layer it was
     initialised from (``layer_map`` in its saved config, else 2i for a distilled one; the same layer when it has as
     many layers); for the teacher, the student layers initialised from this layer."""
+
     def mapping(name: str) -> list[int] | None:
         folder = run.models_dir / name / f"seed{seed}"
         config = _config(folder)
         if config.get("layer_map"):
             return [int(t) for t in config["layer_map"]]
-        n, n_teacher = config.get("num_hidden_layers"), _config(run.models_dir / "teacher-ft" / f"seed{seed}").get(
-            "num_hidden_layers")
+        n, n_teacher = (
+            config.get("num_hidden_layers"),
+            _config(run.models_dir / "teacher-ft" / f"seed{seed}").get("num_hidden_layers"),
+        )
         if n is not None and n == n_teacher:
             return list(range(n))
         if n is not None and Variant.parse(name).family == "distil":
@@ -147,18 +158,22 @@ def _sources(view: Selection) -> tuple[dict, dict[str, pd.DataFrame | None]]:
 def inspector(view: Selection) -> None:
     runs = [RunFolder(p) for p in view.runs]
     prefix = (lambda r: f"{r.name}/") if len(runs) > 1 else (lambda r: "")
-    models = [(r, v, s) for r in runs for v, s in r.saved_models() if prefix(r) + v in view.variants
-              and s in view.seeds]
+    models = [
+        (r, v, s) for r in runs for v, s in r.saved_models() if prefix(r) + v in view.variants and s in view.seeds
+    ]
     sources, tables = _sources(view)
     attributed = {v for f in tables.values() if f is not None for v in set(f["variant"])}
     models.sort(key=lambda m: (prefix(m[0]) + m[1] not in attributed, variant_sort_key(m[1]), m[2]))
     if not models:
-        st.info("No saved model for the selected variants and seeds: the pipeline saves each variant under "
-                "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`).")
+        st.info(
+            "No saved model for the selected variants and seeds: the pipeline saves each variant under "
+            "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`)."
+        )
         return
     cols = st.columns([3, 1, 1])
-    run, variant, seed = cols[0].selectbox("Model", models, key="inspect_model",
-                                           format_func=lambda m: f"{prefix(m[0])}{m[1]} (seed {m[2]})")
+    run, variant, seed = cols[0].selectbox(
+        "Model", models, key="inspect_model", format_func=lambda m: f"{prefix(m[0])}{m[1]} (seed {m[2]})"
+    )
     folder = run.model_dir(variant, seed)
     config = _config(folder)
     n_layers, n_heads = int(config.get("num_hidden_layers", 1)), int(config.get("num_attention_heads", 1))
@@ -170,22 +185,34 @@ def inspector(view: Selection) -> None:
     alpha = findings_config(view).alpha
     profile = head_profile(tables, sources, name, layer, head, alpha=alpha)
     if profile.empty:
-        st.info(f"No attribution table measures {name}: the attribution stage measures the variants of "
-                "`[attribution] variants` (and the probes stage those of `[probes] variants`).")
+        st.info(
+            f"No attribution table measures {name}: the attribution stage measures the variants of "
+            "`[attribution] variants` (and the probes stage those of `[probes] variants`)."
+        )
     else:
-        table(f"head_{name}_L{layer}H{head}", profile[profile["seed"] == seed] if (profile["seed"] == seed).any()
-              else profile, data=profile)
-        st.caption(f"Significant: q < {alpha:g} (Benjamini-Hochberg over the heads of the model); carries bias: "
-                   "the findings' verdict (significant and material). Ablation and IG explain the counterfactual gap "
-                   "P(y|female) - P(y|male); patching the true-class probability, oriented to the female twin.")
+        table(
+            f"head_{name}_L{layer}H{head}",
+            profile[profile["seed"] == seed] if (profile["seed"] == seed).any() else profile,
+            data=profile,
+        )
+        st.caption(
+            f"Significant: q < {alpha:g} (Benjamini-Hochberg over the heads of the model); carries bias: "
+            "the findings' verdict (significant and material). Ablation and IG explain the counterfactual gap "
+            "P(y|female) - P(y|male); patching the true-class probability, oriented to the female twin."
+        )
     present = sorted({v for v, _ in run.saved_models()}, key=variant_sort_key)
     mates = counterparts(run, variant, seed, layer, present)
     if mates:
-        st.markdown("**Counterpart** (same head id; the layer it was initialised from / into): "
-                    + ", ".join(f"{v} layer {lay}" for v, lay in mates))
+        st.markdown(
+            "**Counterpart** (same head id; the layer it was initialised from / into): "
+            + ", ".join(f"{v} layer {lay}" for v, lay in mates)
+        )
         rows = [head_profile(tables, sources, prefix(run) + v, lay, head, alpha=alpha) for v, lay in mates]
-        rows = [r.assign(variant=v, layer=lay)[["variant", "layer", *r.columns]] for r, (v, lay) in zip(rows, mates)
-                if len(r)]
+        rows = [
+            r.assign(variant=v, layer=lay)[["variant", "layer", *r.columns]]
+            for r, (v, lay) in zip(rows, mates)
+            if len(r)
+        ]
         if rows:
             table(f"counterparts_{name}_L{layer}H{head}", pd.concat(rows, ignore_index=True))
     _attention_section(run, folder, layer, head, name)
@@ -199,8 +226,13 @@ def _attention_section(run: RunFolder, folder: Path, layer: int, head: int, name
         texts = ()
         st.caption(f"The run's test texts cannot be loaded here ({type(err).__name__}: {err}); type a sentence.")
     choices = [DEFAULT_SENTENCE, *texts[:N_DATA]]
-    text = st.selectbox("Sentence", choices, key="inspect_text", accept_new_options=True,
-                        help="A test sentence of the run, or type your own.")
+    text = st.selectbox(
+        "Sentence",
+        choices,
+        key="inspect_text",
+        accept_new_options=True,
+        help="A test sentence of the run, or type your own.",
+    )
     try:
         twin = GenderSwapper.from_winobias().swap(text)
     except FileNotFoundError:
@@ -211,11 +243,16 @@ def _attention_section(run: RunFolder, folder: Path, layer: int, head: int, name
         st.error(f"Cannot load {name}: {err}")
         return
     (tokens, weights), (twin_tokens, twin_weights) = attention(loaded, [text, twin], layer, head)
-    figure(f"attention_{name}_L{layer}H{head}", "attention_pattern",
-           ((f"text: {text[:60]}", tuple(tokens), weights), (f"gender-swapped twin: {twin[:60]}", tuple(twin_tokens),
-                                                              twin_weights)),
-           title=f"{name}: layer {layer}, head {head}",
-           caption="Rows: the token that attends; columns: the token attended to (weights of each row sum to 1).")
+    figure(
+        f"attention_{name}_L{layer}H{head}",
+        "attention_pattern",
+        (
+            (f"text: {text[:60]}", tuple(tokens), weights),
+            (f"gender-swapped twin: {twin[:60]}", tuple(twin_tokens), twin_weights),
+        ),
+        title=f"{name}: layer {layer}, head {head}",
+        caption="Rows: the token that attends; columns: the token attended to (weights of each row sum to 1).",
+    )
     if texts:
         st.markdown(f"**Tokens it attends to most** over {min(len(texts), N_DATA)} test sentences")
         table(f"attended_{name}_L{layer}H{head}", top_attended(str(folder), tuple(texts[:N_DATA]), layer, head))

@@ -29,13 +29,21 @@ from pipeline.runs.viewer_data import OVERVIEW_COLUMNS, STATUS_WORDS, overview_d
 
 __all__ = ["BIAS_METRICS", "findings_page", "overview"]
 
-BIAS_METRICS = {"gap_rms": "GAP_RMS (TPR gap)", "cf_prob_gap": "counterfactual gap", "cf_prob_abs_change":
-                "|counterfactual change|", "cf_flip_rate": "counterfactual flip rate", "accuracy_gap":
-                "accuracy gap (F - M)", "crows_stereo_pct": "CrowS-Pairs stereotype %", "stereoset_ss":
-                "StereoSet SS", "stereoset_icat": "StereoSet ICAT"}
-_INTERVALS = ("Intervals: 95% percentile bootstrap over the test examples (`pipeline.metrics.bootstrap`, docs/VIEWER.md "
-              "says why and where it is biased). Values in parentheses come from models not fit to be read: their "
-              "extrinsic bias numbers are not interpretable.")
+BIAS_METRICS = {
+    "gap_rms": "GAP_RMS (TPR gap)",
+    "cf_prob_gap": "counterfactual gap",
+    "cf_prob_abs_change": "|counterfactual change|",
+    "cf_flip_rate": "counterfactual flip rate",
+    "accuracy_gap": "accuracy gap (F - M)",
+    "crows_stereo_pct": "CrowS-Pairs stereotype %",
+    "stereoset_ss": "StereoSet SS",
+    "stereoset_icat": "StereoSet ICAT",
+}
+_INTERVALS = (
+    "Intervals: 95% percentile bootstrap over the test examples (`pipeline.metrics.bootstrap`, docs/VIEWER.md "
+    "says why and where it is biased). Values in parentheses come from models not fit to be read: their "
+    "extrinsic bias numbers are not interpretable."
+)
 
 
 def overview(view: Selection) -> None:
@@ -51,8 +59,7 @@ def overview(view: Selection) -> None:
     st.subheader("Variants")
     shown = overview_display(numbers, rows)
     table("overview", shown, data=numbers)
-    st.caption(_INTERVALS + " " + "; ".join(f"{h}: {w}" for c, (h, w) in OVERVIEW_COLUMNS.items()
-                                            if w and h in shown))
+    st.caption(_INTERVALS + " " + "; ".join(f"{h}: {w}" for c, (h, w) in OVERVIEW_COLUMNS.items() if w and h in shown))
     if bias is not None and "skipped" in bias:
         skipped = bias.loc[bias["skipped"].fillna("") != "", ["metric", "skipped"]].drop_duplicates()
         if len(skipped):
@@ -62,11 +69,13 @@ def overview(view: Selection) -> None:
             fit = rows[rows["variant"].isin(view.variants) & rows["seed"].isin(view.seeds)].copy()
             fit["status"] = fit["status"].map(lambda s: STATUS_WORDS.get(s, s))
             table("fitness", fit.round(4))
-            st.caption("A classifier is fit to be read when its head was trained, it beats the majority-class "
-                       "baseline (one-sided sign-flip test, p < α) and at most "
-                       f"{findings_config(view).collapse_share:.0%} of its predictions fall in one class "
-                       "(docs/FINDINGS.md). Source: the findings stage's `fitness` table, else computed here from "
-                       "`predictions`.")
+            st.caption(
+                "A classifier is fit to be read when its head was trained, it beats the majority-class "
+                "baseline (one-sided sign-flip test, p < α) and at most "
+                f"{findings_config(view).collapse_share:.0%} of its predictions fall in one class "
+                "(docs/FINDINGS.md). Source: the findings stage's `fitness` table, else computed here from "
+                "`predictions`."
+            )
     if task is not None and bias is not None:
         st.subheader("Bias against size and accuracy")
         present = set(bias.loc[(bias["unit"] == "model") & bias["value"].notna(), "metric"])
@@ -80,9 +89,15 @@ def overview(view: Selection) -> None:
             if drop and flags:
                 keep = lambda f: f[[(v, int(s)) not in flags for v, s in zip(f["variant"], f["seed"])]]
                 kept = keep(task), keep(bias)
-            figure(f"bias_vs_compression_{metric}", "bias_vs_compression", *kept, bias_metric=metric, flags=flags,
-                   caption="One point per model (variant x seed) with 95% intervals on both axes; grey = not fit to "
-                           "be read. The dotted line is a fair model.")
+            figure(
+                f"bias_vs_compression_{metric}",
+                "bias_vs_compression",
+                *kept,
+                bias_metric=metric,
+                flags=flags,
+                caption="One point per model (variant x seed) with 95% intervals on both axes; grey = not fit to "
+                "be read. The dotted line is a fair model.",
+            )
     with st.expander("Run manifests"):
         for path in view.runs:
             st.json(RunFolder(path).manifest or {"manifest.json": "absent"}, expanded=False)
@@ -113,19 +128,33 @@ def _sections(path: str, stamps: tuple[float, ...], settings: tuple) -> tuple[st
     out = []
     for s in build_sections(found):
         png = base64.b64decode(png_base64(s.figure)) if s.figure is not None else None
-        out.append({"key": s.key, "title": s.title, "answer": s.answer, "numbers": s.numbers, "png": png,
-                    "table": s.table, "notes": s.notes})
+        out.append(
+            {
+                "key": s.key,
+                "title": s.title,
+                "answer": s.answer,
+                "numbers": s.numbers,
+                "png": png,
+                "table": s.table,
+                "notes": s.notes,
+            }
+        )
     return source, header_rows(found), out
 
 
 def findings_page(view: Selection) -> None:
     names = {p: RunFolder(p).name for p in view.runs}
-    path = view.runs[0] if len(view.runs) == 1 else st.selectbox("Run", list(names), format_func=names.get,
-                                                                  key="findings_run")
+    path = (
+        view.runs[0]
+        if len(view.runs) == 1
+        else st.selectbox("Run", list(names), format_func=names.get, key="findings_run")
+    )
     run = RunFolder(path)
     if not run.tables():
-        st.info(f"Run {run.name!r} has no tables yet: run `bias-atlas run CONFIG`, then its `findings` stage writes "
-                "the findings tables (fitness, comparisons, bias_units, ...).")
+        st.info(
+            f"Run {run.name!r} has no tables yet: run `bias-atlas run CONFIG`, then its `findings` stage writes "
+            "the findings tables (fitness, comparisons, bias_units, ...)."
+        )
         return
     cfg = findings_config(Selection((path,), view.variants, view.seeds))
     try:
@@ -134,12 +163,16 @@ def findings_page(view: Selection) -> None:
         st.error(f"The findings of {run.name!r} cannot be computed: {err}")
         return
     if source == "computed":
-        st.info(f"Run {run.name!r} has no findings tables (tables/fitness.parquet, comparisons, bias_units, ...): "
-                "the `findings` stage of `bias-atlas run CONFIG` writes them. They are computed here from the run's "
-                "tables instead, with the same functions as `bias-atlas report RUN`.")
-    st.caption("The answers of `bias-atlas report` for the whole run (not restricted by the sidebar's selection): "
-               "each section states the answer, the numbers with their intervals and q-values, and the table "
-               "behind it.")
+        st.info(
+            f"Run {run.name!r} has no findings tables (tables/fitness.parquet, comparisons, bias_units, ...): "
+            "the `findings` stage of `bias-atlas run CONFIG` writes them. They are computed here from the run's "
+            "tables instead, with the same functions as `bias-atlas report RUN`."
+        )
+    st.caption(
+        "The answers of `bias-atlas report` for the whole run (not restricted by the sidebar's selection): "
+        "each section states the answer, the numbers with their intervals and q-values, and the table "
+        "behind it."
+    )
     with st.expander("Run"):
         st.dataframe(pd.DataFrame(header, columns=["", "value"]), hide_index=True)
     for s in sections:

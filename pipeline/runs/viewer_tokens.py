@@ -70,8 +70,12 @@ def tokens(view: Selection) -> None:
         return
     skipped = table_rows.loc[table_rows["unit"] != "token"]
     if "skipped" in skipped and len(skipped):
-        st.caption("Not explained: " + "; ".join(f"{v} ({r})" for v, r in
-                                                  skipped[["variant", "skipped"]].drop_duplicates().itertuples(index=False)))
+        st.caption(
+            "Not explained: "
+            + "; ".join(
+                f"{v} ({r})" for v, r in skipped[["variant", "skipped"]].drop_duplicates().itertuples(index=False)
+            )
+        )
     frame = table_rows[table_rows["unit"] == "token"].astype({"example": int})
     if frame.empty:
         st.info(NOT_ATTRIBUTED)
@@ -80,19 +84,26 @@ def tokens(view: Selection) -> None:
     left, middle, right = st.columns([2, 1, 3])
     variant = left.selectbox("Variant", variants_of(frame), key="token_variant")
     seed = middle.selectbox("Seed", sorted(set(frame.loc[frame["variant"] == variant, "seed"])), key="token_seed")
-    compare = right.multiselect("Side by side with", variants_of(frame), key="token_compare",
-                                help="The same example explained in other models (the attribution stage draws the "
-                                     "same examples for every model).")
+    compare = right.multiselect(
+        "Side by side with",
+        variants_of(frame),
+        key="token_compare",
+        help="The same example explained in other models (the attribution stage draws the "
+        "same examples for every model).",
+    )
     compare = [v for v in compare if v != variant]
     flags = flag_notice(view, [variant, *compare])
     rows = frame[(frame["variant"] == variant) & (frame["seed"] == seed)]
     facts = example_facts(rows, names)
     lacking = [c for c in _FACTS if c not in rows]
     if lacking:
-        st.caption(f"token_ig has no {', '.join(lacking)} column, so it cannot be filtered by it; the attribution "
-                   "stage writes them with each example.")
-    rule = st.radio("Examples", list(EXAMPLE_ORDERS), format_func=EXAMPLE_ORDERS.get, horizontal=True,
-                    key="token_order")
+        st.caption(
+            f"token_ig has no {', '.join(lacking)} column, so it cannot be filtered by it; the attribution "
+            "stage writes them with each example."
+        )
+    rule = st.radio(
+        "Examples", list(EXAMPLE_ORDERS), format_func=EXAMPLE_ORDERS.get, horizontal=True, key="token_order"
+    )
     keep = _filters(facts)
     order = [e for e in _order(facts, rule) if keep.get(e, False)]
     if not order:
@@ -100,14 +111,22 @@ def tokens(view: Selection) -> None:
         return
     previous = st.session_state.get("token_example_id")
     example = st.selectbox(  # keyed by model: the labels (prediction) are this model's, never a stale one's
-        "Example", order, index=order.index(previous) if previous in order else 0, key=f"token_example:{variant}:{seed}",
-        format_func=lambda e: " · ".join([str(e)] + [f"{c} {facts.at[e, c]}" for c in _FACTS if c in facts]
-                                         + [f"Σ {facts.at[e, 'total']:+.3g}"]))
+        "Example",
+        order,
+        index=order.index(previous) if previous in order else 0,
+        key=f"token_example:{variant}:{seed}",
+        format_func=lambda e: " · ".join(
+            [str(e)] + [f"{c} {facts.at[e, c]}" for c in _FACTS if c in facts] + [f"Σ {facts.at[e, 'total']:+.3g}"]
+        ),
+    )
     st.session_state["token_example_id"] = example
-    shared = st.checkbox("One colour scale for every example and model (absolute)", value=bool(compare),
-                         key=f"token_shared:{bool(compare)}",
-                         help="Off: each figure is scaled to its own largest |attribution|, so a weak example looks "
-                              "as vivid as a strong one.")
+    shared = st.checkbox(
+        "One colour scale for every example and model (absolute)",
+        value=bool(compare),
+        key=f"token_shared:{bool(compare)}",
+        help="Off: each figure is scaled to its own largest |attribution|, so a weak example looks "
+        "as vivid as a strong one.",
+    )
     vlim = float(frame.loc[frame["variant"].isin([variant, *compare]), "value"].abs().max()) if shared else None
     for model in [variant, *compare]:
         mine = frame[(frame["variant"] == model) & (frame["example"] == example)]
@@ -115,8 +134,15 @@ def tokens(view: Selection) -> None:
         if mine.empty:
             st.info(f"{model} has no token attributions for example {example}.")
             continue
-        figure(f"tokens_{model}_seed{int(mine['seed'].iloc[0])}_ex{example}", "token_attributions", mine, int(example),
-               vlim=vlim, label_names=tuple(names), flag=flags.get(model))
+        figure(
+            f"tokens_{model}_seed{int(mine['seed'].iloc[0])}_ex{example}",
+            "token_attributions",
+            mine,
+            int(example),
+            vlim=vlim,
+            label_names=tuple(names),
+            flag=flags.get(model),
+        )
     table(f"tokens_{variant}_seed{seed}_ex{example}", rows[rows["example"] == example])
 
 
@@ -126,30 +152,48 @@ def probes(view: Selection) -> None:
     if layers is not None:
         options = [m for m in ("probe_accuracy", "probe_balanced_accuracy", "probe_auc") if m in set(layers["metric"])]
         metric = st.selectbox("Probe metric", options or sorted(set(layers["metric"])), key="probe_metric")
-        figure(f"probe_curves_{metric}", "probe_curves", layers, metric=metric, flags=flags,
-               caption="Linear probes of gender (and of the task label) on each layer's representation; dotted: "
-                       "chance. Probes read the encoder, so they stay meaningful for a model whose classifier is "
-                       "not fit to be read.")
+        figure(
+            f"probe_curves_{metric}",
+            "probe_curves",
+            layers,
+            metric=metric,
+            flags=flags,
+            caption="Linear probes of gender (and of the task label) on each layer's representation; dotted: "
+            "chance. Probes read the encoder, so they stay meaningful for a model whose classifier is "
+            "not fit to be read.",
+        )
     st.subheader("Per-head gender probes")
     head_rows = need(view, "probes_heads")
     if head_rows is not None:
         variant = st.selectbox("Variant", variants_of(head_rows), key="probe_variant")
         metric = "probe_accuracy" if "probe_accuracy" in set(head_rows["metric"]) else head_rows["metric"].iloc[0]
-        figure(f"probe_heads_{variant}", "head_heatmap", head_rows[head_rows["variant"] == variant], metric,
-               flag=flags.get(variant))
+        figure(
+            f"probe_heads_{variant}",
+            "head_heatmap",
+            head_rows[head_rows["variant"] == variant],
+            metric,
+            flag=flags.get(variant),
+        )
     st.subheader("Control tasks (selectivity)")
     control = need(view, "probes_control")
     if control is not None:
-        figure("probe_selectivity", "selectivity_curves", control, flags=flags,
-               caption="Hewitt & Liang (2019): the same probe trained on a control task (random labels tied to word "
-                       "types). Selectivity = probe accuracy - control accuracy; near 0 the probe memorises rather "
-                       "than reads gender from the representation.")
+        figure(
+            "probe_selectivity",
+            "selectivity_curves",
+            control,
+            flags=flags,
+            caption="Hewitt & Liang (2019): the same probe trained on a control task (random labels tied to word "
+            "types). Selectivity = probe accuracy - control accuracy; near 0 the probe memorises rather "
+            "than reads gender from the representation.",
+        )
         with st.expander("Control-task rows"):
             table("probes_control", control)
     st.subheader("Erasure")
     erasure = need(view, "erasure")
     if erasure is not None:
         table("erasure", erasure_wide(erasure), data=erasure)
-        st.caption("LEACE (Belrose et al. 2023) removes the linear gender information of one layer; before / after: "
-                   "the probe, the task and the bias metrics with 95% intervals. A bias that survives erasure is "
-                   "not carried by linearly decodable gender at that layer.")
+        st.caption(
+            "LEACE (Belrose et al. 2023) removes the linear gender information of one layer; before / after: "
+            "the probe, the task and the bias metrics with 95% intervals. A bias that survives erasure is "
+            "not carried by linearly decodable gender at that layer."
+        )

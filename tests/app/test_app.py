@@ -17,8 +17,16 @@ from pipeline.runs.viewer_overview import BIAS_METRICS
 from pipeline.schema import read_table
 
 # Written by the demo run of conftest.py: every variant with both seeds, except the untrained teacher (first seed).
-ROWS = [("teacher", 0), ("teacher-ft", 0), ("teacher-ft", 1), ("distil-ft_before", 0), ("distil-ft_before", 1),
-        ("int8-ft_before", 0), ("int8-ft_before", 1)]
+ROWS = [
+    ("teacher", 0),
+    ("teacher-ft", 0),
+    ("teacher-ft", 1),
+    ("distil-ft_before", 0),
+    ("distil-ft_before", 1),
+    ("int8-ft_before", 0),
+    ("int8-ft_before", 1),
+]
+
 
 @pytest.fixture(scope="module")
 def demo_app(demo_run) -> AppTest:
@@ -57,15 +65,27 @@ def test_overview_shows_the_variant_table_and_the_compression_scatter(demo_app, 
 def test_heads_compares_variants_for_every_head_table(demo_app):
     at = show(demo_app, "Heads")
     effect = at.selectbox(key="head_metric")
-    assert effect.options == ["ablation: Δ bias score", "ablation: Δ accuracy", "gradient importance",
-                              "integrated gradients", "patching: indirect effect"]
+    assert effect.options == [
+        "ablation: Δ bias score",
+        "ablation: Δ accuracy",
+        "gradient importance",
+        "integrated gradients",
+        "patching: indirect effect",
+    ]
     assert at.multiselect(key="compare").value == ["teacher-ft", "distil-ft_before", "int8-ft_before"]
     captions = [img.proto.imgs[0].caption for img in at.image]
-    assert captions == ["heads_delta_score_compare", "heads_delta_score_teacher-ft", "cumulative_ablation",
-                        "layer_ablation"]
+    assert captions == [
+        "heads_delta_score_compare",
+        "heads_delta_score_teacher-ft",
+        "cumulative_ablation",
+        "layer_ablation",
+    ]
     layers = next(d.value for d in at.dataframe if "depth (l+1)/L" in d.value)  # whole-layer ablation, per seed
-    assert layers.groupby("variant")["layer"].nunique().to_dict() == {"teacher-ft": 4, "distil-ft_before": 2,
-                                                                     "int8-ft_before": 4}
+    assert layers.groupby("variant")["layer"].nunique().to_dict() == {
+        "teacher-ft": 4,
+        "distil-ft_before": 2,
+        "int8-ft_before": 4,
+    }
     assert layers["Δ bias score when removed"].str.fullmatch(r"\S+ \[\S+, \S+\]").all()  # value [low, high]
     comparison = at.dataframe[-1].value
     assert {"gini", "entropy", "seed_spearman", "seed_topk_overlap", "align_spearman"} <= set(comparison["metric"])
@@ -142,8 +162,11 @@ def test_overview_scatter_draws_every_bias_metric_offered(demo_run):
 
 def test_probes_show_curves_head_maps_and_tables(demo_app):
     at = show(demo_app, "Probes")
-    assert [img.proto.imgs[0].caption for img in at.image] == ["probe_curves_probe_accuracy",
-                                                                "probe_heads_teacher-ft", "probe_selectivity"]
+    assert [img.proto.imgs[0].caption for img in at.image] == [
+        "probe_curves_probe_accuracy",
+        "probe_heads_teacher-ft",
+        "probe_selectivity",
+    ]
     assert len(at.dataframe) == 2  # control task (raw rows, under the selectivity plot), erasure (wide)
     control, erasure = (frame.value for frame in at.dataframe)
     assert {"selectivity", "control_accuracy"} <= set(control["metric"])
@@ -163,7 +186,8 @@ def test_playground_offers_every_saved_model_and_opens_on_a_trained_one(demo_app
     fit = {(v, s): bool(f) for v, s, f in zip(fitness["variant"], fitness["seed"], fitness["fit"])}
     trained = [(v, s) for v, s in ROWS if v != "teacher"]
     trained = [f"{v} (seed {s})" for v, s in trained if fit[v, s]] + [
-        f"{v} (seed {s}) — not fit to be read" for v, s in trained if not fit[v, s]]  # fit ones first
+        f"{v} (seed {s}) — not fit to be read" for v, s in trained if not fit[v, s]
+    ]  # fit ones first
     assert model.options == [*trained, "teacher (seed 0) — untrained head"]
     assert model.value[1:] == next((v, s) for v, s in ROWS if v != "teacher" and (fit[v, s] or not any(fit.values())))
     assert not at.warning
@@ -175,8 +199,9 @@ def _heads_off(at: AppTest) -> str:
     return next(c.value for c in at.caption if "heads off" in c.value)
 
 
-@pytest.mark.parametrize(("variant", "seed", "n_layers"), [("teacher-ft", 0, 4), ("distil-ft_before", 1, 2),
-                                                            ("int8-ft_before", 0, 4)])
+@pytest.mark.parametrize(
+    ("variant", "seed", "n_layers"), [("teacher-ft", 0, 4), ("distil-ft_before", 1, 2), ("int8-ft_before", 0, 4)]
+)
 def test_playground_switches_heads_off_as_the_gates_do(demo_app, demo_run, variant, seed, n_layers):
     at = show(demo_app, "Playground")
     at.selectbox(key="play_model").set_value((at.selectbox(key="play_model").value[0], variant, seed)).run()
@@ -218,16 +243,19 @@ def test_playground_switches_heads_off_as_the_gates_do(demo_app, demo_run, varia
     torch.testing.assert_close(torch.tensor(at.dataframe[0].value["P(text)"].to_numpy()), intact[0])
 
 
-@pytest.mark.parametrize(("page", "tables"), [
-    ("Overview", ["task_metrics", "bias_metrics"]),
-    ("Heads", ["head_ablation", "head_importance", "head_ig", "patching"]),
-    ("Neurons", ["neuron_ig"]),
-    ("Tokens", ["token_ig"]),
-    ("Probes", ["probes_layers", "probes_heads", "probes_control", "erasure"]),
-    ("Playground", []),  # "No saved model ... (run `python -m pipeline run CONFIG`)"
-    ("Head inspector", []),
-    ("Findings", []),  # "Run 'empty' has no tables yet: run `bias-atlas run CONFIG` ..."
-])
+@pytest.mark.parametrize(
+    ("page", "tables"),
+    [
+        ("Overview", ["task_metrics", "bias_metrics"]),
+        ("Heads", ["head_ablation", "head_importance", "head_ig", "patching"]),
+        ("Neurons", ["neuron_ig"]),
+        ("Tokens", ["token_ig"]),
+        ("Probes", ["probes_layers", "probes_heads", "probes_control", "erasure"]),
+        ("Playground", []),  # "No saved model ... (run `python -m pipeline run CONFIG`)"
+        ("Head inspector", []),
+        ("Findings", []),  # "Run 'empty' has no tables yet: run `bias-atlas run CONFIG` ..."
+    ],
+)
 def test_empty_run_names_every_missing_table_and_how_to_produce_it(empty_run, page, tables):
     at = show(open_app(empty_run.parent), page)
     text = infos(at)
@@ -249,8 +277,13 @@ def test_partial_run_shows_what_it_has_and_names_the_rest(partial_run):
     assert "bias_metrics is missing from run 'partial'" in infos(at) and not at.image
     assert "task_metrics is missing" not in infos(at)
     text = infos(show(at, "Heads"))
-    assert all(f"{t} is missing from run 'partial'" in text for t in ("head_ablation", "head_importance", "head_ig",
-                                                                      "patching")) and not at.image
+    assert (
+        all(
+            f"{t} is missing from run 'partial'" in text
+            for t in ("head_ablation", "head_importance", "head_ig", "patching")
+        )
+        and not at.image
+    )
     assert "neuron_ig is missing" in infos(show(at, "Neurons")) and not at.image
     assert "token_ig is missing" in infos(show(at, "Tokens")) and not at.image
     text = infos(show(at, "Probes"))

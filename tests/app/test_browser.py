@@ -23,8 +23,16 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 180_000  # first render: imports, table reads and figure drawing on a busy CPU
 
 
@@ -55,12 +63,33 @@ def served(demo_run):
         pytest.skip("no /usr/bin/chromium: apt-get install -y chromium")
     pytest.importorskip("playwright.sync_api", reason="no playwright: pip install playwright")
     port = _free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none",  # edits elsewhere in the tree must not rerun the page mid-test
-               "--", str(demo_run.parent)]
-    server = subprocess.Popen(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",  # edits elsewhere in the tree must not rerun the page mid-test
+        "--",
+        str(demo_run.parent),
+    ]
+    server = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, server)
@@ -139,8 +168,9 @@ def test_every_page_renders_without_an_exception_box(served, tmp_path):
                 assert page.locator('[data-testid="stException"]').count() == 0, name
                 assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
                 images = page.locator('[data-testid="stImage"] img')
-                assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
-                           for i in range(images.count())), name
+                assert all(
+                    images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count())
+                ), name
                 shot = tmp_path / f"viewer_{name.lower().replace(' ', '_')}.png"
                 page.screenshot(path=shot)
                 shots.append(shot)

@@ -71,8 +71,11 @@ def test_the_scatter_greys_models_not_fit_to_be_read(collapsed_run):
     flags = flags_by_point(model_status(None, run.table("task_metrics"), run.table("predictions")))
     fig = plots.bias_vs_compression(run.table("task_metrics"), run.table("bias_metrics"), flags=flags)
     size_ax = fig.axes[0]
-    colours = {(round(line.get_xdata()[0], 6), round(line.get_ydata()[0], 6)): line.get_color()
-               for line in size_ax.get_lines() if line.get_marker() not in ("None", "", None, "|", "_")}
+    colours = {
+        (round(line.get_xdata()[0], 6), round(line.get_ydata()[0], 6)): line.get_color()
+        for line in size_ax.get_lines()
+        if line.get_marker() not in ("None", "", None, "|", "_")
+    }
     assert GREY in colours.values()
     labels = [t.get_text() for t in size_ax.texts]
     assert "int8-ft_before s0 (not fit)" in labels and "teacher-ft s0 (not fit)" in labels
@@ -134,8 +137,10 @@ def test_tokens_compare_models_on_one_scale_by_default(demo_app):
     assert not at.checkbox(key="token_shared:False").value  # one model: its own scale
     at.multiselect(key="token_compare").set_value(["distil-ft_before"]).run()
     assert not at.exception and at.checkbox(key="token_shared:True").value
-    assert [i.proto.imgs[0].caption.split("_seed")[0] for i in at.image] == ["tokens_teacher-ft",
-                                                                            "tokens_distil-ft_before"]
+    assert [i.proto.imgs[0].caption.split("_seed")[0] for i in at.image] == [
+        "tokens_teacher-ft",
+        "tokens_distil-ft_before",
+    ]
 
 
 def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app, demo_run):
@@ -145,11 +150,17 @@ def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app
     at.selectbox(key="inspect_head").set_value(1).run()
     assert not at.exception
     profile = at.dataframe[0].value
-    assert set(profile["measure"]) >= {"ablation: Δ bias score", "patching: indirect effect", "integrated gradients",
-                                        "gradient importance", "gender probe accuracy"}
+    assert set(profile["measure"]) >= {
+        "ablation: Δ bias score",
+        "patching: indirect effect",
+        "integrated gradients",
+        "gradient importance",
+        "gender probe accuracy",
+    }
     written = read_table(demo_run / "tables" / "head_ablation.parquet").query(
         "variant == 'teacher-ft' and seed == 0 and unit == 'head' and layer == 2 and head == 1 "
-        "and metric == 'delta_score' and mode == 'single'")
+        "and metric == 'delta_score' and mode == 'single'"
+    )
     row = profile[profile["measure"] == "ablation: Δ bias score"].iloc[0]
     assert row["value"] == pytest.approx(written["value"].iloc[0]) and row["interval"].count("[") == 1
     counterpart = next(m.value for m in at.markdown if m.value.startswith("**Counterpart**"))

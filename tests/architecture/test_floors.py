@@ -46,14 +46,18 @@ FORBIDDEN = {  # floor -> module prefixes it must not import
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_import_goes_up_a_floor(path):
-    bad = sorted(m for m in _imported(path) for prefix in FORBIDDEN[_floor(path)]
-                 if m == prefix or m.startswith(prefix + "."))
+    bad = sorted(
+        m for m in _imported(path) for prefix in FORBIDDEN[_floor(path)] if m == prefix or m.startswith(prefix + ".")
+    )
     assert not bad, f"{path.relative_to(ROOT)} ({_floor(path)} floor) imports {bad}"
 
 
 def test_only_the_orchestration_calls_the_analyses():
-    callers = {p.relative_to(ROOT).as_posix() for p in _modules() if _floor(p) == "pipeline"
-               and any(m.split(".")[0] in ("attribution", "probes") for m in _imported(p))}
+    callers = {
+        p.relative_to(ROOT).as_posix()
+        for p in _modules()
+        if _floor(p) == "pipeline" and any(m.split(".")[0] in ("attribution", "probes") for m in _imported(p))
+    }
     assert callers == set()
 
 

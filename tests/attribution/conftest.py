@@ -77,8 +77,11 @@ def tiny_task() -> TaskData:
     texts, labels, genders = [], [], []
     for i in range(24):
         gender = i % 2
-        texts.append(TEMPLATES[i % len(TEMPLATES)].format(
-            o=OCCUPATIONS[rng.integers(len(OCCUPATIONS))], p=("he", "she")[gender], n=("john", "mary")[gender]))
+        texts.append(
+            TEMPLATES[i % len(TEMPLATES)].format(
+                o=OCCUPATIONS[rng.integers(len(OCCUPATIONS))], p=("he", "she")[gender], n=("john", "mary")[gender]
+            )
+        )
         labels.append(int(rng.integers(3)))
         genders.append(gender)
     return TaskData("tiny", tuple(texts), np.array(labels), np.array(genders), ("a", "b", "c"))
@@ -146,8 +149,11 @@ def planted(tiny_tokenizer):
     texts, genders = [], []
     for i in range(24):
         gender = i % 2
-        texts.append(TEMPLATES[i % len(TEMPLATES)].format(
-            o=OCCUPATIONS[rng.integers(len(OCCUPATIONS))], p=("he", "she")[gender], n=("john", "mary")[gender]))
+        texts.append(
+            TEMPLATES[i % len(TEMPLATES)].format(
+                o=OCCUPATIONS[rng.integers(len(OCCUPATIONS))], p=("he", "she")[gender], n=("john", "mary")[gender]
+            )
+        )
         genders.append(gender)
     task = TaskData("planted", tuple(texts), np.ones(24, dtype=np.int64), np.array(genders), ("m", "f"))
     return loaded, AttributionData.from_task(loaded, task)

@@ -52,13 +52,15 @@ def test_single_layer_and_leave_one_in_match_brute_force(setup):
     gates = ones_gates(loaded.anatomy)
     gates[2] = 0
     assert _value(layer, "ablated_score", unit="layer", layer=2)["value"] == pytest.approx(
-        float(_brute(loaded, data, gates, score).mean()), abs=1e-6)
+        float(_brute(loaded, data, gates, score).mean()), abs=1e-6
+    )
 
     loo = ablation.attribute(data, mode="leave_one_in", n_boot=0, progress=False)
     gates = ones_gates(loaded.anatomy)
     gates[0, [0, 1, 3]] = 0
     assert _value(loo, "ablated_score", layer=0, head=2)["value"] == pytest.approx(
-        float(_brute(loaded, data, gates, score).mean()), abs=1e-6)
+        float(_brute(loaded, data, gates, score).mean()), abs=1e-6
+    )
     accuracy = _value(loo, "accuracy", unit="model")["value"]
     assert 0 <= accuracy <= 1
 
@@ -74,8 +76,7 @@ def test_batch_size_does_not_change_ablation(setup):
 def test_cumulative_curve_end_points(setup):
     loaded, data = setup
     order = pd.DataFrame({"unit": "head", "layer": [0, 0, 1, 2], "head": [1, 2, 0, 3], "value": [0.1, -0.9, 0.5, 0.0]})
-    frame = HeadAblation(loaded, TaskLoss()).attribute(data, mode="cumulative", order=order, n_boot=0,
-                                                       progress=False)
+    frame = HeadAblation(loaded, TaskLoss()).attribute(data, mode="cumulative", order=order, n_boot=0, progress=False)
     curve = frame[frame["metric"] == "ablated_score"].sort_values("step")
     assert curve["step"].tolist() == [0, 1, 2, 3, 4] and set(curve["order"]) == {"most"}
     assert curve["removed_layer"].tolist()[1:] == [0, 1, 0, 2]  # by |value|: (0,2), (1,0), (0,1), (2,3)
@@ -83,8 +84,9 @@ def test_cumulative_curve_end_points(setup):
     gates = ones_gates(loaded.anatomy)
     gates[0, 1] = gates[0, 2] = gates[1, 0] = gates[2, 3] = 0
     assert curve["value"].iloc[-1] == pytest.approx(float(_brute(loaded, data, gates, TaskLoss()).mean()), abs=1e-6)
-    least = HeadAblation(loaded, TaskLoss()).attribute(data, mode="cumulative", order=order, most_first=False,
-                                                       steps=[1], n_boot=0, progress=False)
+    least = HeadAblation(loaded, TaskLoss()).attribute(
+        data, mode="cumulative", order=order, most_first=False, steps=[1], n_boot=0, progress=False
+    )
     assert _value(least, "ablated_score")["removed_head"] == 3
 
 

@@ -49,7 +49,7 @@ def test_seed_stability():
     base = np.arange(8.0)
     frame = pd.concat([_heads(base, seed=0), _heads(base * 2, seed=1), _heads(base[::-1], seed=2)])
     out = seed_stability(frame, "ig", k=2)
-    get = lambda m, s: out[(out["metric"] == m) & (out["subset"] == s)]["value"].item()  # noqa: E731
+    get = lambda m, s: out[(out["metric"] == m) & (out["subset"] == s)]["value"].item()
     assert get("seed_spearman", "0-1") == pytest.approx(1.0) and get("seed_spearman", "0-2") == pytest.approx(-1.0)
     assert get("seed_topk_overlap", "0-1") == 1.0 and get("seed_topk_overlap", "0-2") == 0.0
     assert get("seed_spearman", "mean") == pytest.approx((1 - 1 - 1) / 3)

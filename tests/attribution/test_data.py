@@ -52,8 +52,10 @@ def test_pronouns_are_masked_with_case_matched_pairs(minilm):
     assert (data.input_ids[torch.arange(len(data)), data.target_pos] == tok.mask_token_id).all()
     pairs = {tuple(tok.convert_ids_to_tokens(p.tolist())) for p in data.pronoun_ids}
     assert ("he", "she") in pairs and ("his", "her") in pairs
-    by_text = {d.split("[MASK]")[1].split()[0]: tuple(tok.convert_ids_to_tokens(p.tolist()))
-               for d, p in zip(data.texts, data.pronoun_ids)}
+    by_text = {
+        d.split("[MASK]")[1].split()[0]: tuple(tok.convert_ids_to_tokens(p.tolist()))
+        for d, p in zip(data.texts, data.pronoun_ids)
+    }
     assert by_text["birthday."] == ("his", "her") and by_text["idea"] == ("his", "her")
     assert data.genders[-1] == -1 and tuple(tok.convert_ids_to_tokens(data.pronoun_ids[-1].tolist())) == ("he", "she")
 

@@ -19,56 +19,187 @@ from pipeline.runs.viewer_data import model_status
 from pipeline.schema import tidy
 
 RNG = np.random.default_rng(0)
-MODELS = {"teacher-ft": 12, "distil-ft_before": 6, "distil-ft_after@balanced": 6, "prune30-ft_before": 12,
-          "int8-ft_before": 12, "tiny-ft_both": 4, "hub-tinybert-ft_none": 4}  # name -> layers (12 heads each)
+MODELS = {
+    "teacher-ft": 12,
+    "distil-ft_before": 6,
+    "distil-ft_after@balanced": 6,
+    "prune30-ft_before": 12,
+    "int8-ft_before": 12,
+    "tiny-ft_both": 4,
+    "hub-tinybert-ft_none": 4,
+}  # name -> layers (12 heads each)
 
 
 def _heads(scale: float = 1e-3) -> pd.DataFrame:
-    rows = [{"variant": v, "seed": s, "unit": "head", "layer": layer, "head": h, "metric": "delta_score",
-             "value": RNG.normal() * scale, "ci_low": -scale, "ci_high": scale, "q": RNG.random(), "n": 400,
-             "score": "cf_gap", "mode": "single"}
-            for v, n in MODELS.items() for s in (0, 1) for layer in range(n) for h in range(12)]
-    rows += [{"variant": v, "seed": s, "unit": "model", "metric": "intact_score", "value": -0.02, "score": "cf_gap",
-              "mode": "single"} for v in MODELS for s in (0, 1)]
-    rows += [{"variant": v, "seed": s, "unit": "layer", "layer": layer, "metric": m, "value": RNG.normal() * scale,
-              "ci_low": -2 * scale, "ci_high": 2 * scale, "mode": "layer"}
-             for v, n in MODELS.items() for s in (0, 1) for layer in range(n) for m in ("delta_score", "delta_accuracy")]
+    rows = [
+        {
+            "variant": v,
+            "seed": s,
+            "unit": "head",
+            "layer": layer,
+            "head": h,
+            "metric": "delta_score",
+            "value": RNG.normal() * scale,
+            "ci_low": -scale,
+            "ci_high": scale,
+            "q": RNG.random(),
+            "n": 400,
+            "score": "cf_gap",
+            "mode": "single",
+        }
+        for v, n in MODELS.items()
+        for s in (0, 1)
+        for layer in range(n)
+        for h in range(12)
+    ]
+    rows += [
+        {
+            "variant": v,
+            "seed": s,
+            "unit": "model",
+            "metric": "intact_score",
+            "value": -0.02,
+            "score": "cf_gap",
+            "mode": "single",
+        }
+        for v in MODELS
+        for s in (0, 1)
+    ]
+    rows += [
+        {
+            "variant": v,
+            "seed": s,
+            "unit": "layer",
+            "layer": layer,
+            "metric": m,
+            "value": RNG.normal() * scale,
+            "ci_low": -2 * scale,
+            "ci_high": 2 * scale,
+            "mode": "layer",
+        }
+        for v, n in MODELS.items()
+        for s in (0, 1)
+        for layer in range(n)
+        for m in ("delta_score", "delta_accuracy")
+    ]
     return tidy(rows)
 
 
 def _stress_figures() -> dict[str, Figure]:
     heads = _heads()
     flags = {"tiny-ft_both": "collapsed (99% in one class)", "hub-tinybert-ft_none": "untrained head"}
-    cumulative = tidy([{"variant": v, "metric": m, "value": RNG.random(), "ci_low": 0.0, "ci_high": 1.0, "step": k,
-                        "fraction": k / 12, "order": o, "score": "cf_gap"}
-                       for v in MODELS for o in ("most", "least", "random0", "random1", "random2")
-                       for k in range(13) for m in ("ablated_score", "ablated_accuracy")])
-    probes = tidy([{"variant": v, "unit": "layer", "layer": layer, "metric": m, "subset": "gender",
-                    "value": RNG.random(), "ci_low": 0.4, "ci_high": 0.9, "chance": 0.5, "pooling": "mean"}
-                   for v, n in MODELS.items() for layer in range(n + 1)
-                   for m in ("probe_accuracy", "control_accuracy", "selectivity")])
+    cumulative = tidy(
+        [
+            {
+                "variant": v,
+                "metric": m,
+                "value": RNG.random(),
+                "ci_low": 0.0,
+                "ci_high": 1.0,
+                "step": k,
+                "fraction": k / 12,
+                "order": o,
+                "score": "cf_gap",
+            }
+            for v in MODELS
+            for o in ("most", "least", "random0", "random1", "random2")
+            for k in range(13)
+            for m in ("ablated_score", "ablated_accuracy")
+        ]
+    )
+    probes = tidy(
+        [
+            {
+                "variant": v,
+                "unit": "layer",
+                "layer": layer,
+                "metric": m,
+                "subset": "gender",
+                "value": RNG.random(),
+                "ci_low": 0.4,
+                "ci_high": 0.9,
+                "chance": 0.5,
+                "pooling": "mean",
+            }
+            for v, n in MODELS.items()
+            for layer in range(n + 1)
+            for m in ("probe_accuracy", "control_accuracy", "selectivity")
+        ]
+    )
     variants = [f"distil{i}-ft_before" for i in range(8)] + ["teacher-ft", "int8-ft_before"]
-    task = tidy([{"variant": v, "seed": s, "unit": "model", "metric": m, "value": x}
-                 for v in variants for s in (0, 1) for m, x in (("size_mb", 60.0 + RNG.random()),
-                                                                ("accuracy", 0.8 + 0.01 * RNG.random()))])
-    bias = tidy([{"variant": v, "seed": s, "unit": "model", "metric": "gap_rms", "value": 0.1 + 0.005 * RNG.random(),
-                  "ci_low": 0.05, "ci_high": 0.2} for v in variants for s in (0, 1)])
-    tokens = tidy([{"variant": "distil_mixup-ft_before@balanced", "unit": "token", "metric": "token_ig",
-                    "value": RNG.normal() * 1e-3, "example": 3, "position": i, "token": t, "label": 7.0,
-                    "gender": 1.0, "pred": 2.0, "score": "cf_gap"}
-                   for i, t in enumerate(["[CLS]"] + ["instagram", "##s", ",", "photographer"] * 40 + ["[SEP]"])])
-    neurons = tidy([{"variant": "teacher-ft", "seed": s, "unit": "neuron", "layer": layer, "head": j,
-                     "metric": "ig", "value": RNG.normal() * 1.5e-4, "ci_low": -3e-4, "ci_high": 3e-4, "q": 0.01,
-                     "n": 400} for s in (0, 1) for layer in range(12) for j in range(3072 // 64)])
+    task = tidy(
+        [
+            {"variant": v, "seed": s, "unit": "model", "metric": m, "value": x}
+            for v in variants
+            for s in (0, 1)
+            for m, x in (("size_mb", 60.0 + RNG.random()), ("accuracy", 0.8 + 0.01 * RNG.random()))
+        ]
+    )
+    bias = tidy(
+        [
+            {
+                "variant": v,
+                "seed": s,
+                "unit": "model",
+                "metric": "gap_rms",
+                "value": 0.1 + 0.005 * RNG.random(),
+                "ci_low": 0.05,
+                "ci_high": 0.2,
+            }
+            for v in variants
+            for s in (0, 1)
+        ]
+    )
+    tokens = tidy(
+        [
+            {
+                "variant": "distil_mixup-ft_before@balanced",
+                "unit": "token",
+                "metric": "token_ig",
+                "value": RNG.normal() * 1e-3,
+                "example": 3,
+                "position": i,
+                "token": t,
+                "label": 7.0,
+                "gender": 1.0,
+                "pred": 2.0,
+                "score": "cf_gap",
+            }
+            for i, t in enumerate(["[CLS]"] + ["instagram", "##s", ",", "photographer"] * 40 + ["[SEP]"])
+        ]
+    )
+    neurons = tidy(
+        [
+            {
+                "variant": "teacher-ft",
+                "seed": s,
+                "unit": "neuron",
+                "layer": layer,
+                "head": j,
+                "metric": "ig",
+                "value": RNG.normal() * 1.5e-4,
+                "ci_low": -3e-4,
+                "ci_high": 3e-4,
+                "q": 0.01,
+                "n": 400,
+            }
+            for s in (0, 1)
+            for layer in range(12)
+            for j in range(3072 // 64)
+        ]
+    )
     words = ["[CLS]"] + [f"word{i}" for i in range(38)] + ["[SEP]"]
     weights = RNG.dirichlet(np.ones(len(words)), size=len(words))
     return {
-        "head_heatmap": plots.head_heatmap(heads[heads["variant"] == "distil-ft_after@balanced"], "delta_score",
-                                           flag="collapsed (99% in one class)"),
-        "side_by_side_shared": plots.side_by_side_heatmaps({v: heads[heads["variant"] == v] for v in MODELS},
-                                                           "delta_score", flags=flags),
-        "side_by_side_panel": plots.side_by_side_heatmaps({v: heads[heads["variant"] == v] for v in MODELS},
-                                                          "delta_score", scale="panel", flags=flags),
+        "head_heatmap": plots.head_heatmap(
+            heads[heads["variant"] == "distil-ft_after@balanced"], "delta_score", flag="collapsed (99% in one class)"
+        ),
+        "side_by_side_shared": plots.side_by_side_heatmaps(
+            {v: heads[heads["variant"] == v] for v in MODELS}, "delta_score", flags=flags
+        ),
+        "side_by_side_panel": plots.side_by_side_heatmaps(
+            {v: heads[heads["variant"] == v] for v in MODELS}, "delta_score", scale="panel", flags=flags
+        ),
         "cumulative_curve": plots.cumulative_curve(cumulative, flags=flags),
         "layer_effects": plots.layer_effects(heads, flags=flags),
         "probe_curves": plots.probe_curves(probes, flags=flags),
@@ -76,8 +207,9 @@ def _stress_figures() -> dict[str, Figure]:
         "bias_vs_compression": plots.bias_vs_compression(task, bias, flags={("int8-ft_before", 0): "untrained"}),
         "token_attributions": plots.token_attributions(tokens, 3, label_names=[f"job{i}" for i in range(10)]),
         "top_neurons": plots.top_neurons(neurons, 50, flag="untrained head"),
-        "attention_pattern": plots.attention_pattern([("text", words, weights), ("twin", words, weights.T)],
-                                                     title="teacher-ft: layer 3, head 7"),
+        "attention_pattern": plots.attention_pattern(
+            [("text", words, weights), ("twin", words, weights.T)], title="teacher-ft: layer 3, head 7"
+        ),
     }
 
 
@@ -90,8 +222,10 @@ def test_no_tick_labels_overlap_and_no_text_leaves_the_canvas(name):
 
 
 def test_every_figure_type_is_checked():
-    kinds = {name.removesuffix("_shared").removesuffix("_panel").replace("side_by_side", "side_by_side_heatmaps")
-             for name in STRESS}
+    kinds = {
+        name.removesuffix("_shared").removesuffix("_panel").replace("side_by_side", "side_by_side_heatmaps")
+        for name in STRESS
+    }
     assert kinds == set(plots.FIGURE_SIZES)
 
 

@@ -17,9 +17,15 @@ from pipeline.runs.figures import figure_bytes, main, make_figures, save_figure
 from pipeline.schema import tidy, write_table
 
 VIEWER_DOC = Path(__file__).resolve().parents[2] / "docs" / "VIEWER.md"
-KIND = {"heads": "head_heatmap", "compare": "side_by_side_heatmaps", "cumulative": "cumulative_curve",
-        "probe": "probe_curves", "bias": "bias_vs_compression", "tokens": "token_attributions",
-        "top": "top_neurons"}  # file-name prefix -> plotting function
+KIND = {
+    "heads": "head_heatmap",
+    "compare": "side_by_side_heatmaps",
+    "cumulative": "cumulative_curve",
+    "probe": "probe_curves",
+    "bias": "bias_vs_compression",
+    "tokens": "token_attributions",
+    "top": "top_neurons",
+}  # file-name prefix -> plotting function
 
 
 def _write(run: Path, name: str, rows: list[dict]) -> None:
@@ -33,31 +39,88 @@ def run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "hand"
     rng = np.random.default_rng(0)
     shapes = {"teacher-ft": (4, 3), "distil-ft_after": (2, 3)}
-    _write(run, "head_ablation", [
-        {"variant": v, "unit": "head", "layer": l, "head": h, "metric": "delta_score", "value": rng.normal(),
-         "mode": "single"} for v, (n, k) in shapes.items() for l in range(n) for h in range(k)])
-    _write(run, "cumulative_ablation", [
-        {"variant": v, "metric": m, "value": rng.random(), "step": s, "order": o, "fraction": s / (n * k)}
-        for v, (n, k) in shapes.items() for o in ("most", "least") for s in range(n * k + 1)
-        for m in ("ablated_score", "ablated_accuracy")])
-    _write(run, "probes_layers", [
-        {"variant": v, "unit": "layer", "layer": l, "metric": "probe_accuracy", "subset": s, "value": rng.random()}
-        for v, (n, _) in shapes.items() for l in range(n + 1) for s in ("gender", "label")])
-    _write(run, "task_metrics", [{"variant": v, "unit": "model", "metric": m, "value": x}
-                                 for v, size in (("teacher-ft", 90.0), ("distil-ft_after", 45.0))
-                                 for m, x in (("size_mb", size), ("accuracy", rng.random()))])
+    _write(
+        run,
+        "head_ablation",
+        [
+            {
+                "variant": v,
+                "unit": "head",
+                "layer": l,
+                "head": h,
+                "metric": "delta_score",
+                "value": rng.normal(),
+                "mode": "single",
+            }
+            for v, (n, k) in shapes.items()
+            for l in range(n)
+            for h in range(k)
+        ],
+    )
+    _write(
+        run,
+        "cumulative_ablation",
+        [
+            {"variant": v, "metric": m, "value": rng.random(), "step": s, "order": o, "fraction": s / (n * k)}
+            for v, (n, k) in shapes.items()
+            for o in ("most", "least")
+            for s in range(n * k + 1)
+            for m in ("ablated_score", "ablated_accuracy")
+        ],
+    )
+    _write(
+        run,
+        "probes_layers",
+        [
+            {"variant": v, "unit": "layer", "layer": l, "metric": "probe_accuracy", "subset": s, "value": rng.random()}
+            for v, (n, _) in shapes.items()
+            for l in range(n + 1)
+            for s in ("gender", "label")
+        ],
+    )
+    _write(
+        run,
+        "task_metrics",
+        [
+            {"variant": v, "unit": "model", "metric": m, "value": x}
+            for v, size in (("teacher-ft", 90.0), ("distil-ft_after", 45.0))
+            for m, x in (("size_mb", size), ("accuracy", rng.random()))
+        ],
+    )
     _write(run, "bias_metrics", [{"variant": v, "metric": "gap_rms", "value": rng.random()} for v in shapes])
-    _write(run, "token_ig", [{"variant": "teacher-ft", "unit": "token", "metric": "token_ig", "value": rng.normal(),
-                              "example": 5, "position": p, "token": t}
-                             for p, t in enumerate(["[CLS]", "she", "sang", "[SEP]"])])
-    _write(run, "neuron_ig", [{"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig",
-                               "value": rng.normal()} for l in range(4) for j in range(8)])
+    _write(
+        run,
+        "token_ig",
+        [
+            {
+                "variant": "teacher-ft",
+                "unit": "token",
+                "metric": "token_ig",
+                "value": rng.normal(),
+                "example": 5,
+                "position": p,
+                "token": t,
+            }
+            for p, t in enumerate(["[CLS]", "she", "sang", "[SEP]"])
+        ],
+    )
+    _write(
+        run,
+        "neuron_ig",
+        [
+            {"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig", "value": rng.normal()}
+            for l in range(4)
+            for j in range(8)
+        ],
+    )
     return run
 
 
 def documented_sizes() -> dict[str, tuple[float, float, int, int]]:
     """``function -> (width in, height in, width px, height px)`` from the sizes table of docs/VIEWER.md."""
-    rows = re.findall(r"^\|[^|]*\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| (\d+) x (\d+) \|", VIEWER_DOC.read_text(), re.MULTILINE)
+    rows = re.findall(
+        r"^\|[^|]*\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| (\d+) x (\d+) \|", VIEWER_DOC.read_text(), re.MULTILINE
+    )
     return {fn: (float(w), float(h), int(pw), int(ph)) for fn, w, h, pw, ph in rows}
 
 
@@ -72,10 +135,19 @@ def test_viewer_doc_sizes_match_the_code():
 
 def test_make_figures_writes_every_figure_the_tables_allow(run, tmp_path, capsys):
     written = make_figures(run, tmp_path / "out", formats=["png"])
-    assert {p.name for p in written} == {f"{stem}.png" for stem in (
-        "heads_delta_score_teacher-ft", "heads_delta_score_distil-ft_after", "compare_delta_score",
-        "cumulative_ablation", "probe_curves", "bias_vs_compression", "tokens_teacher-ft_ex5",
-        "top_neurons_teacher-ft")}
+    assert {p.name for p in written} == {
+        f"{stem}.png"
+        for stem in (
+            "heads_delta_score_teacher-ft",
+            "heads_delta_score_distil-ft_after",
+            "compare_delta_score",
+            "cumulative_ablation",
+            "probe_curves",
+            "bias_vs_compression",
+            "tokens_teacher-ft_ex5",
+            "top_neurons_teacher-ft",
+        )
+    }
     sizes = documented_sizes()
     for path in written:
         assert path.parent == tmp_path / "out" and path.stat().st_size > 1000

@@ -16,8 +16,13 @@ def model_dir(tmp_path_factory, tiny_loaded, tiny_task):
     loaded = tiny_loaded("bert", num_labels=3)
     loaded.model.save_pretrained(folder / "model")
     loaded.tokenizer.save_pretrained(folder / "model")
-    pd.DataFrame({"text": tiny_task.texts, "label": [tiny_task.label_names[i] for i in tiny_task.labels],
-                  "gender": ["m" if g == 0 else "f" for g in tiny_task.genders]}).to_csv(folder / "bios.csv")
+    pd.DataFrame(
+        {
+            "text": tiny_task.texts,
+            "label": [tiny_task.label_names[i] for i in tiny_task.labels],
+            "gender": ["m" if g == 0 else "f" for g in tiny_task.genders],
+        }
+    ).to_csv(folder / "bios.csv")
     return folder
 
 
@@ -97,7 +102,8 @@ def test_table_errors_name_this_commands_options(model_dir, tmp_path, capsys):
     assert code == 2 and "Fix: pass --text-col, --label-col and --gender-col naming the right columns" in err
     bad_gender = tmp_path / "gender.csv"
     pd.DataFrame({"text": ["she is a nurse", "he is a pilot"], "label": ["a", "b"], "gender": ["f", "x"]}).to_csv(
-        bad_gender)
+        bad_gender
+    )
     code, err = _atlas(capsys, ["importance", "--model", str(model_dir / "model"), "--data", str(bad_gender)])
     assert code == 2 and "recode those values in the file as male / female" in err and "gender_map" not in err
 
@@ -140,8 +146,22 @@ def test_data_labels_are_mapped_onto_a_trained_head_by_name(model_dir, trained_d
     folder, weight = trained_dir
     seen = _spy(monkeypatch)
     csv = pd.read_csv(model_dir / "bios.csv")
-    code, _ = _atlas(capsys, ["importance", "--model", str(folder), "--data", str(model_dir / "bios.csv"),
-                              "--score", "loss", "--n", "0", "--n-boot", "10"])
+    code, _ = _atlas(
+        capsys,
+        [
+            "importance",
+            "--model",
+            str(folder),
+            "--data",
+            str(model_dir / "bios.csv"),
+            "--score",
+            "loss",
+            "--n",
+            "0",
+            "--n-boot",
+            "10",
+        ],
+    )
     assert code == 0
     source = seen["source"]
     assert source.label_names == ("c", "a", "nurse")  # the model's ids, not the CSV's sorted a, b, c
@@ -155,8 +175,9 @@ def test_data_labels_are_mapped_onto_a_trained_head_by_name(model_dir, trained_d
 def test_bug_on_a_trained_head_keeps_the_head(trained_dir, monkeypatch, capsys):
     folder, weight = trained_dir
     seen = _spy(monkeypatch)
-    code, err = _atlas(capsys, ["importance", "--model", str(folder), "--data", "bug", "--score", "loss", "--n", "8",
-                                "--n-boot", "10"])
+    code, err = _atlas(
+        capsys, ["importance", "--model", str(folder), "--data", "bug", "--score", "loss", "--n", "8", "--n-boot", "10"]
+    )
     assert code == 0, err
     loaded = seen["loaded"]
     assert loaded.model.config.num_labels == 3 and torch.equal(loaded.model.classifier.weight, weight)
@@ -167,7 +188,8 @@ def test_disjoint_labels_are_refused_naming_both_sets(trained_dir, tmp_path, cap
     folder, _ = trained_dir
     other = tmp_path / "other.csv"
     pd.DataFrame({"text": ["she is a cook", "he is a pilot"], "label": ["cook", "pilot"], "gender": ["f", "m"]}).to_csv(
-        other)
+        other
+    )
     code, err = _atlas(capsys, ["importance", "--model", str(folder), "--data", str(other), "--score", "loss"])
     assert code == 2 and "trained classifier head for the classes ['c', 'a', 'nurse']" in err
     assert "none of the data's classes ['cook', 'pilot'] is among them" in err

@@ -33,8 +33,11 @@ from probes.erasure import erase_layer
 _spec = importlib.util.spec_from_file_location("planted_conftest", Path(__file__).with_name("conftest.py"))
 planted_conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(planted_conftest)
-OCCUPATIONS, TEMPLATES, build_planted = (planted_conftest.OCCUPATIONS, planted_conftest.TEMPLATES,
-                                         planted_conftest.build_planted)
+OCCUPATIONS, TEMPLATES, build_planted = (
+    planted_conftest.OCCUPATIONS,
+    planted_conftest.TEMPLATES,
+    planted_conftest.build_planted,
+)
 
 
 def _task(n: int, seed: int) -> TaskData:

@@ -48,8 +48,9 @@ def test_transformer_lens_patching_equals_gate_patching(tiny_loaded, tiny_task, 
     loaded = tiny_loaded(family)
     data = AttributionData.from_task(loaded, tiny_task)
     gates = ActivationPatching(loaded, TrueClassProb()).attribute(data, batch_size=16, n_boot=0, progress=False)
-    lens = ActivationPatching(loaded, TrueClassProb(), engine="lens").attribute(data, batch_size=16, n_boot=0,
-                                                                               progress=False)
+    lens = ActivationPatching(loaded, TrueClassProb(), engine="lens").attribute(
+        data, batch_size=16, n_boot=0, progress=False
+    )
     assert len(_effects(lens)) == loaded.anatomy.n_layers * loaded.anatomy.n_heads
     assert np.abs(_effects(gates)).max() > 1e-3  # a real test, not zeros against zeros
     np.testing.assert_allclose(_effects(lens), _effects(gates), atol=1e-5, rtol=0)

@@ -58,7 +58,6 @@ def test_planted_head_mediates_the_whole_effect(planted, planted_truth):
 def test_planted_neurons_rank_on_top(planted, planted_truth):
     loaded, data = planted
     (layer, _), neurons = planted_truth
-    frame = NeuronIntegratedGradients(loaded, CounterfactualGap()).attribute(data, n_steps=24, n_boot=0,
-                                                                             progress=False)
+    frame = NeuronIntegratedGradients(loaded, CounterfactualGap()).attribute(data, n_steps=24, n_boot=0, progress=False)
     top = _ranking(frame, "ig", unit="neuron")[: len(neurons)]
     assert sorted(top) == [(layer, n) for n in neurons]

@@ -14,9 +14,22 @@ from pipeline.schema import tidy
 
 def heads_frame(values: dict[str, np.ndarray], metric: str = "delta_score", seeds=(0,), **extra) -> pd.DataFrame:
     """Unit-head rows of each variant's (layer, head) matrix; seed s adds s to every value."""
-    rows = [{"variant": v, "seed": s, "unit": "head", "layer": l, "head": h, "metric": metric,
-             "value": float(m[l, h]) + s, **extra}
-            for v, m in values.items() for s in seeds for l in range(m.shape[0]) for h in range(m.shape[1])]
+    rows = [
+        {
+            "variant": v,
+            "seed": s,
+            "unit": "head",
+            "layer": l,
+            "head": h,
+            "metric": metric,
+            "value": float(m[l, h]) + s,
+            **extra,
+        }
+        for v, m in values.items()
+        for s in seeds
+        for l in range(m.shape[0])
+        for h in range(m.shape[1])
+    ]
     return tidy(rows)
 
 
@@ -75,14 +88,17 @@ def test_depth_profile_and_difference_on_known_values():
     diff = plots.depth_difference(student, teacher)  # on the student's grid, where teacher layers 1, 3 lie
     assert diff.index.tolist() == [0.5, 1.0] and diff.tolist() == [8, 25]
     three = pd.Series([0.0, 3.0, 6.0], index=[1 / 3, 2 / 3, 1.0])
-    np.testing.assert_allclose(plots.depth_difference(three, teacher).to_numpy(),  # teacher interpolated
-                               [0 - (1 + (1 / 3 - 0.25) * 4), 3 - (2 + (2 / 3 - 0.5) * 4), 6 - 5])
+    np.testing.assert_allclose(
+        plots.depth_difference(three, teacher).to_numpy(),  # teacher interpolated
+        [0 - (1 + (1 / 3 - 0.25) * 4), 3 - (2 + (2 / 3 - 0.5) * 4), 6 - 5],
+    )
 
 
 def test_side_by_side_heatmaps_share_one_scale_and_plot_the_depth_difference():
     frame = heads_frame({"teacher-ft": TEACHER, "distil-ft_after": STUDENT})
-    fig = plots.side_by_side_heatmaps({v: frame[frame["variant"] == v] for v in ("teacher-ft", "distil-ft_after")},
-                                      "delta_score")
+    fig = plots.side_by_side_heatmaps(
+        {v: frame[frame["variant"] == v] for v in ("teacher-ft", "distil-ft_after")}, "delta_score"
+    )
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 2
     assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(-6.0, 6.0)}
@@ -118,8 +134,20 @@ def test_heatmap_marks_significant_heads_fades_the_rest_and_boxes_the_carriers()
     frame["q"] = 0.5
     frame.loc[(frame["layer"] == 0) & (frame["head"] == 0), "q"] = 0.01  # both seeds
     frame.loc[(frame["layer"] == 1) & (frame["head"] == 2) & (frame["seed"] == 0), "q"] = 0.01  # one seed
-    carries = tidy([{"variant": "teacher-ft", "seed": 0, "unit": "head", "layer": 3, "head": 1, "metric": "delta_score",
-                     "value": 1.0, "carries": True}])
+    carries = tidy(
+        [
+            {
+                "variant": "teacher-ft",
+                "seed": 0,
+                "unit": "head",
+                "layer": 3,
+                "head": 1,
+                "metric": "delta_score",
+                "value": 1.0,
+                "carries": True,
+            }
+        ]
+    )
     fig = plots.head_heatmap(frame, "delta_score", carries=carries, flag="untrained head")
     ax = fig.axes[0]
     dots, rings = ([tuple(p) for p in c.get_offsets()] for c in ax.collections[:2])
@@ -139,8 +167,18 @@ def cumulative_frame() -> pd.DataFrame:
         for order in ("most", "least"):
             for step in range(n + 1):
                 for metric, value in (("ablated_score", step / n), ("ablated_accuracy", 1 - step / n)):
-                    rows.append({"variant": variant, "metric": metric, "value": value, "ci_low": value - 0.1,
-                                 "ci_high": value + 0.1, "step": step, "fraction": step / n, "order": order})
+                    rows.append(
+                        {
+                            "variant": variant,
+                            "metric": metric,
+                            "value": value,
+                            "ci_low": value - 0.1,
+                            "ci_high": value + 0.1,
+                            "step": step,
+                            "fraction": step / n,
+                            "order": order,
+                        }
+                    )
     return tidy(rows, score="cf_gap")
 
 
@@ -163,9 +201,19 @@ def test_cumulative_curve_draws_one_panel_per_model_with_both_orders_and_bands()
 
 
 def test_cumulative_curve_draws_the_random_order_baseline_when_the_table_has_it():
-    rows = [{"variant": "teacher-ft", "metric": "ablated_score", "value": v, "step": step, "fraction": step / 4,
-             "order": order} for order, offset in (("random0", 0.0), ("random1", 0.2), ("most", 0.5))
-            for step in range(5) for v in [step / 4 + offset]]
+    rows = [
+        {
+            "variant": "teacher-ft",
+            "metric": "ablated_score",
+            "value": v,
+            "step": step,
+            "fraction": step / 4,
+            "order": order,
+        }
+        for order, offset in (("random0", 0.0), ("random1", 0.2), ("most", 0.5))
+        for step in range(5)
+        for v in [step / 4 + offset]
+    ]
     fig = plots.cumulative_curve(tidy(rows, score="cf_gap"))
     ax = fig.axes[0]
     random = [line for line in ax.get_lines() if line.get_linestyle() == "-."]
@@ -175,10 +223,22 @@ def test_cumulative_curve_draws_the_random_order_baseline_when_the_table_has_it(
 
 
 def test_probe_curves_put_layers_on_normalised_depth_with_chance():
-    rows = [{"variant": v, "unit": "layer", "layer": l, "metric": "probe_accuracy", "subset": s, "value": 0.6,
-             "pooling": p, "chance": 0.5}
-            for v, n in (("teacher-ft", 4), ("distil-ft_after", 2)) for l in range(n + 1)
-            for s in ("gender", "label") for p in ("cls", "mean")]
+    rows = [
+        {
+            "variant": v,
+            "unit": "layer",
+            "layer": l,
+            "metric": "probe_accuracy",
+            "subset": s,
+            "value": 0.6,
+            "pooling": p,
+            "chance": 0.5,
+        }
+        for v, n in (("teacher-ft", 4), ("distil-ft_after", 2))
+        for l in range(n + 1)
+        for s in ("gender", "label")
+        for p in ("cls", "mean")
+    ]
     fig = plots.probe_curves(tidy(rows))
     gender_ax = fig.axes[0]
     assert gender_ax.get_title() == "gender probe"
@@ -190,18 +250,31 @@ def test_probe_curves_put_layers_on_normalised_depth_with_chance():
 
 
 def test_bias_vs_compression_marks_method_and_colours_order():
-    task = tidy([{"variant": v, "unit": "model", "metric": m, "subset": s, "value": x}
-                 for v, size, acc in (("teacher-ft", 90.0, 0.8), ("distil-ft_after", 45.0, 0.7),
-                                      ("distil-ft_after@balanced", 45.0, 0.6))
-                 for m, s, x in (("size_mb", "", size), ("accuracy", "test", acc))])
-    bias = tidy([{"variant": "teacher-ft", "metric": "gap_rms", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3},
-                 {"variant": "distil-ft_after", "metric": "gap_rms", "value": 0.1},
-                 {"variant": "distil-ft_after@balanced", "metric": "gap_rms", "value": 0.05}])
+    task = tidy(
+        [
+            {"variant": v, "unit": "model", "metric": m, "subset": s, "value": x}
+            for v, size, acc in (
+                ("teacher-ft", 90.0, 0.8),
+                ("distil-ft_after", 45.0, 0.7),
+                ("distil-ft_after@balanced", 45.0, 0.6),
+            )
+            for m, s, x in (("size_mb", "", size), ("accuracy", "test", acc))
+        ]
+    )
+    bias = tidy(
+        [
+            {"variant": "teacher-ft", "metric": "gap_rms", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+            {"variant": "distil-ft_after", "metric": "gap_rms", "value": 0.1},
+            {"variant": "distil-ft_after@balanced", "metric": "gap_rms", "value": 0.05},
+        ]
+    )
     fig = plots.bias_vs_compression(task, bias)
     size_ax, accuracy_ax = fig.axes
-    points = {(line.get_xdata()[0], line.get_ydata()[0]): (line.get_marker(), line.get_color(),
-                                                           line.get_markerfacecolor())
-              for line in size_ax.get_lines() if line.get_marker() not in ("None", "", None, "|", "_")}
+    points = {
+        (line.get_xdata()[0], line.get_ydata()[0]): (line.get_marker(), line.get_color(), line.get_markerfacecolor())
+        for line in size_ax.get_lines()
+        if line.get_marker() not in ("None", "", None, "|", "_")
+    }
     assert points[(90.0, 0.2)] == ("*", plots.ORDER_COLOURS["ft"], plots.ORDER_COLOURS["ft"])
     assert points[(45.0, 0.1)] == ("o", plots.ORDER_COLOURS["after"], plots.ORDER_COLOURS["after"])
     assert points[(45.0, 0.05)] == ("o", plots.ORDER_COLOURS["after"], "none")  # the balanced set: open marker
@@ -215,8 +288,21 @@ def test_bias_vs_compression_marks_method_and_colours_order():
 
 
 def token_frame(tokens: list[str], values: list[float]) -> pd.DataFrame:
-    return tidy([{"variant": "teacher-ft", "unit": "token", "metric": "token_ig", "value": v, "example": 7,
-                  "position": i, "token": t, "score": "cf_gap"} for i, (t, v) in enumerate(zip(tokens, values))])
+    return tidy(
+        [
+            {
+                "variant": "teacher-ft",
+                "unit": "token",
+                "metric": "token_ig",
+                "value": v,
+                "example": 7,
+                "position": i,
+                "token": t,
+                "score": "cf_gap",
+            }
+            for i, (t, v) in enumerate(zip(tokens, values))
+        ]
+    )
 
 
 def test_token_attributions_colour_each_token_and_join_word_pieces():
@@ -267,8 +353,13 @@ def test_token_attributions_name_gender_and_classes_and_take_a_shared_scale():
 
 def test_top_neurons_are_the_largest_absolute_effects():
     rng = np.random.default_rng(1)
-    frame = tidy([{"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig",
-                   "value": rng.normal()} for l in range(3) for j in range(30)])
+    frame = tidy(
+        [
+            {"variant": "teacher-ft", "unit": "neuron", "layer": l, "head": j, "metric": "ig", "value": rng.normal()}
+            for l in range(3)
+            for j in range(30)
+        ]
+    )
     fig = plots.top_neurons(frame, 5)
     bars = fig.axes[0].patches
     expected = frame.loc[frame["value"].abs().sort_values(ascending=False).index[:5]]

@@ -41,7 +41,9 @@ def test_parse_variant(name, expected):
     assert parse_variant(name) == expected
 
 
-@pytest.mark.parametrize("name", ["student", "distil-ft_later", "distil", "teacher-ft_after", "Distil-ft_before"])  # any lower-case method name is allowed: new methods need no grammar edit
+@pytest.mark.parametrize(
+    "name", ["student", "distil-ft_later", "distil", "teacher-ft_after", "Distil-ft_before"]
+)  # any lower-case method name is allowed: new methods need no grammar edit
 def test_parse_variant_rejects_other_names_with_the_pattern(name):
     with pytest.raises(ValueError, match="<method>-ft_<order>"):
         parse_variant(name)
@@ -50,7 +52,13 @@ def test_parse_variant_rejects_other_names_with_the_pattern(name):
 def test_variant_sort_key_puts_the_teacher_first_and_unknown_names_last():
     names = ["zzz", "int8-ft_none", "distil-ft_after", "teacher-ft", "distil-ft_before", "teacher"]
     assert sorted(names, key=variant_sort_key) == [
-        "teacher", "teacher-ft", "distil-ft_before", "distil-ft_after", "int8-ft_none", "zzz"]
+        "teacher",
+        "teacher-ft",
+        "distil-ft_before",
+        "distil-ft_after",
+        "int8-ft_none",
+        "zzz",
+    ]
 
 
 def _write(run, name, rows, **const):
@@ -60,10 +68,14 @@ def _write(run, name, rows, **const):
 @pytest.fixture()
 def run(tmp_path):
     run = tmp_path / "runs" / "r1"
-    _write(run, "task_metrics", [
-        {"variant": "teacher-ft", "seed": 0, "metric": "accuracy", "subset": "test", "value": 0.8},
-        {"variant": "distil-ft_after", "seed": 1, "metric": "accuracy", "subset": "test", "value": 0.7},
-    ])
+    _write(
+        run,
+        "task_metrics",
+        [
+            {"variant": "teacher-ft", "seed": 0, "metric": "accuracy", "subset": "test", "value": 0.8},
+            {"variant": "distil-ft_after", "seed": 1, "metric": "accuracy", "subset": "test", "value": 0.7},
+        ],
+    )
     (run / "models" / "teacher-ft" / "seed0").mkdir(parents=True)
     (run / "models" / "teacher-ft" / "seed0" / "config.json").write_text("{}")
     (run / "models" / "tiny-ft_before" / "seed2").mkdir(parents=True)  # no config.json: not a saved model
@@ -118,21 +130,31 @@ def test_combine_tables_prefixes_variants_with_several_runs(run, tmp_path):
 
 
 def test_overview_table_picks_metrics_subsets_and_aliases():
-    task = tidy([
-        {"variant": "distil-ft_after", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.7},
-        {"variant": "distil-ft_after@balanced", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.6},
-        {"variant": "teacher-ft", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.8},
-        {"variant": "teacher-ft", "unit": "model", "metric": "params", "value": 1e6},
-        {"variant": "teacher-ft", "unit": "class", "metric": "recall", "subset": "test", "value": 0.1},
-    ])
-    bias = tidy([
-        {"variant": "teacher-ft", "metric": "gap_rms", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3},
-        {"variant": "teacher-ft", "metric": "cf_prob_gap", "subset": "all", "value": 0.05},
-        {"variant": "teacher-ft", "metric": "cf_prob_gap", "subset": "female", "value": 0.9},
-        {"variant": "teacher-ft", "metric": "seat_effect_size", "subset": "weat6", "value": -0.4},
-        {"variant": "teacher-ft", "metric": "seat_effect_size", "subset": "weat7", "value": 0.2},
-        {"variant": "teacher-ft", "metric": "crows_stereo_pct", "subset": "gender", "value": np.nan},
-    ])
+    task = tidy(
+        [
+            {"variant": "distil-ft_after", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.7},
+            {
+                "variant": "distil-ft_after@balanced",
+                "unit": "model",
+                "metric": "accuracy",
+                "subset": "test",
+                "value": 0.6,
+            },
+            {"variant": "teacher-ft", "unit": "model", "metric": "accuracy", "subset": "test", "value": 0.8},
+            {"variant": "teacher-ft", "unit": "model", "metric": "params", "value": 1e6},
+            {"variant": "teacher-ft", "unit": "class", "metric": "recall", "subset": "test", "value": 0.1},
+        ]
+    )
+    bias = tidy(
+        [
+            {"variant": "teacher-ft", "metric": "gap_rms", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3},
+            {"variant": "teacher-ft", "metric": "cf_prob_gap", "subset": "all", "value": 0.05},
+            {"variant": "teacher-ft", "metric": "cf_prob_gap", "subset": "female", "value": 0.9},
+            {"variant": "teacher-ft", "metric": "seat_effect_size", "subset": "weat6", "value": -0.4},
+            {"variant": "teacher-ft", "metric": "seat_effect_size", "subset": "weat7", "value": 0.2},
+            {"variant": "teacher-ft", "metric": "crows_stereo_pct", "subset": "gender", "value": np.nan},
+        ]
+    )
     table = overview_table(task, bias)
     assert table["variant"].tolist() == ["teacher-ft", "distil-ft_after", "distil-ft_after@balanced"]
     teacher = table.iloc[0]
@@ -153,8 +175,11 @@ def test_overview_table_of_nothing_is_empty():
 
 def test_top_neurons_table_equals_brute_force():
     rng = np.random.default_rng(0)
-    rows = [{"variant": "v", "unit": "neuron", "layer": layer, "head": j, "metric": "ig", "value": rng.normal()}
-            for layer in range(3) for j in range(20)]
+    rows = [
+        {"variant": "v", "unit": "neuron", "layer": layer, "head": j, "metric": "ig", "value": rng.normal()}
+        for layer in range(3)
+        for j in range(20)
+    ]
     frame = tidy(rows)
     table = top_neurons_table(frame, 4)
     for layer in range(3):

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from attribution import shard as sharding
-from attribution.cli import main
 from attribution.ablation import HeadAblation
+from attribution.cli import main
 from attribution.data import AttributionData
 from attribution.ig import NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.patching import ActivationPatching

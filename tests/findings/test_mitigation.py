@@ -47,11 +47,22 @@ def predictions() -> pd.DataFrame:
 
 
 def test_pairs_and_recipe_parts():
-    present = {"teacher", "teacher-ft", "teacher-ft@cda", "prune4h-ft_before", "biasprune4h-ft_before",
-               "erase-ft_none", "erase-ft_before@cda", "distil_mixup-ft_after"}
+    present = {
+        "teacher",
+        "teacher-ft",
+        "teacher-ft@cda",
+        "prune4h-ft_before",
+        "biasprune4h-ft_before",
+        "erase-ft_none",
+        "erase-ft_before@cda",
+        "distil_mixup-ft_after",
+    }
     assert mitigation_pairs(present) == [
-        ("teacher-ft@cda", "cda", "teacher-ft"), ("biasprune4h-ft_before", "biasprune", "prune4h-ft_before"),
-        ("erase-ft_none", "erase", "teacher"), ("erase-ft_before@cda", "erase", "teacher-ft@cda")]
+        ("teacher-ft@cda", "cda", "teacher-ft"),
+        ("biasprune4h-ft_before", "biasprune", "prune4h-ft_before"),
+        ("erase-ft_none", "erase", "teacher"),
+        ("erase-ft_before@cda", "erase", "teacher-ft@cda"),
+    ]
     # erase-ft_before@cda's cda twin (erase-ft_before) and distil_mixup's twin (distil-ft_after) are absent
     assert recipe_parts("erase-ft_before@cda") == ("teacher", "cda+erase")
     assert recipe_parts("distil_mixup-ft_after") == ("distil", "mixup")
@@ -62,7 +73,9 @@ def test_a_mitigation_is_compared_with_its_twin_paired(predictions):
     fitness = fitness_table(predictions, None, FAST)
     table = mitigation_table(predictions, None, fitness, LABELS, FAST)
     assert set(zip(table["variant"], table["mitigation"], table["twin"])) == {
-        ("teacher-ft@cda", "cda", "teacher-ft"), ("biasprune4h-ft_before", "biasprune", "prune4h-ft_before")}
+        ("teacher-ft@cda", "cda", "teacher-ft"),
+        ("biasprune4h-ft_before", "biasprune", "prune4h-ft_before"),
+    }
     pooled = table[table["level"] == "pooled"].set_index(["variant", "metric", "subset"])
     fixed = pooled.loc[("biasprune4h-ft_before", "accuracy_gap", "")]
     assert fixed["value"] > 0 and fixed["q"] < 0.05 and fixed["n_seeds"] == 3 and fixed["interpretable"]
@@ -104,8 +117,12 @@ def test_frontier_pools_seeds_marks_recipes_and_the_front_of_fit_variants():
     gap = frontier[frontier["metric"] == "gap_rms"].set_index("variant")
     assert gap.loc["teacher-ft", "value"] == pytest.approx(0.30) and gap.loc["teacher-ft", "n_seeds"] == 2
     assert gap.loc["teacher-ft", "accuracy"] == pytest.approx(0.80)
-    assert gap["pareto"].to_dict() == {"distil-ft_before": False, "erase-ft_before": False, "teacher-ft": True,
-                                       "teacher-ft@cda": True}  # distil is lowest but not fit to be read
+    assert gap["pareto"].to_dict() == {
+        "distil-ft_before": False,
+        "erase-ft_before": False,
+        "teacher-ft": True,
+        "teacher-ft@cda": True,
+    }  # distil is lowest but not fit to be read
     assert gap.loc["erase-ft_before", ["compression", "mitigation"]].tolist() == ["teacher", "erase"]
     assert set(frontier["metric"]) == {"gap_rms", "cf_prob_gap"}
     fig = frontier_figure(frontier)

@@ -10,8 +10,9 @@ from transformers import AutoModel
 from pipeline.anatomy import Anatomy, pool
 
 
-@pytest.mark.parametrize("family,head", [("bert", "classifier"), ("bert", "mlm"), ("distilbert", "classifier"),
-                                         ("distilbert", "mlm")])
+@pytest.mark.parametrize(
+    "family,head", [("bert", "classifier"), ("bert", "mlm"), ("distilbert", "classifier"), ("distilbert", "mlm")]
+)
 def test_sizes_and_modules(family, head):
     anatomy = Anatomy(make_tiny(family, head))
     assert anatomy.family == family
@@ -46,8 +47,9 @@ def test_representations_pool_every_layer(minilm):
     assert reps.shape == (7, 2, 384)
     n0 = int(enc["attention_mask"][0].sum())
     torch.testing.assert_close(reps[3, 0], states[3][0, :n0].mean(0))
-    torch.testing.assert_close(minilm.anatomy.representations(enc["input_ids"], enc["attention_mask"], "cls")[6],
-                               states[6][:, 0])
+    torch.testing.assert_close(
+        minilm.anatomy.representations(enc["input_ids"], enc["attention_mask"], "cls")[6], states[6][:, 0]
+    )
 
 
 def test_pool_rejects_unknown_pooling():
@@ -75,7 +77,10 @@ def test_start_at_restores_after_error_and_checks_shape():
     model = make_tiny("bert")
     anatomy = Anatomy(model)
     ids, mask = random_batch(batch=2)
-    with pytest.raises(ValueError, match="same batch and length"), anatomy.start_at(1, torch.zeros(3, ids.shape[1], 32)):
+    with (
+        pytest.raises(ValueError, match="same batch and length"),
+        anatomy.start_at(1, torch.zeros(3, ids.shape[1], 32)),
+    ):
         model(input_ids=ids, attention_mask=mask)
     assert len(anatomy.layers()) == anatomy.n_layers and not anatomy.embeddings._forward_hooks
 

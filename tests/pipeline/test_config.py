@@ -27,24 +27,33 @@ def test_typo_names_the_key_suggests_the_fix_and_lists_allowed(tmp_path):
     assert "Allowed keys in [finetune]: epochs, lr, batch_size" in msg
 
 
-@pytest.mark.parametrize("sections,expected", [
-    ({"compress": {"prune": {"sparsities": [0.5, 1.0]}}}, r"compress.prune.sparsities.*sparsities\[1\] = 1.0 is outside \[0, 1\)"),
-    ({"compress": {"prune": {"fractions": [-0.1]}}}, r"fractions\[0\] = -0.1 is outside \[0, 1\)"),
-    ({"compress": {"prune": {"orders": ["none"]}}}, r"head importance needs a fine-tuned classifier\); allowed: \['before', 'both'\]"),
-    ({"compress": {"int8": {"orders": ["after"]}}}, "an int8 model cannot be fine-tuned"),
-    ({"compress": {"distil": {"layer_map": [0, 4, 2]}}}, "strictly increasing"),
-    ({"compress": {"tiny": {"hidden_size": 100, "n_heads": 12}}}, "not a multiple of n_heads"),
-    ({"task": {"dataset": "imdb"}}, r"`task.dataset` = 'imdb': Input should be 'bug', 'bias_in_bios' or 'table'"),
-    ({"task": {"dataset": "table", "path": "x.csv"}}, r"needs \['text_col', 'label_col', 'gender_col'\]"),
-    ({"run": {"name": "t", "seeds": [1, 1]}}, "seeds lists a value twice"),
-    ({"run": {"name": "t", "amp": "fp8"}}, r"`run.amp` = 'fp8'"),
-    ({"teachr": {"source": "x"}}, r"`teachr`: unknown key. Did you mean `teacher`\?"),
-    ({"probes": {"layers": 3}}, r"`probes.layers`: unknown key. Did you mean `erasure_layers`\?"),
-    ({"probes": {"max_examples": 6}}, r"max_examples = 6 is too small for n_folds = 5"),
-    ({"attribution": {"ablation_modes": ["single", "pairs"]}}, r"`attribution.ablation_modes\[1\]` = 'pairs'"),
-    ({"metrics": {"metrics": ["seat", "weat"]}}, r"`metrics.metrics\[1\]` = 'weat'"),
-    ({"metrics": {"poolings": ["cls", "cls"]}}, r"poolings lists a value twice"),
-])
+@pytest.mark.parametrize(
+    "sections,expected",
+    [
+        (
+            {"compress": {"prune": {"sparsities": [0.5, 1.0]}}},
+            r"compress.prune.sparsities.*sparsities\[1\] = 1.0 is outside \[0, 1\)",
+        ),
+        ({"compress": {"prune": {"fractions": [-0.1]}}}, r"fractions\[0\] = -0.1 is outside \[0, 1\)"),
+        (
+            {"compress": {"prune": {"orders": ["none"]}}},
+            r"head importance needs a fine-tuned classifier\); allowed: \['before', 'both'\]",
+        ),
+        ({"compress": {"int8": {"orders": ["after"]}}}, "an int8 model cannot be fine-tuned"),
+        ({"compress": {"distil": {"layer_map": [0, 4, 2]}}}, "strictly increasing"),
+        ({"compress": {"tiny": {"hidden_size": 100, "n_heads": 12}}}, "not a multiple of n_heads"),
+        ({"task": {"dataset": "imdb"}}, r"`task.dataset` = 'imdb': Input should be 'bug', 'bias_in_bios' or 'table'"),
+        ({"task": {"dataset": "table", "path": "x.csv"}}, r"needs \['text_col', 'label_col', 'gender_col'\]"),
+        ({"run": {"name": "t", "seeds": [1, 1]}}, "seeds lists a value twice"),
+        ({"run": {"name": "t", "amp": "fp8"}}, r"`run.amp` = 'fp8'"),
+        ({"teachr": {"source": "x"}}, r"`teachr`: unknown key. Did you mean `teacher`\?"),
+        ({"probes": {"layers": 3}}, r"`probes.layers`: unknown key. Did you mean `erasure_layers`\?"),
+        ({"probes": {"max_examples": 6}}, r"max_examples = 6 is too small for n_folds = 5"),
+        ({"attribution": {"ablation_modes": ["single", "pairs"]}}, r"`attribution.ablation_modes\[1\]` = 'pairs'"),
+        ({"metrics": {"metrics": ["seat", "weat"]}}, r"`metrics.metrics\[1\]` = 'weat'"),
+        ({"metrics": {"poolings": ["cls", "cls"]}}, r"poolings lists a value twice"),
+    ],
+)
 def test_bad_values_name_key_value_and_allowed(sections, expected):
     data = {"run": {"name": "t"}, **sections}
     with pytest.raises(ConfigError, match=expected):
@@ -67,7 +76,9 @@ def test_unknown_model_family_fails_preflight(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "roberta"}))
     cfg = _cfg(tmp_path, teacher={"source": str(folder)})
-    with pytest.raises(ConfigError, match=r"teacher.source = .* is a 'roberta' model; supported families: bert, distilbert"):
+    with pytest.raises(
+        ConfigError, match=r"teacher.source = .* is a 'roberta' model; supported families: bert, distilbert"
+    ):
         preflight(cfg, load_data=False)
     hub = _cfg(tmp_path, hub_students=[{"source": str(folder), "name": "r"}])
     with pytest.raises(ConfigError, match=r"hub_students\[0\].source"):
@@ -104,8 +115,10 @@ def test_fp16_on_cpu_is_refused(tmp_path):
 def test_dataset_with_one_class_fails_before_work(tmp_path):
     table = tmp_path / "one.csv"
     table.write_text("text,job,gender\nshe sings,singer,f\nhe sings,singer,m\nhe sings too,singer,m\n")
-    cfg = _cfg(tmp_path, task={"dataset": "table", "path": str(table), "text_col": "text", "label_col": "job",
-                               "gender_col": "gender"})
+    cfg = _cfg(
+        tmp_path,
+        task={"dataset": "table", "path": str(table), "text_col": "text", "label_col": "job", "gender_col": "gender"},
+    )
     with pytest.raises(ConfigError, match=r"task \(dataset = 'table'.*least two classes"):
         run(cfg)
     assert not (tmp_path / "runs").exists()

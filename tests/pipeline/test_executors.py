@@ -65,7 +65,7 @@ def _stage(fail: str):
 def test_a_failing_unit_does_not_stop_the_others_and_is_named(cluster, tmp_path):
     cfg = config_from_dict({"run": {"name": "t"}})
     ctx = StageContext(cfg, tmp_path, Manifest(tmp_path / "manifest.json"))
-    prefill = lambda stage, c: ray_prefill(stage, c, RayResources())  # noqa: E731
+    prefill = lambda stage, c: ray_prefill(stage, c, RayResources())
     with pytest.raises(UnitsFailedError, match=r"1 unit\(s\) failed.*b: RuntimeError: unit b broke"):
         run_stages([_stage("b")], ctx, registry={"rows": "toy"}, prefill=prefill)
     units = ctx.manifest.data["stages"]["toy"]["units"]
@@ -79,11 +79,18 @@ def test_a_killed_driver_resumes_with_only_unfinished_units(cluster, demo_teache
     config["run"].update(seeds=[0], executor="ray")
     path = tmp_path / "killed.json"
     path.write_text(json.dumps(config))
-    code = ("import json, sys, torch; torch.set_num_threads(1); from pipeline.runs.config import config_from_dict; "
-            "from pipeline.runs.run import run; run(config_from_dict(json.load(open(sys.argv[1]))))")
+    code = (
+        "import json, sys, torch; torch.set_num_threads(1); from pipeline.runs.config import config_from_dict; "
+        "from pipeline.runs.run import run; run(config_from_dict(json.load(open(sys.argv[1]))))"
+    )
     env = {**os.environ, "RAY_ADDRESS": cluster}
-    driver = subprocess.Popen([sys.executable, "-c", code, str(path)], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = tmp_path / "killed" / "manifest.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None:

@@ -115,8 +115,8 @@ def test_per_example_gates_equal_loop_of_global_gates(family, kind):
             batched = model(input_ids=ids, attention_mask=mask).logits
         for row in range(4):
             with cls(anatomy, per_row[row]):
-                single = model(input_ids=ids[row:row + 1], attention_mask=mask[row:row + 1]).logits
-            torch.testing.assert_close(batched[row:row + 1], single, atol=1e-6, rtol=0)
+                single = model(input_ids=ids[row : row + 1], attention_mask=mask[row : row + 1]).logits
+            torch.testing.assert_close(batched[row : row + 1], single, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -199,8 +199,10 @@ def test_record_neurons_shapes():
 
 
 def _n_hooks(anatomy: Anatomy) -> int:
-    return sum(len(anatomy.out_proj(l)._forward_pre_hooks) + len(anatomy.ffn_act(l)._forward_hooks)
-               for l in range(anatomy.n_layers))
+    return sum(
+        len(anatomy.out_proj(l)._forward_pre_hooks) + len(anatomy.ffn_act(l)._forward_hooks)
+        for l in range(anatomy.n_layers)
+    )
 
 
 def test_hooks_removed_even_on_exception_and_nesting_works():
@@ -208,7 +210,11 @@ def test_hooks_removed_even_on_exception_and_nesting_works():
     anatomy = Anatomy(model)
     ids, mask = random_batch()
     neurons = ones_gates(anatomy, neurons=True)
-    with pytest.raises(RuntimeError, match="boom"), HeadGates(anatomy, ones_gates(anatomy)), NeuronGates(anatomy, neurons):
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        HeadGates(anatomy, ones_gates(anatomy)),
+        NeuronGates(anatomy, neurons),
+    ):
         assert _n_hooks(anatomy) == 2 * anatomy.n_layers
         raise RuntimeError("boom")
     assert _n_hooks(anatomy) == 0
@@ -238,7 +244,10 @@ def test_bad_gate_shapes_and_batch_mismatch():
         HeadGates(anatomy, [[1.0] * 4] * 3)
     with pytest.raises(IndexError, match="layers 0..2"):
         HeadGates(anatomy, ones_gates(anatomy), layers=[5])
-    with pytest.raises(ValueError, match="batch 3 but the forward batch is 4"), HeadGates(anatomy, ones_gates(anatomy, batch=3)):
+    with (
+        pytest.raises(ValueError, match="batch 3 but the forward batch is 4"),
+        HeadGates(anatomy, ones_gates(anatomy, batch=3)),
+    ):
         model(input_ids=ids, attention_mask=mask)
     assert _n_hooks(anatomy) == 0
 

@@ -59,32 +59,42 @@ def _toy_task() -> TaskData:
     return TaskData("toy", texts, labels, genders, LABELS)
 
 
-@pytest.mark.parametrize(("op", "variant", "origin"), [
-    ("mlm", "teacher-mlm", "masked-LM fine-tuned together with this encoder"),
-    ("distil", "distil-ft_none", "trained by general distillation together with this encoder"),
-])
+@pytest.mark.parametrize(
+    ("op", "variant", "origin"),
+    [
+        ("mlm", "teacher-mlm", "masked-LM fine-tuned together with this encoder"),
+        ("distil", "distil-ft_none", "trained by general distillation together with this encoder"),
+    ],
+)
 def test_mlm_built_variants_are_saved_as_classifiers_with_the_task_labels_and_their_mlm_head(
-        op, variant, origin, tmp_path, one_torch_thread):
+    op, variant, origin, tmp_path, one_torch_thread
+):
     """Issue #20 item 4: general distillation from a teacher with an MLM head (and masked-LM fine-tuning) gave a
     BertForMaskedLM folder that reloaded as a 2-class classifier and crashed task_metrics on 3 classes."""
     teacher = tmp_path / "teacher"
     tinybert_layout(teacher)
-    cfg = config_from_dict({"run": {"name": "t", "out_dir": str(tmp_path), "device": "cpu"},
-                            "teacher": {"source": str(teacher)},
-                            "finetune": {"batch_size": 8, "mlm_domain": op == "mlm"},
-                            "compress": {"distil": {"orders": ["none"], "epochs": 1, "batch_size": 8}}})
+    cfg = config_from_dict(
+        {
+            "run": {"name": "t", "out_dir": str(tmp_path), "device": "cpu"},
+            "teacher": {"source": str(teacher)},
+            "finetune": {"batch_size": 8, "mlm_domain": op == "mlm"},
+            "compress": {"distil": {"orders": ["none"], "epochs": 1, "batch_size": 8}},
+        }
+    )
     data = _toy_task()
     step = Step(variant, 0, op, source=str(teacher), params={"mixup": False} if op == "distil" else {})
-    built = build_step(step, cfg=cfg, train=data, dev=data, parent=None, parent_dir=None,
-                       accelerator=make_accelerator("cpu"))
+    built = build_step(
+        step, cfg=cfg, train=data, dev=data, parent=None, parent_dir=None, accelerator=make_accelerator("cpu")
+    )
     assert built.model.head == "classifier" and not built.model.head_trained and built.mlm_head.joint
     folder = tmp_path / variant
     save_model(built.to_save, folder, built.mlm_head, no_mlm_head=built.no_mlm_head)
 
     classifier = load_model(folder, head="classifier")
     assert classifier.label_names == LABELS and classifier.model.config.task_head_trained is False
-    rows, preds = task_metric_rows(classifier, data, folder=folder, batch_size=8, max_length=16,
-                                   latency_batch_sizes=(1,), latency_repeats=1)
+    rows, preds = task_metric_rows(
+        classifier, data, folder=folder, batch_size=8, max_length=16, latency_batch_sizes=(1,), latency_repeats=1
+    )
     assert len(preds) == len(data) and {r["metric"] for r in rows} >= {"accuracy", "head_trained"}
     mlm = load_model(folder, head="mlm")
     assert mlm.head_trained and describe_mlm_head(mlm.model.config) == origin

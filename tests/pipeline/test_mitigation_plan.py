@@ -15,13 +15,21 @@ TEACHER = BertConfig(num_hidden_layers=4, num_attention_heads=4, hidden_size=64,
 
 
 def _cfg(distil=("before",), **compress):
-    return config_from_dict({"run": {"name": "t", "seeds": [0]}, "task": {"training_sets": ["original", "cda"]},
-                             "compress": {"distil": {"orders": list(distil)}, **compress}})
+    return config_from_dict(
+        {
+            "run": {"name": "t", "seeds": [0]},
+            "task": {"training_sets": ["original", "cda"]},
+            "compress": {"distil": {"orders": list(distil)}, **compress},
+        }
+    )
 
 
 def test_mitigations_plan_named_variants_on_the_teacher_and_on_compression_methods():
-    cfg = _cfg(("none", "before"), biasprune={"heads": [2], "fractions": [0.25], "on": ["teacher", "distil"]},
-               erase={"layers": [1, -1], "orders": ["none", "before"], "on": ["teacher", "distil"]})
+    cfg = _cfg(
+        ("none", "before"),
+        biasprune={"heads": [2], "fractions": [0.25], "on": ["teacher", "distil"]},
+        erase={"layers": [1, -1], "orders": ["none", "before"], "on": ["teacher", "distil"]},
+    )
     plan = {s.variant: s for s in plan_variants(cfg)}
     for name, op, parent, params in [
         ("biasprune2h-ft_before", "biasprune", "teacher-ft/seed0", {"heads": 2, "by": "bias"}),
@@ -55,11 +63,17 @@ def test_a_base_order_the_run_does_not_evaluate_is_built_as_an_intermediate():
 
 
 def test_a_mitigation_on_a_base_the_run_cannot_build_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"compress.biasprune.on = 'tiny': no method of this run is called so "
-                                          r"\(its methods: .*distil"):
+    with pytest.raises(
+        ConfigError,
+        match=r"compress.biasprune.on = 'tiny': no method of this run is called so "
+        r"\(its methods: .*distil",
+    ):
         plan_variants(_cfg(biasprune={"heads": [1], "on": ["tiny"]}))
-    with pytest.raises(ConfigError, match=r"on = 'prune30' with order 'none' needs 'prune30-ft_none', which cannot "
-                                          r"be built: orders \['none'\] are not possible here"):
+    with pytest.raises(
+        ConfigError,
+        match=r"on = 'prune30' with order 'none' needs 'prune30-ft_none', which cannot "
+        r"be built: orders \['none'\] are not possible here",
+    ):
         plan_variants(_cfg(prune={"fractions": [0.3]}, erase={"orders": ["none"], "on": ["prune30"]}))
 
 
@@ -105,8 +119,13 @@ def test_model_dependent_mitigation_errors_come_from_the_preflight(compress, exp
 
 
 def test_sizes_the_model_can_take_pass_the_preflight():
-    check_mitigations(_cfg(biasprune={"heads": [6], "protect": 0.25, "on": ["teacher", "distil", "prune30"]},
-                           erase={"layers": [0, 1, -1], "on": ["teacher", "distil"]}), TEACHER)
+    check_mitigations(
+        _cfg(
+            biasprune={"heads": [6], "protect": 0.25, "on": ["teacher", "distil", "prune30"]},
+            erase={"layers": [0, 1, -1], "on": ["teacher", "distil"]},
+        ),
+        TEACHER,
+    )
 
 
 @pytest.mark.parametrize(("name", "expected"), [

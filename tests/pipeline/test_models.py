@@ -92,7 +92,9 @@ def test_tinybert_hub_layout_loads_with_its_weights(tinybert, head, caplog):
     assert bert and all(torch.equal(own[prefix + k.removeprefix("bert.")], v) for k, v in bert.items())
     assert loaded.head_trained == (head != "classifier")  # the MLM head ships; a classifier head does not
     if head == "mlm":
-        assert torch.equal(own["cls.predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"])
+        assert torch.equal(
+            own["cls.predictions.transform.dense.weight"], saved["cls.predictions.transform.dense.weight"]
+        )
     enc = loaded.tokenize(["she is a nurse"])
     assert enc["input_ids"][0].tolist() == [2, 8, 13, 6, 11, 3]  # [CLS] she is a nurse [SEP] from vocab.txt
     with torch.no_grad():
@@ -116,8 +118,11 @@ def test_bin_weights_are_never_fully_unpickled(tmp_path):
 
 def test_config_without_model_type_or_known_keys_is_clear(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"d_model": 8, "n_layer": 2}))
-    with pytest.raises(ValueError, match=r"config.json has no model_type and its keys \['d_model', 'n_layer'\] match "
-                                         r"none of the supported families \(bert, distilbert\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.json has no model_type and its keys \['d_model', 'n_layer'\] match "
+        r"none of the supported families \(bert, distilbert\)",
+    ):
         load_config(tmp_path)
 
 
@@ -147,8 +152,11 @@ def test_trained_head_keeps_its_classes_and_weights(trained_clf):
 
 def test_a_trained_head_is_never_resized(trained_clf):
     folder, _ = trained_clf
-    with pytest.raises(ValueError, match=r"trained classifier head for the classes \['nurse', 'doctor', 'pilot'\], "
-                                         r"and none of the data's classes \['a', 'b'\] is among them"):
+    with pytest.raises(
+        ValueError,
+        match=r"trained classifier head for the classes \['nurse', 'doctor', 'pilot'\], "
+        r"and none of the data's classes \['a', 'b'\] is among them",
+    ):
         load_model(folder, head="classifier", label_names=["a", "b"])
     with pytest.raises(ValueError, match="trained 3-class classifier head.*num_labels=5 would replace it"):
         load_model(folder, head="classifier", num_labels=5)

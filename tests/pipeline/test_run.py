@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pipeline.runs.stage_attribution as analyses_module
 import pipeline.runs.build as build_module
+import pipeline.runs.stage_attribution as analyses_module
 import pipeline.runs.task_metrics as task_metrics_module
-from pipeline.runs.cli import main
 from pipeline.compress.quantise import is_quantised
-from pipeline.runs.config import config_from_dict
 from pipeline.models import load_model
+from pipeline.runs.cli import main
+from pipeline.runs.config import config_from_dict
 from pipeline.runs.run import run
-from pipeline.schema import read_table
 from pipeline.runs.task_metrics import classification_rows
+from pipeline.schema import read_table
 
 TOML = """
 [run]
@@ -87,8 +87,15 @@ erasure_layers = [-1]
 n_boot = 20
 """
 N_EVAL = 40
-VARIANTS = ["teacher", "teacher-ft", "distil-ft_before", "tiny-ft_before", "prune30-ft_before", "sparse50-ft_before",
-            "int8-ft_before"]
+VARIANTS = [
+    "teacher",
+    "teacher-ft",
+    "distil-ft_before",
+    "tiny-ft_before",
+    "prune30-ft_before",
+    "sparse50-ft_before",
+    "int8-ft_before",
+]
 
 
 class Killed(RuntimeError):
@@ -156,8 +163,12 @@ def test_resume_recomputes_nothing_finished(finished):
     assert stages["task_metrics"]["executions"] == 2
     assert stages["bias_metrics"]["executions"] == 1  # finished in the third run, cached in the fourth
     attribution = {u: r["executions"] for u, r in stages["attribution"]["units"].items()}
-    assert attribution == {"teacher/seed0": 1, "teacher-ft/seed0": 1, "distil-ft_before/seed0": 2,
-                           "int8-ft_before/seed0": 1}
+    assert attribution == {
+        "teacher/seed0": 1,
+        "teacher-ft/seed0": 1,
+        "distil-ft_before/seed0": 2,
+        "int8-ft_before/seed0": 1,
+    }
     assert stages["attribution"]["executions"] == 2 and stages["probes"]["executions"] == 1
 
 
@@ -169,9 +180,14 @@ def test_rerun_is_cached_and_forced_rerun_gives_identical_tables(finished, caplo
     for stage in ("build", "task_metrics", "bias_metrics", "attribution", "probes", "findings"):
         assert f"[{stage}] cached" in caplog.text
     cfg = config_from_dict(__import__("tomllib").loads(path.read_text()))
-    assert run(cfg, force=["task_metrics"]).actions == {"build": "cached", "task_metrics": "ran",
-                                                        "bias_metrics": "cached", "attribution": "cached",
-                                                        "probes": "cached", "findings": "ran"}
+    assert run(cfg, force=["task_metrics"]).actions == {
+        "build": "cached",
+        "task_metrics": "ran",
+        "bias_metrics": "cached",
+        "attribution": "cached",
+        "probes": "cached",
+        "findings": "ran",
+    }
     after = {t: read_table(run_dir / "tables" / f"{t}.parquet") for t in before}
     measured = before["task_metrics"]["metric"].str.startswith("latency")
     pd.testing.assert_frame_equal(before["task_metrics"][~measured], after["task_metrics"][~measured])
@@ -200,20 +216,31 @@ def test_task_metric_tables(finished):
     _, run_dir = finished
     table = read_table(run_dir / "tables/task_metrics.parquet")
     model = table[table["unit"] == "model"].pivot_table(index="variant", columns="metric", values="value")
-    assert {"accuracy", "macro_f1", "params", "params_nonzero", "size_mb", "disk_mb", "latency_ms_b1",
-            "head_trained"} <= set(model.columns)
+    assert {
+        "accuracy",
+        "macro_f1",
+        "params",
+        "params_nonzero",
+        "size_mb",
+        "disk_mb",
+        "latency_ms_b1",
+        "head_trained",
+    } <= set(model.columns)
     assert model.loc["teacher", "head_trained"] == 0
     assert model.loc["teacher-ft", "head_trained"] == 1 and model.loc["int8-ft_before", "head_trained"] == 1
     assert model.loc["prune30-ft_before", "params"] < model.loc["teacher-ft", "params"]
-    assert model.loc["tiny-ft_before", "params"] < model.loc["distil-ft_before", "params"] < model.loc["teacher", "params"]
+    assert (
+        model.loc["tiny-ft_before", "params"] < model.loc["distil-ft_before", "params"] < model.loc["teacher", "params"]
+    )
     assert model.loc["sparse50-ft_before", "params_nonzero"] < 0.85 * model.loc["sparse50-ft_before", "params"]
     assert model.loc["int8-ft_before", "size_mb"] < 0.7 * model.loc["teacher-ft", "size_mb"]
     recall = table[table["unit"] == "class"]
     assert set(recall["metric"]) == {"recall"} and recall.groupby("variant").size().eq(3).all()
     assert set(recall["subset"]) == set(_manifest(run_dir)["label_names"])
     training = read_table(run_dir / "tables/training.parquet")
-    assert training.query("variant == 'sparse50-ft_before' and metric == 'sparsity'")["value"].item() == \
-        pytest.approx(0.5, abs=1e-6)
+    assert training.query("variant == 'sparse50-ft_before' and metric == 'sparsity'")["value"].item() == pytest.approx(
+        0.5, abs=1e-6
+    )
     heads = training.query("variant == 'prune30-ft_before' and metric == 'head_importance'")
     assert len(heads) == 72 and (heads["unit"] == "head").all()
     manifest = _manifest(run_dir)
@@ -239,7 +266,7 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
 
 def test_analysis_tables(finished):
     _, run_dir = finished
-    table = lambda name: read_table(run_dir / "tables" / f"{name}.parquet")  # noqa: E731
+    table = lambda name: read_table(run_dir / "tables" / f"{name}.parquet")
     bias = table("bias_metrics")
     assert sorted(bias["variant"].unique()) == sorted(VARIANTS)
     gap = bias.query("metric == 'gap_rms' and variant == 'teacher-ft'")
@@ -250,8 +277,12 @@ def test_analysis_tables(finished):
 
     ablation = table("head_ablation")
     single = ablation[(ablation["unit"] == "head") & (ablation["metric"] == "delta_score")]
-    assert single.groupby("variant").size().to_dict() == {"teacher": 72, "teacher-ft": 72, "distil-ft_before": 36,
-                                                          "int8-ft_before": 72}
+    assert single.groupby("variant").size().to_dict() == {
+        "teacher": 72,
+        "teacher-ft": 72,
+        "distil-ft_before": 36,
+        "int8-ft_before": 72,
+    }
     scores = single.groupby("variant")["score"].first()
     assert scores["teacher"].startswith("seat") and scores["teacher-ft"] == scores["distil-ft_before"]
     ig = table("head_ig")

@@ -11,7 +11,19 @@ from pipeline.schema import COLUMNS, UNITS, SchemaError, read_table, tidy, write
 
 
 def test_schema_names_are_pinned():
-    assert COLUMNS == ("variant", "seed", "unit", "layer", "head", "metric", "subset", "value", "ci_low", "ci_high", "n")
+    assert COLUMNS == (
+        "variant",
+        "seed",
+        "unit",
+        "layer",
+        "head",
+        "metric",
+        "subset",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+    )
     assert UNITS == ("model", "layer", "head", "neuron", "token", "class")
 
 

@@ -8,18 +8,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipeline.runs.config import config_from_dict
 from pipeline.files import atomic_dir
-from pipeline.schema import read_table, tidy
 from pipeline.runs.code_version import PROJECT_PACKAGES, REPO_ROOT, code_version, import_closure
-from pipeline.runs.stages import (
-    Manifest,
-    Stage,
-    StageContext,
-    concat_tables,
-    hash_folder,
-    run_stages,
-)
+from pipeline.runs.config import config_from_dict
+from pipeline.runs.stages import Manifest, Stage, StageContext, concat_tables, hash_folder, run_stages
+from pipeline.schema import read_table, tidy
 
 
 def test_atomic_dir_replaces_or_keeps_the_old_folder(tmp_path):
@@ -119,8 +112,10 @@ def test_config_change_and_force_invalidate(tmp_path):
     run_stages(_stages(calls, set()), _ctx(tmp_path))
     changed = config_from_dict({"run": {"name": "s"}, "metrics": {"latency_repeats": 2}})
     assert run_stages(_stages(calls, set()), _ctx(tmp_path, changed)) == {"first": "cached", "second": "ran"}
-    assert run_stages(_stages(calls, set()), _ctx(tmp_path, changed, force=["first"])) == {"first": "ran",
-                                                                                           "second": "cached"}
+    assert run_stages(_stages(calls, set()), _ctx(tmp_path, changed, force=["first"])) == {
+        "first": "ran",
+        "second": "cached",
+    }
     assert calls == ["a", "b", "c", "second", "second", "a", "b", "c"]  # same outputs: downstream stays cached
 
 
@@ -135,15 +130,17 @@ def test_skip_is_logged_and_recorded(tmp_path, caplog):
     ctx.stage = "attribution"
     ctx.skip("int8 has no gradients", variant="int8-ft_before", seed=0)
     ctx.skip("int8 has no gradients", variant="int8-ft_before", seed=0)
-    assert ctx.manifest.data["skipped"] == [{"stage": "attribution", "variant": "int8-ft_before", "seed": 0,
-                                             "reason": "int8 has no gradients"}]
+    assert ctx.manifest.data["skipped"] == [
+        {"stage": "attribution", "variant": "int8-ft_before", "seed": 0, "reason": "int8 has no gradients"}
+    ]
     assert "skipped variant=int8-ft_before seed=0: int8 has no gradients" in caplog.text
     assert isinstance(concat_tables([tidy([{"variant": "x", "metric": "m", "value": 1.0}])]), pd.DataFrame)
 
 
 def test_a_table_missing_from_the_registry_fails_the_stage(tmp_path):
-    stage = Stage("first", lambda ctx: {"mystery": tidy([{"variant": "v", "metric": "m", "value": 1.0}])},
-                  sections=("task",))
+    stage = Stage(
+        "first", lambda ctx: {"mystery": tidy([{"variant": "v", "metric": "m", "value": 1.0}])}, sections=("task",)
+    )
     with pytest.raises(RuntimeError, match=r"wrote tables \['mystery'\].*register them"):
         run_stages([stage], _ctx(tmp_path), registry={"known": "first"})
     assert not (tmp_path / "tables" / "mystery.parquet").exists()

@@ -27,8 +27,12 @@ from pipeline.train import (
     seeded,
 )
 
-TEXTS = tuple(f"{who} is a {job} in the {place}" for who in ("she", "he") for job in ("nurse", "pilot", "cook")
-              for place in ("city", "village"))
+TEXTS = tuple(
+    f"{who} is a {job} in the {place}"
+    for who in ("she", "he")
+    for job in ("nurse", "pilot", "cook")
+    for place in ("city", "village")
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,9 @@ def tokenizer():
 def data() -> TaskData:
     jobs = [t.split()[3] for t in TEXTS]
     names = ("cook", "nurse", "pilot")
-    return TaskData("toy", TEXTS, [names.index(j) for j in jobs], [1 if t.startswith("she") else 0 for t in TEXTS],
-                    names)
+    return TaskData(
+        "toy", TEXTS, [names.index(j) for j in jobs], [1 if t.startswith("she") else 0 for t in TEXTS], names
+    )
 
 
 def _loaded(tokenizer, head="classifier", seed=0):
@@ -136,15 +141,23 @@ class _Quadratic(torch.nn.Module):
 def _fit_quadratic(lr: float, n_batches: int, epochs: int = 1) -> _Quadratic:
     objective = _Quadratic()
     loader = batch_loader(n_batches, lambda rows: {}, batch_size=1, shuffle=False, seed=0)
-    fit(objective, loader, OptimSettings(epochs=epochs, lr=lr, batch_size=1, warmup_ratio=0.0),
-        accelerator=make_accelerator("cpu"), desc="toy")
+    fit(
+        objective,
+        loader,
+        OptimSettings(epochs=epochs, lr=lr, batch_size=1, warmup_ratio=0.0),
+        accelerator=make_accelerator("cpu"),
+        desc="toy",
+    )
     return objective
 
 
 def test_diverged_training_stops_with_a_clear_error():
     assert torch.isfinite(_fit_quadratic(0.1, n_batches=3).w).all()  # a sane rate trains quietly
-    with pytest.raises(TrainingDivergedError, match=r"toy: training diverged at epoch 1/1, step 2/3 \(loss (inf|nan)\)"
-                                                    r".*Fix: lower the learning rate \(lr = 1e\+30.*grad_clip = 1"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"toy: training diverged at epoch 1/1, step 2/3 \(loss (inf|nan)\)"
+        r".*Fix: lower the learning rate \(lr = 1e\+30.*grad_clip = 1",
+    ):
         _fit_quadratic(1e30, n_batches=3)  # the first step sends the weights to 1e30: the next loss overflows
     with pytest.raises(TrainingDivergedError, match=r"step 1/3: the update overflows float \(loss 16.0\)"):
         _fit_quadratic(1e39, n_batches=3)  # beyond float32: torch refuses the update

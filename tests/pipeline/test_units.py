@@ -25,8 +25,12 @@ def _analyse(error: Exception):
     def analyse(step: Step):
         if step.variant.endswith("@balanced"):
             raise error
-        return {"probes_layers": tidy([{"metric": "probe_accuracy", "value": 0.75, "subset": "gender"}],
-                                      variant=step.variant)}
+        return {
+            "probes_layers": tidy(
+                [{"metric": "probe_accuracy", "value": 0.75, "subset": "gender"}], variant=step.variant
+            )
+        }
+
     return analyse
 
 

@@ -22,14 +22,17 @@ def test_every_planned_name_round_trips(config):
         assert Variant.parse(f"somerun/{step.variant}") == Variant.parse(step.variant)
 
 
-@pytest.mark.parametrize(("name", "variant"), [
-    ("teacher", Variant("teacher", "none")),
-    ("teacher-ft", Variant("teacher", "ft")),
-    ("teacher-mlm", Variant("teacher-mlm", "none")),
-    ("distil_mixup-ft_after@balanced", Variant("distil_mixup", "after", "balanced")),
-    ("prune30-ft_both", Variant("prune30", "both")),
-    ("hub-distilbert-ft_after@balanced", Variant("hub-distilbert", "after", "balanced")),
-])
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [
+        ("teacher", Variant("teacher", "none")),
+        ("teacher-ft", Variant("teacher", "ft")),
+        ("teacher-mlm", Variant("teacher-mlm", "none")),
+        ("distil_mixup-ft_after@balanced", Variant("distil_mixup", "after", "balanced")),
+        ("prune30-ft_both", Variant("prune30", "both")),
+        ("hub-distilbert-ft_after@balanced", Variant("hub-distilbert", "after", "balanced")),
+    ],
+)
 def test_names_parse_with_their_training_set(name, variant):
     assert Variant.parse(name) == variant and variant.name == name
 
@@ -46,6 +49,15 @@ def test_other_names_are_rejected(name):
 
 def test_families_sort_teacher_first_and_new_methods_last():
     names = ["cda_prune-ft_before", "int8-ft_before", "distil-ft_after", "teacher-ft", "teacher", "prune30-ft_before"]
-    assert sorted(names, key=variant_sort_key) == ["teacher", "teacher-ft", "distil-ft_after", "prune30-ft_before",
-                                                   "int8-ft_before", "cda_prune-ft_before"]
-    assert Variant.parse("distil_mixup-ft_none").family == "distil" and Variant.parse("sparse50-ft_both").family == "sparse"
+    assert sorted(names, key=variant_sort_key) == [
+        "teacher",
+        "teacher-ft",
+        "distil-ft_after",
+        "prune30-ft_before",
+        "int8-ft_before",
+        "cda_prune-ft_before",
+    ]
+    assert (
+        Variant.parse("distil_mixup-ft_none").family == "distil"
+        and Variant.parse("sparse50-ft_both").family == "sparse"
+    )

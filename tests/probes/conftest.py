@@ -65,8 +65,19 @@ def bug_small():
     data = load_bug()
     top = np.sort(np.argsort(np.bincount(data.labels))[::-1][:3])
     rng = np.random.default_rng(0)
-    rows = np.sort(np.concatenate([rng.choice(np.flatnonzero((data.labels == c) & (data.genders == g)), 10,
-                                              replace=False) for c in top for g in (0, 1)]))
-    return TaskData(name="bug-top3", texts=tuple(data.texts[i] for i in rows),
-                    labels=np.searchsorted(top, data.labels[rows]), genders=data.genders[rows],
-                    label_names=tuple(data.label_names[c] for c in top))
+    rows = np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero((data.labels == c) & (data.genders == g)), 10, replace=False)
+                for c in top
+                for g in (0, 1)
+            ]
+        )
+    )
+    return TaskData(
+        name="bug-top3",
+        texts=tuple(data.texts[i] for i in rows),
+        labels=np.searchsorted(top, data.labels[rows]),
+        genders=data.genders[rows],
+        label_names=tuple(data.label_names[c] for c in top),
+    )

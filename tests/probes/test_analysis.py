@@ -10,14 +10,17 @@ from pipeline.schema import COLUMNS
 from probes.analysis import PROBE_TABLES, ProbeConfig, prepare_data, run_probes
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"poolings": ("max",)}, r"poolings.0\n  Input should be 'cls' or 'mean'"),
-    ({"fit_on": "words"}, r"fit_on\n  Input should be 'tokens', 'cls' or 'mean'"),
-    ({"n_folds": 1}, r"n_folds\n  Input should be greater than or equal to 2"),
-    ({"max_examples": 4}, "max_examples = 4 is too small for n_folds = 5"),
-    ({"min_class_size": 3}, "min_class_size = 3 is below n_folds = 5"),
-    ({"erasure_layers": ("3",)}, "erasure_layers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"poolings": ("max",)}, r"poolings.0\n  Input should be 'cls' or 'mean'"),
+        ({"fit_on": "words"}, r"fit_on\n  Input should be 'tokens', 'cls' or 'mean'"),
+        ({"n_folds": 1}, r"n_folds\n  Input should be greater than or equal to 2"),
+        ({"max_examples": 4}, "max_examples = 4 is too small for n_folds = 5"),
+        ({"min_class_size": 3}, "min_class_size = 3 is below n_folds = 5"),
+        ({"erasure_layers": ("3",)}, "erasure_layers"),
+    ],
+)
 def test_config_errors_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ProbeConfig(**kwargs)
@@ -49,8 +52,17 @@ def test_prepare_data_balances_and_rejects_one_gender(bug_small):
 
 
 def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
-    cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, mdl=True, erasure_layers=(-1,), min_class_size=6,
-                      fit_on="mean", batch_size=16, n_boot=50)
+    cfg = ProbeConfig(
+        n_folds=3,
+        inner_cv=2,
+        max_examples=None,
+        mdl=True,
+        erasure_layers=(-1,),
+        min_class_size=6,
+        fit_on="mean",
+        batch_size=16,
+        n_boot=50,
+    )
     tables = run_probes(tiny_loaded, bug_small, cfg, variant="tiny-ft", seed=7, cache_dir=tmp_path, progress=False)
     assert set(tables) == set(PROBE_TABLES)
     for frame in tables.values():
@@ -71,8 +83,9 @@ def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
 def test_label_probe_is_skipped_with_a_warning_when_classes_are_too_small(tiny_loaded, tmp_path):
     texts = tuple(f"{w} is here {i} ." for i, w in enumerate(("he", "she") * 10))  # distinct: folds group copies
     data = TaskData("toy", texts, np.arange(20) % 5, np.arange(20) % 2, tuple("abcde"))
-    cfg = ProbeConfig(n_folds=2, inner_cv=2, max_examples=None, heads=False, control=False, min_class_size=5,
-                      balance_genders=False)
+    cfg = ProbeConfig(
+        n_folds=2, inner_cv=2, max_examples=None, heads=False, control=False, min_class_size=5, balance_genders=False
+    )
     with pytest.warns(UserWarning, match="label probe skipped: fewer than two classes"):
         tables = run_probes(tiny_loaded, data, cfg, variant="toy", cache_dir=tmp_path, progress=False)
     assert set(tables["probes_layers"]["subset"]) == {"gender"}

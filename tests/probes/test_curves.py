@@ -12,15 +12,39 @@ from probes.curves import add_depth, depth_curves, head_map, plot_depth_curves, 
 
 
 def _layers(variant: str, n_layers: int) -> pd.DataFrame:
-    rows = [{"unit": "layer", "layer": k, "metric": "probe_accuracy", "subset": target, "value": 0.5 + k / 100,
-             "ci_low": 0.4, "ci_high": 0.6, "pooling": pooling, "chance": 0.5}
-            for k in range(n_layers + 1) for target in ("gender", "label") for pooling in ("cls", "mean")]
+    rows = [
+        {
+            "unit": "layer",
+            "layer": k,
+            "metric": "probe_accuracy",
+            "subset": target,
+            "value": 0.5 + k / 100,
+            "ci_low": 0.4,
+            "ci_high": 0.6,
+            "pooling": pooling,
+            "chance": 0.5,
+        }
+        for k in range(n_layers + 1)
+        for target in ("gender", "label")
+        for pooling in ("cls", "mean")
+    ]
     return tidy(rows, variant=variant)
 
 
 def _heads(variant: str) -> pd.DataFrame:
-    rows = [{"unit": "head", "layer": l, "head": h, "metric": "probe_accuracy", "subset": "gender",
-             "value": l + h / 10, "pooling": "mean"} for l in range(2) for h in (0, 2)]  # head 1 pruned
+    rows = [
+        {
+            "unit": "head",
+            "layer": l,
+            "head": h,
+            "metric": "probe_accuracy",
+            "subset": "gender",
+            "value": l + h / 10,
+            "pooling": "mean",
+        }
+        for l in range(2)
+        for h in (0, 2)
+    ]  # head 1 pruned
     return tidy(rows, variant=variant)
 
 

@@ -89,8 +89,9 @@ def test_eraser_fitted_on_mean_states_guards_the_mean_pooled_layer(tiny_loaded, 
 
 
 def test_amnesic_effect_rows(tiny_loaded, bug_small, tmp_path):
-    table = amnesic_effect(tiny_loaded, bug_small, 2, fit_on="mean", n_folds=3, cache_dir=tmp_path, batch_size=16,
-                           n_boot=50)
+    table = amnesic_effect(
+        tiny_loaded, bug_small, 2, fit_on="mean", n_folds=3, cache_dir=tmp_path, batch_size=16, n_boot=50
+    )
     assert set(table["condition"]) == {"before", "after"} and set(table["erased_layer"]) == {2}
     probes = table[(table["unit"] == "layer") & (table["metric"] == "probe_accuracy")]
     assert set(probes["layer"]) == {2, 3} and set(probes["subset"]) == {"gender", "label"}

@@ -104,8 +104,9 @@ def test_cache_misses_when_model_data_or_settings_change(tiny_loaded, tmp_path):
         (tiny_loaded, TEXTS, {"heads": True}),  # heads were not cached
     ]:
         with _CountForwards(loaded) as count:
-            extract(loaded, texts, **{"heads": False, "batch_size": 5, "cache_dir": tmp_path, "progress": False,
-                                      **kwargs})
+            extract(
+                loaded, texts, **{"heads": False, "batch_size": 5, "cache_dir": tmp_path, "progress": False, **kwargs}
+            )
         assert count.calls == 2
     with _CountForwards(tiny_loaded) as count:
         extract(tiny_loaded, TEXTS, heads=False, batch_size=5, cache=False, cache_dir=tmp_path / "off", progress=False)
@@ -128,7 +129,7 @@ def test_pruned_model_heads_keep_their_original_ids(tiny_loaded, tmp_path):
     assert reps.head_ids == tuple(tuple(k) for k in kept) and sum(map(len, kept)) == 9
     for layer, ids in enumerate(kept):
         assert np.isfinite(reps.heads["mean"][layer, : len(ids)]).all()
-        assert np.isnan(reps.heads["mean"][layer, len(ids):]).all()  # no such head any more
+        assert np.isnan(reps.heads["mean"][layer, len(ids) :]).all()  # no such head any more
     genders = np.arange(len(TEXTS)) % 2
     table = probe_heads(reps, genders, n_folds=2, probe=LinearProbe(cv=2), poolings=["mean"])
     acc = table[table["metric"] == "probe_accuracy"]

@@ -123,8 +123,11 @@ def test_fold_scores_equal_sklearn_metrics(n_classes):
     pred, proba = probe.predict(X[test]), probe.predict_proba(X[test])
     assert scores["probe_accuracy"] == pytest.approx(accuracy_score(y[test], pred))
     assert scores["probe_balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y[test], pred))
-    expected_auc = (roc_auc_score(y[test], proba[:, 1]) if n_classes == 2
-                    else roc_auc_score(y[test], proba, multi_class="ovr", average="macro"))
+    expected_auc = (
+        roc_auc_score(y[test], proba[:, 1])
+        if n_classes == 2
+        else roc_auc_score(y[test], proba, multi_class="ovr", average="macro")
+    )
     assert scores["probe_auc"] == pytest.approx(expected_auc)
 
 

@@ -13,9 +13,13 @@ from pipeline.runs.config import ConfigError, config_from_dict
 from pipeline.runs.run import run
 from pipeline.schema import read_table
 
-MITIGATED = {("teacher-ft@cda", "cda", "teacher-ft"), ("biasprune2h-ft_before", "biasprune", "prune2h-ft_before"),
-             ("erase-ft_before", "erase", "teacher-ft"), ("distil_erase-ft_before", "erase", "distil-ft_before"),
-             ("erase-ft_before@cda", "cda", "erase-ft_before")}
+MITIGATED = {
+    ("teacher-ft@cda", "cda", "teacher-ft"),
+    ("biasprune2h-ft_before", "biasprune", "prune2h-ft_before"),
+    ("erase-ft_before", "erase", "teacher-ft"),
+    ("distil_erase-ft_before", "erase", "distil-ft_before"),
+    ("erase-ft_before@cda", "cda", "erase-ft_before"),
+}
 
 
 def _config(out, teacher) -> dict:
@@ -42,10 +46,17 @@ def run_dir(tmp_path_factory):
 
 
 def test_mitigated_variants_are_built_and_reload_to_their_in_run_predictions(run_dir):
-    preds, built = read_table(run_dir / "tables" / "predictions.parquet"), \
-        read_table(run_dir / "tables" / "build_predictions.parquet")
-    for variant in ("erase-ft_before", "distil_erase-ft_before", "biasprune2h-ft_before", "prune2h-ft_before",
-                    "teacher-ft@cda"):
+    preds, built = (
+        read_table(run_dir / "tables" / "predictions.parquet"),
+        read_table(run_dir / "tables" / "build_predictions.parquet"),
+    )
+    for variant in (
+        "erase-ft_before",
+        "distil_erase-ft_before",
+        "biasprune2h-ft_before",
+        "prune2h-ft_before",
+        "teacher-ft@cda",
+    ):
         mine = preds[preds["variant"] == variant].sort_values("example")["pred"].tolist()
         assert mine and mine == built[built["variant"] == variant].sort_values("example")["pred"].tolist(), variant
     folder = run_dir / "models" / "erase-ft_before" / "seed0"

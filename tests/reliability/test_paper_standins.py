@@ -25,8 +25,17 @@ from pipeline.runs.plan import plan_variants
 from pipeline.runs.runfolder import RunFolder
 from pipeline.schema import read_table
 
-SELECTED = ["teacher", "distil-ft_none", "int8-ft_none", "prune30-ft_before", "tiny-ft_before", "hub-tinybert-ft_none",
-            "hub-distilbert-ft_after@balanced", "teacher-ft@balanced", "distil-ft_before@balanced"]
+SELECTED = [
+    "teacher",
+    "distil-ft_none",
+    "int8-ft_none",
+    "prune30-ft_before",
+    "tiny-ft_before",
+    "hub-tinybert-ft_none",
+    "hub-distilbert-ft_after@balanced",
+    "teacher-ft@balanced",
+    "distil-ft_before@balanced",
+]
 USABLE = "pretrained together with this encoder"  # the bert stand-in's head, as the teacher reads it
 MLM_METRICS = ("crows_stereo_pct", "stereoset_icat", "winobias_stereotype", "winogender_male_pref_pct")
 
@@ -69,8 +78,10 @@ def _check_run(result, expected: list[str]) -> pd.DataFrame:
 def _heads(mlm: pd.DataFrame) -> dict[str, str]:
     """variant -> the ``mlm_head`` column, or the skip reason's start."""
     first = mlm.drop_duplicates("variant").set_index("variant")
-    return {v: (r["mlm_head"] if r["skipped"] == "" else r["skipped"].split(":")[0].split(" (")[0])
-            for v, r in first.iterrows()}
+    return {
+        v: (r["mlm_head"] if r["skipped"] == "" else r["skipped"].split(":")[0].split(" (")[0])
+        for v, r in first.iterrows()
+    }
 
 
 def test_every_kind_of_mlm_head_is_read_or_skipped_with_its_reason(selected_run):
@@ -126,8 +137,12 @@ def test_metrics_command_reads_a_usable_head_and_names_an_untrained_one(standins
     assert atlas(["metrics", "crows", "--model", str(tinybert), "--max-examples", "4", "--n-boot", "5"]) == 0
     out = capsys.readouterr().out
     assert "skipped: MLM head untrained: masked-token top-1 accuracy" in out and "check: top-1" in out
-    assert atlas(["metrics", "crows", "--model", str(standins["bert-base-uncased"]), "--max-examples", "4",
-                  "--n-boot", "5"]) == 0
+    assert (
+        atlas(
+            ["metrics", "crows", "--model", str(standins["bert-base-uncased"]), "--max-examples", "4", "--n-boot", "5"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "skipped:" not in out and "crows_stereo_pct" in out and "(passed)" in out
 

@@ -24,7 +24,9 @@ def test_bad_values_are_refused_on_load(section, expected):
 
 
 def test_unplanned_analysis_variants_fail_validate_not_only_run(tmp_path):
-    cfg = config_from_dict({"run": {"name": "t", "out_dir": str(tmp_path)}, "attribution": {"variants": ["tiny-ft_after"]}})
+    cfg = config_from_dict(
+        {"run": {"name": "t", "out_dir": str(tmp_path)}, "attribution": {"variants": ["tiny-ft_after"]}}
+    )
     with pytest.raises(ConfigError, match=r"attribution.variants names \['tiny-ft_after'\]"):
         preflight(cfg, load_data=False)
 

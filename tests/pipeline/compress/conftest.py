@@ -11,9 +11,20 @@ from pipeline.anatomy import Anatomy
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel, resolve_source
 
-TEXTS = ("she is a nurse at the hospital", "he works as a pilot", "my mother is a teacher", "his father is a doctor",
-         "the woman writes books", "the man sings in a band", "mary paints portraits", "john fixes cars",
-         "her sister is an engineer", "his brother teaches math", "the girl is a student", "the boy plays chess")
+TEXTS = (
+    "she is a nurse at the hospital",
+    "he works as a pilot",
+    "my mother is a teacher",
+    "his father is a doctor",
+    "the woman writes books",
+    "the man sings in a band",
+    "mary paints portraits",
+    "john fixes cars",
+    "her sister is an engineer",
+    "his brother teaches math",
+    "the girl is a student",
+    "the boy plays chess",
+)
 
 
 @pytest.fixture(scope="session")

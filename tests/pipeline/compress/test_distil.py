@@ -6,10 +6,10 @@ import pytest
 import torch
 from tiny import random_batch
 
+from pipeline.compress.config import DistilSection
 from pipeline.compress.distil import check_layer_map, default_layer_map, distil, init_student
 from pipeline.compress.losses import cosine_loss, masked_mse, soft_kl
 from pipeline.compress.mixup import GenderMixup, mix
-from pipeline.compress.config import DistilSection
 from pipeline.data import GenderSwapper
 
 
@@ -30,7 +30,9 @@ def test_student_starts_as_teacher_layers_0_2_4(make_loaded, family):
     # the same first block means the same embeddings -> block 0 output
     ids, mask = random_batch(2, 6, vocab=teacher.tokenizer.vocab_size)
     with torch.no_grad():
-        torch.testing.assert_close(student.anatomy.hidden_states(ids, mask)[1], teacher.anatomy.hidden_states(ids, mask)[1])
+        torch.testing.assert_close(
+            student.anatomy.hidden_states(ids, mask)[1], teacher.anatomy.hidden_states(ids, mask)[1]
+        )
 
 
 def test_layer_map_out_of_range_is_clear():
@@ -78,11 +80,21 @@ def test_distil_trains_the_student_only(make_loaded, task, teacher_trained, mixu
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(result.epoch_losses)))
     assert student.anatomy.n_layers == 2 and student.head_trained == teacher_trained
     assert all(torch.equal(before[k], v) for k, v in teacher.model.state_dict().items())
-    assert not torch.equal(student.anatomy.layer(0).attention.self.query.weight,
-                           teacher.anatomy.layer(0).attention.self.query.weight)
-    again, _ = distil(make_loaded("bert", trained=teacher_trained, num_hidden_layers=4), task, cfg, seed=0,
-                      max_length=16, mixup=mixup, swapper=swapper)
-    assert all(torch.equal(a, b) for a, b in zip(student.model.state_dict().values(), again.model.state_dict().values()))
+    assert not torch.equal(
+        student.anatomy.layer(0).attention.self.query.weight, teacher.anatomy.layer(0).attention.self.query.weight
+    )
+    again, _ = distil(
+        make_loaded("bert", trained=teacher_trained, num_hidden_layers=4),
+        task,
+        cfg,
+        seed=0,
+        max_length=16,
+        mixup=mixup,
+        swapper=swapper,
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(student.model.state_dict().values(), again.model.state_dict().values())
+    )
 
 
 def test_general_distillation_with_an_mlm_head(make_loaded, task):

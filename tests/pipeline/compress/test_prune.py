@@ -6,7 +6,6 @@ import pytest
 import torch
 from tiny import random_batch
 
-from pipeline.runs.build import save_model
 from pipeline.compress.prune import (
     head_importance,
     keep_sparsity,
@@ -18,6 +17,7 @@ from pipeline.compress.prune import (
 )
 from pipeline.gates import HeadGates
 from pipeline.models import load_model
+from pipeline.runs.build import save_model
 
 FAMILIES = ["bert", "distilbert"]
 
@@ -65,9 +65,10 @@ def test_importance_is_mean_absolute_per_example_gradient(make_loaded):
     for row in range(4):  # brute force: one backward pass per example
         gates = torch.ones(loaded.anatomy.n_layers, loaded.anatomy.n_heads, requires_grad=True)
         with HeadGates(loaded.anatomy, gates):
-            logits = loaded.model(input_ids=batch["input_ids"][row:row + 1],
-                                  attention_mask=batch["attention_mask"][row:row + 1]).logits
-        loss = torch.nn.functional.cross_entropy(logits, batch["labels"][row:row + 1])
+            logits = loaded.model(
+                input_ids=batch["input_ids"][row : row + 1], attention_mask=batch["attention_mask"][row : row + 1]
+            ).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"][row : row + 1])
         expected += torch.autograd.grad(loss, gates)[0].abs() / 4
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     normed = head_importance(loaded.anatomy, [batch])

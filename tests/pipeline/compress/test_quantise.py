@@ -6,10 +6,10 @@ import torch
 from tiny import random_batch
 
 from pipeline.anatomy import Anatomy
-from pipeline.runs.build import save_model
 from pipeline.compress.quantise import QUANTIZATION, QuantisedLinear, is_quantised, quantise_dynamic, supports_gradients
 from pipeline.gates import HeadGates
 from pipeline.models import LoadedModel, load_model
+from pipeline.runs.build import save_model
 
 
 def test_int8_round_trip_and_capabilities(make_loaded, tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.runs.plan import format_plan, plan_variants, select
 from pipeline.runs.config import ConfigError, config_from_dict
+from pipeline.runs.plan import format_plan, plan_variants, select
 
 
 def _plan(**sections):
@@ -13,9 +13,13 @@ def _plan(**sections):
 
 
 def test_orders_map_to_parents():
-    plan = _plan(compress={"distil": {"orders": ["after", "both"]}, "prune": {"fractions": [0.25], "sparsities": [0.5],
-                                                                              "orders": ["both"]},
-                           "int8": {"orders": ["none", "before"]}})
+    plan = _plan(
+        compress={
+            "distil": {"orders": ["after", "both"]},
+            "prune": {"fractions": [0.25], "sparsities": [0.5], "orders": ["both"]},
+            "int8": {"orders": ["none", "before"]},
+        }
+    )
     by = {s.variant: s for s in plan}
     assert [s.variant for s in plan][:2] == ["teacher", "teacher-ft"]
     assert by["distil-ft_none"].parent is None and not by["distil-ft_none"].exposed  # intermediate of ft_after
@@ -30,9 +34,13 @@ def test_orders_map_to_parents():
 
 
 def test_seeds_training_sets_and_data_free_variants():
-    plan = _plan(run={"seeds": [3, 5]}, task={"training_sets": ["original", "balanced"]},
-                 compress={"int8": {"orders": ["none"]}}, finetune={"mlm_domain": False},
-                 hub_students=[{"source": "distilbert-base-uncased", "name": "db", "orders": ["none", "after"]}])
+    plan = _plan(
+        run={"seeds": [3, 5]},
+        task={"training_sets": ["original", "balanced"]},
+        compress={"int8": {"orders": ["none"]}},
+        finetune={"mlm_domain": False},
+        hub_students=[{"source": "distilbert-base-uncased", "name": "db", "orders": ["none", "after"]}],
+    )
     seeds = {}
     for s in plan:
         seeds.setdefault(s.variant, set()).add(s.seed)

@@ -7,8 +7,8 @@ import torch
 from tiny import make_tiny, random_batch
 
 from pipeline.anatomy import Anatomy
-from pipeline.compress.tiny import RecordAttention, default_tiny_map, init_tiny, tiny
 from pipeline.compress.config import TinySection
+from pipeline.compress.tiny import RecordAttention, default_tiny_map, init_tiny, tiny
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])

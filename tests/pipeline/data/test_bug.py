@@ -92,8 +92,14 @@ def test_rare_fold_and_drop(tmp_path: Path) -> None:
 
 
 def test_non_binary_rows_dropped_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    rows = ["a nurse ran .,nurse,1,female", "a nurse sat .,nurse,1,male", "a clerk ran .,clerk,1,female",
-            "a clerk sat .,clerk,1,male", "a clerk hid .,clerk,1,neutral", "the CEO : clerk ,clerk,0,male"]
+    rows = [
+        "a nurse ran .,nurse,1,female",
+        "a nurse sat .,nurse,1,male",
+        "a clerk ran .,clerk,1,female",
+        "a clerk sat .,clerk,1,male",
+        "a clerk hid .,clerk,1,neutral",
+        "the CEO : clerk ,clerk,0,male",
+    ]
     path = _tiny_bug(tmp_path / "n.csv", rows)
     with caplog.at_level(logging.INFO, logger="pipeline.data.bug"):
         data = load_bug(path, min_per_class=1)

@@ -40,8 +40,13 @@ def test_two_sided_cda_holds_each_text_and_its_twin_exactly_once(data, swapper: 
 
 def test_one_sided_cda_replaces_each_text_by_its_twin(data, swapper: GenderSwapper):
     cda = counterfactual_augment(data, swapper, mode="one_sided")
-    assert cda.texts == ("He is a nurse.", "She fixed the car.", "The report is due.", "John met his client.",
-                         "The nurse is here.")
+    assert cda.texts == (
+        "He is a nurse.",
+        "She fixed the car.",
+        "The report is due.",
+        "John met his client.",
+        "The nurse is here.",
+    )
     assert cda.genders.tolist() == [0, 1, 0, 0, 0] and cda.labels.tolist() == data.labels.tolist()
 
 
@@ -66,9 +71,17 @@ def test_the_run_builds_its_cda_set_from_the_original_training_set(root):
 
 def test_the_run_refuses_cda_on_data_without_gendered_words(tmp_path, root):
     table = tmp_path / "plain.csv"
-    table.write_text("text,label,gender\n" + "".join(f"the report {i} is due,{'ab'[i % 2]},{'mf'[i % 2]}\n"
-                                                   for i in range(40)), encoding="utf-8")
-    task = TaskSection(dataset="table", path=str(table), text_col="text", label_col="label", gender_col="gender",
-                       training_sets=("original", "cda"))
+    table.write_text(
+        "text,label,gender\n" + "".join(f"the report {i} is due,{'ab'[i % 2]},{'mf'[i % 2]}\n" for i in range(40)),
+        encoding="utf-8",
+    )
+    task = TaskSection(
+        dataset="table",
+        path=str(table),
+        text_col="text",
+        label_col="label",
+        gender_col="gender",
+        training_sets=("original", "cda"),
+    )
     with pytest.raises(ConfigError, match="no text of the training set .* has a gendered word"):
         load_task_splits(task, root)

@@ -256,16 +256,20 @@ def test_relabel_maps_by_name_and_drops_unknown_classes(caplog):
 
 
 def test_relabel_without_a_common_class_names_both_sets():
-    with pytest.raises(ValueError, match=r"none of its classes \['a', 'b', 'c'\] is among the model's classes "
-                                         r"\['LABEL_0', 'LABEL_1'\], so no row is left"):
+    with pytest.raises(
+        ValueError,
+        match=r"none of its classes \['a', 'b', 'c'\] is among the model's classes "
+        r"\['LABEL_0', 'LABEL_1'\], so no row is left",
+    ):
         _toy(2).relabel(["LABEL_0", "LABEL_1"])
 
 
 def test_duplicate_texts_are_reported(tmp_path, caplog):
     rows = GOOD_ROWS + [GOOD_ROWS[0], GOOD_ROWS[0], GOOD_ROWS[1]]
     with caplog.at_level("WARNING", logger="pipeline.data.task"):
-        data = load_table_task(_write_csv(tmp_path / "dup.csv", rows), text_col="bio", label_col="job",
-                               gender_col="sex")
+        data = load_table_task(
+            _write_csv(tmp_path / "dup.csv", rows), text_col="bio", label_col="job", gender_col="sex"
+        )
     assert len(data) == len(rows)  # reported, not dropped
     assert "2 texts occur more than once (3 extra rows of" in caplog.text and "most repeated x3" in caplog.text
     caplog.clear()

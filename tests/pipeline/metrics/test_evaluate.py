@@ -36,8 +36,9 @@ def test_minilm_without_mlm_head_gets_skip_rows_with_reasons(minilm, caplog):
 
 def test_mlm_families_run_on_a_model_with_an_mlm_head(tiny_mlm, tmp_path):
     """A random head fails the usability check; ``mlm_head_check = "report"`` scores it anyway, check in the rows."""
-    config = BiasMetricsConfig(metrics=("crows", "stereoset", "winobias", "winogender"), mlm_head_check="report",
-                               **FAST)
+    config = BiasMetricsConfig(
+        metrics=("crows", "stereoset", "winobias", "winogender"), mlm_head_check="report", **FAST
+    )
     frame = bias_metrics(tiny_mlm, variant="tiny", config=config)
     assert (frame.skipped == "").all()
     assert {"crows_stereo_pct", "stereoset_icat", "winobias_skew", "winogender_bls_r"} <= set(frame.metric)
@@ -51,7 +52,9 @@ def test_an_mlm_head_that_fails_the_check_gets_its_benchmarks_skipped(tiny_mlm, 
     config = BiasMetricsConfig(metrics=("seat", "crows", "winogender"), poolings=("mean",), **FAST)
     frame = bias_metrics(tiny_classifier, variant="tiny", config=config, mlm=lambda: tiny_mlm)
     mlm_rows = frame[frame.metric.str.startswith(("crows", "winogender"))]
-    assert mlm_rows.value.isna().all() and mlm_rows.skipped.str.startswith("MLM head untrained: masked-token top-1").all()
+    assert (
+        mlm_rows.value.isna().all() and mlm_rows.skipped.str.startswith("MLM head untrained: masked-token top-1").all()
+    )
     assert mlm_rows.mlm_head_top1.notna().all() and (mlm_rows.mlm_head_top1 <= mlm_rows.mlm_head_baseline).all()
     seat = frame[frame.metric == "seat_effect_size"]
     assert seat.value.notna().all() and seat.mlm_head_top1.isna().all() and (seat.mlm_head == "").all()
