@@ -109,51 +109,7 @@ def erase_layer(loaded: LoadedModel, layer: int, eraser: LeaceEraser | Callable[
         yield
 
 
-def fit_eraser(
-    loaded: LoadedModel,
-    texts: Sequence[str],
-    z: np.ndarray,
-    layer: int,
-    *,
-    fit_on: FitOn = "tokens",
-    method: Literal["leace", "orth"] = "leace",
-    batch_size: int = 32,
-    max_length: int = 128,
-    progress: bool = False,
-) -> LeaceEraser:
-    """Fit a LEACE eraser for concept ``z`` on hidden state ``layer`` of ``loaded``, streaming batches.
-
-    Args:
-        loaded: the model.
-        texts: inputs, shape (n,).
-        z: concept label per text, shape (n,), e.g. ``TaskData.genders``.
-        layer: hidden-state index 0..n_layers.
-        fit_on: ``"tokens"`` (every non-padding token's state, labelled with its text's z: erases the concept
-            from each token), ``"cls"`` or ``"mean"`` (the pooled state: afterwards that pooled representation is
-            exactly linearly guarded).
-        method: ``"leace"`` or ``"orth"``.
-        batch_size: texts per forward pass.
-        max_length: token limit.
-        progress: show a progress bar.
-
-    Returns:
-        The fitted ``LeaceEraser`` (float64, CPU; :func:`erase_layer` moves it to the model).
-
-    Raises:
-        ValueError: unknown ``fit_on``, a length mismatch, or fewer than two classes in ``z``.
-        IndexError: ``layer`` out of range.
-    """
-    return fit_leace(
-        loaded,
-        texts,
-        z,
-        layer,
-        fit_on=fit_on,
-        method=method,
-        batch_size=batch_size,
-        max_length=max_length,
-        progress=progress,
-    )
+fit_eraser = fit_leace  # the eraser fitter of the base (pipeline.erasure_hooks), under its probes name
 
 
 def _task_rows(
