@@ -11,7 +11,7 @@ every aggregate carries a bootstrap interval (:func:`bootstrap_ci`). See docs/ME
 from pipeline.metrics.bootstrap import bootstrap_ci, bootstrap_indices
 from pipeline.metrics.counterfactual import counterfactual_gap, counterfactual_metrics, true_class_prob_change
 from pipeline.metrics.crows import crows_metrics, crows_scores, unmodified_positions
-from pipeline.metrics.evaluate import METRIC_FAMILIES, MLM_FAMILIES, BiasMetricsConfig, bias_metrics
+from pipeline.metrics.evaluate import METRIC_FAMILIES, MLM_FAMILIES, BiasMetricsConfig, bias_metric_tables, bias_metrics
 from pipeline.metrics.extrinsic import accuracy, extrinsic_metrics, gap_rms, gap_share_correlation, macro_f1, tpr_gaps
 from pipeline.metrics.mlm import MaskedQuery, encode_ids, masked_token_logprobs, pll, scorable_positions
 from pipeline.metrics.predict import classifier_logits
@@ -27,6 +27,7 @@ __all__ = [
     "MaskedQuery",
     "accuracy",
     "association",
+    "bias_metric_tables",
     "bias_metrics",
     "bootstrap_ci",
     "bootstrap_indices",

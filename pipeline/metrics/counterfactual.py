@@ -32,7 +32,13 @@ from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.predict import check_classifier, classifier_logits
 from pipeline.models import LoadedModel
 
-__all__ = ["counterfactual_gap", "counterfactual_metrics", "true_class_prob_change"]
+__all__ = [
+    "counterfactual_examples",
+    "counterfactual_gap",
+    "counterfactual_metrics",
+    "counterfactual_summary",
+    "true_class_prob_change",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,86 @@ def counterfactual_gap(
     return true_class_prob_change(logits, logits_cf, labels, genders).mean()
 
 
+def counterfactual_examples(
+    loaded: LoadedModel,
+    data: TaskData,
+    *,
+    batch_size: int = 32,
+    max_length: int = 128,
+    swapper: GenderSwapper | None = None,
+    logits: Tensor | None = None,
+) -> pd.DataFrame:
+    """Per-example counterfactual values of a classifier on ``data``: one row per text that the swapper changes and
+    per metric (``cf_prob_gap``: the oriented gap of the module docstring; ``cf_flip_rate``: 1 when the predicted
+    class of the text and of its twin differ), with extra columns ``example`` (index in ``data``), ``label`` and
+    ``gender`` (of the original text). Texts without a gendered word carry no counterfactual signal and have no rows.
+
+    These are the values :func:`counterfactual_metrics` averages; stored per example, two models scored on the
+    same texts can be compared with a paired bootstrap (:mod:`pipeline.runs.findings_variants`).
+
+    Args:
+        loaded: A model loaded with ``head="classifier"``.
+        data: Test texts, labels and genders.
+        batch_size: Texts per forward pass.
+        max_length: Token limit per text.
+        swapper: Gender swapper; default :meth:`GenderSwapper.from_winobias`.
+        logits: Precomputed logits of ``data.texts`` (n, n_classes), to avoid a second pass.
+    """
+    check_classifier(loaded, "counterfactual_examples")
+    twins = counterfactual(data, swapper)
+    changed = np.array([a != b for a, b in zip(data.texts, twins.texts)], dtype=bool)
+    if (~changed).any():
+        log.info("counterfactual: %d of %d texts have no gendered word to swap; left out", (~changed).sum(), len(data))
+    idx = np.flatnonzero(changed)
+    columns = ["unit", "metric", "value", "n", "example", "label", "gender"]
+    if not changed.any():
+        log.warning("counterfactual: no text of %r has a gendered word to swap; the gap is undefined", data.name)
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(n_texts=len(data))
+    if logits is None:
+        logits = classifier_logits(loaded, [data.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
+    else:
+        if logits.shape[0] != len(data):
+            raise ValueError(
+                f"logits has {logits.shape[0]} rows but data has {len(data)} texts; pass the logits of data.texts."
+            )
+        logits = logits[torch.as_tensor(idx)]
+    logits_cf = classifier_logits(loaded, [twins.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
+    labels = data.labels[idx]
+    genders = data.genders[idx]
+    with torch.no_grad():
+        gap = true_class_prob_change(logits, logits_cf, torch.as_tensor(labels), torch.as_tensor(genders))
+    flips = (logits.argmax(-1) != logits_cf.argmax(-1)).double().numpy()
+    common = {"unit": "model", "n": 1, "example": idx, "label": labels, "gender": genders}
+    frames = [
+        pd.DataFrame({**common, "metric": metric, "value": values})
+        for metric, values in (("cf_prob_gap", gap.double().numpy()), ("cf_flip_rate", flips))
+    ]
+    return pd.concat(frames, ignore_index=True).assign(n_texts=len(data))
+
+
+def counterfactual_summary(examples: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The metrics of :func:`counterfactual_metrics` from the rows of :func:`counterfactual_examples`."""
+    n_texts = int(examples["n_texts"].iloc[0]) if len(examples) else 0
+    rows = [metric_row("cf_unchanged_texts", float(n_texts - examples["example"].nunique()), n_texts)]
+    if examples.empty:
+        rows += [metric_row(m, np.nan, 0, subset="all") for m in ("cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate")]
+        return to_frame(rows)
+    gap = examples[examples["metric"] == "cf_prob_gap"].sort_values("example")
+    flips = examples[examples["metric"] == "cf_flip_rate"].sort_values("example")
+    genders = gap["gender"].to_numpy()
+    values = gap["value"].to_numpy(dtype=np.float64)
+    per_example = {"cf_prob_gap": values, "cf_prob_abs_change": np.abs(values),
+                   "cf_flip_rate": flips["value"].to_numpy(dtype=np.float64)}  # fmt: skip
+    for subset, keep in (("all", np.ones(len(gap), bool)), ("female", genders != MALE), ("male", genders == MALE)):
+        for metric, v in per_example.items():
+            if not keep.any():
+                rows.append(metric_row(metric, np.nan, 0, subset=subset))
+                continue
+            estimate = bootstrap_ci(np.mean, v[keep], n_boot=n_boot, seed=seed)
+            rows.append(metric_row(metric, estimate, int(keep.sum()), subset=subset))
+    return to_frame(rows)
+
+
 def counterfactual_metrics(
     loaded: LoadedModel,
     data: TaskData,
@@ -130,37 +216,7 @@ def counterfactual_metrics(
         swapper: Gender swapper; default :meth:`GenderSwapper.from_winobias`.
         logits: Precomputed logits of ``data.texts`` (n, n_classes), to avoid a second pass.
     """
-    check_classifier(loaded, "counterfactual_metrics")
-    twins = counterfactual(data, swapper)
-    changed = np.array([a != b for a, b in zip(data.texts, twins.texts)], dtype=bool)
-    rows = [metric_row("cf_unchanged_texts", float((~changed).sum()), len(data))]
-    if (~changed).any():
-        log.info("counterfactual: %d of %d texts have no gendered word to swap; left out", (~changed).sum(), len(data))
-    if not changed.any():
-        log.warning("counterfactual: no text of %r has a gendered word to swap; the gap is undefined", data.name)
-        rows += [metric_row(m, np.nan, 0, subset="all") for m in ("cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate")]
-        return to_frame(rows)
-    idx = np.flatnonzero(changed)
-    if logits is None:
-        logits = classifier_logits(loaded, [data.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
-    else:
-        if logits.shape[0] != len(data):
-            raise ValueError(
-                f"logits has {logits.shape[0]} rows but data has {len(data)} texts; pass the logits of data.texts."
-            )
-        logits = logits[torch.as_tensor(idx)]
-    logits_cf = classifier_logits(loaded, [twins.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
-    labels = torch.as_tensor(data.labels[idx])
-    genders = data.genders[idx]
-    with torch.no_grad():
-        gap = true_class_prob_change(logits, logits_cf, labels, torch.as_tensor(genders)).double().numpy()
-    flips = (logits.argmax(-1) != logits_cf.argmax(-1)).double().numpy()
-    per_example = {"cf_prob_gap": gap, "cf_prob_abs_change": np.abs(gap), "cf_flip_rate": flips}
-    for subset, keep in (("all", np.ones(len(idx), bool)), ("female", genders != MALE), ("male", genders == MALE)):
-        for metric, values in per_example.items():
-            if not keep.any():
-                rows.append(metric_row(metric, np.nan, 0, subset=subset))
-                continue
-            estimate = bootstrap_ci(np.mean, values[keep], n_boot=n_boot, seed=seed)
-            rows.append(metric_row(metric, estimate, int(keep.sum()), subset=subset))
-    return to_frame(rows)
+    examples = counterfactual_examples(
+        loaded, data, batch_size=batch_size, max_length=max_length, swapper=swapper, logits=logits
+    )
+    return counterfactual_summary(examples, n_boot=n_boot, seed=seed)

@@ -38,7 +38,7 @@ from pipeline.data.paths import data_root
 from pipeline.heads import absent_reason, describe_mlm_head
 from pipeline.metrics._rows import skip_row, to_frame
 from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
-from pipeline.metrics.counterfactual import counterfactual_metrics
+from pipeline.metrics.counterfactual import counterfactual_examples, counterfactual_summary
 from pipeline.metrics.crows import crows_metrics
 from pipeline.metrics.extrinsic import extrinsic_metrics
 from pipeline.metrics.mlm_check import MlmHeadCheck, check_sentences, mlm_head_check
@@ -57,6 +57,7 @@ __all__ = [
     "BiasMetricsConfig",
     "Inputs",
     "MetricFamilySpec",
+    "bias_metric_tables",
     "bias_metrics",
     "family_frame",
     "skip_reason",
@@ -106,6 +107,13 @@ class Inputs:
             self.loaded, self.test.texts, batch_size=self.cfg.batch_size, max_length=self.cfg.max_length
         )
 
+    @cached_property
+    def counterfactual(self) -> pd.DataFrame:
+        """Per-example counterfactual values on the test split (:func:`counterfactual_examples`)."""
+        swapper = GenderSwapper.from_winobias(self.cfg.data_root)
+        return counterfactual_examples(self.loaded, self.test, batch_size=self.cfg.batch_size,
+                                       max_length=self.cfg.max_length, swapper=swapper, logits=self.logits)  # fmt: skip
+
     @property
     def root(self):
         return data_root(self.cfg.data_root)
@@ -140,10 +148,7 @@ def _extrinsic(x: Inputs) -> pd.DataFrame:
 
 
 def _counterfactual(x: Inputs) -> pd.DataFrame:
-    swapper = GenderSwapper.from_winobias(x.cfg.data_root)
-    return counterfactual_metrics(x.loaded, x.test, batch_size=x.cfg.batch_size, n_boot=x.cfg.n_boot,
-                                  seed=x.cfg.seed, max_length=x.cfg.max_length, swapper=swapper,
-                                  logits=x.logits)  # fmt: skip
+    return counterfactual_summary(x.counterfactual, n_boot=x.cfg.n_boot, seed=x.cfg.seed)
 
 
 def _seat(x: Inputs) -> pd.DataFrame:
@@ -324,6 +329,31 @@ def bias_metrics(
         Tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling``, ``skipped`` and ``mlm_head``, ``""`` where not
         applicable, and ``mlm_head_top1``, ``mlm_head_baseline``, NaN where not applicable).
     """
+    return bias_metric_tables(
+        loaded,
+        test=test,
+        train_female_share=train_female_share,
+        variant=variant,
+        seed=seed,
+        config=config,
+        mlm=mlm,
+    )[0]
+
+
+def bias_metric_tables(
+    loaded: LoadedModel,
+    *,
+    test: TaskData | None = None,
+    train_female_share: np.ndarray | None = None,
+    variant: str = "",
+    seed: int = 0,
+    config: BiasMetricsConfig | None = None,
+    mlm: MlmSource = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """:func:`bias_metrics` (same arguments) and the per-example counterfactual values behind its counterfactual
+    rows (:func:`~pipeline.metrics.counterfactual.counterfactual_examples`, tidy, with ``variant`` and ``seed``),
+    or None when the counterfactual family did not run. A run stores the second so that its findings compare
+    the counterfactual metrics of two variants with a paired bootstrap over the same texts."""
     inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share, mlm)
     frames = [family_frame(f, inputs) for name, f in FAMILIES.items() if name in inputs.cfg.metrics]
     table = pd.concat(frames, ignore_index=True)
@@ -331,4 +361,7 @@ def bias_metrics(
         table[column] = table[column].fillna("").astype(str) if column in table else ""
     for column in _NUMBER_COLUMNS:
         table[column] = table[column].astype(float) if column in table else np.nan
-    return tidy(table.drop(columns=["variant", "seed"]), variant=variant, seed=seed)
+    examples = inputs.__dict__.get("counterfactual")  # computed only when the family ran (cached_property)
+    if examples is not None:
+        examples = tidy(examples.drop(columns=["n_texts"]), variant=variant, seed=seed)
+    return tidy(table.drop(columns=["variant", "seed"]), variant=variant, seed=seed), examples

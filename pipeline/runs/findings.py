@@ -33,11 +33,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.runs.findings_config import FindingsConfig
+from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.findings_mitigation import frontier_table, mitigation_table
 from pipeline.runs.findings_probes import encoding_table
 from pipeline.runs.findings_structure import agreement_table, concentration_table, stability_table
 from pipeline.runs.findings_units import bias_units, completeness_table
-from pipeline.runs.findings_variants import comparisons_table, fitness_table
+from pipeline.runs.findings_variants import comparisons_table
 from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.tables import missing_message
 
@@ -55,7 +56,8 @@ class _Finding:
 def _comparisons(tables: dict, cfg: FindingsConfig, run: RunFolder) -> pd.DataFrame:
     fitness = tables.get("fitness")
     return comparisons_table(tables.get("predictions"), tables.get("bias_metrics"), fitness,
-                             list(run.manifest.get("label_names", [])), cfg, tables.get("task_metrics"))  # fmt: skip
+                             list(run.manifest.get("label_names", [])), cfg, tables.get("task_metrics"),
+                             tables.get("counterfactual_examples"))  # fmt: skip
 
 
 # The findings in the order they are computed (comparisons read fitness).
@@ -91,6 +93,7 @@ FINDINGS: tuple[_Finding, ...] = (
             list(r.manifest.get("label_names", [])),
             c,
             t.get("task_metrics"),
+            t.get("counterfactual_examples"),
         ),
     ),
     _Finding("frontier", ("bias_metrics",), lambda t, c, r: frontier_table(t["bias_metrics"], t.get("fitness"))),
@@ -99,6 +102,7 @@ INPUT_TABLES = (
     "task_metrics",
     "predictions",
     "bias_metrics",
+    "counterfactual_examples",
     "head_ablation",
     "patching",
     "head_importance",

@@ -6,7 +6,8 @@ where every variant sits on the bias-accuracy frontier.
 ``distil``, ``biasprune<k>h`` vs ``prune<k>h`` (importance pruning of as many heads), ``<base>_erase`` vs
 ``<base>``), same order and training set, seed s with seed s. The statistics are those of the RQ1 comparisons
 (:mod:`pipeline.runs.findings_variants`): a paired bootstrap over the test examples for accuracy, the accuracy gap,
-GAP_RMS and the per-class TPR gaps; interval comparisons for the counterfactual and intrinsic metrics; the ``pooled``
+GAP_RMS, the per-class TPR gaps, the counterfactual gap and flip rate; interval comparisons for the intrinsic
+metrics; the ``pooled``
 row over seeds; BH q-values within each metric and level over all pairs. Extra columns: ``mitigation``, ``twin``.
 A negative delta of a bias metric is less bias (for signed metrics such as ``cf_prob_gap``, compare |value|:
 ``value_variant`` and ``value_reference`` hold both).
@@ -25,13 +26,12 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from pipeline.runs.findings_fitness import empty_table, head_trained
 from pipeline.runs.findings_variants import (
     INTRINSIC_PREFIXES,
+    bias_rows,
     compared_metrics,
-    empty_table,
     finish_comparisons,
-    head_trained,
-    interval_rows,
     paired_rows,
 )
 from pipeline.schema import tidy
@@ -75,8 +75,10 @@ def mitigation_table(
     label_names: list[str],
     cfg,
     task: pd.DataFrame | None = None,
+    cf: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The ``mitigation`` table (module docstring); task-level rows only where both heads were trained."""
+    """The ``mitigation`` table (module docstring); task-level rows only where both heads were trained; ``cf``:
+    the ``counterfactual_examples`` table, for paired counterfactual comparisons."""
     untrained = {v for (v, _), ok in head_trained(task).items() if not ok}
     variants = set(preds["variant"]) if preds is not None else set()
     variants |= set(bias["variant"]) if bias is not None else set()
@@ -91,7 +93,7 @@ def mitigation_table(
             continue
         for (metric, key), _ in metrics.groupby(["metric", "key"], sort=True):
             if readable or metric.startswith(INTRINSIC_PREFIXES):
-                rows += [{**r, **extra} for r in interval_rows(bias, variant, metric, key, twin)]
+                rows += [{**r, **extra} for r in bias_rows(bias, cf, variant, metric, key, twin, cfg)]
     return finish_comparisons(rows, fitness)
 
 

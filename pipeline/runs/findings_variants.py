@@ -1,16 +1,13 @@
-"""Findings about whole variants: is a model fit to be read, and how does each variant's bias differ from its reference.
-
-Fitness (DESIGN.md section 8). A classifier is *fit to be read* when its head was trained, it beats the
-majority-class baseline (the most frequent class of the test labels, an upper bound on the baseline a constant
-predictor reaches) in a one-sided sign-flip test of the per-example difference of correctness, and its predictions
-do not collapse onto one class (the most frequent prediction covers at most ``collapse_share`` of the examples).
-Otherwise its extrinsic fairness numbers are not interpretable: a one-class model has GAP_RMS 0 by construction.
+"""Findings about whole variants (2): how each variant's bias differs from its reference (fitness:
+:mod:`pipeline.runs.findings_fitness`).
 
 Comparisons (RQ1). Every variant is evaluated on the same test examples, so the change of a metric between a
 variant and its reference is paired: :func:`pipeline.stats.paired_bootstrap` over the examples of the
 ``predictions`` table for accuracy, the accuracy gap, GAP_RMS and the per-class TPR gaps (De-Arteaga et al. 2019).
-Metrics stored only as a value with an interval (counterfactual gap and flip rate, SEAT, CrowS-Pairs, StereoSet,
-WinoBias, Winogender) are compared through their intervals: ``delta = v - r`` with ``se = sqrt(se_v^2 + se_r^2)``
+The counterfactual gap and flip rate are paired too, over the same texts and their twins, from the
+``counterfactual_examples`` table (runs made before that table existed fall back to their intervals). Metrics stored
+only as a value with an interval (SEAT, CrowS-Pairs, StereoSet, WinoBias, Winogender) are compared through their
+intervals: ``delta = v - r`` with ``se = sqrt(se_v^2 + se_r^2)``
 (``se`` = interval width / 3.92) and a normal p-value; ignoring the positive correlation of two models scored on the
 same items makes this interval wider, i.e. conservative. References: the fine-tuned teacher (on the same training
 set) for task-level metrics, the pretrained ``teacher`` for intrinsic ones. Seeds: seed s of a variant is paired
@@ -29,21 +26,21 @@ import pandas as pd
 from scipy import stats as sstats
 
 from pipeline.data.task import FEMALE, MALE
-from pipeline.metrics.bootstrap import bootstrap_ci
+from pipeline.runs.findings_fitness import empty_table, head_trained, prediction_arrays
 from pipeline.schema import tidy
-from pipeline.stats import bh_qvalues, paired_bootstrap, seeds_ttest, sign_flip_test, summarise_draws
+from pipeline.stats import bh_qvalues, paired_bootstrap, seeds_ttest, summarise_draws
 from pipeline.variants import Variant
 
 __all__ = [
+    "CF_METRICS",
     "INTRINSIC_PREFIXES",
+    "bias_rows",
     "compared_metrics",
     "comparisons_table",
-    "empty_table",
     "extrinsic_stats",
     "finish_comparisons",
-    "fitness_table",
-    "head_trained",
     "interval_rows",
+    "paired_cf_rows",
     "paired_rows",
     "reference_of",
 ]
@@ -59,11 +56,7 @@ _NOT_COMPARED = (
     "cf_prob_abs_change",
 )  # the first four come paired from the predictions; the rest are no bias metric
 _Z = sstats.norm.ppf(0.975)
-
-
-def empty_table() -> pd.DataFrame:
-    """A tidy table with the schema columns and no rows."""
-    return tidy(pd.DataFrame({c: pd.Series(dtype="object") for c in ("variant", "metric", "value")}))
+CF_METRICS = ("cf_prob_gap", "cf_flip_rate")  # paired from ``counterfactual_examples`` (subset "all")
 
 
 def reference_of(variant: str, family: str, present: set[str]) -> str | None:
@@ -103,58 +96,6 @@ def extrinsic_stats(labels: np.ndarray, genders: np.ndarray, preds: np.ndarray, 
     return np.concatenate([np.asarray(out, dtype=float), gaps])
 
 
-def _arrays(preds: pd.DataFrame, variant: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(example ids, labels, genders, predictions) of one variant and seed, in example order."""
-    rows = preds[(preds["variant"] == variant) & (preds["seed"] == seed)].sort_values("example")
-    return tuple(rows[c].to_numpy(dtype=np.int64) for c in ("example", "label", "gender", "pred"))  # type: ignore
-
-
-def _head_trained(task: pd.DataFrame | None) -> dict[tuple[str, int], bool]:
-    if task is None:
-        return {}
-    rows = task[(task["metric"] == "head_trained") & (task["unit"] == "model")]
-    return {(str(v), int(s)): bool(x) for v, s, x in zip(rows["variant"], rows["seed"], rows["value"] > 0.5)}
-
-
-def fitness_table(preds: pd.DataFrame, task: pd.DataFrame | None, cfg) -> pd.DataFrame:
-    """Per variant and seed: ``accuracy`` (bootstrap interval), ``majority_baseline``, ``top_prediction_share`` and
-    ``accuracy_over_baseline`` (paired, one-sided sign-flip ``p``), with columns ``fit`` and ``reason``."""
-    trained = _head_trained(task)
-    out = []
-    for (variant, seed), _ in preds.groupby(["variant", "seed"], sort=True):
-        _, labels, _, pred = _arrays(preds, variant, seed)
-        n = len(labels)
-        majority = np.bincount(labels).argmax()
-        gain = (pred == labels).astype(float) - (labels == majority)  # (n,) per-example advantage over the baseline
-        p = sign_flip_test(gain, n_perm=cfg.n_perm, seed=cfg.seed, alternative="greater")
-        acc = bootstrap_ci(lambda c: c.mean(), (pred == labels).astype(float), n_boot=cfg.n_boot, seed=cfg.seed)
-        over = bootstrap_ci(lambda d: d.mean(), gain, n_boot=cfg.n_boot, seed=cfg.seed)
-        top = np.bincount(pred).max() / n
-        reasons = []
-        if not trained.get((str(variant), int(seed)), True):
-            reasons.append("classifier head never trained")
-        if not p < cfg.alpha:
-            reasons.append(
-                f"does not beat the majority-class baseline ({(labels == majority).mean():.3f}; one-sided p = {p:.3g})"
-            )
-        if top > cfg.collapse_share:
-            reasons.append(f"predictions collapse: {top:.0%} are class {np.bincount(pred).argmax()}")
-        base = {
-            "variant": variant,
-            "seed": seed,
-            "unit": "model",
-            "n": n,
-            "fit": not reasons,
-            "reason": "; ".join(reasons),
-        }
-        out += [{**base, "metric": "accuracy", "value": acc[0], "ci_low": acc[1], "ci_high": acc[2]},
-                {**base, "metric": "majority_baseline", "value": float((labels == majority).mean())},
-                {**base, "metric": "top_prediction_share", "value": float(top)},
-                {**base, "metric": "accuracy_over_baseline", "value": over[0], "ci_low": over[1], "ci_high": over[2],
-                 "p": p}]  # fmt: skip
-    return tidy(out) if out else empty_table()
-
-
 # ---- comparisons --------------------------------------------------------------------------------------------------
 def _seed_pairs(seeds: list[int], ref_seeds: list[int]) -> list[tuple[int, int]]:
     return [(s, s if s in ref_seeds else min(ref_seeds)) for s in seeds]
@@ -170,8 +111,8 @@ def _paired_rows(preds: pd.DataFrame, labels_names: list[str], variant: str, ref
     ]
     per_seed = []
     for seed, ref_seed in _seed_pairs(seeds, ref_seeds):
-        ex_v, *arrays_v = _arrays(preds, variant, seed)
-        ex_r, *arrays_r = _arrays(preds, ref, ref_seed)
+        ex_v, *arrays_v = prediction_arrays(preds, variant, seed)
+        ex_r, *arrays_r = prediction_arrays(preds, ref, ref_seed)
         if not np.array_equal(ex_v, ex_r):
             raise ValueError(
                 f"predictions of {variant!r} seed {seed} and {ref!r} seed {ref_seed} cover different "
@@ -184,6 +125,37 @@ def _paired_rows(preds: pd.DataFrame, labels_names: list[str], variant: str, ref
     with warnings.catch_warnings():  # a class without both genders has NaN gaps in every seed
         warnings.simplefilter("ignore", RuntimeWarning)
         return _seed_and_pooled_rows(variant, ref, keys, per_seed)
+
+
+def _cf_arrays(cf: pd.DataFrame, variant: str, seed: int) -> tuple[np.ndarray, ...]:
+    """(example ids, per-example gaps, per-example flips) of one variant and seed, in example order."""
+    rows = cf[(cf["variant"] == variant) & (cf["seed"] == seed)]
+    gap, flip = (rows[rows["metric"] == m].sort_values("example") for m in CF_METRICS)
+    if not np.array_equal(gap["example"].to_numpy(), flip["example"].to_numpy()):
+        raise ValueError(f"counterfactual_examples of {variant!r} seed {seed} is damaged; re-run bias_metrics.")
+    return gap["example"].to_numpy(np.int64), gap["value"].to_numpy(np.float64), flip["value"].to_numpy(np.float64)
+
+
+def paired_cf_rows(cf: pd.DataFrame, variant: str, ref: str, cfg) -> list[dict]:
+    """Per-seed and pooled rows of the counterfactual gap and flip rate of ``variant`` against ``ref``: a paired
+    bootstrap over the same texts (each with its twin), from the ``counterfactual_examples`` table."""
+    seeds = sorted(int(s) for s in set(cf.loc[cf["variant"] == variant, "seed"]))
+    ref_seeds = sorted(int(s) for s in set(cf.loc[cf["variant"] == ref, "seed"]))
+    keys = [("model", metric, "all") for metric in CF_METRICS]
+    per_seed = []
+    for seed, ref_seed in _seed_pairs(seeds, ref_seeds):
+        ex_v, *arrays_v = _cf_arrays(cf, variant, seed)
+        ex_r, *arrays_r = _cf_arrays(cf, ref, ref_seed)
+        if not np.array_equal(ex_v, ex_r) or not len(ex_v):
+            raise ValueError(
+                f"counterfactual examples of {variant!r} seed {seed} and {ref!r} seed {ref_seed} are not the same "
+                "texts; the comparison must be paired. Re-run the bias_metrics stage."
+            )
+        result = paired_bootstrap(lambda g, f: np.array([g.mean(), f.mean()]), arrays_v, arrays_r,
+                                  n_boot=cfg.n_boot, seed=cfg.seed)  # fmt: skip
+        values = np.array([a.mean() for a in arrays_v]), np.array([a.mean() for a in arrays_r])
+        per_seed.append((seed, ref_seed, result, values))
+    return _seed_and_pooled_rows(variant, ref, keys, per_seed)
 
 
 def _seed_and_pooled_rows(variant: str, ref: str, keys: list[tuple[str, str, str]], per_seed: list) -> list[dict]:
@@ -292,13 +264,15 @@ def _interval_rows(bias: pd.DataFrame, variant: str, metric: str, key: str, ref:
 
 
 def comparisons_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fitness: pd.DataFrame | None,
-                      label_names: list[str], cfg, task: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                      label_names: list[str], cfg, task: pd.DataFrame | None = None,
+                      cf: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """The ``comparisons`` table (module docstring): one row per (variant, seed or pooled, metric, subset) with
     ``value`` = ``delta`` = variant - reference, its interval, ``p``, ``q`` and, on pooled rows, ``sd``,
     ``p_seeds``, ``q_seeds``; ``interpretable`` is False for extrinsic rows of a model not fit to be read. Variants
-    whose classifier head was never trained (``head_trained`` 0 in ``task``) get no task-level comparison."""
+    whose classifier head was never trained (``head_trained`` 0 in ``task``) get no task-level comparison. ``cf``:
+    the ``counterfactual_examples`` table, for paired counterfactual comparisons."""
     rows: list[dict] = []
-    trained = _head_trained(task)
+    trained = head_trained(task)
     untrained = {v for (v, _), t in trained.items() if not t}
     present_p = set(preds["variant"]) - untrained if preds is not None else set()
     for variant in sorted(present_p):
@@ -313,8 +287,16 @@ def comparisons_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fit
             for variant in sorted(present_b - (untrained if family != "intrinsic" else set())):
                 ref = reference_of(variant, family, present_b)
                 if ref is not None:
-                    rows += _interval_rows(bias, variant, metric, key, ref)
+                    rows += _bias_rows(bias, cf, variant, metric, key, ref, cfg)
     return finish_comparisons(rows, fitness)
+
+
+def _bias_rows(bias: pd.DataFrame, cf: pd.DataFrame | None, variant: str, metric: str, key: str, ref: str,
+               cfg) -> list[dict]:  # fmt: skip
+    """Rows of one bias metric: paired for the counterfactual ones when both models have per-example values."""
+    if metric not in CF_METRICS or key != "all" or cf is None or not {variant, ref} <= set(cf["variant"]):
+        return _interval_rows(bias, variant, metric, key, ref)
+    return paired_cf_rows(cf, variant, ref, cfg) if metric == CF_METRICS[0] else []
 
 
 def finish_comparisons(rows: list[dict], fitness: pd.DataFrame | None) -> pd.DataFrame:
@@ -350,5 +332,5 @@ def _fit_map(fitness: pd.DataFrame | None) -> dict[tuple[str, int], bool]:
 # The pairing helpers under public names, for comparisons with other references (pipeline.runs.findings_mitigation).
 paired_rows = _paired_rows
 interval_rows = _interval_rows
+bias_rows = _bias_rows
 compared_metrics = _interval_metrics
-head_trained = _head_trained

@@ -123,9 +123,9 @@ def mitigation_section(f: Findings) -> Section:
             "read and are not interpreted."
         )
     notes.append(
-        "Counterfactual and intrinsic metrics are compared through their stored intervals (conservative); "
-        "accuracy, GAP_RMS and TPR gaps are paired bootstraps over the same test examples. Frontier points "
-        "pool seeds (means of values and interval bounds)."
+        "Accuracy, GAP_RMS, TPR gaps and the counterfactual metrics are paired bootstraps over the same test "
+        "examples (method column); intrinsic metrics are compared through their stored intervals (conservative). "
+        "Frontier points pool seeds (means of values and interval bounds)."
     )
     shown = pooled[pooled["metric"].isin(_SHOWN)]
     shown = shown.iloc[

@@ -190,11 +190,11 @@ def rq1_section(f: Findings) -> Section:
     n_unread = int((~bias["interpretable"].astype(bool)).sum())
     if n_unread:
         notes.append(f"{n_unread} extrinsic comparisons involve a model not fit to be read and are not interpreted.")
-    if (pooled["method"] == "intervals").any():
+    by_interval = sorted(set(pooled.loc[pooled["method"] == "intervals", "metric"]))
+    if by_interval:
         notes.append(
-            "The counterfactual and intrinsic metrics are compared through their stored intervals "
-            "(unpaired normal approximation, conservative); GAP_RMS, TPR and accuracy gaps are paired "
-            "bootstraps over the same test examples."
+            f"{', '.join(by_interval)} are compared through their stored intervals (unpaired normal "
+            "approximation, conservative); the other metrics are paired bootstraps over the same test examples."
         )
     table = pooled[
         [

@@ -1,5 +1,6 @@
 """The ``bias_metrics`` stage (section ``[metrics]``): :func:`pipeline.metrics.bias_metrics` of every variant on the
-test split; table ``bias_metrics``.
+test split; tables ``bias_metrics`` and ``counterfactual_examples`` (the per-example values behind the counterfactual
+rows, which the findings pair across variants).
 
 Each variant is loaded as its classifier (extrinsic and counterfactual metrics, SEAT) and, for the MLM families,
 a second time with ``head="mlm"`` when it was saved with an MLM head (``config.mlm_head``, :mod:`pipeline.heads`);
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pipeline.data import data_root
 from pipeline.heads import absent_reason
-from pipeline.metrics import bias_metrics
+from pipeline.metrics import bias_metric_tables
 from pipeline.runs.plan import Step, exposed_steps, load_variant
 from pipeline.runs.stages import Stage, StageContext
 from pipeline.runs.units import Tables, per_variant, with_defaults
@@ -19,7 +20,8 @@ __all__ = ["STAGE", "bias_metrics_stage"]
 
 
 def bias_metrics_stage(ctx: StageContext) -> Tables:
-    """Every configured bias metric of every variant on the test split; table ``bias_metrics``."""
+    """Every configured bias metric of every variant on the test split; tables ``bias_metrics`` and
+    ``counterfactual_examples``."""
     cfg, splits = ctx.config, ctx.extras["splits"]
     settings = with_defaults(cfg.metrics, data_root=str(data_root(cfg.run.data_root)), max_length=cfg.task.max_length)
 
@@ -28,17 +30,16 @@ def bias_metrics_stage(ctx: StageContext) -> Tables:
         loaded = load_variant(ctx, step)
         has_head = absent_reason(loaded.model.config) is None
         mlm = (lambda: load_variant(ctx, step, head="mlm")) if has_head else None
-        return {
-            "bias_metrics": bias_metrics(
-                loaded,
-                test=splits.test,
-                train_female_share=train.female_share(),
-                variant=step.variant,
-                seed=step.seed,
-                config=settings,
-                mlm=mlm,
-            )
-        }
+        table, examples = bias_metric_tables(
+            loaded,
+            test=splits.test,
+            train_female_share=train.female_share(),
+            variant=step.variant,
+            seed=step.seed,
+            config=settings,
+            mlm=mlm,
+        )
+        return {"bias_metrics": table} | ({} if examples is None else {"counterfactual_examples": examples})
 
     return per_variant(ctx, exposed_steps(ctx), "bias metrics", settings, analyse, skip_table="bias_metrics")
 

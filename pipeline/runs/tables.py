@@ -45,6 +45,12 @@ _RECORDS = (
         "extrinsic, counterfactual and intrinsic bias metrics per variant",
         "[metrics] metrics",
     ),
+    TableSpec(
+        "counterfactual_examples",
+        "bias_metrics",
+        "per-example counterfactual gap and prediction flip of each variant (text and its gender-swapped twin)",
+        "[metrics] metrics (counterfactual)",
+    ),
     *(
         TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
         for m in METHOD_SPECS

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.runs.findings_config import FindingsConfig
-from pipeline.runs.findings_variants import fitness_table
+from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.runfolder import variant_sort_key
 
 __all__ = [

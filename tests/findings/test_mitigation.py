@@ -9,6 +9,7 @@ import pytest
 
 from attribution.plots_frontier import frontier_figure, pruning_curve_figure
 from pipeline.runs.findings import Findings, FindingsConfig
+from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.findings_mitigation import (
     frontier_table,
     mitigation_pairs,
@@ -16,7 +17,6 @@ from pipeline.runs.findings_mitigation import (
     pareto_mask,
     recipe_parts,
 )
-from pipeline.runs.findings_variants import fitness_table
 from pipeline.runs.report_mitigation import mitigation_section
 from pipeline.schema import tidy
 

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.metrics.extrinsic import gap_rms, tpr_gaps
 from pipeline.runs.findings import FindingsConfig
-from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, fitness_table, reference_of
+from pipeline.runs.findings_fitness import fitness_table
+from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, reference_of
 from pipeline.schema import tidy
 from pipeline.stats import paired_bootstrap
 
@@ -122,3 +123,51 @@ def test_interval_metrics_compare_through_their_intervals():
     assert pooled.loc["teacher-ft", "value"] == 0 and pooled.loc["teacher-ft", "p"] == 1
     assert pooled.loc["distil-ft_before", "value"] == pytest.approx(1.0) and pooled.loc["distil-ft_before", "p"] < 1e-6
     assert pooled.loc["distil-ft_before", "subset"] == "weat6/cls"
+
+
+def _cf_rows(variant: str, seed: int, gaps: np.ndarray, flips: np.ndarray) -> pd.DataFrame:
+    examples = np.arange(0, 2 * len(gaps), 2)  # the texts with a gendered word: not every test example
+    return tidy([{"metric": m, "value": float(v), "example": int(e), "gender": int(e % 4 == 0), "label": 0}
+                 for m, values in (("cf_prob_gap", gaps), ("cf_flip_rate", flips))
+                 for e, v in zip(examples, values)], variant=variant, seed=seed)  # fmt: skip
+
+
+def test_counterfactual_metrics_are_paired_over_the_same_texts():
+    """The counterfactual rows come from a paired bootstrap over the per-example values (not from the intervals);
+    an identical variant differs by 0 with p = 1."""
+    rng = np.random.default_rng(3)
+    n = 80
+    gap_t, flip_t = rng.normal(0.02, 0.05, n), (rng.random(n) < 0.1).astype(float)
+    gap_d = gap_t + rng.normal(0.03, 0.01, n)  # a shift small against the spread of the gaps, large when paired
+    flip_d = np.maximum(flip_t, (rng.random(n) < 0.1).astype(float))
+    cf = pd.concat([_cf_rows("teacher-ft", 0, gap_t, flip_t), _cf_rows("int8-ft_before", 0, gap_t, flip_t),
+                    _cf_rows("distil-ft_before", 0, gap_d, flip_d)], ignore_index=True)  # fmt: skip
+    bias = tidy(
+        [
+            {
+                "variant": v,
+                "seed": 0,
+                "metric": m,
+                "subset": "all",
+                "value": 0.0,
+                "ci_low": -1.0,
+                "ci_high": 1.0,
+                "n": n,
+            }
+            for v in ("teacher-ft", "int8-ft_before", "distil-ft_before")
+            for m in ("cf_prob_gap", "cf_flip_rate")
+        ]
+    )  # fmt: skip  (wide intervals: must not be used)
+    table = comparisons_table(None, bias, None, LABELS, FAST, cf=cf)
+    seed_rows = table[table["level"] == "seed"].set_index(["variant", "metric"])
+    assert set(table["method"]) == {"paired_bootstrap"} and len(seed_rows) == 4
+    direct = paired_bootstrap(lambda g, f: np.array([g.mean(), f.mean()]), (gap_d, flip_d), (gap_t, flip_t),
+                              n_boot=FAST.n_boot, seed=FAST.seed)  # fmt: skip
+    for j, metric in enumerate(("cf_prob_gap", "cf_flip_rate")):
+        row = seed_rows.loc[("distil-ft_before", metric)]
+        assert row["value"] == pytest.approx(direct.delta[j]) and row["p"] == pytest.approx(direct.p[j])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((direct.ci_low[j], direct.ci_high[j]))
+        same = seed_rows.loc[("int8-ft_before", metric)]
+        assert same["value"] == 0 and same["p"] == 1
+    assert seed_rows.loc[("distil-ft_before", "cf_prob_gap"), "p"] < 0.01
+    assert seed_rows.loc[("distil-ft_before", "cf_prob_gap"), "n"] == n

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from pipeline.data import FEMALE, MALE, TaskData, counterfactual
 from pipeline.metrics import classifier_logits, counterfactual_gap, counterfactual_metrics, true_class_prob_change
+from pipeline.metrics.counterfactual import counterfactual_examples, counterfactual_summary
 
 
 def test_change_equals_the_definition_on_hand_logits():
@@ -73,6 +75,20 @@ def test_metrics_match_a_direct_computation(tiny_classifier, task):
     assert rows.loc[("cf_flip_rate", "all"), "value"] == pytest.approx(flips)
     assert rows.loc[("cf_prob_gap", "all"), "n"] == 5
     assert rows.loc[("cf_prob_gap", "female"), "n"] + rows.loc[("cf_prob_gap", "male"), "n"] == 5
+
+
+def test_per_example_rows_are_what_the_metrics_average(tiny_classifier, task):
+    rows = counterfactual_examples(tiny_classifier, task, batch_size=2)
+    twins = counterfactual(task)
+    changed = [i for i in range(6) if task.texts[i] != twins.texts[i]]
+    for metric in ("cf_prob_gap", "cf_flip_rate"):
+        mine = rows[rows["metric"] == metric].sort_values("example")
+        assert mine["example"].tolist() == changed and mine["gender"].tolist() == task.genders[changed].tolist()
+    summary = counterfactual_summary(rows, n_boot=50, seed=0)
+    direct = counterfactual_metrics(tiny_classifier, task, batch_size=2, n_boot=50, seed=0)
+    pd.testing.assert_frame_equal(summary, direct)
+    gap = rows[rows["metric"] == "cf_prob_gap"]["value"]
+    assert direct.set_index(["metric", "subset"]).loc[("cf_prob_gap", "all"), "value"] == pytest.approx(gap.mean())
 
 
 def test_needs_a_classifier(tiny_mlm, task):
