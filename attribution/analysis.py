@@ -120,7 +120,7 @@ def _neuron_ig(job: Job) -> pd.DataFrame:
 def _token_ig(job: Job) -> pd.DataFrame:
     explained = _sample(job.data, job.cfg.token_examples, job.cfg.seed)
     frame = TokenIntegratedGradients(job.loaded, job.score).attribute(
-        explained, n_steps=job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size
+        explained, n_steps=job.cfg.token_ig_steps or job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size
     )
     return _with_example_facts(frame, job.loaded, explained)
 

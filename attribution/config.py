@@ -118,6 +118,7 @@ class AttributionConfig(Settings):
     token_examples: int = Field(default=8, ge=0)  # examples explained token by token
     batch_size: int = Field(default=64, ge=1)  # rows (gate setting x example) per forward pass
     ig_steps: int = Field(default=32, ge=1)
+    token_ig_steps: int = Field(default=0, ge=0)  # steps of token IG (harder to make complete); 0 = ig_steps
     ig_batch_size: int = Field(default=64, ge=1)  # rows (example x integration step) per IG forward pass
     baseline: Literal["zero", "mean"] = "zero"  # what an ablated head outputs
     n_boot: int = Field(default=500, ge=0)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from attribution.plots_frontier import frontier_figure
 from pipeline.runs.findings import Findings
+from pipeline.runs.findings_variants import INTRINSIC_PREFIXES
 from pipeline.runs.report_sections import Section, ci, fmt, pq, unavailable
 from pipeline.variants import variant_sort_key
 
@@ -57,8 +58,53 @@ def _front_sentence(frontier: pd.DataFrame | None) -> tuple[str, list[str]]:
     return (text[:1].upper() + text[1:] + ".") if text else "", numbers
 
 
+_HEADLINE = ("gap_rms", "cf_prob_gap", "cf_flip_rate")  # the task-level bias a remedy is judged by, in this order
+_LABEL = {"gap_rms": "GAP_RMS", "cf_prob_gap": "counterfactual gap", "cf_flip_rate": "counterfactual flip rate"}
+
+
+def _moves(row, cfg) -> str:
+    """``GAP_RMS 0.17 -> 0.15 (Δ ..., q = ..; lower)`` with the verdict the statistics allow (for the signed
+    counterfactual gap the verdict is about its size, |gap|)."""
+    if not row["decided"]:
+        verdict = "no detectable change" if row["interpretable"] else "not interpretable"
+    else:
+        verdict = ("|gap| " if row["metric"] == "cf_prob_gap" else "") + ("lower" if row["lowers"] else "higher")
+    return (
+        f"{_LABEL[row['metric']]} {fmt(row['value_reference'])} -> {fmt(row['value_variant'])} (Δ {ci(row)}, "
+        f"{pq(row)}, {_seeds(row, cfg.min_seeds)}; {verdict})"
+    )
+
+
+def _headline(pooled: pd.DataFrame, cfg) -> list[str]:
+    """One sentence per mitigation: its pair on the simplest twin (the fine-tuned teacher when there is one), the
+    change of each headline bias metric and of accuracy."""
+    out = []
+    for mitigation, rows in pooled.groupby("mitigation", sort=False):
+        twins = sorted(set(rows["twin"]), key=variant_sort_key)
+        pair = rows[rows["twin"] == twins[0]]
+        parts = [_moves(r, cfg) for metric in _HEADLINE for _, r in pair[pair["metric"] == metric].iterrows()
+                 if r["subset"] in ("", "all")]  # fmt: skip
+        acc = pair[pair["metric"] == "accuracy"]
+        cost = f"; accuracy changes by {ci(acc.iloc[0])} ({pq(acc.iloc[0])})" if len(acc) else ""
+        if parts:
+            out.append(f"{mitigation} ({pair['variant'].iloc[0]} vs {twins[0]}): " + ", ".join(parts) + cost)
+    return out
+
+
+def _intrinsic_summary(rows: pd.DataFrame) -> str:
+    """``SEAT: 3 of 24 lower, 2 higher`` over the intrinsic comparisons of one pair (decided ones counted)."""
+    parts = []
+    for prefix in INTRINSIC_PREFIXES:
+        mine = rows[rows["metric"].str.startswith(prefix)]
+        if len(mine):
+            parts.append(f"{prefix.rstrip('_').upper()}: {int((mine['decided'] & mine['lowers']).sum())} of "
+                         f"{len(mine)} lower, {int((mine['decided'] & ~mine['lowers']).sum())} higher")  # fmt: skip
+    return "; ".join(parts)
+
+
 def mitigation_section(f: Findings) -> Section:
-    """RQ6: the decided bias reductions of the mitigations with their accuracy change, and the Pareto front."""
+    """RQ6: the change of GAP_RMS and of the counterfactual gap and flip rate under each mitigation against its
+    unmitigated twin, with its accuracy cost, the count of decided changes, and the Pareto front."""
     missing = unavailable(f, "rq6", TITLE, ("mitigation", "frontier"), "what removes the bias")
     if missing:
         return missing
@@ -76,46 +122,38 @@ def mitigation_section(f: Findings) -> Section:
     pooled["decided"] = pooled["interpretable"].astype(bool) & (pooled["q"] < cfg.alpha) & seed_ok
     pooled["lowers"] = [_lowers(r) for _, r in pooled.iterrows()]
     bias = pooled[pooled["metric"] != "accuracy"]
-    good = bias[bias["decided"] & bias["lowers"]].sort_values("q")
-    worse = bias[bias["decided"] & ~bias["lowers"]]
-    accuracy = pooled[pooled["metric"] == "accuracy"].set_index(["variant", "twin"])
+    task = bias[bias["metric"].isin(_HEADLINE) & bias["subset"].isin(("", "all"))]
     pairs = pooled[["variant", "mitigation", "twin"]].drop_duplicates()
-    if not good.empty:
-        top = good.iloc[0]
-        cost_row = (
-            accuracy.loc[(top["variant"], top["twin"])] if (top["variant"], top["twin"]) in accuracy.index else None
-        )
-        cost_text = f"; its accuracy changes by {ci(cost_row)} ({pq(cost_row)})" if cost_row is not None else ""
-        subset = f" ({top['subset']})" if top["subset"] else ""
+    if task.empty or not task["interpretable"].astype(bool).any():
         answer = (
-            f"{good['variant'].nunique()} of {pairs['variant'].nunique()} mitigated variants lower a bias "
-            f"metric detectably against their unmitigated twins ({len(good)} comparisons; {len(worse)} raise "
-            f"one). The clearest is {top['variant']} ({top['mitigation']} vs {top['twin']}): {top['metric']}"
-            f"{subset} moves by {ci(top)} ({pq(top)}, {_seeds(top, cfg.min_seeds)}){cost_text}. {front}"
-        )
-    elif bias.empty or not bias["interpretable"].astype(bool).any():
-        answer = (
-            "The data cannot decide: no mitigated variant has a readable bias comparison with its twin (the "
-            f"models involved are not fit to be read). {front}"
+            "The data cannot decide: no mitigated variant has a readable GAP_RMS or counterfactual comparison "
+            f"with its twin (no trained classifier, or models not fit to be read). {front}"
         )
     else:
-        best = bias[bias["interpretable"].astype(bool)].sort_values("q").iloc[0]
-        answer = (
-            f"No mitigation lowers a bias metric detectably against its twin (smallest q = {fmt(best['q'], 2)}: "
-            f"{best['variant']}, {best['metric']}, Δ {ci(best)}); more test examples (n = {int(best['n'])}) or "
-            f"seeds would decide. {front}"
+        good = task[task["decided"] & task["lowers"]]
+        worse = task[task["decided"] & ~task["lowers"]]
+        count = (
+            f"{good['variant'].nunique()} of {pairs['variant'].nunique()} mitigated variants lower GAP_RMS, the "
+            f"|counterfactual gap| or the counterfactual flip rate detectably against their unmitigated twins "
+            f"(q < {cfg.alpha}); {worse['variant'].nunique()} raise one."
         )
+        if good.empty:
+            best = task[task["interpretable"].astype(bool)].sort_values("q").iloc[0]
+            count += (
+                f" None is decided (smallest q = {fmt(best['q'], 2)}); more test examples (n = {int(best['n'])}) "
+                "or seeds would decide."
+            )
+        answer = " ".join([count, *(h + "." for h in _headline(pooled, cfg)), front])
     numbers = []
     for _, pair in pairs.iterrows():
-        rows = pooled[
-            (pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"]) & pooled["metric"].isin(_SHOWN)
-        ]
-        parts = [
-            f"Δ {r['metric']}{' (' + r['subset'] + ')' if r['subset'] else ''} = {ci(r)} ({pq(r)})"
-            for _, r in rows.iterrows()
-        ]
-        if parts:
-            numbers.append(f"{pair['variant']} vs {pair['twin']} [{pair['mitigation']}]: " + "; ".join(parts))
+        rows = pooled[(pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"])]
+        parts = [f"Δ {r['metric']}{' (' + r['subset'] + ')' if r['subset'] else ''} = {ci(r)} ({pq(r)})"
+                 for _, r in rows[rows["metric"].isin(_SHOWN) & ~rows["metric"].str.startswith(INTRINSIC_PREFIXES)
+                                  & rows["subset"].isin(("", "all"))].iterrows()]  # fmt: skip
+        intrinsic = _intrinsic_summary(rows)
+        if parts or intrinsic:
+            line = f"{pair['variant']} vs {pair['twin']} [{pair['mitigation']}]: " + "; ".join(parts)
+            numbers.append(line + (f"; intrinsic (decided at q < {cfg.alpha}): {intrinsic}" if intrinsic else ""))
     notes = []
     if (~bias["interpretable"].astype(bool)).any():
         notes.append(

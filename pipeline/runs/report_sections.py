@@ -109,22 +109,30 @@ def fitness_section(f: Findings) -> Section:
         "fit": acc["fit"], "why not": acc["reason"]}, index=acc.index).reset_index()  # fmt: skip
     table = _sorted(table, "seed")
     unfit = table[~table["fit"].astype(bool)]
+    untrained = unfit[unfit["why not"].str.contains("never trained")]
+    failed = unfit.drop(untrained.index)  # models with a trained head that still are not fit
     n = int(fit["n"].max())
-    if unfit.empty:
+    heads = (
+        f" {', '.join(sorted(set(untrained['variant']), key=variant_sort_key))} has no trained classifier head "
+        "(a pretrained model: only its intrinsic metrics are read)."
+        if len(untrained)
+        else ""
+    )
+    if failed.empty:
         answer = (
-            f"All {len(table)} models (variant x seed) are fit to be read: each beats the majority-class baseline "
-            f"(one-sided p < {f.config.alpha}) and no model puts more than {f.config.collapse_share:.0%} of "
-            "its predictions in one class."
+            f"All {len(table) - len(untrained)} models (variant x seed) with a trained classifier head are fit to be "
+            f"read: each beats the majority-class baseline (one-sided p < {f.config.alpha}) and none puts more than "
+            f"{f.config.collapse_share:.0%} of its predictions in one class.{heads}"
         )
     else:
-        names = ", ".join(sorted({f"{v}" for v in unfit["variant"]}, key=variant_sort_key))
+        names = ", ".join(sorted({f"{v}" for v in failed["variant"]}, key=variant_sort_key))
         answer = (
-            f"{len(unfit)} of {len(table)} models (variant x seed) are not fit to be read ({names}): their "
-            "extrinsic fairness numbers (GAP_RMS, TPR and accuracy gaps, counterfactual gap) are marked not "
-            "interpretable below."
+            f"{len(failed)} of {len(table) - len(untrained)} models (variant x seed) with a trained classifier "
+            f"head are not fit to be read ({names}): their extrinsic fairness numbers (GAP_RMS, TPR and accuracy "
+            f"gaps, counterfactual gap) are marked not interpretable below.{heads}"
         )
     notes = []
-    if (unfit["why not"].str.contains("baseline")).any():
+    if (failed["why not"].str.contains("baseline")).any():
         notes.append(
             f"With n = {n} test examples a small advantage over the majority class cannot be told from "
             "chance: raise task.max_eval (more test examples) or fine-tune longer (finetune.epochs)."
@@ -323,7 +331,7 @@ def rq2_section(f: Findings) -> Section:
         notes.append(
             f"IG is incomplete (completeness error up to {fmt(bad['value'].max(), 2)} of F(x) - F(baseline), "
             f"tolerance {cfg.completeness_tol:.0%}) in {', '.join(sorted(set(bad['subset'])))}: those rows are "
-            "not read here; raise attribution.ig_steps."
+            f"not read here; raise attribution.{'token_ig_steps' if set(bad['subset']) == {'token_ig'} else 'ig_steps'}."
         )
     neurons = units[
         (units["method"] == "neuron_ig") & units["significant"].astype(bool) & units["complete"].astype(bool)

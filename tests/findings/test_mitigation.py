@@ -142,15 +142,18 @@ def test_pruning_curve_figure_draws_every_order():
         pruning_curve_figure(tidy(rows, variant="teacher-ft", seed=0), bias_metric="cf_gap")
 
 
-def test_the_rq6_section_states_the_clearest_reduction_and_the_front(predictions):
+def test_the_rq6_section_states_each_remedy_its_bias_change_its_cost_and_the_front(predictions):
     fitness = fitness_table(predictions, None, FAST)
     findings = Findings(run=None, config=FAST, tables={
         "mitigation": mitigation_table(predictions, None, fitness, LABELS, FAST),
         "frontier": frontier_table(_bias_metrics(), None)})  # fmt: skip
     section = mitigation_section(findings)
     assert section.key == "rq6" and section.figure is not None
-    assert section.answer.startswith("1 of 2 mitigated variants lower a bias metric detectably")
-    assert "biasprune4h-ft_before (biasprune vs prune4h-ft_before)" in section.answer
+    assert section.answer.startswith("1 of 2 mitigated variants lower GAP_RMS, the |counterfactual gap|")
+    assert "biasprune (biasprune4h-ft_before vs prune4h-ft_before): GAP_RMS 0.419 -> 0.138" in section.answer
+    assert "over 3 seeds (t-test q = 0.0064); lower); accuracy changes by 0.103" in section.answer
+    assert "cda (teacher-ft@cda vs teacher-ft): GAP_RMS 0.138 -> 0.138 (Δ 0 [0, 0], p = 1" in section.answer
+    assert "no detectable change" in section.answer
     assert "Pareto-optimal (teacher-ft, teacher-ft@cda, distil-ft_before)" in section.answer
     assert set(section.table["mitigation"]) == {"cda", "biasprune"}
     empty = mitigation_section(Findings(run=None, config=FAST, tables={}))
