@@ -25,9 +25,10 @@ from pydantic import ValidationError
 
 from pipeline.files import atomic_path
 from pipeline.runs.findings import Findings, FindingsConfig, compute_findings, open_run
+from pipeline.runs.report_claims import Section, fmt
 from pipeline.runs.report_figures import png_base64
 from pipeline.runs.report_mitigation import mitigation_section
-from pipeline.runs.report_sections import Section, fitness_section, fmt, rq1_section, rq2_section
+from pipeline.runs.report_sections import fitness_section, rq1_section, rq2_section
 from pipeline.runs.report_structure import rq3_section, rq4_section, rq5_section
 
 __all__ = ["SECTIONS", "build_sections", "header_rows", "main", "write_report"]

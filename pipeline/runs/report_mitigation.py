@@ -12,27 +12,13 @@ import pandas as pd
 from attribution.plots_frontier import frontier_figure
 from pipeline.runs.findings import Findings
 from pipeline.runs.findings_variants import INTRINSIC_PREFIXES
-from pipeline.runs.report_sections import Section, ci, fmt, pq, unavailable
+from pipeline.runs.report_claims import Section, ci, fmt, headline_rows, judged, moves, pq, unavailable
 from pipeline.variants import variant_sort_key
 
 __all__ = ["mitigation_section"]
 
 TITLE = "RQ6 What removes the bias, and at what accuracy cost?"
-_FAIR = {"crows_stereo_pct": 50.0, "stereoset_ss": 50.0, "stereoset_icat": 100.0}  # others: 0
 _SHOWN = ("accuracy", "gap_rms", "accuracy_gap", "cf_prob_gap", "cf_flip_rate", "seat_effect_size")
-
-
-def _lowers(row) -> bool:
-    """The variant's value is closer to a fair model's than its twin's."""
-    fair = _FAIR.get(row["metric"], 0.0)
-    return abs(row["value_variant"] - fair) < abs(row["value_reference"] - fair)
-
-
-def _seeds(row, min_seeds: int) -> str:
-    k = int(row["n_seeds"])
-    if k >= min_seeds:
-        return f"over {k} seeds (t-test q = {fmt(row['q_seeds'], 2)})"
-    return "on one seed" if k == 1 else f"on {k} seeds (sd {fmt(row['sd'], 2)})"
 
 
 def _front_sentence(frontier: pd.DataFrame | None) -> tuple[str, list[str]]:
@@ -58,23 +44,6 @@ def _front_sentence(frontier: pd.DataFrame | None) -> tuple[str, list[str]]:
     return (text[:1].upper() + text[1:] + ".") if text else "", numbers
 
 
-_HEADLINE = ("gap_rms", "cf_prob_gap", "cf_flip_rate")  # the task-level bias a remedy is judged by, in this order
-_LABEL = {"gap_rms": "GAP_RMS", "cf_prob_gap": "counterfactual gap", "cf_flip_rate": "counterfactual flip rate"}
-
-
-def _moves(row, cfg) -> str:
-    """``GAP_RMS 0.17 -> 0.15 (Δ ..., q = ..; lower)`` with the verdict the statistics allow (for the signed
-    counterfactual gap the verdict is about its size, |gap|)."""
-    if not row["decided"]:
-        verdict = "no detectable change" if row["interpretable"] else "not interpretable"
-    else:
-        verdict = ("|gap| " if row["metric"] == "cf_prob_gap" else "") + ("lower" if row["lowers"] else "higher")
-    return (
-        f"{_LABEL[row['metric']]} {fmt(row['value_reference'])} -> {fmt(row['value_variant'])} (Δ {ci(row)}, "
-        f"{pq(row)}, {_seeds(row, cfg.min_seeds)}; {verdict})"
-    )
-
-
 def _headline(pooled: pd.DataFrame, cfg) -> list[str]:
     """One sentence per mitigation: its pair on the simplest twin (the fine-tuned teacher when there is one), the
     change of each headline bias metric and of accuracy."""
@@ -82,8 +51,7 @@ def _headline(pooled: pd.DataFrame, cfg) -> list[str]:
     for mitigation, rows in pooled.groupby("mitigation", sort=False):
         twins = sorted(set(rows["twin"]), key=variant_sort_key)
         pair = rows[rows["twin"] == twins[0]]
-        parts = [_moves(r, cfg) for metric in _HEADLINE for _, r in pair[pair["metric"] == metric].iterrows()
-                 if r["subset"] in ("", "all")]  # fmt: skip
+        parts = [moves(r, cfg) for _, r in headline_rows(pair).iterrows()]
         acc = pair[pair["metric"] == "accuracy"]
         cost = f"; accuracy changes by {ci(acc.iloc[0])} ({pq(acc.iloc[0])})" if len(acc) else ""
         if parts:
@@ -117,12 +85,9 @@ def mitigation_section(f: Findings) -> Section:
             "[compress.biasprune], [compress.erase] or distil mixup), so no remedy can be compared. " + front
         )
         return Section("rq6", TITLE, answer.strip(), front_numbers[:12], figure, notes=f.missing.get("mitigation", []))
-    pooled = table[(table["level"] == "pooled") & table["value"].notna()].copy()
-    seed_ok = (pooled["n_seeds"] < cfg.min_seeds) | (pooled["q_seeds"] < cfg.alpha)
-    pooled["decided"] = pooled["interpretable"].astype(bool) & (pooled["q"] < cfg.alpha) & seed_ok
-    pooled["lowers"] = [_lowers(r) for _, r in pooled.iterrows()]
+    pooled = judged(table[(table["level"] == "pooled") & table["value"].notna()], cfg)
     bias = pooled[pooled["metric"] != "accuracy"]
-    task = bias[bias["metric"].isin(_HEADLINE) & bias["subset"].isin(("", "all"))]
+    task = headline_rows(bias)
     pairs = pooled[["variant", "mitigation", "twin"]].drop_duplicates()
     if task.empty or not task["interpretable"].astype(bool).any():
         answer = (

@@ -3,80 +3,21 @@ their intervals and q-values, the figure and the table (docs/FINDINGS.md).
 
 A sentence never claims more than its test: a difference is stated only at q < alpha on a model fit to be read,
 with the number of seeds it rests on; otherwise the sentence says that the data cannot decide and names what would
-(more examples, seeds, IG steps, the missing stage). This module holds the shared parts, the fitness section, RQ1
+(more examples, seeds, IG steps, the missing stage). This module holds the fitness section, RQ1
 (does compression change bias) and RQ2 (where does it live); RQ3-RQ5 are in :mod:`pipeline.runs.report_structure`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from pipeline.runs.findings import Findings
+from pipeline.runs.report_claims import Section, ci, fmt, headline_rows, judged, moves, pq, seeds_short, unavailable
 from pipeline.runs.report_figures import HEADLINE, comparisons_figure, fitness_figure, units_figure
 from pipeline.variants import Variant, variant_sort_key
 
-__all__ = ["Section", "ci", "fitness_section", "fmt", "pq", "rq1_section", "rq2_section", "unavailable"]
-
-
-@dataclass
-class Section:
-    """One section of the report.
-
-    Attributes:
-        key: anchor id (``rq1``...).
-        title: the heading (the research question).
-        answer: the one-sentence answer (or what the data cannot decide and what would).
-        numbers: the numbers behind the answer, one line each, with interval and q-value.
-        figure: the figure, or None.
-        table: the table behind the answer, or None.
-        notes: caveats and missing inputs (stage and command to run).
-    """
-
-    key: str
-    title: str
-    answer: str
-    numbers: list[str] = field(default_factory=list)
-    figure: Figure | None = None
-    table: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def fmt(x: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits ("n/a" for NaN)."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
-
-
-def ci(row) -> str:
-    """``value [low, high]`` of a row."""
-    if not np.isfinite(row["ci_low"]):
-        return fmt(row["value"])
-    return f"{fmt(row['value'])} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
-
-
-def pq(row) -> str:
-    """``p = .., q = ..`` of a row (q only when present)."""
-    q = row.get("q", np.nan)
-    return f"p = {fmt(row['p'], 2)}" + (f", q = {fmt(q, 2)}" if np.isfinite(q) else "")
-
-
-def unavailable(f: Findings, key: str, title: str, names: tuple[str, ...], what: str) -> Section | None:
-    """The section to show when none of the findings ``names`` could be computed (missing tables or errors)."""
-    if any(f.get(n) is not None for n in names):
-        return None
-    notes = [m for n in names for m in f.missing.get(n, [])]
-    notes += [f"{n} could not be computed: {f.errors[n]}" for n in names if n in f.errors]
-    if not notes:
-        notes.append(f"the run's tables hold no rows for {', '.join(names)}.")
-    return Section(
-        key,
-        title,
-        f"This run cannot answer {what} yet: the tables it needs are missing (below).",
-        notes=list(dict.fromkeys(notes)),
-    )
+__all__ = ["fitness_section", "rq1_section", "rq2_section"]
 
 
 def _sorted(frame: pd.DataFrame, *extra: str) -> pd.DataFrame:
@@ -157,10 +98,8 @@ def rq1_section(f: Findings) -> Section:
         return missing
     cfg = f.config
     comp = f.get("comparisons")
-    pooled = comp[(comp["level"] == "pooled") & comp["value"].notna()].copy()
+    pooled = judged(comp[(comp["level"] == "pooled") & comp["value"].notna()], cfg)
     pooled["compressed"] = [not str(v).startswith("teacher") for v in pooled["variant"]]
-    seed_ok = (pooled["n_seeds"] < cfg.min_seeds) | (pooled["q_seeds"] < cfg.alpha)
-    pooled["decided"] = pooled["interpretable"].astype(bool) & (pooled["q"] < cfg.alpha) & seed_ok
     bias = pooled[pooled["compressed"] & (pooled["metric"] != "accuracy")]
     readable = bias[bias["interpretable"].astype(bool)]
     decided = readable[readable["decided"]].sort_values("q")
@@ -171,21 +110,44 @@ def rq1_section(f: Findings) -> Section:
             f"{row['variant']} vs {row['reference']}: Δ {row['metric']}{subset} = {ci(row)}, {pq(row)}, "
             f"{_seeds_clause(row, cfg.min_seeds)} [{row['method']}]"
         )
-    if not decided.empty:
-        up, down = int((decided["value"] > 0).sum()), int((decided["value"] < 0).sum())
-        top = decided.iloc[0]
-        subset = f" ({top['subset']})" if top["subset"] else ""
+    task = headline_rows(readable)
+    if not task.empty:
+        moved = task[task["decided"]]
         answer = (
-            f"Yes, for {len(decided)} of {len(readable)} readable comparisons ({up} up, {down} down): the "
-            f"clearest is {top['variant']}, whose {top['metric']}{subset} changes by {ci(top)} against "
-            f"{top['reference']} ({pq(top)}, {_seeds_clause(top, cfg.min_seeds)})."
+            f"Task-level bias, against the fine-tuned teacher on the same training set: {len(moved)} of {len(task)} "
+            f"readable comparisons of GAP_RMS, the counterfactual gap and the flip rate change detectably "
+            f"({int(moved['lowers'].sum())} lower, {int((~moved['lowers']).sum())} higher)."
         )
-    elif readable.empty:
+        original = task[~task["variant"].str.contains("@")]
+        shown = original if len(original) else task
+        for variant in sorted(set(shown["variant"]), key=variant_sort_key):
+            rows = shown[shown["variant"] == variant]
+            acc = pooled[(pooled["variant"] == variant) & (pooled["metric"] == "accuracy")]
+            cost = f"; accuracy Δ {ci(acc.iloc[0])} ({pq(acc.iloc[0])})" if len(acc) else ""
+            answer += f" {variant}: " + ", ".join(moves(r, cfg) for _, r in rows.iterrows()) + cost + "."
+    else:
+        answer = ""
+    intrinsic = readable[readable["family"] == "intrinsic"]
+    if len(intrinsic):
+        moved = intrinsic[intrinsic["decided"]].sort_values("q")
+        answer += (
+            f" Intrinsic metrics, against the pretrained teacher (so fine-tuning is part of the change): "
+            f"{len(moved)} of {len(intrinsic)} comparisons change detectably"
+        )
+        if len(moved):
+            top = moved.iloc[0]
+            subset = f" ({top['subset']})" if top["subset"] else ""
+            answer += (
+                f"; the clearest is {top['variant']}, whose {top['metric']}{subset} changes by {ci(top)} "
+                f"({pq(top)}, {seeds_short(top, cfg.min_seeds)})"
+            )
+        answer += "."
+    if readable.empty:
         answer = (
             "The data cannot decide: no compressed variant has a readable comparison (every extrinsic one "
             "involves a model not fit to be read, and no intrinsic metric was compared)."
         )
-    else:
+    elif decided.empty:
         best = readable.sort_values("q").iloc[0]
         width = float(np.nanmedian(readable["ci_high"] - readable["ci_low"]) / 2)
         answer = (
@@ -194,6 +156,10 @@ def rq1_section(f: Findings) -> Section:
             f"changes of that size, so more test examples (n = {int(best['n'])}) or seeds "
             f"(have {int(pooled['n_seeds'].max())}) would decide."
         )
+    else:
+        answer = answer.strip()
+        if int(pooled["n_seeds"].max()) < cfg.min_seeds:
+            answer += f" Run {cfg.min_seeds} seeds to tell these changes from training noise."
     notes = []
     n_unread = int((~bias["interpretable"].astype(bool)).sum())
     if n_unread:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.runs.findings import Findings
+from pipeline.runs.report_claims import Section, ci, fmt, pq, unavailable
 from pipeline.runs.report_figures import concentration_figure, encoding_figure, stability_figure
-from pipeline.runs.report_sections import Section, ci, fmt, pq, unavailable
 from pipeline.variants import variant_sort_key
 
 __all__ = ["rq3_section", "rq4_section", "rq5_section"]

@@ -150,6 +150,7 @@ def test_overview_table_and_heatmap_render_in_chromium(served, tmp_path):
         shutil.copy(shot, os.environ["BIAS_ATLAS_SCREENSHOT"])
 
 
+@pytest.mark.slow  # 35 s: keeps the default suite under 10 minutes; the AppTest suite renders every page too
 def test_every_page_renders_without_an_exception_box(served, tmp_path):
     from playwright.sync_api import sync_playwright
 

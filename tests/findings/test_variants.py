@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from pipeline.metrics.extrinsic import gap_rms, tpr_gaps
-from pipeline.runs.findings import FindingsConfig
+from pipeline.runs.findings import Findings, FindingsConfig
 from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, reference_of
+from pipeline.runs.report_sections import rq1_section
 from pipeline.schema import tidy
 from pipeline.stats import paired_bootstrap
 
@@ -171,3 +172,17 @@ def test_counterfactual_metrics_are_paired_over_the_same_texts():
         assert same["value"] == 0 and same["p"] == 1
     assert seed_rows.loc[("distil-ft_before", "cf_prob_gap"), "p"] < 0.01
     assert seed_rows.loc[("distil-ft_before", "cf_prob_gap"), "n"] == n
+
+
+def test_rq1_states_each_compressed_variants_task_level_change(predictions):
+    """The RQ1 answer gives GAP_RMS of every compressed variant before -> after with its verdict: the student that
+    harms women of class 0 raises it (over 3 seeds), the identical int8 copy does not change it."""
+    fitness = fitness_table(predictions, None, FAST)
+    table = comparisons_table(predictions, None, fitness, LABELS, FAST)
+    answer = rq1_section(Findings(run=None, config=FAST, tables={"comparisons": table})).answer
+    assert answer.startswith("Task-level bias, against the fine-tuned teacher on the same training set:")
+    assert "distil-ft_before: GAP_RMS 0.138 -> 0.419 (Δ 0.281 [0.168, 0.336]" in answer
+    assert "over 3 seeds (t-test q = 0.0064); higher); accuracy Δ -0.103" in answer
+    assert "int8-ft_before: GAP_RMS 0.138 -> 0.138 (Δ 0 [0, 0], p = 1, q = 1" in answer
+    assert answer.endswith("no detectable change); accuracy Δ 0 [0, 0] (p = 1, q = 1).")
+    assert "tiny-ft_before" not in answer  # collapsed: not fit to be read

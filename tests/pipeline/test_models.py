@@ -59,6 +59,7 @@ def test_missing_folder_and_bad_head_are_clear(tmp_path):
 
 def test_unreachable_hub_name_is_clear(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read at import: the env alone is late
     with pytest.raises(OSError, match="Offline\\? Pass a local folder"):
         load_model("no-such-org/no-such-model-xyz")
 

@@ -26,6 +26,7 @@ def _config(out, teacher) -> dict:
     config = demo_config(out, teacher, name="mitigation", analyses=["bias_metrics"])
     config["run"]["seeds"] = [0]
     config["task"]["training_sets"] = ["original", "cda"]
+    config["finetune"]["epochs"] = 1  # what is tested is the plumbing, not how well the tiny teacher learns
     config["compress"] = {
         "distil": {**config["compress"]["distil"]},
         "biasprune": {"heads": [2], "protect": 0.1, "bias_examples": 24, "importance_examples": 64},
