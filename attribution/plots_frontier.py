@@ -6,6 +6,7 @@ of :mod:`attribution.pruning_curve`), in the look of :mod:`attribution.plot_styl
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,10 +87,14 @@ def frontier_figure(frontier: pd.DataFrame, metrics: Sequence[str] | None = None
             )
         front = rows["pareto"].to_numpy(bool)
         if front.any():
-            order = np.argsort(x[front])
-            ax.step(x[front][order], y[front][order], where="post", color="#444444", lw=0.8, ls="--", zorder=0)
-            for xi, yi, name in zip(x[front], y[front], rows["variant"][front]):
-                ax.annotate(name, (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=5, color="#444444")
+            order = np.argsort(-x[front])  # most accurate first
+            fx, fy, names = x[front][order], y[front][order], rows["variant"].to_numpy()[front][order]
+            ax.step(fx[::-1], fy[::-1], where="post", color="#444444", lw=0.9, ls="--", zorder=3)
+            for k, (xi, yi) in enumerate(zip(fx, fy), start=1):  # numbers, not names: names of close points collide
+                ax.annotate(str(k), (xi, yi), xytext=(2.5, 2.5), textcoords="offset points", fontsize=6,
+                            fontweight="bold", color="#222222", zorder=4)  # fmt: skip
+            caption = "Pareto front: " + ", ".join(f"{k} {n}" for k, n in enumerate(names, start=1))
+            ax.set_title("\n".join(textwrap.wrap(caption, 52, break_on_hyphens=False)), fontsize=5.5, loc="left")
         reference, reading = fair_reference(metric)
         if reference is not None:
             ax.axhline(reference, color="#666666", lw=0.6, ls=":")
