@@ -298,7 +298,7 @@ def family_frame(family: MetricFamilySpec, inputs: Inputs) -> pd.DataFrame:
     return _with_mlm_columns(frame, inputs) if family.needs == "mlm" else frame
 
 
-def bias_metrics(
+def bias_metric_tables(
     loaded: LoadedModel,
     *,
     test: TaskData | None = None,
@@ -307,8 +307,9 @@ def bias_metrics(
     seed: int = 0,
     config: BiasMetricsConfig | None = None,
     mlm: MlmSource = None,
-) -> pd.DataFrame:
-    """All configured bias metrics of one model variant, as one tidy table.
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """All configured bias metrics of one model variant, as one tidy table, and the per-example counterfactual values
+    behind its counterfactual rows.
 
     Each family of :data:`FAMILIES` named in ``config.metrics`` runs if the model has what it needs (a trained
     classifier head and ``test`` data, an MLM head that passes :func:`~pipeline.metrics.mlm_check.mlm_head_check`,
@@ -326,34 +327,12 @@ def bias_metrics(
             not needed when ``loaded`` is one.
 
     Returns:
-        Tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling``, ``skipped`` and ``mlm_head``, ``""`` where not
-        applicable, and ``mlm_head_top1``, ``mlm_head_baseline``, NaN where not applicable).
+        The metrics: a tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling``, ``skipped`` and ``mlm_head``,
+        ``""`` where not applicable, and ``mlm_head_top1``, ``mlm_head_baseline``, NaN where not applicable); and
+        the rows of :func:`~pipeline.metrics.counterfactual.counterfactual_examples` (with ``variant`` and
+        ``seed``), or None when the counterfactual family did not run. A run stores both, so that its findings
+        compare the counterfactual metrics of two variants with a paired bootstrap over the same texts.
     """
-    return bias_metric_tables(
-        loaded,
-        test=test,
-        train_female_share=train_female_share,
-        variant=variant,
-        seed=seed,
-        config=config,
-        mlm=mlm,
-    )[0]
-
-
-def bias_metric_tables(
-    loaded: LoadedModel,
-    *,
-    test: TaskData | None = None,
-    train_female_share: np.ndarray | None = None,
-    variant: str = "",
-    seed: int = 0,
-    config: BiasMetricsConfig | None = None,
-    mlm: MlmSource = None,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """:func:`bias_metrics` (same arguments) and the per-example counterfactual values behind its counterfactual
-    rows (:func:`~pipeline.metrics.counterfactual.counterfactual_examples`, tidy, with ``variant`` and ``seed``),
-    or None when the counterfactual family did not run. A run stores the second so that its findings compare
-    the counterfactual metrics of two variants with a paired bootstrap over the same texts."""
     inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share, mlm)
     frames = [family_frame(f, inputs) for name, f in FAMILIES.items() if name in inputs.cfg.metrics]
     table = pd.concat(frames, ignore_index=True)
@@ -365,3 +344,8 @@ def bias_metric_tables(
     if examples is not None:
         examples = tidy(examples.drop(columns=["n_texts"]), variant=variant, seed=seed)
     return tidy(table.drop(columns=["variant", "seed"]), variant=variant, seed=seed), examples
+
+
+def bias_metrics(loaded: LoadedModel, **options) -> pd.DataFrame:
+    """The metrics table of :func:`bias_metric_tables` (same arguments), without the per-example rows."""
+    return bias_metric_tables(loaded, **options)[0]
