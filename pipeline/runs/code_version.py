@@ -8,6 +8,7 @@ editing any module a stage depends on recomputes it and no hand-written list of 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,11 +30,19 @@ def _module_file(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(file: Path, module: str) -> set[str]:
+def _imports(file: Path, module: str) -> frozenset[str]:
     """Every module named by an import statement anywhere in ``file`` (function bodies too), absolute form."""
+    stat = file.stat()
+    return _parsed_imports(str(file), stat.st_mtime_ns, stat.st_size, module)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_imports(path: str, mtime_ns: int, size: int, module: str) -> frozenset[str]:
+    """:func:`_imports` of one version of a file (keyed by its modification time and size): a run computes the
+    closures of all its stages, and they share most modules."""
     found: set[str] = set()
-    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -43,7 +52,7 @@ def _imports(file: Path, module: str) -> set[str]:
                 base = ".".join([*parts, *([base] if base else [])])
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import submodule``
-    return found
+    return frozenset(found)
 
 
 def import_closure(modules: Sequence[str], *, root: Path = REPO_ROOT) -> list[Path]:

@@ -26,7 +26,7 @@ to import for the run config). The ``findings`` stage
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,15 @@ from pipeline.runs.findings_variants import comparisons_table
 from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.tables import missing_message
 
-__all__ = ["FINDINGS", "INPUT_TABLES", "Findings", "FindingsConfig", "compute_findings", "open_run"]
+__all__ = [
+    "FINDINGS",
+    "INPUT_TABLES",
+    "Findings",
+    "FindingsConfig",
+    "compute_findings",
+    "fresh_findings",
+    "open_run",
+]
 
 
 @dataclass(frozen=True)
@@ -162,8 +170,13 @@ def open_run(path: str | Path) -> RunFolder:
     return run
 
 
-def compute_findings(run: RunFolder | str | Path, cfg: FindingsConfig | None = None) -> Findings:
+def compute_findings(
+    run: RunFolder | str | Path, cfg: FindingsConfig | None = None, *, stored: Collection[str] = ()
+) -> Findings:
     """Every finding of :data:`FINDINGS` that the run's tables allow.
+
+    ``stored``: findings to read from the run folder instead of computing them again: only those the run's findings
+    stage just wrote with ``cfg`` (:func:`fresh_findings`); the others are computed.
 
     Raises:
         FileNotFoundError, ValueError: from :func:`open_run` (not a run folder, or no tables yet).
@@ -185,7 +198,7 @@ def compute_findings(run: RunFolder | str | Path, cfg: FindingsConfig | None = N
         if len(absent) == len(finding.needs) or (finding.all_needed and absent):
             continue
         try:
-            frame = finding.compute(tables, cfg, run)
+            frame = run.table(finding.name) if finding.name in stored else finding.compute(tables, cfg, run)
         except (ValueError, KeyError) as err:
             out.errors[finding.name] = f"{type(err).__name__}: {err}"
             continue
@@ -193,3 +206,10 @@ def compute_findings(run: RunFolder | str | Path, cfg: FindingsConfig | None = N
             out.tables[finding.name] = frame
             tables[finding.name] = frame
     return out
+
+
+def fresh_findings(run: RunFolder) -> list[str]:
+    """The findings tables the last execution of the run's findings stage wrote (its manifest record), i.e. those
+    that match the run's current tables and settings; an older table the stage no longer writes is not among them."""
+    record = run.manifest.get("stages", {}).get("findings", {})
+    return [name for name in record.get("tables", []) if run.has(name)] if record.get("status") == "done" else []

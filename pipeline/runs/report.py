@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from pipeline.files import atomic_path
-from pipeline.runs.findings import Findings, FindingsConfig, compute_findings, open_run
+from pipeline.runs.findings import Findings, FindingsConfig, compute_findings, fresh_findings, open_run
 from pipeline.runs.report_claims import Section, fmt
 from pipeline.runs.report_figures import png_base64
 from pipeline.runs.report_mitigation import mitigation_section
@@ -164,9 +164,11 @@ def _render(f: Findings, sections: list[Section], figures: dict[str, str]) -> tu
     return "\n".join(parts), "\n".join(md) + "\n"
 
 
-def write_report(run_dir: str | Path, cfg: FindingsConfig | None = None,
-                 out_dir: str | Path | None = None) -> tuple[Path, Path]:  # fmt: skip
-    """Compute the findings of ``run_dir`` and write ``index.html`` and ``report.md`` (default ``RUN/report``).
+def write_report(run_dir: str | Path, cfg: FindingsConfig | None = None, out_dir: str | Path | None = None, *,
+                 stored: bool = False) -> tuple[Path, Path]:  # fmt: skip
+    """Compute the findings of ``run_dir`` and write ``index.html`` and ``report.md`` (default ``RUN/report``);
+    ``stored``: read the findings the run's findings stage just wrote with ``cfg`` (the end of a run,
+    :func:`pipeline.runs.findings.fresh_findings`) instead of computing them again.
 
     Returns:
         (path of index.html, path of report.md).
@@ -175,7 +177,8 @@ def write_report(run_dir: str | Path, cfg: FindingsConfig | None = None,
         FileNotFoundError: ``run_dir`` does not exist.
         ValueError: ``run_dir`` is not a run folder or holds no table yet.
     """
-    findings = compute_findings(open_run(run_dir), cfg or FindingsConfig())
+    run = open_run(run_dir)
+    findings = compute_findings(run, cfg or FindingsConfig(), stored=fresh_findings(run) if stored else ())
     sections = build_sections(findings)
     out = Path(out_dir) if out_dir is not None else findings.run.path / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)

@@ -250,6 +250,6 @@ def run(
                 log.info("removed %s, left by a killed run", stale)
         actions, skipped = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
         if state.is_main_process and "findings" in actions:  # the report is the run's last product
-            index, _ = write_report(run_dir, cfg.findings)
+            index, _ = write_report(run_dir, cfg.findings, stored=True)  # the findings stage just wrote them
             log.info("[report] %s", index)
     return RunResult(run_dir, plan, actions, skipped)

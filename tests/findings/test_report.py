@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.runs.cli import COMMANDS
 from pipeline.runs.cli import main as cli_main
-from pipeline.runs.findings import compute_findings, open_run
+from pipeline.runs.findings import FindingsConfig, compute_findings, fresh_findings, open_run
 from pipeline.runs.manifest import Manifest
 from pipeline.runs.report import main, write_report
 from pipeline.runs.stage_findings import findings_stage
@@ -125,3 +125,18 @@ def test_report_renders_offline_in_chromium(report):
             browser.close()
     assert [h.split(" ")[0] for h in headings if h.startswith("RQ")] == list(RQS)
     assert widths and all(w > 0 for w in widths)
+
+
+def test_the_run_reports_its_stored_findings_exactly_as_computed_ones(small_run, tmp_path):
+    """At the end of a run the report reads the findings the stage just wrote instead of computing them twice: the
+    same report as recomputing them; a findings table the last findings stage did not write is never read."""
+    manifest = json.loads((small_run / "manifest.json").read_text())
+    cfg = FindingsConfig(**manifest["config"].get("findings", {}))
+    _, markdown = write_report(small_run, cfg, tmp_path / "recomputed")
+    assert markdown.read_text() == (small_run / "report" / "report.md").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(small_run, copy)
+    written = manifest["stages"]["findings"]["tables"]
+    stale = next(n for n in ("mitigation", "frontier", "stability") if n not in written)
+    shutil.copy(copy / "tables" / "fitness.parquet", copy / "tables" / f"{stale}.parquet")  # left by an older run
+    assert set(fresh_findings(open_run(copy))) == set(written)

@@ -77,6 +77,7 @@ def test_a_failing_unit_does_not_stop_the_others_and_is_named(cluster, tmp_path)
 def test_a_killed_driver_resumes_with_only_unfinished_units(cluster, demo_teacher, tmp_path):
     config = demo_config(tmp_path, demo_teacher, name="killed", analyses=[])
     config["run"].update(seeds=[0], executor="ray")
+    config["finetune"]["epochs"] = 1  # resuming is tested, not learning
     path = tmp_path / "killed.json"
     path.write_text(json.dumps(config))
     code = (
