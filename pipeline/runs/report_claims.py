@@ -16,6 +16,7 @@ from pipeline.runs.findings import Findings
 
 __all__ = [
     "BIAS_HEADLINE",
+    "DELTA_COLUMNS",
     "Section",
     "ci",
     "fmt",
@@ -87,6 +88,7 @@ def unavailable(f: Findings, key: str, title: str, names: tuple[str, ...], what:
 
 
 # ---- stating a change ---------------------------------------------------------------------------------------------
+DELTA_COLUMNS = ("metric", "subset", "value", "ci_low", "ci_high", "p", "q", "n", "n_seeds")  # a change in a table
 BIAS_HEADLINE = ("gap_rms", "cf_prob_gap", "cf_flip_rate")  # the task-level bias of a classifier, in this order
 _LABEL = {"gap_rms": "GAP_RMS", "cf_prob_gap": "counterfactual gap", "cf_flip_rate": "counterfactual flip rate"}
 _FAIR = {"crows_stereo_pct": 50.0, "stereoset_ss": 50.0, "stereoset_icat": 100.0}  # others: 0

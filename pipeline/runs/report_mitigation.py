@@ -12,7 +12,7 @@ import pandas as pd
 from attribution.plots_frontier import frontier_figure
 from pipeline.runs.findings import Findings
 from pipeline.runs.findings_variants import INTRINSIC_PREFIXES
-from pipeline.runs.report_claims import Section, ci, fmt, headline_rows, judged, moves, pq, unavailable
+from pipeline.runs.report_claims import DELTA_COLUMNS, Section, ci, fmt, headline_rows, judged, moves, pq, unavailable
 from pipeline.variants import variant_sort_key
 
 __all__ = ["mitigation_section"]
@@ -134,23 +134,7 @@ def mitigation_section(f: Findings) -> Section:
     shown = shown.iloc[
         sorted(range(len(shown)), key=lambda i: (variant_sort_key(shown["variant"].iloc[i]), shown["metric"].iloc[i]))
     ]
-    columns = [
-        "variant",
-        "mitigation",
-        "twin",
-        "metric",
-        "subset",
-        "value",
-        "ci_low",
-        "ci_high",
-        "p",
-        "q",
-        "n",
-        "n_seeds",
-        "interpretable",
-        "decided",
-        "lowers",
-    ]
+    columns = ["variant", "mitigation", "twin", *DELTA_COLUMNS, "interpretable", "decided", "lowers"]
     out = shown[columns].rename(columns={"value": "delta"}).reset_index(drop=True)
     return Section(
         "rq6",

@@ -13,7 +13,18 @@ import numpy as np
 import pandas as pd
 
 from pipeline.runs.findings import Findings
-from pipeline.runs.report_claims import Section, ci, fmt, headline_rows, judged, moves, pq, seeds_short, unavailable
+from pipeline.runs.report_claims import (
+    DELTA_COLUMNS,
+    Section,
+    ci,
+    fmt,
+    headline_rows,
+    judged,
+    moves,
+    pq,
+    seeds_short,
+    unavailable,
+)
 from pipeline.runs.report_figures import HEADLINE, comparisons_figure, fitness_figure, units_figure
 from pipeline.variants import Variant, variant_sort_key
 
@@ -171,24 +182,7 @@ def rq1_section(f: Findings) -> Section:
             "approximation, conservative); the other metrics are paired bootstraps over the same test examples."
         )
     table = pooled[
-        [
-            "variant",
-            "reference",
-            "metric",
-            "subset",
-            "value",
-            "ci_low",
-            "ci_high",
-            "p",
-            "q",
-            "n",
-            "n_seeds",
-            "sd",
-            "p_seeds",
-            "method",
-            "interpretable",
-            "decided",
-        ]
+        ["variant", "reference", *DELTA_COLUMNS, "sd", "p_seeds", "method", "interpretable", "decided"]
     ].rename(columns={"value": "delta"})
     table.insert(1, "method/order", ["/".join(_recipe(v)) for v in table["variant"]])
     headline = table[table["metric"].isin((*HEADLINE, "accuracy_gap"))]
