@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from findings_fixtures import FAST, LABELS, planted_predictions
 
 from attribution.plots_frontier import frontier_figure, pruning_curve_figure
-from pipeline.runs.findings import Findings, FindingsConfig
+from pipeline.runs.findings import Findings
 from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.findings_mitigation import (
     frontier_table,
@@ -20,30 +21,11 @@ from pipeline.runs.findings_mitigation import (
 from pipeline.runs.report_mitigation import mitigation_section
 from pipeline.schema import tidy
 
-N, LABELS = 120, ["nurse", "doctor", "pilot"]
-FAST = FindingsConfig(n_boot=200, n_perm=999)
-
-
-def _preds(variant: str, seed: int, labels, genders, pred) -> pd.DataFrame:
-    return tidy([{"metric": "prob_true", "value": 0.5, "example": i, "label": int(y), "gender": int(g),
-                  "pred": int(p)} for i, (y, g, p) in enumerate(zip(labels, genders, pred))],
-                variant=variant, seed=seed)  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def predictions() -> pd.DataFrame:
     """prune4h-ft_before harms women of class 0; biasprune4h-ft_before does not; teacher-ft@cda copies teacher-ft."""
-    rng = np.random.default_rng(0)
-    labels, genders = rng.integers(0, 3, N), np.tile([0, 1], N // 2)
-    frames = []
-    for seed in (0, 1, 2):
-        good = np.where(rng.random(N) < 0.8, labels, (labels + 1) % 3)
-        harmful = np.where((labels == 0) & (genders == 1) & (rng.random(N) < 0.8), 1, good)
-        frames += [_preds("teacher-ft", seed, labels, genders, good),
-                   _preds("teacher-ft@cda", seed, labels, genders, good),
-                   _preds("prune4h-ft_before", seed, labels, genders, harmful),
-                   _preds("biasprune4h-ft_before", seed, labels, genders, good)]  # fmt: skip
-    return pd.concat(frames, ignore_index=True)
+    return planted_predictions(["teacher-ft", "teacher-ft@cda", "biasprune4h-ft_before"], ["prune4h-ft_before"])[0]
 
 
 def test_pairs_and_recipe_parts():

@@ -6,40 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from findings_fixtures import FAST, LABELS, N, planted_predictions, prediction_rows
 
 from pipeline.metrics.extrinsic import gap_rms, tpr_gaps
-from pipeline.runs.findings import Findings, FindingsConfig
+from pipeline.runs.findings import Findings
 from pipeline.runs.findings_fitness import fitness_table
 from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, reference_of
 from pipeline.runs.report_sections import rq1_section
 from pipeline.schema import tidy
 from pipeline.stats import paired_bootstrap
 
-N, LABELS = 120, ["nurse", "doctor", "pilot"]
-FAST = FindingsConfig(n_boot=200, n_perm=999)
-
-
-def _preds(variant: str, seed: int, labels, genders, pred) -> pd.DataFrame:
-    return tidy([{"metric": "prob_true", "value": 0.5, "example": i, "label": int(y), "gender": int(g),
-                  "pred": int(p)} for i, (y, g, p) in enumerate(zip(labels, genders, pred))],
-                variant=variant, seed=seed)  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def predictions() -> pd.DataFrame:
     """teacher-ft (3 seeds, 80% right), int8-ft_before (its exact copy), distil-ft_before (3 seeds, wrong on most
     women of class 0) and a collapsed tiny-ft_before (always class 0)."""
-    rng = np.random.default_rng(0)
-    labels, genders = rng.integers(0, 3, N), np.tile([0, 1], N // 2)
-    frames = []
-    for seed in (0, 1, 2):
-        teacher = np.where(rng.random(N) < 0.8, labels, (labels + 1) % 3)
-        student = np.where((labels == 0) & (genders == 1) & (rng.random(N) < 0.8), 1, teacher)
-        frames += [_preds("teacher-ft", seed, labels, genders, teacher),
-                   _preds("int8-ft_before", seed, labels, genders, teacher),
-                   _preds("distil-ft_before", seed, labels, genders, student)]  # fmt: skip
-    frames.append(_preds("tiny-ft_before", 0, labels, genders, np.zeros(N, dtype=int)))
-    return pd.concat(frames, ignore_index=True)
+    frame, labels, genders = planted_predictions(["teacher-ft", "int8-ft_before"], ["distil-ft_before"])
+    collapsed = prediction_rows("tiny-ft_before", 0, labels, genders, np.zeros(N, dtype=int))
+    return pd.concat([frame, collapsed], ignore_index=True)
 
 
 def test_references():
