@@ -1,20 +1,20 @@
-"""bias-atlas viewer: explore run folders (DESIGN.md section 1, second use).
+"""bias-atlas viewer: explore run folders (docs/DESIGN.md section 1, second use).
 
     bias-atlas view [RUNS_DIR]     (= streamlit run app.py -- RUNS_DIR; or set BIAS_ATLAS_RUNS; default: runs/)
 
 It binds to localhost (``.streamlit/config.toml``; ``--address`` exposes it) and opens run folders under
 RUNS_DIR only.
 
-Thin by design (STYLE.md point 15): this file holds the sidebar and the tabs; the pages live in
-``pipeline/runs/viewer_*.py`` (plumbing in :mod:`pipeline.runs.viewer`). They read the tidy tables of run folders
-through :mod:`pipeline.runs.runfolder` and draw every figure with :mod:`attribution.plots`, the functions that
+Thin by design (docs/STYLE.md point 15): this file holds the sidebar and the tabs; the pages live in
+``pipeline/runs/viewer_*.py`` (plumbing in :mod:`pipeline.viewer.widgets`). They read the tidy tables of run folders
+through :mod:`pipeline.runs.runfolder` and draw every figure with :mod:`pipeline.figures.plots`, the functions that
 ``bias-atlas figures`` uses, so the app shows exactly the exported figures. Models not fit to be read (untrained
 head, collapsed predictions, no better than the majority class) are named on every page that shows them. Two pages
-compute: the Playground (:mod:`pipeline.runs.playground`) loads a saved variant with
+compute: the Playground (:mod:`pipeline.viewer.playground`) loads a saved variant with
 :func:`pipeline.models.load_model`, builds the gender-swapped twin of a sentence with
 :class:`pipeline.data.GenderSwapper` and switches heads off with :class:`pipeline.gates.HeadGates` (head masking as
 in Michel et al. 2019), showing the prediction and the counterfactual gap P(y | text) - P(y | swapped text)
-(DESIGN.md section 6); the Head inspector (:mod:`pipeline.runs.viewer_inspect`) reads one head's attention. Tables
+(docs/DESIGN.md section 6); the Head inspector (:mod:`pipeline.viewer.viewer_inspect`) reads one head's attention. Tables
 are cached by path and modification time, figures by their inputs, models by folder, so switching views over a run
 does not recompute anything.
 """
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.runs.playground import playground
 from pipeline.runs.runfolder import RunFolder, find_runs, variant_sort_key
-from pipeline.runs.viewer import Selection, stamp, table
-from pipeline.runs.viewer_heads import heads, neurons
-from pipeline.runs.viewer_inspect import inspector
-from pipeline.runs.viewer_overview import findings_page, overview
-from pipeline.runs.viewer_tokens import probes, tokens
 from pipeline.schema import SchemaError
+from pipeline.viewer.playground import playground
+from pipeline.viewer.viewer_heads import heads, neurons
+from pipeline.viewer.viewer_inspect import inspector
+from pipeline.viewer.viewer_overview import findings_page, overview
+from pipeline.viewer.viewer_tokens import probes, tokens
+from pipeline.viewer.widgets import Selection, stamp, table
 
 RUNS_ENV = "BIAS_ATLAS_RUNS"
 PAGES = ("Overview", "Findings", "Heads", "Head inspector", "Neurons", "Tokens", "Probes", "Playground")
@@ -79,8 +79,8 @@ def sidebar() -> Selection | None:
             "be opened. Start the viewer on another folder with `bias-atlas view FOLDER`."
         )
         return None
-    try:
-        found = find_runs(root)
+    try:  # a run folder that is a link out of the served folder is not listed
+        found = [path for path in find_runs(root) if _allowed(str(path), base)]
     except FileNotFoundError as err:
         st.info(str(err))
         return None

@@ -5,7 +5,7 @@ time, a layer at a time, or all but one per layer (leave-one-in), and pruned cum
 importance score. Here every mode reports, per condition, the mean score with the heads off
 (``ablated_score``), its change from the intact model (``delta_score``) and, for scores with a task, the accuracy
 and its change (``ablated_accuracy``, ``delta_accuracy``), each with a bootstrap interval over examples, and for
-the changes a p-value and a Benjamini-Hochberg q-value over the units (:mod:`attribution.tables`). A
+the changes a p-value and a Benjamini-Hochberg q-value over the units (:mod:`attribution.effect_rows`). A
 switched-off head outputs zero or its mean context vector over the data (mean ablation keeps later layers in
 distribution).
 
@@ -21,10 +21,20 @@ import pandas as pd
 
 from attribution.baselines import make_baseline
 from attribution.data import AttributionData
+from attribution.effect_rows import (
+    example_rows,
+    head_unit,
+    local_head,
+    mean_ci,
+    mean_ci_p,
+    rows,
+    set_ci,
+    set_ci_p,
+    with_q,
+)
 from attribution.engine import GridResult, evaluate
 from attribution.scores import Score
 from attribution.sweep import fast_sweep, single_head_gates, sweep_heads
-from attribution.tables import head_unit, local_head, mean_ci, mean_ci_p, rows, set_ci, set_ci_p, with_q
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
@@ -67,6 +77,7 @@ class HeadAblation:
     def __init__(self, loaded: LoadedModel, score: Score) -> None:
         self.loaded = loaded
         self.score = score
+        self.example_effects_: pd.DataFrame | None = None  # set by attribute(mode="single"): per-example deltas
 
     def attribute(
         self,
@@ -169,14 +180,17 @@ class HeadAblation:
                 )
         table = _reference_rows(reference, n_boot=n_boot, seed=seed)
         table += _condition_rows(result, reference, units, n_boot=n_boot, seed=seed)
+        if mode == "single" and score.per_example:  # the per-example effects behind each head's mean
+            examples = example_rows(units, "delta_score", result.values - reference.values)
+            self.example_effects_ = tidy(examples, variant="", score=score.name, mode=mode, baseline=baseline)
         return with_q(tidy(table, variant="", score=score.name, mode=mode, baseline=baseline))
 
 
 def _reference_rows(reference: GridResult, *, n_boot: int, seed: int) -> list[dict]:
     score = reference.score
     n = reference.meta.index.shape[0]
-    value = (
-        mean_ci(reference.values, n_boot=n_boot, seed=seed)
+    value = (  # the model's bias on these examples, tested against 0 (is there a detectable bias to locate?)
+        mean_ci_p(reference.values, n_boot=n_boot, seed=seed)
         if score.per_example
         else set_ci(reference, n_boot=n_boot, seed=seed)
     )

@@ -10,7 +10,7 @@ head: the counterfactual gap for classifiers (patching: the true-class probabili
 gap), the pronoun gap for masked LMs, the SEAT effect size for bare encoders.
 
 A method that cannot run on a variant is not silently absent: int8 models (no gradients, see
-:func:`pipeline.compress.quantise.supports_gradients`) and scores with zero gradient everywhere get one row with
+:func:`pipeline.int8.supports_gradients`) and scores with zero gradient everywhere get one row with
 value NaN and a ``skipped`` column holding the reason, and the reason is logged.
 """
 
@@ -26,20 +26,29 @@ import torch
 
 from attribution.ablation import HeadAblation
 from attribution.atp import AttributionPatching
-from attribution.config import METHOD_SPECS, AttributionConfig, MethodSpec
-from attribution.data import AttributionData
+from attribution.config import EXAMPLES_TABLE, METHOD_SPECS, AttributionConfig, MethodSpec
+from attribution.data import AttributionData, split_rows
+from attribution.effect_rows import with_q
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.importance import GradientHeadImportance
-from attribution.patching import ActivationPatching
+from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.pruning_curve import pruning_curve
-from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, TrueClassProb
-from pipeline.compress.quantise import supports_gradients
+from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, SkewedClassProb, SkewGap, TrueClassProb
 from pipeline.data.sampling import seeded_rows
+from pipeline.int8 import supports_gradients
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
-__all__ = ["METHOD_TABLES", "RUNNERS", "AttributionConfig", "Job", "default_score", "patching_score", "run_attribution"]
+__all__ = [
+    "METHOD_TABLES",
+    "RUNNERS",
+    "AttributionConfig",
+    "AttributionJob",
+    "default_score",
+    "patching_score",
+    "run_attribution",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +63,11 @@ def default_score(loaded: LoadedModel) -> Score:
 
 
 def patching_score(score: Score) -> Score | None:
-    """The single-view score patching measures: the true-class probability for the counterfactual gap (its total
-    effect is that gap), the score itself when it reads the original text alone, else None (SEAT)."""
+    """The single-view score patching measures: the (skew-oriented) true-class probability for the (skew-oriented)
+    counterfactual gap (its total effect is that gap), the score itself when it reads the original text alone, else
+    None (SEAT)."""
+    if isinstance(score, SkewGap):
+        return SkewedClassProb(score.orientation.tolist())
     if isinstance(score, CounterfactualGap):
         return TrueClassProb()
     return score if score.views == ("orig",) and score.per_example else None
@@ -71,7 +83,7 @@ def _sample(data: AttributionData, n: int, seed: int) -> AttributionData:
 
 
 @dataclass
-class Job:
+class AttributionJob:
     """What a method of the registry gets: the variant, the scores, the (sampled) data, the settings, and the
     tables of the methods that ran before it (cumulative curves reuse gradient importance, patching the top
     neurons of neuron IG)."""
@@ -81,6 +93,7 @@ class Job:
     data: AttributionData
     cfg: AttributionConfig
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    per_example: dict[str, torch.Tensor] = field(default_factory=dict)  # neuron IG per example: patching's selection
 
     @property
     def common(self) -> dict:
@@ -91,61 +104,95 @@ class Job:
         return supports_gradients(self.loaded)
 
 
-def _ablation(job: Job) -> pd.DataFrame:
+def _ablation(job: AttributionJob) -> pd.DataFrame:
+    """Ablation in each configured mode; the single-head per-example effects go to ``job.tables["head_examples"]``
+    (the findings resample them over examples: RQ3, RQ4)."""
     ablation, cfg = HeadAblation(job.loaded, job.score), job.cfg
-    return pd.concat([
+    frame = pd.concat([
         ablation.attribute(job.data, mode=mode, baseline=cfg.baseline, batch_size=cfg.batch_size, **job.common)
         for mode in cfg.ablation_modes])  # fmt: skip
+    if ablation.example_effects_ is not None:
+        job.tables[EXAMPLES_TABLE] = ablation.example_effects_.assign(method="ablation")
+    return frame
 
 
-def _importance(job: Job) -> pd.DataFrame:
+def _importance(job: AttributionJob) -> pd.DataFrame:
     return GradientHeadImportance(job.loaded, job.score).attribute(job.data, batch_size=job.cfg.batch_size,
                                                                    **job.common)  # fmt: skip
 
 
-def _head_ig(job: Job) -> pd.DataFrame:
+def _head_ig(job: AttributionJob) -> pd.DataFrame:
     cfg = job.cfg
     return HeadIntegratedGradients(job.loaded, job.score).attribute(
         job.data, n_steps=cfg.ig_steps, baseline=cfg.baseline, batch_size=cfg.ig_batch_size, **job.common
     )
 
 
-def _neuron_ig(job: Job) -> pd.DataFrame:
+def _neuron_ig(job: AttributionJob) -> pd.DataFrame:
     cfg = job.cfg
-    return NeuronIntegratedGradients(job.loaded, job.score).attribute(
-        job.data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size, **job.common
-    )
+    ig = NeuronIntegratedGradients(job.loaded, job.score)
+    attr, delta, diff = ig.integrate(job.data, n_steps=cfg.ig_steps, batch_size=cfg.ig_batch_size)
+    table = ig.tabulate(attr, delta, diff, n=len(job.data), n_steps=cfg.ig_steps, baseline="zero", **job.common)
+    job.per_example["neuron_ig"] = attr  # (n_ex, layer, d_ff): patching picks its neurons on a part of the examples
+    return table
 
 
-def _token_ig(job: Job) -> pd.DataFrame:
-    explained = _sample(job.data, job.cfg.token_examples, job.cfg.seed)
-    frame = TokenIntegratedGradients(job.loaded, job.score).attribute(
-        explained, n_steps=job.cfg.token_ig_steps or job.cfg.ig_steps, batch_size=job.cfg.ig_batch_size
-    )
+def _token_ig(job: AttributionJob) -> pd.DataFrame:
+    """Token IG of the bias (from the twin) on ``token_examples`` pairs drawn among those of equal token length; from
+    padding (the prediction) when so configured or when the data has no twins (logged)."""
+    cfg = job.cfg
+    baseline = cfg.token_ig_baseline if job.data.has_counterfactual else "padding"
+    if baseline != cfg.token_ig_baseline:
+        log.info("attribution: %r has no gender-swapped twins; token IG explains the prediction (from padding)",
+                 job.data.name)  # fmt: skip
+    ig = TokenIntegratedGradients(job.loaded, job.score, baseline=baseline)
+    pairs, dropped = ig.pairs(job.data)
+    explained = _sample(pairs, cfg.token_examples, cfg.seed)
+    frame = ig.attribute(explained, n_steps=cfg.token_ig_steps or cfg.ig_steps, batch_size=cfg.ig_batch_size,
+                         dropped=dropped)  # fmt: skip
+    frame.loc[frame["metric"] == "pairs_dropped", "n"] = len(job.data)  # of the attribution sample
     return _with_example_facts(frame, job.loaded, explained)
 
 
-def _atp(job: Job) -> pd.DataFrame:
+def _atp(job: AttributionJob) -> pd.DataFrame:
     cfg = job.cfg
     score = patching_score(job.score) if cfg.atp_baseline == "counterfactual" else job.score
     if score is None or (cfg.atp_baseline == "counterfactual" and not job.data.has_counterfactual):
         return _skipped("atp", f"{job.score!r} on {job.data.name!r} cannot be patched from gender-swapped twins")
     return AttributionPatching(job.loaded, score, baseline=cfg.atp_baseline).attribute(
         job.data, units=cfg.atp_units, confirm_top=cfg.atp_confirm_top, batch_size=cfg.batch_size, **job.common
-    )
+    )  # estimates on one half of the examples, exact confirmation on the other
 
 
-def _patching(job: Job) -> pd.DataFrame:
+def _patching(job: AttributionJob) -> pd.DataFrame:
+    """Every head patched on all pairs; with ``patch_top_neurons``, the neurons of largest mean |neuron IG| on one
+    part of the examples (seeded split) patched too, their rows measured on the other part only (column ``split``:
+    ``test``), so their effects and p-values are not inflated by the selection."""
     patch_score = patching_score(job.score)
     if patch_score is None or not job.data.has_counterfactual:
         return _skipped("patching", f"{job.score!r} on {job.data.name!r} has no gender-swapped twins")
-    neurons = _top_neurons(job.tables.get("neuron_ig"), job.cfg.patch_top_neurons)
-    return ActivationPatching(job.loaded, patch_score).attribute(
-        job.data, neurons=neurons, batch_size=job.cfg.batch_size, **job.common
-    )
+    patcher, cfg = ActivationPatching(job.loaded, patch_score), job.cfg
+    attr = job.per_example.get("neuron_ig")
+    if not cfg.patch_top_neurons or attr is None or len(job.data) < 2:
+        return patcher.attribute(job.data, batch_size=cfg.batch_size, **job.common)
+    select, test = split_rows(len(job.data), cfg.seed)
+    neurons = _top_neurons(attr[select], cfg.patch_top_neurons)
+    pairs, dropped = patcher.pairs(job.data)
+    kept = np.flatnonzero((job.data.attention_mask.sum(1) == job.data.cf_attention_mask.sum(1)).numpy())
+    effects = patcher.effects(pairs, neurons=neurons, batch_size=cfg.batch_size)
+    n_heads = effects.indirect.shape[1] - len(neurons)
+    heads = PatchingEffects(effects.original, effects.total, effects.indirect[:, :n_heads])
+    table = patcher.tabulate(heads, dropped=dropped, **job.common).assign(split="all")
+    on_test = torch.as_tensor(np.isin(kept, test))
+    if not bool(on_test.any()):
+        log.warning("attribution: no aligned pair in the test part; patching reports heads only")
+        return table
+    tested = PatchingEffects(*(getattr(effects, f)[on_test] for f in ("original", "total", "indirect")))
+    neuron_rows = patcher.tabulate(tested, neurons=neurons, **job.common).query("unit == 'neuron'")
+    return with_q(pd.concat([table, neuron_rows.assign(split="test")], ignore_index=True))
 
 
-def _pruning_curve(job: Job) -> pd.DataFrame:
+def _pruning_curve(job: AttributionJob) -> pd.DataFrame:
     if not isinstance(job.score, CounterfactualGap) or not job.data.has_counterfactual:
         return _skipped(
             "pruning_curve",
@@ -164,7 +211,7 @@ def _pruning_curve(job: Job) -> pd.DataFrame:
 
 
 # How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
-RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
+RUNNERS: dict[str, Callable[[AttributionJob], pd.DataFrame]] = {
     "head_ablation": _ablation,
     "head_importance": _importance,
     "cumulative_ablation": lambda j: _cumulative(j),
@@ -176,11 +223,11 @@ RUNNERS: dict[str, Callable[[Job], pd.DataFrame]] = {
     "pruning_curve": _pruning_curve,
 }
 # Methods that also run when another one needs their table, or that a score cannot feed.
-_ALSO_WHEN: dict[str, Callable[[Job], bool]] = {
+_ALSO_WHEN: dict[str, Callable[[AttributionJob], bool]] = {
     "head_importance": lambda j: j.cfg.cumulative and j.grads,  # orders the cumulative curves
     "neuron_ig": lambda j: bool(j.cfg.patch_top_neurons),  # picks the neurons patching patches
 }
-_ONLY_WHEN: dict[str, Callable[[Job], bool]] = {
+_ONLY_WHEN: dict[str, Callable[[AttributionJob], bool]] = {
     "token_ig": lambda j: j.score.per_example,
     "atp": lambda j: j.score.per_example,
 }
@@ -188,7 +235,7 @@ METHOD_TABLES: tuple[str, ...] = tuple(m.table for m in METHOD_SPECS)
 assert set(RUNNERS) == set(METHOD_TABLES), "every registered method needs a runner"
 
 
-def _enabled(spec: MethodSpec, job: Job) -> bool:
+def _enabled(spec: MethodSpec, job: AttributionJob) -> bool:
     on = getattr(job.cfg, spec.switch) or _ALSO_WHEN.get(spec.table, lambda j: False)(job)
     return bool(on) and _ONLY_WHEN.get(spec.table, lambda j: True)(job)
 
@@ -214,10 +261,11 @@ def run_attribution(
         score: the score to explain (default :func:`default_score`).
 
     Returns:
-        Table name (:data:`METHOD_TABLES`) -> tidy frame, for each method that is switched on.
+        Table name (:data:`METHOD_TABLES`) -> tidy frame, for each method that is switched on, and
+        :data:`~attribution.config.EXAMPLES_TABLE` with the per-example single-head ablation effects.
     """
-    job = Job(loaded, score or default_score(loaded), _sample(data, cfg.n_examples, cfg.seed), cfg)
-    no_grad = "int8 model: no gradients (pipeline.compress.quantise.supports_gradients)"
+    job = AttributionJob(loaded, score or default_score(loaded), _sample(data, cfg.n_examples, cfg.seed), cfg)
+    no_grad = "int8 model: no gradients (pipeline.int8.supports_gradients)"
     for spec in METHOD_SPECS:
         if not _enabled(spec, job):
             continue
@@ -250,7 +298,7 @@ def _with_example_facts(frame: pd.DataFrame, loaded: LoadedModel, data: Attribut
     return frame.drop(columns=[c for c in facts if c in frame]).join(facts, on="example")
 
 
-def _cumulative(job: Job) -> pd.DataFrame:
+def _cumulative(job: AttributionJob) -> pd.DataFrame:
     """Cumulative curves, most and least important first, ordered by gradient importance or single ablation."""
     loaded, score, data, cfg, common = job.loaded, job.score, job.data, job.cfg, job.common
     importance = job.tables.get("head_importance")
@@ -273,9 +321,8 @@ def _cumulative(job: Job) -> pd.DataFrame:
         for most in (True, False)])  # fmt: skip
 
 
-def _top_neurons(neuron_ig: pd.DataFrame | None, k: int) -> list[tuple[int, int]] | None:
-    if not k or neuron_ig is None or "skipped" in neuron_ig:
-        return None
-    rows = neuron_ig[(neuron_ig["unit"] == "neuron") & (neuron_ig["metric"] == "ig")]
-    top = rows.assign(key=rows["value"].abs()).nlargest(k, "key")
-    return [(int(l), int(i)) for l, i in zip(top["layer"], top["head"])]
+def _top_neurons(attr: torch.Tensor, k: int) -> list[tuple[int, int]]:
+    """The ``k`` (layer, index) neurons with the largest |mean| of the per-example attributions ``attr``."""
+    mean = attr.double().mean(0)  # (layer, d_ff)
+    top = torch.argsort(mean.abs().flatten(), descending=True, stable=True)[:k]
+    return [(int(i) // mean.shape[1], int(i) % mean.shape[1]) for i in top]

@@ -24,10 +24,16 @@ Where first-order estimates fail, and what is done about it:
   the original's) are the usual failure; hence *screen, then confirm*: the ``confirm_top`` units with the largest
   estimates are re-measured exactly with the grid engine (:func:`attribution.engine.evaluate`), and both numbers
   are stored (``value`` = estimate, ``exact``), so the table shows how good the screen was on this model.
+- Screen and confirmation use disjoint halves of the examples (a seeded split, :func:`attribution.data.split_rows`):
+  a unit picked for its large estimate on some examples is re-measured on others, so its exact interval and p-value
+  are not inflated by the selection. Since a screen can miss a unit of the true top k, confirm about 2k
+  (docs/ATTRIBUTION.md gives the measured recall).
+- Patching from twins reads the twin position by position: pairs whose twin has another token length are left out
+  and counted (row ``pairs_dropped``) by the same path as :class:`~attribution.patching.ActivationPatching`.
 
-Intervals: head estimates get a percentile bootstrap over examples and a sign-flip p-value (as every per-unit
-table); neuron estimates (tens of thousands of units) get a t interval and p-value from running sums, so memory stays
-flat in the number of examples.
+Intervals: head estimates get a percentile bootstrap over examples and the p-value of every per-unit table
+(:func:`attribution.effect_rows.mean_ci_p`); neuron estimates (tens of thousands of units) get a t interval and
+t-test p-value from running sums, so memory stays flat in the number of examples. q-values are per unit kind.
 """
 
 from __future__ import annotations
@@ -45,15 +51,16 @@ from tqdm.auto import tqdm
 
 from attribution.baselines import Baseline, make_baseline
 from attribution.batching import check_batch_size, example_chunks
-from attribution.data import AttributionData
+from attribution.data import AttributionData, aligned_pairs, split_rows
+from attribution.effect_rows import head_unit, mean_ci_p, rows, with_q
 from attribution.engine import evaluate
 from attribution.errors import check_depends_on_gates
 from attribution.scores import Score
-from attribution.tables import head_unit, mean_ci_p, rows, with_q
 from pipeline.data import FEMALE
 from pipeline.gates import HeadGates, NeuronGates, ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
+from pipeline.stats import bh_qvalues
 
 __all__ = ["AttributionPatching"]
 
@@ -115,6 +122,16 @@ class AttributionPatching:
         if bad or not units:
             raise ValueError(f"units={list(units)!r}: give 'head' and/or 'neuron'.")
 
+    def _check_aligned(self, data: AttributionData) -> None:
+        if self.baseline != "counterfactual":
+            return
+        same = data.attention_mask.sum(1) == data.cf_attention_mask.sum(1)
+        if not bool(same.all()):
+            raise ValueError(
+                f"{int((~same).sum())} pairs of {data.name!r} change token length under the swap, so the twin's "
+                "activations would be patched into shifted positions; pass aligned_pairs(data)[0] (attribute() does)."
+            )
+
     def _baselines(self, data: AttributionData, batch_size: int) -> dict[str, Baseline]:
         return {k: make_baseline(self.baseline, self.loaded, data, kind=k, batch_size=batch_size)
                 for k in ("head", "neuron")}  # fmt: skip
@@ -132,6 +149,7 @@ class AttributionPatching:
         """Estimated effects ``-dS/dg`` per unit: a (n_ex, layer, width) tensor for the kinds in ``per_example``,
         running moments for the others (memory flat in the number of examples)."""
         self._check(data, units)
+        self._check_aligned(data)
         check_batch_size(batch_size)
         loaded, anatomy = self.loaded, self.loaded.anatomy
         baselines = baselines or self._baselines(data, batch_size)
@@ -167,6 +185,7 @@ class AttributionPatching:
     ) -> Tensor:
         """Exact per-example effects ``S(unit closed) - S(intact)`` of ``units`` (layer, local index): (k, n_ex),
         oriented by gender when patching from twins (see :meth:`_orientation`)."""
+        self._check_aligned(data)
         anatomy = self.loaded.anatomy
         width = anatomy.n_heads if kind == "head" else anatomy.d_ff
         gates = torch.ones(len(units) + 1, anatomy.n_layers, width)  # condition 0: intact
@@ -189,7 +208,7 @@ class AttributionPatching:
         data: AttributionData,
         *,
         units: Sequence[Kind] = ("head", "neuron"),
-        confirm_top: int = 10,
+        confirm_top: int = 20,
         batch_size: int = 32,
         n_boot: int = 1000,
         seed: int = 0,
@@ -197,17 +216,33 @@ class AttributionPatching:
     ) -> pd.DataFrame:
         """The ``atp_estimate`` of every head and neuron, with its interval, ``p`` and ``q`` (Benjamini-Hochberg within
         heads, within neurons), and for the ``confirm_top`` units of each kind with the largest |estimate| the exact
-        effect (``exact``, ``exact_ci_low``, ``exact_ci_high``; NaN elsewhere) and ``confirmed`` = 1.
+        effect (``exact``, ``exact_ci_low``, ``exact_ci_high``, ``exact_p``, ``exact_q``; NaN elsewhere) and
+        ``confirmed`` = 1.
+
+        With ``confirm_top`` > 0 the examples are split in two with ``seed`` (:func:`attribution.data.split_rows`):
+        the estimates (column ``n``) come from one part, the exact effects (column ``exact_n``) from the other.
+        Patching from twins first leaves out the pairs whose twin changes token length (model row
+        ``pairs_dropped``), as :class:`~attribution.patching.ActivationPatching` does.
 
         Raises:
             GateIndependentScoreError: the score does not depend on any gate.
+            ValueError: fewer than 2 examples to split (with ``confirm_top`` > 0).
         """
-        baselines = self._baselines(data, batch_size)
-        # heads are few: per-example values, for the bootstrap interval and sign-flip p of every table; neurons:
-        # running moments
-        found = self.estimates(data, units=units, batch_size=batch_size, progress=progress, baselines=baselines,
+        self._check(data, units)
+        dropped, model_rows = 0, []
+        if self.baseline == "counterfactual":
+            data, dropped = aligned_pairs(data, "attribution patching")
+            model_rows = rows(
+                [{"unit": "model"}], "pairs_dropped", ([dropped], [np.nan], [np.nan]), len(data) + dropped
+            )
+        screen_rows, confirm_rows = split_rows(len(data), seed) if confirm_top else (np.arange(len(data)), None)
+        baselines = self._baselines(data, batch_size)  # the mean baseline: over all examples (it defines the gate)
+        screen = data.subset(screen_rows)
+        confirm = None if confirm_rows is None else data.subset(confirm_rows)
+        # heads are few: per-example values, for the bootstrap interval and p of every table; neurons: running moments
+        found = self.estimates(screen, units=units, batch_size=batch_size, progress=progress, baselines=baselines,
                                per_example=("head",))  # fmt: skip
-        anatomy, frames = self.loaded.anatomy, []
+        anatomy, frames = self.loaded.anatomy, [pd.DataFrame(model_rows)] if model_rows else []
         for kind, got in found.items():
             check_depends_on_gates(got if kind == "head" else got.sumsq, score=self.score.name,
                                    what="AttributionPatching")  # fmt: skip
@@ -223,10 +258,9 @@ class AttributionPatching:
                 if kind == "head"
                 else (lambda l, i: {"unit": "neuron", "layer": l, "head": i})
             )
-            frame = pd.DataFrame(rows([unit(l, i) for l, i in keys], "atp_estimate", estimate, len(data)))
-            frames.append(
-                self._confirm(frame, data, kind, keys, confirm_top, batch_size, baselines[kind], n_boot, seed)
-            )
+            frame = pd.DataFrame(rows([unit(l, i) for l, i in keys], "atp_estimate", estimate, len(screen)))
+            frames.append(self._confirm(frame, confirm, kind, keys, confirm_top, batch_size, baselines[kind], n_boot,
+                                        seed))  # fmt: skip
         out = tidy(pd.concat(frames, ignore_index=True), variant="")
         out["score"], out["baseline"], out["oriented"] = (
             self.score.name,
@@ -236,13 +270,16 @@ class AttributionPatching:
         return with_q(out)
 
     def _confirm(self, frame, data, kind, keys, k, batch_size, baseline, n_boot, seed) -> pd.DataFrame:
-        for column in ("exact", "exact_ci_low", "exact_ci_high", "confirmed"):
-            frame[column] = 0.0 if column == "confirmed" else np.nan
+        """Exact effects, on ``data`` (the confirmation part), of the ``k`` units of ``frame`` with the largest
+        |estimate|; q-values over those ``k`` units."""
+        for column in ("exact", "exact_ci_low", "exact_ci_high", "exact_p", "exact_q", "confirmed", "exact_n"):
+            frame[column] = 0.0 if column in ("confirmed", "exact_n") else np.nan
         if not k:
             return frame
         top = np.argsort(-np.abs(frame["value"].to_numpy()), kind="stable")[:k]
         exact = self.exact(data, kind, [keys[i] for i in top], batch_size=batch_size, baseline=baseline)
-        value, low, high, _ = mean_ci_p(exact, n_boot=n_boot, seed=seed)
-        frame.loc[top, ["exact", "exact_ci_low", "exact_ci_high"]] = np.stack([value, low, high], axis=1)
-        frame.loc[top, "confirmed"] = 1.0
+        value, low, high, p = mean_ci_p(exact, n_boot=n_boot, seed=seed)
+        frame.loc[top, ["exact", "exact_ci_low", "exact_ci_high", "exact_p"]] = np.stack([value, low, high, p], axis=1)
+        frame.loc[top, "exact_q"] = bh_qvalues(p)
+        frame.loc[top, ["confirmed", "exact_n"]] = 1.0, float(len(data))
         return frame

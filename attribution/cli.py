@@ -7,7 +7,8 @@
 
 ``--data`` is ``bug``, ``bias_in_bios`` (the offline sample), ``winobias``, ``winogender``, ``seat`` /
 ``seat:<test>`` (e.g. ``seat:sent-weat6``) or a table file (``--text-col``, ``--label-col``, ``--gender-col``).
-``--score`` is ``loss``, ``prob``, ``cf_gap``, ``pronoun_gap`` or ``seat``; the model is loaded with the head the
+``--score`` is ``loss``, ``prob``, ``cf_gap``, ``cf_skew_gap`` (the gap times each class's gender skew in
+``--data``), ``pronoun_gap`` or ``seat``; the model is loaded with the head the
 score needs (classifier, mlm, encoder). A trained classifier head keeps its classes: the data's labels are mapped
 onto them by name and rows of other classes are dropped (logged). Each command writes a tidy table (parquet, or
 CSV by suffix) and prints the top-k units by |value|. Bad arguments stop with ``error: ...`` (exit status 2).
@@ -30,23 +31,27 @@ import torch
 
 from attribution import shard as sharding
 from attribution.ablation import HeadAblation
+from attribution.analysis import patching_score
 from attribution.atp import AttributionPatching
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
-from attribution.scores import SCORES, Score, make_score
-from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line
+from attribution.scores import SCORES, Score, SkewGap, make_score
+from pipeline.class_map import load_classifier_for
+from pipeline.cli_checks import DATA_HINTS, check_n_boot, check_range, for_command_line, parse_label_map
 from pipeline.data import SeatTest, TaskData, load_seat, load_winobias_all, load_winogender
 from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import TASK_NAMES, load_task
-from pipeline.models import check_max_length, load_config, load_model, resolve_source
+from pipeline.metrics.counterfactual import skew_orientation
+from pipeline.models import check_max_length, load_model, load_model_config, resolve_source
 from pipeline.schema import read_table, write_table
 
-_HEAD_OF_SCORE = {"loss": "classifier", "prob": "classifier", "cf_gap": "classifier", "pronoun_gap": "mlm",
-                  "seat": "encoder"}  # fmt: skip
-_DATA_OF_SCORE = {"loss": "bug", "prob": "bug", "cf_gap": "bug", "pronoun_gap": "winobias", "seat": "seat"}
+_HEAD_OF_SCORE = {"loss": "classifier", "prob": "classifier", "cf_gap": "classifier", "cf_skew_gap": "classifier",
+                  "pronoun_gap": "mlm", "seat": "encoder"}  # fmt: skip
+_DATA_OF_SCORE = {"loss": "bug", "prob": "bug", "cf_gap": "bug", "cf_skew_gap": "bug", "pronoun_gap": "winobias",
+                  "seat": "seat"}  # fmt: skip
 _MAIN_METRIC = {"ablate": "delta_score", "importance": "grad_importance", "ig": "ig", "patch": "indirect_effect"}
 
 
@@ -72,14 +77,19 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     common.add_argument("--text-col", default="text")
     common.add_argument("--label-col", default="label")
     common.add_argument("--gender-col", default="gender")
+    common.add_argument(
+        "--label-map",
+        help="HEAD=DATA,...: the data class of each class of a trained head whose names are not the data's",
+    )
     screen = argparse.ArgumentParser(add_help=False)
     screen.add_argument(
         "--screen",
         type=int,
         default=None,
         metavar="K",
-        help="attribution patching: estimate every head and FFN neuron from one backward pass, then "
-        "confirm the top K of each exactly (table columns value = estimate, exact)",
+        help="attribution patching: estimate every head and FFN neuron from one backward pass on half of the "
+        "examples, then re-measure the 2K of each kind with the largest estimates exactly on the other half (a screen "
+        "can miss one of the true top K; table columns value = estimate, exact)",
     )
     screen.add_argument("--units", default="head,neuron", help="with --screen: head, neuron or head,neuron")
     ablate = sub.add_parser("ablate", parents=[common, screen], help="head ablation")
@@ -92,7 +102,10 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
     ig = sub.add_parser("ig", parents=[common], help="integrated gradients")
     ig.add_argument("--over", default="heads", choices=("heads", "neurons", "tokens"))
     ig.add_argument("--steps", type=int, default=32, help="integration steps")
-    ig.add_argument("--baseline", default="zero", choices=("zero", "mean"))
+    ig.add_argument("--baseline", default="zero", choices=("zero", "mean"), help="heads, neurons: the gate's baseline")
+    ig.add_argument("--token-baseline", default="twin", choices=("twin", "padding"),
+                    help="tokens: from the gender-swapped twin (the bias: sums to each example's gap; pairs of "
+                    "unequal token length left out) or from padding (the prediction)")  # fmt: skip
     patch = sub.add_parser("patch", parents=[common, screen], help="activation patching (Vig et al. 2020)")
     patch.add_argument("--engine", default="gates", choices=("gates", "lens"))
     return parser
@@ -103,7 +116,7 @@ def _check_args(args: argparse.Namespace) -> None:
     the model's limit once its config is read)."""
     check_range("--n", args.n, low=0, what="examples drawn; 0 = all")
     check_range("--batch-size", args.batch_size, low=1, what="rows per forward pass")
-    check_range("--n-boot", args.n_boot, low=1, what="bootstrap resamples; 200 is a quick choice")
+    check_n_boot(args.n_boot)
     check_range("--top-k", args.top_k, low=1, what="units printed")
     check_range("--seed", args.seed, low=0)
     if args.command == "ig":
@@ -165,7 +178,7 @@ def _run(
         baseline = "counterfactual" if args.command == "patch" else args.baseline
         units = tuple(u.strip() for u in args.units.split(",") if u.strip())
         return AttributionPatching(loaded, score, baseline=baseline).attribute(
-            data, units=units, confirm_top=args.screen, progress=True, **common, **boot
+            data, units=units, confirm_top=2 * args.screen, progress=True, **common, **boot
         )
     if args.command == "ablate" and args.mode == "single":
         return sharding.sweep(HeadAblation(loaded, score), data, args.out, shard, baseline=args.baseline,
@@ -185,9 +198,11 @@ def _run(
     if args.command == "importance":
         return GradientHeadImportance(loaded, score).attribute(data, **common, **boot)
     if args.command == "ig":
-        if args.over == "tokens":
-            return sharding.token_ig(TokenIntegratedGradients(loaded, score), data, args.out, shard,
-                                     n_steps=args.steps, **common)  # fmt: skip
+        if args.over == "tokens":  # pairs left out before the split, so every share counts them all
+            method = TokenIntegratedGradients(loaded, score, baseline=args.token_baseline)
+            pairs, dropped = method.pairs(data)
+            return sharding.token_ig(method, pairs, args.out, shard, n_steps=args.steps, dropped=dropped,
+                                     **common)  # fmt: skip
         method = HeadIntegratedGradients if args.over == "heads" else NeuronIntegratedGradients
         return sharding.integrated_gradients(method(loaded, score), data, args.out, shard, n_steps=args.steps,
                                              baseline=args.baseline, **common, **boot)  # fmt: skip
@@ -212,19 +227,32 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
             f"{args.command}: a run under accelerate launch needs --out (shards are written next to it) "
             "and one of ablate --mode single, ig, patch; run other commands in one process."
         )
-    score = make_score(args.score, **({"pooling": args.pooling} if args.score == "seat" else {}))
-    twins = "cf" in score.views or args.command == "patch"
+    skew = args.score == "cf_skew_gap"  # its orientation is the gender skew of each class in the whole --data
+    options = {"pooling": args.pooling} if args.score == "seat" else {}
+    score = SkewGap([0.0]) if skew else make_score(args.score, **options)  # oriented once the data is read
+    token_twin = args.command == "ig" and args.over == "tokens" and args.token_baseline == "twin"
+    twins = "cf" in score.views or args.command == "patch" or token_twin
     head = _HEAD_OF_SCORE[args.score]
     try:
         source = _load_source(args)
     except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
         raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
-    args.max_length = check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
-    labels = list(source.label_names) if head == "classifier" and isinstance(source, TaskData) else None
+    args.max_length = check_max_length(
+        args.max_length, load_model_config(resolve_source(args.model)), option="--max-length"
+    )
+    label_map = parse_label_map(args.label_map)
     torch.manual_seed(args.seed)  # a head missing from the checkpoint starts random: the same in every process
-    loaded = load_model(args.model, head=head, label_names=labels, device=device)
-    if isinstance(source, TaskData):  # a trained head's classes are the truth: map the data onto them by name
-        source = _draw(source.relabel(loaded.label_names) if head == "classifier" else source, args)
+    if head == "classifier" and isinstance(source, TaskData):  # a trained head's classes, matched by name
+        loaded, source = load_classifier_for(args.model, source, label_map, device=device)
+    elif label_map:
+        raise SystemExit(f"--label-map: --score {args.score} on --data {args.data} reads no classes. Fix: drop it.")
+    else:
+        loaded = load_model(args.model, head=head, device=device)
+    if isinstance(source, TaskData):
+        if skew:
+            score = SkewGap(skew_orientation(source))
+            score = patching_score(score) if args.command == "patch" else score
+        source = _draw(source, args)
     data = _attribution_data(loaded, source, args.data or _DATA_OF_SCORE[args.score], twins, args.max_length)
     try:
         frame = _run(args, loaded, score, data, shard)
@@ -237,12 +265,16 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     if args.out:
         print(f"wrote {write_table(frame, args.out)}", file=sys.stderr)
     metric = "token_ig" if args.command == "ig" and args.over == "tokens" else _MAIN_METRIC[args.command]
-    metric = "atp_estimate" if getattr(args, "screen", None) is not None else metric
+    screened = getattr(args, "screen", None) is not None
+    metric = "atp_estimate" if screened else metric
     rows = frame[frame["metric"] == metric]
-    top = rows.assign(key=rows["value"].abs()).nlargest(args.top_k, "key")
+    key = rows["exact"].abs().fillna(-1) if screened else rows["value"].abs()  # screen: confirmed units by |exact|
+    top = rows.assign(key=key).nlargest(args.top_k, "key")
     columns = [
         c for c in ("unit", "layer", "head", "token", "example", "value", "ci_low", "ci_high", "exact", "q") if c in top
     ]
-    print(f"top {args.top_k} by |{metric}| ({score!r}, {len(data)} examples):")
+    label = "exact effect among the confirmed" if screened else metric
+    what = f"{score!r}" + (f" from {args.token_baseline}" if args.command == "ig" and args.over == "tokens" else "")
+    print(f"top {args.top_k} by |{label}| ({what}, {len(data)} examples):")
     print(top[columns].to_string(index=False))
     return 0

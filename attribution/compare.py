@@ -7,7 +7,7 @@
 - Stability across fine-tuning seeds: Spearman rank correlation of head effects between two seeds of a variant,
   and the overlap of their top-k heads by ``|effect|`` (``|A n B| / k``).
 - Alignment of a DistilBERT-style student with its teacher: student layer i is initialised from teacher layer
-  ``layer_map[i]`` (the student config's ``layer_map`` when present, else ``2 i`` as in DESIGN.md); per mapped
+  ``layer_map[i]`` (the student config's ``layer_map`` when present, else ``2 i`` as in docs/DESIGN.md); per mapped
   pair of layers, the Spearman correlation of the head effects and each layer's share of the total |effect|.
 
 All functions take tidy tables (rows of unit ``head`` with ``layer``, ``head``, ``metric``, ``value``) and

@@ -9,7 +9,9 @@ from pydantic import Field
 
 from pipeline.settings import Settings
 
-__all__ = ["METHOD_SPECS", "AttributionConfig", "MethodSpec"]
+__all__ = ["EXAMPLES_TABLE", "METHOD_SPECS", "AttributionConfig", "MethodSpec"]
+
+EXAMPLES_TABLE = "head_examples"  # per-example single-head ablation effects (the findings resample them)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ class AttributionConfig(Settings):
     ``cumulative_steps``) for paper runs on a GPU.
     """
 
+    # what a classifier's attribution explains: the skew-oriented counterfactual gap (a mean that does not cancel
+    # across classes; docs/FINDINGS.md) or the signed gap P(y | female version) - P(y | male version)
+    target: Literal["cf_skew_gap", "cf_gap"] = "cf_skew_gap"
     ablation: bool = True
     ablation_modes: tuple[Literal["single", "layer", "leave_one_in"], ...] = ("single", "layer")
     cumulative: bool = True  # curves ordered by gradient importance (by single-head ablation for int8 models)
@@ -108,8 +113,11 @@ class AttributionConfig(Settings):
     atp: bool = False  # attribution patching: first-order effects of every head and neuron, top ones confirmed exactly
     atp_baseline: Literal["zero", "mean", "counterfactual"] = "zero"  # counterfactual = patching (true-class prob)
     atp_units: tuple[Literal["head", "neuron"], ...] = ("head", "neuron")
-    atp_confirm_top: int = Field(default=10, ge=0)  # units of each kind re-measured exactly
-    patch_top_neurons: int = Field(default=0, ge=0)  # also patch the top-k neurons of neuron IG (0 = heads only)
+    # units of each kind re-measured exactly (on the half of the examples the screen did not use): about 2x the top k
+    # wanted, since a screen can miss a unit of the true top k (docs/ATTRIBUTION.md gives the measured recall)
+    atp_confirm_top: int = Field(default=20, ge=0)
+    # also patch the top-k neurons of neuron IG (0 = heads only), picked on one half of the examples, tested on the other
+    patch_top_neurons: int = Field(default=0, ge=0)
     pruning_curve: bool = False  # classifiers: bias and accuracy as heads go in bias / importance / random order
     pruning_random: int = Field(default=5, ge=1)  # random orders averaged on the pruning curve
     pruning_steps: int = Field(default=13, ge=0)  # points on each pruning curve, evenly spaced; 0 = every head count
@@ -119,6 +127,8 @@ class AttributionConfig(Settings):
     batch_size: int = Field(default=64, ge=1)  # rows (gate setting x example) per forward pass
     ig_steps: int = Field(default=32, ge=1)
     token_ig_steps: int = Field(default=0, ge=0)  # steps of token IG (harder to make complete); 0 = ig_steps
+    # token IG from the gender-swapped twin (the bias: sums to each example's gap) or from padding (the prediction)
+    token_ig_baseline: Literal["twin", "padding"] = "twin"
     ig_batch_size: int = Field(default=64, ge=1)  # rows (example x integration step) per IG forward pass
     baseline: Literal["zero", "mean"] = "zero"  # what an ablated head outputs
     n_boot: int = Field(default=500, ge=0)

@@ -25,9 +25,10 @@ from jaxtyping import Int
 from torch import Tensor
 
 from pipeline.data import MALE, PRONOUN_GENDER, GenderSwapper, SeatTest, TaskData, counterfactual
+from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
 
-__all__ = ["AttributionData", "Batch", "View"]
+__all__ = ["AttributionData", "Batch", "View", "aligned_pairs", "split_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,30 @@ class AttributionData(_Rows):
                 rows[key] = rows[key][:, :seq]
         rows = {k: None if v is None else v.to(device) for k, v in rows.items()}
         return Batch(index=idx.to(device), **rows)
+
+
+def aligned_pairs(data: AttributionData, what: str) -> tuple[AttributionData, int]:
+    """The pairs of ``data`` whose twin keeps the token length, and how many were left out (logged, naming
+    ``what``): the one path by which every method that reads the twin position by position (activation patching,
+    attribution patching from twins, token IG from the twin) drops the pairs it cannot align."""
+    kept, dropped = data.aligned()
+    if dropped:
+        log.warning("%s: %d pairs change token length under the swap and are left out; %d remain", what, dropped,
+                    len(kept))  # fmt: skip
+    return kept, dropped
+
+
+def split_rows(n: int, seed: int, fraction: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint, sorted, non-empty sets of row ids covering ``0..n-1``, drawn with ``seed``: ``round(fraction *
+    n)`` rows (at least one, at most n - 1) and the rest. Selecting units on one part and testing them on the other
+    keeps the test free of the selection (a unit picked for its large estimate on some examples is re-measured on
+    others)."""
+    if n < 2:
+        raise ValueError(
+            f"{n} example(s) cannot be split into a part that selects and a part that tests; give at least 2."
+        )
+    first = seeded_rows(n, min(max(round(fraction * n), 1), n - 1), seed)
+    return first, np.setdiff1d(np.arange(n), first)
 
 
 def _encode(loaded: LoadedModel, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:

@@ -7,8 +7,12 @@ return the convergence delta ``sum_i IG_i - (F(x) - F(x'))`` per example; every 
 ``delta``, mean |delta| over the examples behind the row; ``delta_rel``, the largest |delta| / |F(x) - F(x')|),
 and a warning is raised when some example's |delta| exceeds 1% of its |F(x) - F(x')| (raise ``n_steps``).
 
-- :class:`TokenIntegratedGradients`: over the word embeddings (captum ``LayerIntegratedGradients``); the
-  baseline keeps the special tokens ([CLS], [SEP], [MASK]) and replaces every other token by [PAD].
+- :class:`TokenIntegratedGradients` (:mod:`attribution.token_ig`): over the word embeddings. Baseline
+  ``twin`` (the default): the gender-swapped twin's embeddings (same token length; other pairs are left out and
+  counted), so the attributions of an example sum to ``S(text) - S(twin)``: for the counterfactual gap (twin held
+  fixed, ``S(twin) = 0``) its *bias*, carried by the gendered words. Baseline ``padding``: special tokens ([CLS],
+  [SEP], [MASK]) kept, every other token [PAD]: the attributions sum to ``S(text) - S(padding)``, which explains
+  the *prediction* (mostly ``P(y | text) - P(y | empty)``), not the bias.
 - :class:`HeadIntegratedGradients`: over the head gates, scaled 0 -> 1 (Hao, Dong, Wei & Xu 2021, "Self-Attention
   Attribution", AAAI): at 0 a head outputs its baseline (zero or its mean), at 1 its real output.
 - :class:`NeuronIntegratedGradients`: over the FFN neuron gates of all layers at once; ``act * g`` with g: 0 -> 1 is
@@ -24,76 +28,33 @@ concatenated per-example attributions once (:meth:`~_GateIntegratedGradients.tab
 
 from __future__ import annotations
 
-import functools
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from captum.attr import IntegratedGradients, LayerIntegratedGradients
+from captum.attr import IntegratedGradients
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from attribution.baselines import make_baseline
-from attribution.batching import check_batch_size, example_chunks
-from attribution.data import AttributionData, Batch, View
+from attribution.batching import check_batch_size
+from attribution.data import AttributionData, Batch
+from attribution.effect_rows import head_unit, mean_ci_p, rows, with_q
 from attribution.engine import evaluate, gate_context
 from attribution.errors import check_depends_on_gates
-from attribution.scores import Score, view_features
+from attribution.ig_common import check_delta as _check_delta
+from attribution.ig_common import example_blocks as _example_chunks
+from attribution.ig_common import frozen_parameters as _frozen_parameters
+from attribution.scores import Score
 from attribution.sweep import sweep_heads
-from attribution.tables import head_unit, mean_ci_p, rows, with_q
+from attribution.token_ig import TokenIntegratedGradients
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
 __all__ = ["HeadIntegratedGradients", "NeuronIntegratedGradients", "TokenIntegratedGradients"]
-
-_DELTA_TOL = 0.01  # warn when |delta| > 1% of |F(x) - F(baseline)|
-_DELTA_FLOOR = 1e-6  # ... and above this absolute size (float noise when F(x) == F(baseline))
-
-
-def _check_delta(delta: Tensor, diff: Tensor, what: str, n_steps: int) -> np.ndarray:
-    """Relative convergence error per example; warn when it exceeds 1% of |F(x) - F(baseline)|."""
-    delta, diff = delta.detach().double().cpu().abs(), diff.detach().double().cpu().abs()
-    rel = torch.where(diff > _DELTA_FLOOR, delta / diff.clamp_min(_DELTA_FLOOR), torch.nan).numpy()
-    bad = (delta > _DELTA_TOL * diff) & (delta > _DELTA_FLOOR)
-    if bool(bad.any()):
-        warnings.warn(
-            f"{what}: integrated-gradients convergence delta exceeds 1% of |F(x) - F(baseline)| for {int(bad.sum())} "
-            f"of {len(bad)} examples (worst {float(rel[bad.numpy()].max()):.1%}); completeness is not reached with "
-            f"n_steps={n_steps}. Fix: raise n_steps.",
-            stacklevel=3,
-        )
-    return rel
-
-
-def _frozen_parameters(method: Callable) -> Callable:
-    """Run ``method`` with the model's parameters not requiring grad, restored after. IG differentiates with respect
-    to gates or embeddings only; with frozen weights autograd keeps no layer input for a weight gradient, which
-    cuts the peak memory of a forward batch by about a fifth on BERT-base."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        params = [p for p in self.loaded.model.parameters() if p.requires_grad]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-
-    return wrapper
-
-
-def _example_chunks(n: int, examples: Sequence[int] | None, size: int) -> list[Tensor]:
-    """Blocks of at most ``size`` example ids: of ``examples`` (in the given order) or of all ``n`` examples."""
-    ids = torch.arange(n) if examples is None else torch.as_tensor(examples, dtype=torch.long).flatten()
-    if len(ids) == 0 or int(ids.min()) < 0 or int(ids.max()) >= n:
-        raise ValueError(f"examples must be a non-empty list of row ids in 0..{n - 1}; got {len(ids)} ids.")
-    return [ids[chunk] for chunk in example_chunks(len(ids), size)]
 
 
 def _nanmax(values: np.ndarray) -> float:
@@ -282,76 +243,3 @@ class NeuronIntegratedGradients(_GateIntegratedGradients):
     def _units(self) -> tuple[list[dict], list[tuple[int, int]]]:
         index = [(l, i) for l in self._layers() for i in range(self.loaded.anatomy.d_ff)]
         return [{"unit": "neuron", "layer": l, "head": i} for l, i in index], index
-
-
-class TokenIntegratedGradients:
-    """Integrated gradients over the input word embeddings (captum ``LayerIntegratedGradients``).
-
-    For a score with two views (the counterfactual gap) the twin's output is held fixed and the attribution is
-    over the original text's tokens.
-
-    Args:
-        loaded: the model (needs gradients).
-        score: a per-example score.
-    """
-
-    def __init__(self, loaded: LoadedModel, score: Score) -> None:
-        self.loaded = loaded
-        self.score = score
-
-    @_frozen_parameters
-    def attribute(
-        self,
-        data: AttributionData,
-        *,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        batch_size: int = 64,
-        examples: Sequence[int] | None = None,
-        progress: bool = True,
-    ) -> pd.DataFrame:
-        """One row per (example, non-padding position): unit ``token``, metric ``token_ig``, extra columns
-        ``example`` (the row of ``data``), ``position``, ``token``, ``delta`` (that example's convergence delta),
-        ``delta_rel``, ``score``. With ``examples`` only those rows of ``data`` are explained."""
-        loaded, score = self.loaded, self.score
-        score.check(loaded, data)
-        if not score.per_example:
-            raise ValueError(
-                f"TokenIntegratedGradients explains one example at a time; {score!r} is a whole-set "
-                "score. Use HeadIntegratedGradients or NeuronIntegratedGradients for it."
-            )
-        check_batch_size(batch_size)
-        special = torch.tensor(sorted(loaded.tokenizer.all_special_ids))
-        pad = loaded.tokenizer.pad_token_id
-        table: list[dict] = []
-        per_call = max(1, batch_size // n_steps)  # examples per captum call; each forward has ~batch_size rows
-        chunks = _example_chunks(len(data), examples, per_call)
-        for ex in tqdm(chunks, desc="token IG", disable=not progress, leave=False):
-            batch = data.batch(ex, loaded.device)
-            with torch.no_grad():  # the twin's features stay fixed along the path
-                fixed = {v: view_features(loaded, score, batch.view(v)) for v in score.views if v != "orig"}
-
-            def forward(ids: Tensor, rows: Tensor, batch: Batch = batch, fixed=fixed) -> Tensor:
-                sub = batch.rows(rows)
-                view = View(ids, sub.attention_mask, sub.target_pos, sub.pronoun_ids)
-                feats = {"orig": view_features(loaded, score, view), **{v: f[rows] for v, f in fixed.items()}}
-                return score.combine(feats, sub)
-
-            lig = LayerIntegratedGradients(forward, loaded.anatomy.word_embeddings)
-            ids = batch.input_ids
-            ref = torch.where(torch.isin(ids, special.to(ids.device)), ids, torch.full_like(ids, pad))
-            rows_arg = torch.arange(len(ex), device=ids.device)
-            attr, delta = lig.attribute(ids, ref, additional_forward_args=(rows_arg,), n_steps=n_steps, method=method,
-                                        internal_batch_size=batch_size, return_convergence_delta=True)  # fmt: skip
-            with torch.no_grad():
-                diff = forward(ids, rows_arg) - forward(ref, rows_arg)
-            check_depends_on_gates(attr, score=score.name, what="TokenIntegratedGradients")
-            rel = _check_delta(delta, diff, "TokenIntegratedGradients", n_steps)
-            per_token = attr.detach().sum(-1).cpu()  # (b, seq): summed over the embedding dimension
-            for r, example in enumerate(ex.tolist()):
-                length = int(batch.attention_mask[r].sum())
-                tokens = loaded.tokenizer.convert_ids_to_tokens(ids[r, :length].tolist())
-                table += [{"unit": "token", "metric": "token_ig", "value": float(per_token[r, t]),
-                           "n": 1, "example": example, "position": t, "token": tokens[t],
-                           "delta": float(delta[r]), "delta_rel": float(rel[r])} for t in range(length)]  # fmt: skip
-        return tidy(table, variant="", score=score.name, n_steps=n_steps)

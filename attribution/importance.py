@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 
 from attribution.batching import check_batch_size, example_chunks
 from attribution.data import AttributionData
+from attribution.effect_rows import head_unit, mean_ci, mean_ci_p, rows, with_q
 from attribution.engine import Collector
 from attribution.errors import check_depends_on_gates
 from attribution.scores import Score, view_features
 from attribution.sweep import sweep_heads
-from attribution.tables import head_unit, mean_ci, mean_ci_p, rows, with_q
 from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy

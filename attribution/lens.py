@@ -9,7 +9,7 @@ weights of any supported model into a ``BertForMaskedLM`` shell (DistilBERT is B
 with ``q_lin``/``k_lin``/``v_lin``/``out_lin``, ``sa_layer_norm``, ``ffn.lin1``/``lin2``, ``output_layer_norm``
 renamed, and a zero token-type embedding); a masked-LM head is copied when the model has one. The task head of a
 classifier is *not* converted: :class:`LensModel` applies the loaded model's own head
-(:class:`attribution.heads.TaskHead`) to the bridge's residual output ``blocks.{L-1}.hook_out``, exactly as the
+(:class:`attribution.task_head.TaskHead`) to the bridge's residual output ``blocks.{L-1}.hook_out``, exactly as the
 gate-based path does, so both engines compute the same function.
 
 :func:`lens_patching` runs the head-patching sweep of Vig et al. (2020) with TransformerLens as the hooking
@@ -36,9 +36,9 @@ from transformers import BertConfig, BertForMaskedLM
 from attribution.batching import check_batch_size, example_chunks
 from attribution.data import AttributionData, View
 from attribution.engine import Collector, GridResult
-from attribution.heads import TaskHead
 from attribution.scores import Score
 from attribution.sweep import sweep_heads
+from attribution.task_head import TaskHead
 from pipeline.models import LoadedModel
 
 __all__ = ["LensModel", "lens_patching", "to_bert_mlm", "to_lens"]

@@ -34,12 +34,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from attribution.baselines import CounterfactualBaseline
-from attribution.data import AttributionData
+from attribution.data import AttributionData, aligned_pairs
+from attribution.effect_rows import head_unit, mean_ci, mean_ci_p, rows, with_q
 from attribution.engine import evaluate
 from attribution.lens import lens_patching, to_lens
 from attribution.scores import Score
 from attribution.sweep import fast_sweep, sweep_heads
-from attribution.tables import head_unit, mean_ci, mean_ci_p, rows, with_q
 from pipeline.data import FEMALE
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
@@ -94,12 +94,7 @@ class ActivationPatching:
     def pairs(self, data: AttributionData) -> tuple[AttributionData, int]:
         """The pairs whose twin keeps the token length (positions align), and the number left out (logged)."""
         self.score.check(self.loaded, data)
-        data, dropped = data.aligned()
-        if dropped:
-            log.warning(
-                "patching: %d pairs change token length under the swap and are left out; %d remain", dropped, len(data)
-            )
-        return data, dropped
+        return aligned_pairs(data, "patching")
 
     def _neuron_gates(self, neurons: Sequence[tuple[int, int]]) -> Tensor:
         """One condition per neuron, (n_neurons, layer, d_ff): all gates 1 except that neuron's."""

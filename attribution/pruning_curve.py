@@ -1,5 +1,5 @@
 """Bias-aware pruning curves: bias and accuracy as heads are removed in bias order, in importance order and at
-random, on the same examples (DESIGN.md section 9; Zayed et al. 2024, Michel et al. 2019).
+random, on the same examples (docs/DESIGN.md section 9; Zayed et al. 2024, Michel et al. 2019).
 
 Orders of removal over all heads of the model:
 
@@ -25,11 +25,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from attribution.data import AttributionData
+from attribution.effect_rows import mean_ci
 from attribution.engine import evaluate
 from attribution.importance import GradientHeadImportance
 from attribution.scores import CounterfactualGap, TaskLoss
 from attribution.sweep import fast_sweep
-from attribution.tables import mean_ci
 from pipeline.gates import ones_gates
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy

@@ -23,7 +23,7 @@ from torch import nn
 
 from attribution.data import AttributionData
 from pipeline.anatomy import Anatomy
-from pipeline.compress.quantise import is_quantised
+from pipeline.int8 import is_quantised
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 

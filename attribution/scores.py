@@ -4,13 +4,17 @@ A score maps a model's outputs on a :class:`~attribution.data.Batch` to one numb
 number per whole set of items), differentiably, so the same object serves ablation, gradients, integrated
 gradients and patching. It runs the model on one or two *views* of the batch (the original texts, and their
 gender-swapped twins for the counterfactual gap), under whatever gates or prefix cache are active, reads the
-features it needs from the task head (:class:`~attribution.heads.TaskHead`) and combines them:
+features it needs from the task head (:class:`~attribution.task_head.TaskHead`) and combines them:
 
 - :class:`TaskLoss`: cross-entropy of the true class (the loss of Michel et al. 2019's head importance).
 - :class:`TrueClassProb`: ``softmax(logits)[y]``.
 - :class:`CounterfactualGap`: the true-class probability change under the gender swap, oriented as
   ``P(y | female version) - P(y | male version)`` (:func:`pipeline.metrics.counterfactual.true_class_prob_change`
-  with genders; Garg et al. 2019).
+  with genders; Garg et al. 2019). Its mean over examples cancels across classes skewed towards either gender.
+- :class:`SkewGap`: that gap times the gender skew of the example's class in the training data
+  (:func:`pipeline.metrics.counterfactual.skew_orientation`): a bias target whose mean does not cancel, 0 in
+  expectation for a model whose output ignores gender (docs/FINDINGS.md). :class:`SkewedClassProb` is its
+  single-view form for activation patching (``orientation[y] * P(y | text)``: its total effect is the skew gap).
 - :class:`PronounGap`: ``log P(male form) - log P(female form)`` at the masked pronoun (``he``/``she``, matched
   to the pronoun's case), WinoBias / Winogender style (Zhao et al. 2018; Rudinger et al. 2018).
 - :class:`SeatEffect`: the SEAT effect size d of the pooled embeddings of the four sets (May et al. 2019), via
@@ -20,15 +24,17 @@ features it needs from the task head (:class:`~attribution.heads.TaskHead`) and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from torch.nn import functional as F
 
 from attribution.data import AttributionData, Batch, View, ViewName
-from attribution.heads import TaskHead, check_head
+from attribution.task_head import TaskHead, check_head
 from pipeline.anatomy import Pooling, pool
 from pipeline.data import MALE
 from pipeline.metrics.counterfactual import true_class_prob_change
@@ -41,6 +47,8 @@ __all__ = [
     "PronounGap",
     "Score",
     "SeatEffect",
+    "SkewGap",
+    "SkewedClassProb",
     "TaskLoss",
     "TrueClassProb",
     "final_hidden",
@@ -223,12 +231,49 @@ class SeatEffect(Score):
         return f"SeatEffect(pooling={self.pooling!r})"
 
 
+class _Oriented:
+    """Mixin: the per-example score times ``orientation[y]`` (one value per class, +-1 or 0)."""
+
+    def __init__(self, orientation: Sequence[float]) -> None:
+        self.orientation = torch.as_tensor(np.asarray(orientation, dtype=np.float32))
+        if self.orientation.ndim != 1 or not bool(torch.isfinite(self.orientation).all()):
+            raise ValueError(f"orientation must be one finite value per class; got {list(np.ravel(orientation))}.")
+
+    def check(self, loaded: LoadedModel, data: AttributionData) -> None:
+        super().check(loaded, data)
+        if len(self.orientation) != loaded.model.config.num_labels:
+            raise ValueError(
+                f"orientation has {len(self.orientation)} classes but the classifier has "
+                f"{loaded.model.config.num_labels}; compute it with skew_orientation(training data of this task)."
+            )
+
+    def combine(self, feats: dict[str, Tensor], batch: Batch) -> Tensor:
+        value = super().combine(feats, batch)
+        return self.orientation.to(value.device, value.dtype)[batch.labels] * value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(orientation={self.orientation.tolist()})"
+
+
+class SkewGap(_Oriented, CounterfactualGap):
+    """``orientation[y] * (P(y | female version) - P(y | male version))`` per example (module docstring)."""
+
+    name = "cf_skew_gap"
+
+
+class SkewedClassProb(_Oriented, TrueClassProb):
+    """``orientation[y] * P(y | text)`` per example: what patching measures for :class:`SkewGap`."""
+
+    name = "skew_class_prob"
+
+
 SCORES: dict[str, type[Score]] = {"loss": TaskLoss, "prob": TrueClassProb, "cf_gap": CounterfactualGap,
-                                  "pronoun_gap": PronounGap, "seat": SeatEffect}  # fmt: skip
+                                  "cf_skew_gap": SkewGap, "pronoun_gap": PronounGap, "seat": SeatEffect}  # fmt: skip
 
 
 def make_score(name: str, **kwargs) -> Score:
-    """A score by its CLI name: ``loss``, ``prob``, ``cf_gap``, ``pronoun_gap`` or ``seat``."""
+    """A score by its CLI name: ``loss``, ``prob``, ``cf_gap``, ``cf_skew_gap`` (``orientation=``), ``pronoun_gap``
+    or ``seat``."""
     if name not in SCORES:
         raise ValueError(f"score={name!r} is not known; choose one of {', '.join(SCORES)}.")
     return SCORES[name](**kwargs)

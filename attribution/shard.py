@@ -47,10 +47,10 @@ from torch import Tensor
 
 from attribution.ablation import HeadAblation
 from attribution.data import AttributionData
+from attribution.effect_rows import with_q
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.sweep import sweep_heads
-from attribution.tables import with_q
 from pipeline.files import atomic_path
 from pipeline.schema import read_table, write_table
 

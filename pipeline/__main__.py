@@ -1,7 +1,7 @@
-"""Alias of ``bias-atlas`` (:mod:`pipeline.runs.cli`), kept for ``python -m pipeline``."""
+"""Alias of ``bias-atlas`` (:mod:`pipeline.cli.main`), kept for ``python -m pipeline``."""
 
 import sys
 
-from pipeline.runs.cli import main
+from pipeline.cli.main import main
 
 sys.exit(main(sys.argv[1:]))

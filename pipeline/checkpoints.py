@@ -4,7 +4,7 @@ Not every hub checkpoint is a clean ``save_pretrained`` folder. The TinyBERT gen
 2020, e.g. ``huawei-noah/TinyBERT_General_4L_312D``) have a config.json without ``model_type`` or
 ``architectures`` (with extra keys ``cell``, ``emb_size``, ``structure``), a ``pytorch_model.bin`` holding
 ``bert.*``, ``cls.*`` and the distillation projections ``fit_denses.*``, and only ``vocab.txt`` as tokenizer.
-:func:`load_config` recognises the family from the config's keys, :func:`note_ignored_weights` reports the skipped
+:func:`load_model_config` recognises the family from the config's keys, :func:`note_ignored_weights` reports the skipped
 ``fit_denses.*`` tensors, :func:`load_tokenizer` builds a tokenizer from ``vocab.txt`` alone, and
 :func:`read_weights` reads ``.bin`` files with ``torch.load(weights_only=True)`` only: a full unpickle can run
 arbitrary code.
@@ -25,7 +25,15 @@ from transformers.utils import logging as hf_logging
 
 from pipeline.anatomy import SUPPORTED_FAMILIES
 
-__all__ = ["load_config", "load_tokenizer", "note_ignored_weights", "quiet_transformers", "read_weights"]
+__all__ = [
+    "check_finite",
+    "check_local_folder",
+    "load_model_config",
+    "load_tokenizer",
+    "note_ignored_weights",
+    "quiet_transformers",
+    "read_weights",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,7 @@ def _family_from_keys(raw: dict, source: str) -> str:
     )
 
 
-def load_config(source: str | Path, *, local_files_only: bool = False) -> PretrainedConfig:
+def load_model_config(source: str | Path, *, local_files_only: bool = False) -> PretrainedConfig:
     """The config of a model folder or hub name, without its weights.
 
     A config.json without ``model_type`` (as the TinyBERT general checkpoints ship) is recognised from its keys
@@ -81,6 +89,7 @@ def load_config(source: str | Path, *, local_files_only: bool = False) -> Pretra
         ValueError: a config that names or shows no supported family.
     """
     source = str(source)
+    check_local_folder(source, source, weights=False)
     try:
         with quiet_transformers():
             return AutoConfig.from_pretrained(source, local_files_only=local_files_only)
@@ -142,3 +151,37 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(
         f"{folder} has neither model.safetensors nor pytorch_model.bin; pass a folder written by save_pretrained."
     )
+
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_local_folder(resolved: str, source: object, *, weights: bool = True) -> None:
+    """A local model folder needs a config.json and (``weights``) a weights file: an empty folder or a config alone
+    is refused with the fix."""
+    folder = Path(resolved)
+    if not folder.is_dir():
+        return
+    wanted = (("config.json", ("config.json",)), ("weights", _WEIGHT_FILES))[: 2 if weights else 1]
+    missing = [what for what, names in wanted if not any((folder / n).is_file() for n in names)]
+    if missing:
+        raise FileNotFoundError(
+            f"model folder {str(source)!r} has no {' and no '.join(missing)} (expected config.json and one of "
+            f"{', '.join(_WEIGHT_FILES)}). Fix: pass a folder written by save_pretrained, or finish copying it."
+        )
+
+
+def check_finite(model: torch.nn.Module, source: object) -> None:
+    """Refuse weights holding NaN or infinite values: every number read from such a model is meaningless."""
+    bad = [name for name, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(
+            f"model {str(source)!r} has NaN or infinite weights in {len(bad)} tensor(s) (first: {bad[0]}); every "
+            "output of it would be meaningless. Fix: retrain or re-export the model (a diverged training run "
+            "leaves such weights)."
+        )

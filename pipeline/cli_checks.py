@@ -13,7 +13,15 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-__all__ = ["DATA_HINTS", "check_range", "for_command_line", "settings_error"]
+__all__ = [
+    "DATA_HINTS",
+    "MIN_BOOT",
+    "check_n_boot",
+    "check_range",
+    "for_command_line",
+    "parse_label_map",
+    "settings_error",
+]
 
 # Fix hints of the data loaders (pipeline.data) that name Python parameters, as a table-file command puts them.
 DATA_HINTS: dict[str, str] = {
@@ -39,6 +47,22 @@ def check_range(option: str, value: int, *, low: int | None = None, high: int | 
     raise SystemExit(f"{option} {value!r} is out of range: give {allowed}{f' ({what})' if what else ''}.")
 
 
+MIN_BOOT = 100  # fewer bootstrap resamples give percentile intervals so coarse they can miss their own estimate
+
+
+def check_n_boot(value: int, *, option: str = "--n-boot", zero: str | None = None) -> int:
+    """``value`` when it is at least :data:`MIN_BOOT` (or 0 with ``zero``, what 0 means); else SystemExit with the
+    fix."""
+    if value >= MIN_BOOT or (zero is not None and value == 0):
+        return value
+    allowed = f"0 ({zero}) or " if zero is not None else ""
+    raise SystemExit(
+        f"{option} {value!r} is too few bootstrap resamples: intervals from fewer than {MIN_BOOT} are too coarse to "
+        f"trust (a percentile interval can even miss its own estimate). Fix: give {allowed}at least {MIN_BOOT}, "
+        "e.g. 200 for a quick look, 1000 for a paper."
+    )
+
+
 def for_command_line(message: str, options: Mapping[str, str]) -> str:
     """``message`` with each key of ``options`` replaced by its value: a phrase literally, a Python name
     (``n_folds``, ``max_examples``) only as a whole word, so ``n_folds`` does not touch ``inner_n_folds``."""
@@ -58,3 +82,19 @@ def settings_error(err: ValidationError, fields: Mapping[str, str]) -> SystemExi
         text = for_command_line(problem["msg"].removeprefix("Value error, "), fields)
         parts.append(f"{fields.get(field, field)} {problem['input']!r}: {text}" if field else text)
     return SystemExit("; ".join(parts))
+
+
+def parse_label_map(text: str | None) -> dict[str, str] | None:
+    """``--label-map HEAD=DATA,...`` as ``{head class: data class}`` (None when not given); SystemExit on bad
+    syntax or a head class named twice."""
+    if text is None:
+        return None
+    pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+    bad = [head + eq + data for head, eq, data in pairs if not (eq and head.strip() and data.strip())]
+    heads = [head.strip() for head, _, _ in pairs]
+    if not pairs or bad or len(set(heads)) != len(heads):
+        raise SystemExit(
+            f"--label-map {text!r}: give HEAD=DATA pairs separated by commas, each head class once "
+            "(e.g. --label-map LABEL_0=nurse,LABEL_1=pilot)."
+        )
+    return {head.strip(): data.strip() for head, _, data in pairs}

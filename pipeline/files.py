@@ -8,6 +8,7 @@ permissions (``0666`` minus the umask, usually ``0644``; ``tempfile.mkstemp`` al
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TEMP_SUFFIX", "atomic_dir", "atomic_path", "remove_stale_temps", "write_bytes", "write_json"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_dir",
+    "atomic_path",
+    "describe_write_error",
+    "remove_stale_temps",
+    "write_bytes",
+    "write_json",
+]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -99,3 +108,33 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def describe_write_error(err: OSError, where: str | Path, *, needed: int | None = None) -> str | None:
+    """One line (what failed, where, the fix) for an OS error that stopped a write into ``where``: a full disk (with
+    the free space and, when known, the ``needed`` bytes), a read-only or unwritable folder, a name too long; None
+    for any other error (a bug, which keeps its traceback).
+    """
+    path = err.filename or where
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        probe = Path(where)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        need = f"; the run needs about {_mb(needed)} for its models in all" if needed else ""
+        return (
+            f"the disk is full while writing {path} ({_mb(free)} free{need}). Fix: free space there (or point "
+            "run.out_dir at a larger disk) and run the same command again; finished units are kept."
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"cannot write {path}: {err.strerror or 'permission denied'} (the folder is read-only or not yours). "
+            f"Fix: make {where} writable (chmod u+w), or copy the run folder somewhere writable and use that."
+        )
+    if err.errno == errno.ENAMETOOLONG:
+        return f"a file name under {where} is too long ({path}). Fix: use a shorter run name or folder."
+    return None

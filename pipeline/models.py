@@ -39,9 +39,18 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from pipeline.anatomy import SUPPORTED_FAMILIES, Anatomy
-from pipeline.checkpoints import load_config, load_tokenizer, note_ignored_weights, quiet_transformers, read_weights
+from pipeline.anatomy import SUPPORTED_FAMILIES, Anatomy, shrink_heads
+from pipeline.checkpoints import (
+    check_finite,
+    check_local_folder,
+    load_model_config,
+    load_tokenizer,
+    note_ignored_weights,
+    quiet_transformers,
+    read_weights,
+)
 from pipeline.erasure_hooks import ERASURE_KEY, load_erasers
+from pipeline.int8 import QUANTIZATION, quantise_dynamic
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -50,8 +59,8 @@ __all__ = [
     "LoadedModel",
     "check_max_length",
     "count_truncated",
-    "load_config",
     "load_model",
+    "load_model_config",
     "resolve_source",
     "trained_label_names",
 ]
@@ -273,7 +282,8 @@ def load_model(
     if head not in _AUTO:
         raise ValueError(f"head={head!r} is not supported; use one of {', '.join(_AUTO)}.")
     resolved = resolve_source(source)
-    config = load_config(resolved)
+    check_local_folder(resolved, source)
+    config = load_model_config(resolved)
     if config.model_type not in SUPPORTED_FAMILIES:
         raise ValueError(
             f"{source!r} is a {config.model_type!r} model; supported families: {', '.join(SUPPORTED_FAMILIES)} "
@@ -302,6 +312,7 @@ def load_model(
                 "one to safetensors only if you trust its source."
             ) from err
     note_ignored_weights(source, info)
+    check_finite(model, source)
     head_trained = _head_was_loaded(head, info)
     if getattr(config, "quantization", None) is not None:
         model, device = _requantise(model, config.quantization, device)
@@ -327,8 +338,6 @@ def _load_pruned(resolved: str, config, head: HeadKind, kwargs: dict) -> tuple[n
 
     ``from_pretrained`` cannot do this: it builds full-size attention layers and rejects the smaller saved tensors.
     """
-    from pipeline.compress.prune import shrink_heads  # imported here: pipeline.compress builds on this module
-
     folder = Path(resolved)
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -361,8 +370,6 @@ def _load_pruned(resolved: str, config, head: HeadKind, kwargs: dict) -> tuple[n
 
 def _requantise(model: nn.Module, scheme: str, device) -> tuple[nn.Module, torch.device]:
     """Quantise a model saved as float with ``config.quantization`` again; int8 kernels run on CPU only."""
-    from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic  # see _load_pruned
-
     if scheme != QUANTIZATION:
         raise ValueError(f"config.quantization={scheme!r} is not supported; this tool writes {QUANTIZATION!r}.")
     if device is not None and torch.device(device).type != "cpu":

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 __all__ = ["FT_ORDERS", "Order", "Settings", "check_orders", "distinct", "unit_interval"]
 
-Order = Literal["none", "before", "after", "both"]  # fine-tuning orders (DESIGN.md section 6)
+Order = Literal["none", "before", "after", "both"]  # fine-tuning orders (docs/DESIGN.md section 6)
 FT_ORDERS: tuple[str, ...] = get_args(Order)
 
 

@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from pipeline.metrics.bootstrap import bootstrap_indices
+from pipeline.bootstrap import bootstrap_indices
 
 __all__ = [
     "N_PERM",
@@ -220,7 +220,7 @@ def paired_bootstrap(
         reference: the reference model's arrays for the same examples in the same order.
         n_boot: resamples; the same seed gives the same resamples for every pair of models, so differences of
             several variants (or seeds) on one test set can be averaged draw by draw.
-        seed: seed of :func:`pipeline.metrics.bootstrap.bootstrap_indices`.
+        seed: seed of :func:`pipeline.bootstrap.bootstrap_indices`.
         alpha: miscoverage of the percentile interval.
 
     Raises:

@@ -1,6 +1,6 @@
 """Variant names: the one grammar that names a model variant by its recipe, and parses the name back.
 
-A variant is (method, fine-tuning order, training set), DESIGN.md section 5; :class:`Variant` builds the name and
+A variant is (method, fine-tuning order, training set), docs/DESIGN.md section 5; :class:`Variant` builds the name and
 :meth:`Variant.parse` reads it, so the plan that writes names (:mod:`pipeline.runs.plan`) and every reader (the
 viewer, figures, the report) agree by construction; a test round-trips every name the paper and demo configs plan.
 
@@ -39,7 +39,7 @@ __all__ = [
 # Method families in display order (teacher first); a family is a method name without its strength and variant
 # suffix (``prune30`` -> prune, ``distil_mixup`` -> distil). A new method needs no entry: it sorts after these.
 METHOD_FAMILIES: tuple[str, ...] = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub", "biasprune", "erase")
-# Mitigations (DESIGN.md section 9): training sets (cda, balanced) and methods (mixup, biasprune, erase).
+# Mitigations (docs/DESIGN.md section 9): training sets (cda, balanced) and methods (mixup, biasprune, erase).
 MITIGATIONS: tuple[str, ...] = ("cda", "balanced", "mixup", "biasprune", "erase")
 ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
 _COMPRESSED = r"hub-[A-Za-z0-9._-]+?|(?!teacher)[a-z][a-z0-9_]*?(?:\d+(?:\.\d+)?)?"

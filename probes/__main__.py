@@ -1,7 +1,7 @@
-"""Alias of ``bias-atlas probe`` (:mod:`pipeline.runs.cli`), kept for ``python -m probes``."""
+"""Alias of ``bias-atlas probe`` (:mod:`pipeline.cli.main`), kept for ``python -m probes``."""
 
 import sys
 
-from pipeline.runs.cli import main
+from pipeline.cli.main import main
 
 sys.exit(main(["probe", *sys.argv[1:]]))

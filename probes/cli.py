@@ -9,7 +9,8 @@ offline sample, ``LabHC/bias_in_bios`` = the hub, or a table file), runs :func:`
 writes the tidy tables as parquet under ``--out`` and prints a per-layer table. ``figure`` draws the layer-wise
 curves on normalised depth (and, with ``--heads-out``, the head maps) from such a folder or table. ``table``
 prints such a folder's tables as Markdown (per layer and pooling; erasure before / after; the top heads). With
-``--head classifier`` a trained head keeps its classes: the data's labels are mapped onto them by name. Bad
+``--head classifier`` a trained head keeps its classes: the data's labels are mapped onto them by name, a head
+class that is no data class (or unnamed, ``LABEL_k``) only through ``--label-map HEAD=DATA,...``. Bad
 arguments stop with ``error: ...`` (exit status 2), naming the option.
 """
 
@@ -23,11 +24,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from pydantic import ValidationError
 
-from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line, settings_error
+from pipeline.class_map import load_classifier_for
+from pipeline.cli_checks import DATA_HINTS, check_range, for_command_line, parse_label_map, settings_error
 from pipeline.data.bias_in_bios import BIOS_HUB_ID
 from pipeline.data.task import TaskData
 from pipeline.data.tasks import load_task
-from pipeline.models import check_max_length, load_config, load_model, resolve_source
+from pipeline.models import check_max_length, load_model, load_model_config, resolve_source
 from pipeline.schema import read_table, write_table
 from probes.analysis import ProbeConfig, run_probes
 from probes.curves import depth_curves, head_map, plot_depth_curves, plot_head_map
@@ -116,17 +118,22 @@ def _check_erase(layers: tuple[int, ...], n_layers: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    args.max_length = check_max_length(args.max_length, load_config(resolve_source(args.model)), option="--max-length")
+    args.max_length = check_max_length(
+        args.max_length, load_model_config(resolve_source(args.model)), option="--max-length"
+    )
     cfg = _settings(args)
     try:
         data = _load_task(args.data, text_col=args.text_col, label_col=args.label_col, gender_col=args.gender_col)
     except ValueError as err:  # a table the loader refuses: its fix hint, in this command's options
         raise SystemExit(for_command_line(str(err), DATA_HINTS)) from None
-    labels = list(data.label_names) if args.head == "classifier" else None
-    loaded = load_model(args.model, head=args.head, label_names=labels, device=args.device)
+    label_map = parse_label_map(args.label_map)
+    if args.head == "classifier":  # a trained head's classes, matched to the data's by name (pipeline.class_map)
+        loaded, data = load_classifier_for(args.model, data, label_map, device=args.device)
+    elif label_map:
+        raise SystemExit(f"--label-map: --head {args.head} has no classes. Fix: drop it, or use --head classifier.")
+    else:
+        loaded = load_model(args.model, head=args.head, device=args.device)
     _check_erase(cfg.erasure_layers, loaded.anatomy.n_layers)
-    if args.head == "classifier":  # a trained head's classes are the truth: map the data onto them by name
-        data = data.relabel(loaded.label_names)
     variant = args.variant or Path(str(args.model)).name
     try:
         tables = run_probes(loaded, data, cfg, variant=variant, cache_dir=args.cache_dir)
@@ -320,6 +327,7 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas probe") -> in
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--text-col", default="text")
     run.add_argument("--label-col", default="label")
+    run.add_argument("--label-map", help="HEAD=DATA,...: --head classifier: the data class of each head class")
     run.add_argument("--gender-col", default="gender")
     fig = sub.add_parser("figure", help="draw probe curves (and head maps) from run outputs")
     fig.add_argument("sources", nargs="+", help="folders written by 'run' or probes_layers tables")

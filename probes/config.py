@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 from pydantic import Field, PositiveFloat, StrictInt, field_validator, model_validator
 
 from pipeline.anatomy import Pooling
+from pipeline.erasure_hooks import FitOn  # what a LEACE eraser is fitted on
 from pipeline.settings import Settings, distinct
 
 __all__ = ["DEFAULT_CS", "FIT_ON", "POOLINGS", "FitOn", "ProbeConfig"]
 
 POOLINGS: tuple[str, ...] = get_args(Pooling)
-FitOn = Literal["tokens", "cls", "mean"]  # what a LEACE eraser is fitted on
 FIT_ON: tuple[str, ...] = get_args(FitOn)
 DEFAULT_CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)  # inverse regularisation strengths a probe tries
 
@@ -33,7 +33,7 @@ class ProbeConfig(Settings):
     control: bool = True  # control task for gender; word type = the task label
     mdl: bool = False  # online-code MDL of gender per layer
     erasure_layers: tuple[StrictInt, ...] = ()  # layers to erase gender at (amnesic probing); empty = none
-    fit_on: FitOn = "tokens"  # what the eraser is fitted on
+    fit_on: FitOn = "cls"  # what the eraser is fitted on: [CLS], the vector the classifier (and the probe) reads
     n_boot: int = Field(default=1000, ge=1)  # bootstrap resamples behind the probe intervals and erasure task rows
     min_class_size: int = Field(default=10, ge=1)  # label probe: classes with fewer examples are left out
     Cs: tuple[PositiveFloat, ...] = Field(default=DEFAULT_CS, min_length=1)  # strengths tried by inner CV

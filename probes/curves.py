@@ -1,7 +1,7 @@
 """Comparison of probe results across model variants: curves on normalised depth and per-head maps.
 
 Models of different depth (a 12-layer teacher, its 6-layer DistilBERT student, a 4-layer TinyBERT) are compared on
-one axis, depth = layer / n_layers, with the embeddings at 0 and the last block at 1 (DESIGN.md section 6; a
+one axis, depth = layer / n_layers, with the embeddings at 0 and the last block at 1 (docs/DESIGN.md section 6; a
 DistilBERT block i starts from teacher block 2i + 1, so their curves line up at the same depth). Head rows carry
 block indices, so head ``(l, h)`` sits at depth ``(l + 1) / n_layers``, the depth of the hidden state it writes
 into. Everything here reads the tidy tables of :mod:`probes.analysis`; the plots use matplotlib only, so the app

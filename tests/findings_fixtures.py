@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.runs.findings import FindingsConfig
+from pipeline.findings.compute import FindingsConfig
 from pipeline.schema import tidy
 
 N, LABELS = 120, ["nurse", "doctor", "pilot"]

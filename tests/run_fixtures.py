@@ -5,15 +5,16 @@ Used by the viewer tests (``tests/app/conftest.py``) and the reliability tests (
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from threadpoolctl import threadpool_limits
 from transformers import BertConfig, BertModel
 
+from pipeline.cli.full_run import run
 from pipeline.models import load_model
 from pipeline.runs.config import config_from_dict
-from pipeline.runs.run import run
 
 TEACHER_SHAPE = {
     "hidden_size": 64,
@@ -113,3 +114,22 @@ def run_pipeline(config: dict, **options):
             return run(config_from_dict(config), **options)
     finally:
         torch.set_num_threads(threads)
+
+
+def write_toml(config: dict, path: Path) -> Path:
+    """Write a run config (as parsed TOML, sections and one level of subsections) to ``path`` as TOML."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    lines = []
+    for section, body in config.items():
+        lines += [f"[{section}]", *(f"{k} = {value(v)}" for k, v in body.items() if not isinstance(v, dict))]
+        for sub, inner in ((k, v) for k, v in body.items() if isinstance(v, dict)):
+            lines += [f"[{section}.{sub}]", *(f"{k} = {value(v)}" for k, v in inner.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path

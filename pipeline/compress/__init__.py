@@ -8,9 +8,9 @@ Methods: :func:`distil` (DistilBERT-style, Sanh et al. 2019, with optional gende
 
 from pipeline.compress.distil import check_layer_map, default_layer_map, distil, init_student
 from pipeline.compress.mixup import GenderMixup
-from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads, shrink_heads
-from pipeline.compress.quantise import QUANTIZATION, is_quantised, quantise_dynamic, supports_gradients
+from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
 from pipeline.compress.tiny import default_tiny_map, init_tiny, tiny
+from pipeline.int8 import QUANTIZATION, is_quantised, quantise_dynamic, supports_gradients
 
 __all__ = [
     "QUANTIZATION",
@@ -27,7 +27,6 @@ __all__ = [
     "magnitude_prune",
     "prune_heads",
     "quantise_dynamic",
-    "shrink_heads",
     "supports_gradients",
     "tiny",
 ]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 from tqdm.auto import tqdm
 
-from pipeline.anatomy import Anatomy
+from pipeline.anatomy import Anatomy, shrink_heads
 from pipeline.gates import HeadGates, ones_gates
 
 __all__ = [
@@ -42,59 +42,8 @@ __all__ = [
     "prune_heads",
     "remove_heads",
     "select_heads",
-    "shrink_heads",
     "sparsity",
 ]
-
-
-def _slice_linear(linear: nn.Linear, index: Tensor, dim: int) -> None:
-    """Keep rows (``dim=0``: outputs) or columns (``dim=1``: inputs) ``index`` of ``linear``, in place."""
-    weight = linear.weight.detach().index_select(dim, index.to(linear.weight.device)).clone()
-    linear.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
-    if dim == 0:
-        if linear.bias is not None:
-            bias = linear.bias.detach().index_select(0, index.to(linear.bias.device)).clone()
-            linear.bias = nn.Parameter(bias, requires_grad=linear.bias.requires_grad)
-        linear.out_features = len(index)
-    else:
-        linear.in_features = len(index)
-
-
-def shrink_heads(anatomy: Anatomy, keep: Sequence[Sequence[int]]) -> None:
-    """Physically keep only heads ``keep[layer]`` (positions among the layer's current heads), in place.
-
-    Cuts the q/k/v output rows and the output-projection input columns of the other heads and updates the
-    attention module's head count. Does not touch ``config.kept_heads`` (see :func:`prune_heads`).
-
-    Raises:
-        ValueError: ``keep`` does not give one non-empty list of valid, distinct positions per layer.
-    """
-    if len(keep) != anatomy.n_layers:
-        raise ValueError(f"keep has {len(keep)} layers; the model has {anatomy.n_layers}.")
-    d_head = anatomy.head_dim
-    for layer, heads in enumerate(keep):
-        n_now = anatomy.out_proj(layer).in_features // d_head
-        heads = sorted(int(h) for h in heads)
-        if not heads or len(set(heads)) != len(heads) or heads[0] < 0 or heads[-1] >= n_now:
-            raise ValueError(
-                f"layer {layer}: heads to keep {heads} must be distinct positions in 0..{n_now - 1} "
-                "and at least one per layer."
-            )
-        if len(heads) == n_now:
-            continue
-        index = torch.cat([torch.arange(h * d_head, (h + 1) * d_head) for h in heads])  # (kept * d_head,)
-        for linear in anatomy.qkv(layer):
-            _slice_linear(linear, index, dim=0)
-        _slice_linear(anatomy.out_proj(layer), index, dim=1)
-        for module in anatomy.layer(layer).modules():  # BertSelfAttention / DistilBertSelfAttention
-            if hasattr(module, "attention_head_size"):
-                for attr in ("num_attention_heads", "n_heads"):
-                    if hasattr(module, attr):
-                        setattr(module, attr, len(heads))
-                if hasattr(module, "all_head_size"):
-                    module.all_head_size = len(heads) * d_head
-    anatomy.heads_per_layer = tuple(anatomy.out_proj(l).in_features // d_head for l in range(anatomy.n_layers))
-    anatomy.n_heads = max(anatomy.heads_per_layer)
 
 
 def head_importance(

@@ -56,7 +56,7 @@ def read_text(path: str | Path, encoding: str | None = None) -> str:
         ) from err
 
 
-def read_table(path: str | Path, *, encoding: str | None = None, allow_pickle: bool = False) -> pd.DataFrame:
+def read_data_file(path: str | Path, *, encoding: str | None = None, allow_pickle: bool = False) -> pd.DataFrame:
     """Read a CSV, TSV, JSONL or parquet file into a DataFrame.
 
     CSV (comma) and TSV (tab) cells are read as strings (no NA guessing), so callers parse values explicitly.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data._io import PICKLE_SUFFIXES, TABLE_SUFFIXES, norm_value, preview, read_table, require_columns
+from pipeline.data._io import PICKLE_SUFFIXES, TABLE_SUFFIXES, norm_value, preview, read_data_file, require_columns
 from pipeline.data.task import TaskData, check_usable, parse_genders
 
 __all__ = ["BIOS_HUB_ID", "BIOS_PROFESSIONS", "load_bias_in_bios"]
@@ -129,7 +129,7 @@ def load_bias_in_bios(
         files = _local_files(path, pattern, exclude, allow_pickle) if path.is_dir() else [path]
         tables = []
         for file in files:
-            part = read_table(file, encoding=encoding, allow_pickle=allow_pickle)
+            part = read_data_file(file, encoding=encoding, allow_pickle=allow_pickle)
             require_columns(part, _COLUMNS, file, "give Bias in Bios data (columns hard_text, profession, gender).")
             tables.append(part[_COLUMNS])
         table, origin, name = pd.concat(tables, ignore_index=True), path, "bias_in_bios"

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from pipeline.data._io import read_table, require_columns
+from pipeline.data._io import read_data_file, require_columns
 from pipeline.data.paths import data_root
 from pipeline.data.task import TaskData, check_usable, parse_genders
 
@@ -138,7 +138,7 @@ def load_bug(
     if min_per_class < 1:
         raise ValueError(f"min_per_class={min_per_class!r}: give a positive number of rows.")
     source = _resolve(path, file)
-    table = read_table(source, encoding=encoding)
+    table = read_data_file(source, encoding=encoding)
     require_columns(table, _COLUMNS, source, "point load_bug at a BUG CSV (balanced_BUG.csv or gold_BUG.csv).")
 
     gender = table["predicted gender"].astype(str).str.strip().str.lower()

@@ -2,8 +2,10 @@
 
 Zmigrod et al. (2019), "Counterfactual Data Augmentation for Mitigating Gender Stereotypes in Languages with Rich
 Morphology", ACL; Webster et al. (2020), "Measuring and Reducing Gendered Correlations in Pre-trained Models".
-The twin of a text is :func:`pipeline.data.counterfactual` (the WinoBias swap lists): gendered words swapped, the
-gender flipped, the label kept. *Two-sided* CDA trains on every text and its twin; *one-sided* CDA replaces each
+The twin of a text is :func:`pipeline.data.counterfactual` with the *training part* of the swap lists
+(:mod:`pipeline.data.swap_split`): the gendered words of that part swapped, the gender flipped, the label kept. The
+held-out part is never used here, so the counterfactual metrics on the held-out words score a remedy on edits it did
+not train on. *Two-sided* CDA trains on every text and its twin; *one-sided* CDA replaces each
 text by its twin. A text without a gendered word is its own twin: it appears once either way.
 """
 
@@ -15,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from pipeline.data.counterfactual import GenderSwapper, counterfactual
+from pipeline.data.swap_split import SwapPart
 from pipeline.data.task import TaskData
 
 __all__ = ["CDA_MODES", "CdaMode", "counterfactual_augment"]
@@ -25,8 +28,11 @@ CdaMode = Literal["two_sided", "one_sided"]
 CDA_MODES: tuple[str, ...] = ("two_sided", "one_sided")
 
 
-def counterfactual_augment(data: TaskData, swapper: GenderSwapper, *, mode: CdaMode = "two_sided") -> TaskData:
-    """The CDA training set of ``data``, named ``"<name>-cda"``.
+def counterfactual_augment(
+    data: TaskData, swapper: GenderSwapper, *, mode: CdaMode = "two_sided", part: SwapPart = "train"
+) -> TaskData:
+    """The CDA training set of ``data``, named ``"<name>-cda"``, swapped with ``swapper.part(part)`` (default the
+    training part; ``"all"`` is the earlier procedure that also trains on the held-out words).
 
     Two-sided: each row of ``data`` once, each followed by its twin when the swap changed the text (so every text
     and its twin appear exactly once). One-sided: the twin in place of each row (same size and order).
@@ -36,7 +42,7 @@ def counterfactual_augment(data: TaskData, swapper: GenderSwapper, *, mode: CdaM
     """
     if mode not in CDA_MODES:
         raise ValueError(f"CDA mode {mode!r} is not known; use one of {', '.join(CDA_MODES)}.")
-    twins = counterfactual(data, swapper)
+    twins = counterfactual(data, swapper.part(part))
     changed = np.array([a != b for a, b in zip(data.texts, twins.texts)], dtype=bool)  # (n,)
     if not changed.any():
         raise ValueError(

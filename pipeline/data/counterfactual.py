@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.data._io import read_text
 from pipeline.data.paths import data_root
+from pipeline.data.swap_split import SWAP_PARTS, SwapPart, heldout_words
 from pipeline.data.task import TaskData
 
 __all__ = ["GenderSwapper", "counterfactual", "read_swap_list"]
@@ -50,164 +51,21 @@ _EXCLUDED = frozenset(
 # and a few adverbs. Any other word is taken as the start of a noun phrase ("her idea" -> "his idea").
 _NOT_NOMINAL = frozenset(
     [
-        "about",
-        "above",
-        "across",
-        "after",
-        "against",
-        "along",
-        "among",
-        "around",
-        "as",
-        "at",
-        "before",
-        "behind",
-        "below",
-        "beneath",
-        "beside",
-        "besides",
-        "between",
-        "beyond",
-        "by",
-        "down",
-        "during",
-        "except",
-        "for",
-        "from",
-        "in",
-        "inside",
-        "into",
-        "like",
-        "near",
-        "of",
-        "off",
-        "on",
-        "onto",
-        "out",
-        "outside",
-        "over",
-        "past",
-        "since",
-        "through",
-        "throughout",
-        "till",
-        "to",
-        "toward",
-        "towards",
-        "under",
-        "until",
-        "up",
-        "upon",
-        "via",
-        "with",
-        "within",
-        "without",
-        "a",
-        "an",
-        "the",
-        "this",
-        "that",
-        "these",
-        "those",
-        "my",
-        "your",
-        "his",
-        "her",
-        "its",
-        "our",
-        "their",
-        "some",
-        "any",
-        "no",
-        "every",
-        "each",
-        "all",
-        "both",
-        "either",
-        "neither",
-        "another",
-        "such",
-        "and",
-        "or",
-        "but",
-        "nor",
-        "so",
-        "yet",
-        "because",
-        "if",
-        "when",
-        "whenever",
-        "while",
-        "although",
-        "though",
-        "than",
-        "whether",
-        "where",
-        "who",
-        "whom",
-        "whose",
-        "which",
-        "what",
-        "why",
-        "how",
-        "once",
-        "unless",
-        "i",
-        "me",
-        "you",
-        "he",
-        "him",
-        "she",
-        "it",
-        "we",
-        "us",
-        "they",
-        "them",
-        "himself",
-        "herself",
-        "itself",
-        "myself",
-        "yourself",
-        "ourselves",
-        "themselves",
-        "is",
-        "am",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "has",
-        "have",
-        "had",
-        "do",
-        "does",
-        "did",
-        "will",
-        "would",
-        "shall",
-        "should",
-        "can",
-        "could",
-        "may",
-        "might",
-        "must",
-        "again",
-        "away",
-        "yesterday",
-        "today",
-        "tomorrow",
-        "now",
-        "then",
-        "there",
-        "here",
-        "too",
-        "also",
-        "not",
-        "never",
+        "about", "above", "across", "after", "against", "along", "among", "around", "as", "at", "before", "behind",
+        "below", "beneath", "beside", "besides", "between", "beyond", "by", "down", "during", "except", "for",
+        "from", "in", "inside", "into", "like", "near", "of", "off", "on", "onto", "out", "outside", "over", "past",
+        "since", "through", "throughout", "till", "to", "toward", "towards", "under", "until", "up", "upon", "via",
+        "with", "within", "without", "a", "an", "the", "this", "that", "these", "those", "my", "your", "his", "her",
+        "its", "our", "their", "some", "any", "no", "every", "each", "all", "both", "either", "neither", "another",
+        "such", "and", "or", "but", "nor", "so", "yet", "because", "if", "when", "whenever", "while", "although",
+        "though", "than", "whether", "where", "who", "whom", "whose", "which", "what", "why", "how", "once",
+        "unless", "i", "me", "you", "he", "him", "she", "it", "we", "us", "they", "them", "himself", "herself",
+        "itself", "myself", "yourself", "ourselves", "themselves", "is", "am", "are", "was", "were", "be", "been",
+        "being", "has", "have", "had", "do", "does", "did", "will", "would", "shall", "should", "can", "could",
+        "may", "might", "must", "again", "away", "yesterday", "today", "tomorrow", "now", "then", "there", "here",
+        "too", "also", "not", "never"
     ]
-)
+)  # fmt: skip
 
 _WORD = re.compile(r"(?i:ma'am)|[^\W\d_]+")
 
@@ -256,12 +114,34 @@ class GenderSwapper:
     ``"wished his happy birthday"``), so ``swap(swap(x)) == x`` only holds where no such ``him``/``her`` occurs;
     ``Ms`` -> ``Mr`` -> ``Mrs``.
 
+    Parts (:mod:`pipeline.data.swap_split`): :meth:`part` gives the swapper of the training part (what CDA may
+    use) or of the held-out part (what the held-out counterfactual metrics swap); the two share no word.
+
     Args:
         pairs: Directional ``word -> replacement`` mapping (lower case); ``his`` and ``her`` keys are ignored.
+        heldout: The words of the held-out part (default none: everything is training part).
+        possessives: Apply the ``his``/``her`` rule (False: leave ``his``, ``her`` alone).
     """
 
-    def __init__(self, pairs: Mapping[str, str]) -> None:
+    def __init__(self, pairs: Mapping[str, str], *, heldout: Iterable[str] = (), possessives: bool = True) -> None:
         self.pairs = {k.lower(): v.lower() for k, v in pairs.items() if k.lower() not in ("his", "her")}
+        self.heldout = frozenset(w.lower() for w in heldout)
+        self.possessives = possessives
+
+    def part(self, name: SwapPart) -> GenderSwapper:
+        """The swapper of one part: ``all`` (itself), ``train`` (no held-out word), ``heldout`` (only those)."""
+        if name not in SWAP_PARTS:
+            raise ValueError(f"swap part {name!r} is not known; use one of {', '.join(SWAP_PARTS)}.")
+        if name == "all":
+            return self
+        keep = name == "heldout"
+        pairs = {k: v for k, v in self.pairs.items() if (k in self.heldout) == keep and (v in self.heldout) == keep}
+        return GenderSwapper(pairs, heldout=pairs if keep else (), possessives=self.possessives and not keep)
+
+    def words(self) -> frozenset[str]:
+        """Every word this swapper changes or writes (``his``/``her`` included when the rule is on)."""
+        extra = {"his", "her", "hers", "him"} if self.possessives else set()
+        return frozenset(self.pairs) | frozenset(self.pairs.values()) | extra
 
     @classmethod
     def from_winobias(cls, root: str | Path | None = None, *, extra: bool = True) -> GenderSwapper:
@@ -269,7 +149,8 @@ class GenderSwapper:
 
         Precedence: built-in pairs, then ``generalized_swaps.txt`` (read one-way, as listed), then
         ``extra_gendered_words.txt`` (male/female pairs, read both ways). Trailing dots of titles are dropped
-        (``mr.`` -> ``mr``); list entries that are ambiguous or misspelt are skipped.
+        (``mr.`` -> ``mr``); list entries that are ambiguous or misspelt are skipped. The held-out words are those
+        of :func:`pipeline.data.swap_split.heldout_words`.
 
         Args:
             root: Data root; default :func:`pipeline.data.paths.data_root`.
@@ -292,11 +173,13 @@ class GenderSwapper:
             extra_pairs = read_swap_list(folder / "extra_gendered_words.txt")
             add(extra_pairs)
             add((f, m) for m, f in extra_pairs)
-        return cls(mapping)
+        return cls(mapping, heldout=heldout_words(mapping))
 
     def _target(self, word: str, next_word: str | None, gap: str) -> str | None:
         low = word.lower()
         if low in ("her", "his"):
+            if not self.possessives:
+                return None
             nominal = next_word is not None and not gap.strip() and next_word.lower() not in _NOT_NOMINAL
             if low == "her":
                 return "his" if nominal else "him"

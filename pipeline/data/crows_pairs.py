@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.data._io import read_table, require_columns
+from pipeline.data._io import read_data_file, require_columns
 from pipeline.data.itemset import ItemSet
 from pipeline.data.paths import data_root
 
@@ -67,7 +67,7 @@ def load_crows_pairs(bias_type: str | None = None, *, path: str | Path | None = 
     if bias_type is not None and bias_type not in CROWS_BIAS_TYPES:
         raise ValueError(f"bias_type={bias_type!r}: choose one of {list(CROWS_BIAS_TYPES)} or None.")
     source = Path(path) if path is not None else data_root() / "crows_pairs" / "crows_pairs_anonymized.csv"
-    table = read_table(source)
+    table = read_data_file(source)
     require_columns(table, _COLUMNS, source, "point load_crows_pairs at crows_pairs_anonymized.csv.")
     if bias_type is not None:
         table = table[table["bias_type"] == bias_type]

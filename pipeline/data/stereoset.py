@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.data._io import read_table, require_columns
+from pipeline.data._io import read_data_file, require_columns
 from pipeline.data.itemset import ItemSet
 from pipeline.data.paths import data_root
 
@@ -143,7 +143,7 @@ def load_stereoset(
     if bias_type is not None and bias_type not in STEREOSET_BIAS_TYPES:
         raise ValueError(f"bias_type={bias_type!r}: choose one of {list(STEREOSET_BIAS_TYPES)} or None.")
     source = Path(path) if path is not None else data_root() / "stereoset" / _FILES[kind]
-    table = read_table(source)
+    table = read_data_file(source)
     require_columns(table, _COLUMNS, source, f"point load_stereoset at {_FILES[kind]}.")
     if bias_type is not None:
         table = table[table["bias_type"] == bias_type]

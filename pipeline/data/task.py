@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data._io import norm_value, preview, read_table, require_columns
+from pipeline.data._io import norm_value, preview, read_data_file, require_columns
 
 __all__ = [
     "FEMALE",
@@ -284,7 +284,7 @@ def load_table_task(
         FileNotFoundError: The file does not exist.
         ValueError: Bad file type or encoding, missing columns, empty cells, no rows, one class, unknown genders.
     """
-    table = read_table(path, encoding=encoding, allow_pickle=allow_pickle)
+    table = read_data_file(path, encoding=encoding, allow_pickle=allow_pickle)
     columns = [text_col, label_col, gender_col]
     require_columns(table, columns, path, "pass text_col=, label_col= and gender_col= naming the right columns.")
     for col in columns:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.data._io import read_table, require_columns
+from pipeline.data._io import read_data_file, require_columns
 from pipeline.data.paths import data_root
 
 __all__ = ["WINOGENDER_PRONOUNS", "WinogenderItem", "load_winogender", "occupation_stats"]
@@ -84,7 +84,7 @@ def load_winogender(root: str | Path | None = None) -> tuple[WinogenderItem, ...
         ValueError: A malformed ``sentid`` or a sentence without exactly one pronoun of its gender.
     """
     source = data_root(root) / "winogender" / "all_sentences.tsv"
-    table = read_table(source)
+    table = read_data_file(source)
     require_columns(table, ["sentid", "sentence"], source, "point at Winogender's all_sentences.tsv.")
     return tuple(_parse(i, s, source) for i, s in zip(table["sentid"].tolist(), table["sentence"].tolist()))
 
@@ -97,7 +97,7 @@ def occupation_stats(root: str | Path | None = None) -> pd.DataFrame:
         ``bls_year`` (int).
     """
     source = data_root(root) / "winogender" / "occupations-stats.tsv"
-    table = read_table(source)
+    table = read_data_file(source)
     columns = ["occupation", "bergsma_pct_female", "bls_pct_female", "bls_year"]
     require_columns(table, columns, source, "point at Winogender's occupations-stats.tsv.")
     return (

@@ -8,7 +8,7 @@ the batched masked-LM scorer of :mod:`.mlm`. :func:`bias_metrics` runs the confi
 every aggregate carries a bootstrap interval (:func:`bootstrap_ci`). See docs/METRICS.md.
 """
 
-from pipeline.metrics.bootstrap import bootstrap_ci, bootstrap_indices
+from pipeline.bootstrap import bootstrap_ci, bootstrap_indices
 from pipeline.metrics.counterfactual import counterfactual_gap, counterfactual_metrics, true_class_prob_change
 from pipeline.metrics.crows import crows_metrics, crows_scores, unmodified_positions
 from pipeline.metrics.evaluate import METRIC_FAMILIES, MLM_FAMILIES, BiasMetricsConfig, bias_metric_tables, bias_metrics

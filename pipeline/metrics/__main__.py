@@ -1,7 +1,7 @@
-"""Alias of ``bias-atlas metrics`` (:mod:`pipeline.runs.cli`), kept for ``python -m pipeline.metrics``."""
+"""Alias of ``bias-atlas metrics`` (:mod:`pipeline.cli.main`), kept for ``python -m pipeline.metrics``."""
 
 import sys
 
-from pipeline.runs.cli import main
+from pipeline.cli.main import main
 
 sys.exit(main(["metrics", *sys.argv[1:]]))

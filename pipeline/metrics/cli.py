@@ -15,6 +15,7 @@ import logging
 
 import pandas as pd
 
+from pipeline.cli_checks import check_n_boot
 from pipeline.metrics.config import BiasMetricsConfig
 from pipeline.metrics.evaluate import FAMILIES, Inputs, family_frame, skip_reason
 from pipeline.metrics.seat import SEAT_POOLINGS
@@ -55,12 +56,11 @@ def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsC
     bad = [p for p in poolings if p not in SEAT_POOLINGS]
     if bad or not poolings:
         raise SystemExit(f"--pooling {args.pooling!r}: use a comma-separated list of {', '.join(SEAT_POOLINGS)}.")
-    for option in ("n_boot", "n_samples", "batch_size", "max_examples"):
+    check_n_boot(args.n_boot, zero="no intervals")
+    for option in ("n_samples", "batch_size", "max_examples"):
         value = getattr(args, option)
-        if value is not None and value < (0 if option == "n_boot" else 1):
-            raise SystemExit(
-                f"--{option.replace('_', '-')} {value}: give a {'non-negative' if option == 'n_boot' else 'positive'} number."
-            )
+        if value is not None and value < 1:
+            raise SystemExit(f"--{option.replace('_', '-')} {value}: give a positive number.")
     return BiasMetricsConfig(
         metrics=families,
         poolings=poolings,

@@ -17,7 +17,7 @@ POOLINGS: tuple[str, ...] = SEAT_POOLINGS
 
 
 class BiasMetricsConfig(Settings):
-    """Settings of the bias metrics of every variant (DESIGN.md section 6; docs/METRICS.md).
+    """Settings of the bias metrics of every variant (docs/DESIGN.md section 6; docs/METRICS.md).
 
     Attributes:
         metrics: Families to run, any of :data:`METRIC_FAMILIES`.

@@ -14,11 +14,19 @@ so that female-original and male-original examples point the same way::
 A positive mean gap means the model gives the true class more probability when the text is about a woman. The
 functions here are plain torch and differentiable, so :func:`counterfactual_gap` is the scalar "bias score of a
 batch" that the attribution methods explain (gates or embeddings -> logits -> gap -> backward).
+
+The signed mean cancels: a model that favours women for "nurse" and men for "engineer" can have a mean gap of 0.
+The *skew-oriented gap* (``cf_skew_gap``, docs/FINDINGS.md) does not: each example's gap is multiplied by the
+orientation of its class, ``s_y = sign(P(female | y) - P(female))`` in the training data (:func:`skew_orientation`),
+so it is positive when the model's true-class probability follows the gender skew the class has in the data it
+learned from (the stereotype the data teaches), negative when it runs against it, and 0 in expectation for a model
+whose output does not depend on gender. Examples of classes without a skew (``s_y = 0``) have no oriented value.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,19 +34,26 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data import MALE, GenderSwapper, TaskData, counterfactual
+from pipeline.data.neutral_edits import NeutralEditor
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.predict import check_classifier, classifier_logits
 from pipeline.models import LoadedModel
+from pipeline.stats import sign_flip_test
 
 __all__ = [
+    "SKEW_METRIC",
     "counterfactual_examples",
     "counterfactual_gap",
     "counterfactual_metrics",
+    "counterfactual_rows",
     "counterfactual_summary",
+    "skew_orientation",
     "true_class_prob_change",
 ]
+
+SKEW_METRIC = "cf_skew_gap"  # the per-example gap oriented by the class's gender skew in the training data
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +107,14 @@ def true_class_prob_change(
     return sign * change
 
 
+def skew_orientation(data: TaskData) -> np.ndarray:
+    """Orientation of each class, ``sign(P(female | y) - P(female))`` in ``data`` (the training data), float
+    (n_classes,): +1 for classes with more women than the data as a whole, -1 for fewer, 0 for none or no rows."""
+    share = data.female_share()
+    overall = float(np.mean(data.genders != MALE)) if len(data) else np.nan
+    return np.nan_to_num(np.sign(share - overall), nan=0.0)
+
+
 def counterfactual_gap(
     logits: Float[Tensor, "batch n_classes"],
     logits_cf: Float[Tensor, "batch n_classes"],
@@ -113,14 +136,11 @@ def counterfactual_examples(
     max_length: int = 128,
     swapper: GenderSwapper | None = None,
     logits: Tensor | None = None,
+    orientation: np.ndarray | None = None,
+    control: NeutralEditor | None = None,
 ) -> pd.DataFrame:
-    """Per-example counterfactual values of a classifier on ``data``: one row per text that the swapper changes and
-    per metric (``cf_prob_gap``: the oriented gap of the module docstring; ``cf_flip_rate``: 1 when the predicted
-    class of the text and of its twin differ), with extra columns ``example`` (index in ``data``), ``label`` and
-    ``gender`` (of the original text). Texts without a gendered word carry no counterfactual signal and have no rows.
-
-    These are the values :func:`counterfactual_metrics` averages; stored per example, two models scored on the
-    same texts can be compared with a paired bootstrap (:mod:`pipeline.runs.findings_variants`).
+    """Per-example counterfactual values of a classifier on ``data`` (:func:`counterfactual_rows` with the
+    classifier's logits).
 
     Args:
         loaded: A model loaded with ``head="classifier"``.
@@ -129,37 +149,108 @@ def counterfactual_examples(
         max_length: Token limit per text.
         swapper: Gender swapper; default :meth:`GenderSwapper.from_winobias`.
         logits: Precomputed logits of ``data.texts`` (n, n_classes), to avoid a second pass.
+        orientation: :func:`skew_orientation` of the training data, (n_classes,); None leaves ``cf_skew_gap`` out.
+        control: The gender-neutral edit of the flip-rate control; default :meth:`NeutralEditor.default`.
     """
     check_classifier(loaded, "counterfactual_examples")
+    if logits is not None and logits.shape[0] != len(data):
+        raise ValueError(f"logits has {logits.shape[0]} rows but data has {len(data)} texts; pass the logits of "
+                         "data.texts.")  # fmt: skip
+
+    def predict(texts: list[str]) -> Tensor:
+        return classifier_logits(loaded, texts, batch_size=batch_size, max_length=max_length)
+
+    return counterfactual_rows(predict, data, swapper=swapper, logits=logits, orientation=orientation,
+                               control=control)  # fmt: skip
+
+
+def _gap_rows(subset: str, idx, logits, logits_cf, data: TaskData, orientation) -> list[pd.DataFrame]:
+    """``cf_prob_gap``, ``cf_flip_rate`` (and ``cf_skew_gap``) rows of the texts ``idx`` and their twins."""
+    labels, genders = data.labels[idx], data.genders[idx]
+    with torch.no_grad():
+        gap = true_class_prob_change(logits, logits_cf, torch.as_tensor(labels), torch.as_tensor(genders))
+    gap = gap.double().numpy()
+    flips = (logits.argmax(-1) != logits_cf.argmax(-1)).double().numpy()
+    common = {"unit": "model", "n": 1, "example": idx, "label": labels, "gender": genders, "subset": subset}
+    frames = [pd.DataFrame({**common, "metric": m, "value": v}) for m, v in (("cf_prob_gap", gap),
+                                                                             ("cf_flip_rate", flips))]  # fmt: skip
+    if orientation is not None:
+        sign = np.asarray(orientation, dtype=float)[labels]
+        keep = sign != 0
+        some = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in common.items()}
+        frames.append(pd.DataFrame({**some, "metric": SKEW_METRIC, "value": sign[keep] * gap[keep]}))
+    return frames
+
+
+def counterfactual_rows(
+    predict: Callable[[list[str]], Tensor],
+    data: TaskData,
+    *,
+    swapper: GenderSwapper | None = None,
+    logits: Tensor | None = None,
+    orientation: np.ndarray | None = None,
+    control: NeutralEditor | None = None,
+) -> pd.DataFrame:
+    """Per-example counterfactual values of a classifier given as ``predict`` (texts -> logits (n, n_classes)).
+
+    One row per text the swapper changes and per metric, column ``subset`` naming the swap lists:
+
+    - ``all`` (every pair of the lists): ``cf_prob_gap`` (the oriented gap of the module docstring),
+      ``cf_flip_rate`` (1 when the predicted class of the text and of its twin differ) and, with ``orientation``,
+      ``cf_skew_gap`` (``orientation[y] * gap``, texts whose class has a skew);
+    - ``heldout`` (only the words of the held-out part, :meth:`GenderSwapper.part`; texts without such a word have
+      no row): the same three metrics, on edits that CDA never trains on;
+    - ``all``, flip-rate control (texts with a gendered word and a word of the control list): ``cf_control_flip``
+      (1 when the gender-neutral edit of :class:`~pipeline.data.neutral_edits.NeutralEditor` flips the prediction)
+      and ``cf_flip_excess`` (gender flip minus control flip, -1/0/1).
+
+    Extra columns ``example`` (index in ``data``), ``label`` and ``gender`` (of the original text), ``n_texts``.
+    Stored per example, two models scored on the same texts are compared with a paired bootstrap
+    (:mod:`pipeline.findings.comparisons`).
+    """
+    if orientation is not None and np.shape(orientation) != (len(data.label_names),):
+        raise ValueError(
+            f"orientation has shape {np.shape(orientation)}; give one value per class ({len(data.label_names)},), "
+            "from skew_orientation(training data)."
+        )
+    swapper = swapper or GenderSwapper.from_winobias()
+    control = control or NeutralEditor.default()
     twins = counterfactual(data, swapper)
     changed = np.array([a != b for a, b in zip(data.texts, twins.texts)], dtype=bool)
     if (~changed).any():
         log.info("counterfactual: %d of %d texts have no gendered word to swap; left out", (~changed).sum(), len(data))
     idx = np.flatnonzero(changed)
-    columns = ["unit", "metric", "value", "n", "example", "label", "gender"]
+    columns = ["unit", "metric", "value", "n", "example", "label", "gender", "subset"]
     if not changed.any():
         log.warning("counterfactual: no text of %r has a gendered word to swap; the gap is undefined", data.name)
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(n_texts=len(data))
-    if logits is None:
-        logits = classifier_logits(loaded, [data.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
-    else:
-        if logits.shape[0] != len(data):
-            raise ValueError(
-                f"logits has {logits.shape[0]} rows but data has {len(data)} texts; pass the logits of data.texts."
-            )
-        logits = logits[torch.as_tensor(idx)]
-    logits_cf = classifier_logits(loaded, [twins.texts[i] for i in idx], batch_size=batch_size, max_length=max_length)
-    labels = data.labels[idx]
-    genders = data.genders[idx]
-    with torch.no_grad():
-        gap = true_class_prob_change(logits, logits_cf, torch.as_tensor(labels), torch.as_tensor(genders))
-    flips = (logits.argmax(-1) != logits_cf.argmax(-1)).double().numpy()
-    common = {"unit": "model", "n": 1, "example": idx, "label": labels, "gender": genders}
-    frames = [
-        pd.DataFrame({**common, "metric": metric, "value": values})
-        for metric, values in (("cf_prob_gap", gap.double().numpy()), ("cf_flip_rate", flips))
-    ]
+    base = predict([data.texts[i] for i in idx]) if logits is None else logits[torch.as_tensor(idx)]
+    frames = _gap_rows("all", idx, base, predict([twins.texts[i] for i in idx]), data, orientation)
+    held = swapper.part("heldout") if swapper.heldout else None
+    if held is not None:
+        held_texts = [held.swap(data.texts[i]) for i in idx]
+        pick = np.flatnonzero([h != data.texts[i] for h, i in zip(held_texts, idx)])
+        if len(pick):
+            held_logits = predict([held_texts[k] for k in pick])
+            frames += _gap_rows("heldout", idx[pick], base[torch.as_tensor(pick)], held_logits, data, orientation)
+    edited = [control.edit(data.texts[i]) for i in idx]
+    pick = np.flatnonzero([e != data.texts[i] for e, i in zip(edited, idx)])
+    if len(pick):
+        sub = base[torch.as_tensor(pick)]
+        control_flip = (sub.argmax(-1) != predict([edited[k] for k in pick]).argmax(-1)).double().numpy()
+        gender_flip = frames[1]["value"].to_numpy()[pick]
+        common = {"unit": "model", "n": 1, "example": idx[pick], "label": data.labels[idx[pick]],
+                  "gender": data.genders[idx[pick]], "subset": "all"}  # fmt: skip
+        frames += [pd.DataFrame({**common, "metric": "cf_control_flip", "value": control_flip}),
+                   pd.DataFrame({**common, "metric": "cf_flip_excess", "value": gender_flip - control_flip})]  # fmt: skip
     return pd.concat(frames, ignore_index=True).assign(n_texts=len(data))
+
+
+def _subset_of(examples: pd.DataFrame) -> pd.Series:
+    """The swap-list subset of each row (tables written before held-out rows existed: ``all``)."""
+    if "subset" not in examples:
+        return pd.Series("all", index=examples.index)
+    return examples["subset"].fillna("").replace("", "all")
 
 
 def counterfactual_summary(examples: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -169,19 +260,35 @@ def counterfactual_summary(examples: pd.DataFrame, *, n_boot: int = 1000, seed: 
     if examples.empty:
         rows += [metric_row(m, np.nan, 0, subset="all") for m in ("cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate")]
         return to_frame(rows)
-    gap = examples[examples["metric"] == "cf_prob_gap"].sort_values("example")
-    flips = examples[examples["metric"] == "cf_flip_rate"].sort_values("example")
-    genders = gap["gender"].to_numpy()
-    values = gap["value"].to_numpy(dtype=np.float64)
-    per_example = {"cf_prob_gap": values, "cf_prob_abs_change": np.abs(values),
-                   "cf_flip_rate": flips["value"].to_numpy(dtype=np.float64)}  # fmt: skip
-    for subset, keep in (("all", np.ones(len(gap), bool)), ("female", genders != MALE), ("male", genders == MALE)):
-        for metric, v in per_example.items():
-            if not keep.any():
-                rows.append(metric_row(metric, np.nan, 0, subset=subset))
-                continue
-            estimate = bootstrap_ci(np.mean, v[keep], n_boot=n_boot, seed=seed)
-            rows.append(metric_row(metric, estimate, int(keep.sum()), subset=subset))
+    part = _subset_of(examples)
+
+    def values(metric: str, subset: str = "all") -> pd.DataFrame:
+        return examples[(examples["metric"] == metric) & (part == subset)].sort_values("example")
+
+    def mean_row(metric: str, v: np.ndarray, subset: str) -> dict:
+        if not len(v):
+            return metric_row(metric, np.nan, 0, subset=subset)
+        return metric_row(metric, bootstrap_ci(np.mean, v, n_boot=n_boot, seed=seed), len(v), subset=subset)
+
+    for swap in ("all", "heldout"):
+        gap, flips, skew = values("cf_prob_gap", swap), values("cf_flip_rate", swap), values(SKEW_METRIC, swap)
+        if gap.empty:
+            continue
+        genders = gap["gender"].to_numpy()
+        v = gap["value"].to_numpy(dtype=np.float64)
+        per_example = {"cf_prob_gap": v, "cf_prob_abs_change": np.abs(v),
+                       "cf_flip_rate": flips["value"].to_numpy(dtype=np.float64)}  # fmt: skip
+        keeps = (("all", np.ones(len(gap), bool)), ("female", genders != MALE), ("male", genders == MALE))
+        for subset, keep in keeps if swap == "all" else (("heldout", np.ones(len(gap), bool)),):
+            if subset in ("all", "heldout") and len(skew):
+                rows.append(mean_row(SKEW_METRIC, skew["value"].to_numpy(dtype=np.float64), subset))
+            rows += [mean_row(metric, x[keep], subset) for metric, x in per_example.items()]
+    control, excess = values("cf_control_flip"), values("cf_flip_excess")
+    if len(control):
+        rows.append(mean_row("cf_control_flip_rate", control["value"].to_numpy(dtype=np.float64), "all"))
+        e = excess["value"].to_numpy(dtype=np.float64)
+        rows.append(mean_row("cf_flip_excess", e, "all"))
+        rows.append(metric_row("cf_flip_excess_p_value", sign_flip_test(e, seed=seed), len(e), subset="all"))
     return to_frame(rows)
 
 
@@ -195,6 +302,8 @@ def counterfactual_metrics(
     max_length: int = 128,
     swapper: GenderSwapper | None = None,
     logits: Tensor | None = None,
+    orientation: np.ndarray | None = None,
+    control: NeutralEditor | None = None,
 ) -> pd.DataFrame:
     """Counterfactual gap, mean absolute change and prediction flip rate of a classifier on ``data``.
 
@@ -204,7 +313,14 @@ def counterfactual_metrics(
 
     - ``cf_prob_gap``: mean oriented gap ``P(y | female version) - P(y | male version)``;
     - ``cf_prob_abs_change``: mean ``|p(y | x') - p(y | x)|``;
-    - ``cf_flip_rate``: share of pairs whose predicted class differs.
+    - ``cf_flip_rate``: share of pairs whose predicted class differs;
+    - ``cf_skew_gap`` (with ``orientation``, subset ``all``): mean skew-oriented gap over the texts whose class has a
+      skew in the training data (module docstring);
+    - subset ``heldout``: ``cf_prob_gap``, ``cf_prob_abs_change``, ``cf_flip_rate`` and ``cf_skew_gap`` with only the
+      held-out swap words changed (:mod:`pipeline.data.swap_split`): what a remedy trained on swaps did not see;
+    - the flip-rate control (subset ``all``, texts with a gendered word and a control word): ``cf_control_flip_rate``
+      (flips under a gender-neutral synonym edit), ``cf_flip_excess`` (gender flip rate minus it, same texts) and
+      ``cf_flip_excess_p_value`` (sign-flip test of the per-text excess).
 
     Args:
         loaded: A model loaded with ``head="classifier"``.
@@ -215,8 +331,17 @@ def counterfactual_metrics(
         max_length: Token limit per text.
         swapper: Gender swapper; default :meth:`GenderSwapper.from_winobias`.
         logits: Precomputed logits of ``data.texts`` (n, n_classes), to avoid a second pass.
+        orientation: :func:`skew_orientation` of the training data; None leaves ``cf_skew_gap`` out.
+        control: The gender-neutral edit of the flip-rate control; default :meth:`NeutralEditor.default`.
     """
     examples = counterfactual_examples(
-        loaded, data, batch_size=batch_size, max_length=max_length, swapper=swapper, logits=logits
+        loaded,
+        data,
+        batch_size=batch_size,
+        max_length=max_length,
+        swapper=swapper,
+        logits=logits,
+        orientation=orientation,
+        control=control,
     )
     return counterfactual_summary(examples, n_boot=n_boot, seed=seed)

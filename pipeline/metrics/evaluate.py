@@ -1,6 +1,6 @@
 """The evaluation stage's bias metrics: every extrinsic and intrinsic metric of one model variant in one tidy table.
 
-Definitions are in DESIGN.md section 6 and in each module: extrinsic TPR gaps and GAP_RMS (De-Arteaga et al. 2019),
+Definitions are in docs/DESIGN.md section 6 and in each module: extrinsic TPR gaps and GAP_RMS (De-Arteaga et al. 2019),
 the counterfactual gap (Garg et al. 2019), SEAT (May et al. 2019), CrowS-Pairs (Nangia et al. 2020), StereoSet
 (Nadeem et al. 2021), WinoBias stereotype/skew (Zhao et al. 2018; de Vassimon Manela et al. 2021) and Winogender
 (Rudinger et al. 2018). A metric that cannot run on this model (no trained classifier head, no MLM head, an MLM head
@@ -9,7 +9,7 @@ gives rows with value NaN and the reason in the extra column ``skipped``, and a 
 
 The MLM families read the variant's masked-LM model (``bias_metrics(..., mlm=...)``: the same variant loaded with
 ``head="mlm"``). Their rows say which head they read (column ``mlm_head``: e.g. "pretrained together with this
-encoder" or "pretrained, encoder fine-tuned since", :func:`pipeline.heads.describe_mlm_head`) and how it did in
+encoder" or "pretrained, encoder fine-tuned since", :func:`pipeline.mlm_head.describe_mlm_head`) and how it did in
 the check (``mlm_head_top1``, ``mlm_head_baseline``; NaN on other rows).
 """
 
@@ -35,7 +35,6 @@ from pipeline.data import (
     occupation_stats,
 )
 from pipeline.data.paths import data_root
-from pipeline.heads import absent_reason, describe_mlm_head
 from pipeline.metrics._rows import skip_row, to_frame
 from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
 from pipeline.metrics.counterfactual import counterfactual_examples, counterfactual_summary
@@ -47,11 +46,13 @@ from pipeline.metrics.seat import seat_metrics
 from pipeline.metrics.stereoset import stereoset_metrics
 from pipeline.metrics.winobias import winobias_metrics
 from pipeline.metrics.winogender import winogender_metrics
+from pipeline.mlm_head import absent_reason, describe_mlm_head
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
 __all__ = [
     "FAMILIES",
+    "INTRINSIC_PREFIXES",
     "METRIC_FAMILIES",
     "MLM_FAMILIES",
     "BiasMetricsConfig",
@@ -79,6 +80,7 @@ class Inputs:
     test: TaskData | None = None
     share: np.ndarray | None = None
     mlm: MlmSource = None
+    orientation: np.ndarray | None = None
 
     @cached_property
     def mlm_model(self) -> LoadedModel | None:
@@ -112,7 +114,8 @@ class Inputs:
         """Per-example counterfactual values on the test split (:func:`counterfactual_examples`)."""
         swapper = GenderSwapper.from_winobias(self.cfg.data_root)
         return counterfactual_examples(self.loaded, self.test, batch_size=self.cfg.batch_size,
-                                       max_length=self.cfg.max_length, swapper=swapper, logits=self.logits)  # fmt: skip
+                                       max_length=self.cfg.max_length, swapper=swapper, logits=self.logits,
+                                       orientation=self.orientation)  # fmt: skip
 
     @property
     def root(self):
@@ -132,13 +135,20 @@ class Inputs:
 class MetricFamilySpec:
     """A registry record: what the family needs (``classifier``: a trained classifier head and task data, ``mlm``:
     a trained MLM head, ``encoder``: any model), its headline metrics (the rows a skip leaves), the published
-    procedure it follows (docs/METRICS.md), and how it runs."""
+    procedure it follows (docs/METRICS.md), how it runs, and the prefix its metric names share (intrinsic families:
+    the findings compare their rows with the *pretrained* teacher, task-level ones with the fine-tuned teacher)."""
 
     name: str
     needs: Literal["classifier", "mlm", "encoder"]
     headline: tuple[str, ...]
     procedure: str
     run: Callable[[Inputs], pd.DataFrame]
+    prefix: str = ""
+
+    @property
+    def intrinsic(self) -> bool:
+        """Measured on the representations or the MLM head, not on the task: compared with the pretrained teacher."""
+        return self.needs != "classifier"
 
 
 def _extrinsic(x: Inputs) -> pd.DataFrame:
@@ -211,6 +221,7 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             ("seat_effect_size",),
             "SEAT effect size and permutation p (May et al. 2019; sent-bias)",
             _seat,
+            prefix="seat_",
         ),
         MetricFamilySpec(
             "crows",
@@ -218,6 +229,7 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             ("crows_stereo_pct",),
             "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py (Nangia et al. 2020)",
             _crows,
+            prefix="crows_",
         ),
         MetricFamilySpec(
             "stereoset",
@@ -225,6 +237,7 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             ("stereoset_ss", "stereoset_lms", "stereoset_icat"),
             "StereoSet intrasentence, the authors' scoring as bias-bench runs it (Nadeem et al. 2021)",
             _stereoset,
+            prefix="stereoset_",
         ),
         MetricFamilySpec(
             "winobias",
@@ -232,6 +245,7 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             ("winobias_stereotype", "winobias_skew"),
             "WinoBias masked pronoun, per type (Zhao et al. 2018; de Vassimon Manela et al. 2021)",
             _winobias,
+            prefix="winobias_",
         ),
         MetricFamilySpec(
             "winogender",
@@ -239,11 +253,15 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             ("winogender_male_pref_pct", "winogender_bls_r"),
             "Winogender masked pronoun preference (Rudinger et al. 2018)",
             _winogender,
+            prefix="winogender_",
         ),
     )
 }
 assert tuple(FAMILIES) == METRIC_FAMILIES, "the registry and config.MetricFamily must list the same families"
 MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")
+assert all(f.prefix for f in FAMILIES.values() if f.intrinsic), "an intrinsic family names the prefix of its rows"
+# Metric-name prefixes of the intrinsic families, from the registry: their rows are compared with the pretrained model.
+INTRINSIC_PREFIXES: tuple[str, ...] = tuple(f.prefix for f in FAMILIES.values() if f.intrinsic)
 _EXTRA_COLUMNS = ("pooling", "skipped", "mlm_head")  # string columns some rows carry; "" elsewhere
 _NUMBER_COLUMNS = ("mlm_head_top1", "mlm_head_baseline")  # float columns of MLM-family rows; NaN elsewhere
 
@@ -286,12 +304,25 @@ def _with_mlm_columns(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
     return frame
 
 
+def _explain_nan(frame: pd.DataFrame, family: str) -> pd.DataFrame:
+    """``frame`` with a ``skipped`` reason on every NaN value its family computed without one, so that a NaN
+    without a reason in a stored table means damage (the findings refuse it: ``pipeline.findings.compute``)."""
+    if "value" not in frame or not frame["value"].isna().any():
+        return frame
+    reason = frame["skipped"].fillna("").astype(str) if "skipped" in frame else pd.Series("", index=frame.index)
+    unexplained = frame["value"].isna() & (reason == "")
+    return frame.assign(
+        skipped=reason.where(~unexplained, f"undefined on these data (the {family} procedure gives NaN)")
+    )
+
+
 def family_frame(family: MetricFamilySpec, inputs: Inputs) -> pd.DataFrame:
     """The family's rows, or one NaN row per headline metric with the reason in ``skipped``; MLM families read
     the masked LM and add the ``mlm_head`` columns."""
     reason = skip_reason(family, inputs)
     if reason is None:
         frame = family.run(replace(inputs, loaded=inputs.mlm_model) if family.needs == "mlm" else inputs)
+        frame = _explain_nan(frame, family.name)
     else:
         log.warning("bias metrics: %s skipped: %s", family.name, reason)
         frame = to_frame([skip_row(metric, reason) for metric in family.headline])
@@ -307,6 +338,7 @@ def bias_metric_tables(
     seed: int = 0,
     config: BiasMetricsConfig | None = None,
     mlm: MlmSource = None,
+    orientation: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """All configured bias metrics of one model variant, as one tidy table, and the per-example counterfactual values
     behind its counterfactual rows.
@@ -325,6 +357,8 @@ def bias_metric_tables(
         config: Stage settings; default :class:`BiasMetricsConfig`.
         mlm: The same variant as a masked LM, for the MLM families (or a function loading it when first needed);
             not needed when ``loaded`` is one.
+        orientation: Each class's gender skew in the (original) training data
+            (:func:`~pipeline.metrics.counterfactual.skew_orientation`), for ``cf_skew_gap``; None leaves it out.
 
     Returns:
         The metrics: a tidy frame (:data:`pipeline.schema.COLUMNS` plus ``pooling``, ``skipped`` and ``mlm_head``,
@@ -333,7 +367,7 @@ def bias_metric_tables(
         ``seed``), or None when the counterfactual family did not run. A run stores both, so that its findings
         compare the counterfactual metrics of two variants with a paired bootstrap over the same texts.
     """
-    inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share, mlm)
+    inputs = Inputs(loaded, config or BiasMetricsConfig(), test, train_female_share, mlm, orientation)
     frames = [family_frame(f, inputs) for name, f in FAMILIES.items() if name in inputs.cfg.metrics]
     table = pd.concat(frames, ignore_index=True)
     for column in _EXTRA_COLUMNS:

@@ -8,7 +8,19 @@ the gap is defined, and their Figure 2 correlates ``Gap_y`` with the share of wo
 data (Pearson r). A class with no test examples of one gender has an undefined (NaN) gap; it is left out of
 GAP_RMS and of the correlation, and the number left out is reported as the row ``gap_rms_excluded_classes``.
 
-All aggregates carry percentile bootstrap intervals over test examples (:func:`~pipeline.metrics.bootstrap_ci`).
+All aggregates carry percentile bootstrap intervals over test examples (:func:`~pipeline.bootstrap_ci`);
+GAP_RMS carries the BCa interval, because its resamples sit above its value (a root mean square of noisy gaps).
+
+Noise floor (issue #26). With a few test examples per class and gender, ``Gap_y`` is mostly sampling noise and
+GAP_RMS, a root mean *square*, is positive even for a model whose predictions do not depend on gender. So GAP_RMS
+comes with its *no-gap reference* (:func:`gap_rms_null`): the same statistic after permuting gender within each true
+class, which keeps each class's examples and correct predictions and removes any gender effect. Rows:
+``gap_rms_nogap`` (median of the permutation null, interval = its 2.5-97.5% range), ``gap_rms_p_value`` (share of the
+null at or above the observed value, one-sided), ``gap_rms_corrected`` (``sqrt(max(0, GAP_RMS^2 - E_null[GAP_RMS^2]))``:
+the method-of-moments estimate with the permutation estimate of the noise, interval = the same map of the GAP_RMS
+interval), ``gap_rms_n_needed`` (the number of test examples at which the no-gap range would end at the corrected
+estimate: ``n (upper end / corrected)^2``, since the null shrinks as 1/sqrt(n); NaN when the corrected estimate is
+0), and per class ``tpr_gap_nogap`` (value 0, interval = the permutation range of that class's gap).
 """
 
 from __future__ import annotations
@@ -21,11 +33,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data.task import FEMALE, MALE
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics.bootstrap import bootstrap_ci
 
-__all__ = ["accuracy", "extrinsic_metrics", "gap_rms", "gap_share_correlation", "macro_f1", "tpr_gaps"]
+__all__ = [
+    "accuracy",
+    "extrinsic_metrics",
+    "gap_rms",
+    "gap_rms_null",
+    "gap_share_correlation",
+    "macro_f1",
+    "noise_floor_rows",
+    "tpr_gaps",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +115,58 @@ def gap_rms(gaps: Sequence[float]) -> float:
     gaps = np.asarray(gaps, dtype=float)
     gaps = gaps[np.isfinite(gaps)]
     return float(np.sqrt(np.mean(gaps**2))) if len(gaps) else float("nan")
+
+
+def gap_rms_null(
+    y_true: np.ndarray, y_pred: np.ndarray, genders: np.ndarray, n_classes: int, *, n_perm: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAP_RMS (n_perm,) and the per-class gaps (n_perm, n_classes) with gender permuted within each true class: the
+    statistic of a model with the same per-class accuracy and no gender effect, on the same examples."""
+    rng = np.random.default_rng(seed)
+    correct = (y_true == y_pred).astype(float)
+    gaps = np.full((n_perm, n_classes), np.nan)
+    for c in range(n_classes):
+        members = np.flatnonzero(y_true == c)
+        g = genders[members]
+        n_f = int((g == FEMALE).sum())
+        if n_f == 0 or n_f == len(g):
+            continue
+        female = rng.permuted(np.tile(g == FEMALE, (n_perm, 1)), axis=1)  # (n_perm, n_c)
+        hits_f = female @ correct[members]
+        gaps[:, c] = hits_f / n_f - (correct[members].sum() - hits_f) / (len(g) - n_f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rms = np.sqrt(np.nanmean(gaps**2, axis=1))
+    return rms, gaps
+
+
+def noise_floor_rows(y_true, y_pred, genders, label_names, gap_rms_estimate: tuple, *, n_perm: int = 1000,
+                     seed: int = 0) -> list[dict]:  # fmt: skip
+    """The no-gap reference rows of GAP_RMS and of each class's TPR gap (module docstring)."""
+    n_classes = len(label_names)
+    null, null_gaps = gap_rms_null(y_true, y_pred, genders, n_classes, n_perm=n_perm, seed=seed)
+    value, low, high = gap_rms_estimate
+    n = len(y_true)
+    lo, mid, hi = np.nanpercentile(null, [2.5, 50, 97.5])
+    noise = float(np.nanmean(null**2))
+
+    def corrected(x: float) -> float:
+        return float(np.sqrt(max(0.0, x**2 - noise))) if np.isfinite(x) else float("nan")
+
+    est = corrected(value)
+    rows = [
+        metric_row("gap_rms_nogap", (mid, lo, hi), n),
+        metric_row("gap_rms_p_value", (1 + np.sum(null >= value - 1e-12)) / (len(null) + 1), n),
+        metric_row("gap_rms_corrected", (est, corrected(low), corrected(high)), n),
+        metric_row("gap_rms_n_needed", float(np.ceil(n * (hi / est) ** 2)) if est > 0 else float("nan"), n),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bounds = np.nanpercentile(null_gaps, [2.5, 97.5], axis=0)
+    for c, name in enumerate(label_names):
+        rows.append(metric_row("tpr_gap_nogap", (0.0, bounds[0, c], bounds[1, c]), int((y_true == c).sum()),
+                               subset=str(name), unit="class"))  # fmt: skip
+    return rows
 
 
 def gap_share_correlation(gaps: Sequence[float], female_share: Sequence[float]) -> float:
@@ -215,7 +288,9 @@ def extrinsic_metrics(
         r = _rates(t, p, g, n_classes)
         return gap_rms(r[0, FEMALE] - r[0, MALE])
 
-    rows.append(metric_row("gap_rms", bootstrap_ci(rms, arrays, **boot), len(y_true)))
+    estimate = bootstrap_ci(rms, arrays, **boot, method="bca")
+    rows.append(metric_row("gap_rms", estimate, len(y_true)))
+    rows += noise_floor_rows(y_true, y_pred, genders, label_names, estimate, n_perm=max(n_boot, 200), seed=seed)
     undefined = per_class.loc[~np.isfinite(per_class["gap"]), "class"].tolist()
     present = int(((per_class["n_female"] + per_class["n_male"]) > 0).sum())
     if undefined:
@@ -234,4 +309,16 @@ def extrinsic_metrics(
 
         n_corr = int((np.isfinite(per_class["gap"]) & np.isfinite(share)).sum())
         rows.append(metric_row("gap_share_pearson_r", bootstrap_ci(corr, arrays, **boot), n_corr))
+    for row in rows:  # a value undefined on this test set says why, so a NaN without a reason means damage
+        if not np.isfinite(row["value"]):
+            row["skipped"] = _undefined(row, per_class, label_names)
     return to_frame(rows)
+
+
+def _undefined(row: dict, per_class: pd.DataFrame, label_names: Sequence[str]) -> str:
+    """Why ``row``'s value is undefined on this test set (its ``skipped`` reason)."""
+    if row["unit"] == "class" and row["subset"] in map(str, label_names):
+        c = list(map(str, label_names)).index(row["subset"])
+        counts = f"{per_class.loc[c, 'n_female']} female and {per_class.loc[c, 'n_male']} male test examples"
+        return f"undefined on this test set: class {row['subset']} has {counts}"
+    return "undefined on this test set (too few classes or examples with a defined gap)"

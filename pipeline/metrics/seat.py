@@ -37,9 +37,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pipeline.anatomy import pool
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data import SeatTest
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.models import LoadedModel
 
 __all__ = ["association", "effect_size", "encode", "n_partitions", "permutation_p", "seat_metrics"]

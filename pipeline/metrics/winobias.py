@@ -41,10 +41,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data import MALE, WinoBiasItem
 from pipeline.data.sampling import subsample
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.mlm import MaskedQuery, check_mlm, encode_ids, masked_token_logprobs
 from pipeline.models import LoadedModel
 

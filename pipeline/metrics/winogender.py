@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data import WinogenderItem, occupation_stats
 from pipeline.data.sampling import subsample
 from pipeline.metrics._rows import metric_row, to_frame
-from pipeline.metrics.bootstrap import bootstrap_ci
 from pipeline.metrics.extrinsic import gap_share_correlation
 from pipeline.metrics.winobias import gender_preferences
 

@@ -7,7 +7,7 @@ trained one, else hidden states only (:mod:`.distil`). Every saved config carrie
 a saved random head would otherwise reload as if it were trained.
 
 Every variant is saved as a sequence classifier with the task's classes, and with its MLM head when it has one
-(:mod:`pipeline.heads`: same weights file, provenance in ``config.mlm_head``):
+(:mod:`pipeline.mlm_head`: same weights file, provenance in ``config.mlm_head``):
 
 =====================  ==========================================================================================
 op                     MLM head saved with the variant
@@ -44,12 +44,12 @@ from tqdm.auto import tqdm
 from pipeline.anatomy import Anatomy
 from pipeline.compress.distil import distil
 from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
-from pipeline.compress.quantise import QUANTIZATION, quantise_dynamic
 from pipeline.compress.tiny import tiny
 from pipeline.data import GenderSwapper, TaskData
+from pipeline.int8 import QUANTIZATION, quantise_dynamic
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
-from pipeline.runs.build_job import Built, Inputs, Job, save_model
+from pipeline.runs.build_job import BuildJob, Built, Inputs, save_model
 from pipeline.runs.build_job import carried as _carried
 from pipeline.runs.build_job import importance_batches as _importance_batches
 from pipeline.runs.build_job import report_rows as _report
@@ -65,14 +65,13 @@ from pipeline.train import finetune_classifier, finetune_mlm
 __all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]
 
 log = logging.getLogger(__name__)
-# source whose change invalidates built models (the data enters keys by content, not by code)
 
 
-def _load(job: Job) -> Built:
+def _load(job: BuildJob) -> Built:
     return _carried(job.inputs.classifier(), job, [], None)
 
 
-def _mlm(job: Job) -> Built:
+def _mlm(job: BuildJob) -> Built:
     loaded = job.inputs.mlm()
     result = finetune_mlm(
         loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length, accelerator=job.accelerator
@@ -80,7 +79,7 @@ def _mlm(job: Job) -> Built:
     return _with_trained_mlm_head(loaded, job, _report(result), "mlm")
 
 
-def _finetune(job: Job) -> Built:
+def _finetune(job: BuildJob) -> Built:
     loaded = job.inputs.classifier()
     with keep_sparsity(loaded.anatomy) if job.step.params.get("keep_sparsity") else nullcontext():
         result = finetune_classifier(
@@ -95,7 +94,7 @@ def _finetune(job: Job) -> Built:
     return _carried(loaded, job, _report(result), "fine-tuned")
 
 
-def _distil(job: Job) -> Built:
+def _distil(job: BuildJob) -> Built:
     general = job.parent is None or job.parent.op == "mlm"  # the teacher was not task-fine-tuned
     teacher = job.inputs.general_teacher() if general else job.inputs.classifier()
     student, result = distil(
@@ -105,7 +104,7 @@ def _distil(job: Job) -> Built:
         job.step.seed,
         max_length=job.max_length,
         mixup=job.step.params["mixup"],
-        swapper=job.swapper,
+        swapper=(job.swapper or GenderSwapper.from_winobias()).part("train"),  # held-out words stay unseen
         mlm_probability=job.cfg.finetune.mlm_probability,
         accelerator=job.accelerator,
     )
@@ -122,7 +121,7 @@ def _distil(job: Job) -> Built:
     return _carried(student, job, _report(result), "distilled")
 
 
-def _tiny(job: Job) -> Built:
+def _tiny(job: BuildJob) -> Built:
     student, results = tiny(
         job.inputs.classifier(),
         job.train,
@@ -141,7 +140,7 @@ def _tiny(job: Job) -> Built:
     )
 
 
-def _prune(job: Job) -> Built:
+def _prune(job: BuildJob) -> Built:
     loaded, section = job.inputs.classifier(), job.cfg.compress.prune
     batches = _importance_batches(
         loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size, job.max_length
@@ -165,13 +164,13 @@ def _prune(job: Job) -> Built:
     return _carried(loaded, job, rows, "head-pruned")
 
 
-def _sparse(job: Job) -> Built:
+def _sparse(job: BuildJob) -> Built:
     loaded = job.inputs.classifier()
     reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
     return _carried(loaded, job, [{"unit": "model", "metric": "sparsity", "value": reached}], "magnitude-pruned")
 
 
-def _int8(job: Job) -> Built:
+def _int8(job: BuildJob) -> Built:
     loaded = job.inputs.classifier()
     loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
     quantised = quantise_dynamic(loaded.model)
@@ -184,7 +183,7 @@ def _int8(job: Job) -> Built:
 
 # The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
 # its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
-OPERATIONS: dict[str, Callable[[Job], Built]] = {
+OPERATIONS: dict[str, Callable[[BuildJob], Built]] = {
     "load": _load,
     "mlm": _mlm,
     "finetune": _finetune,
@@ -223,8 +222,9 @@ def build_step(
     """
     if step.op not in OPERATIONS:
         raise ValueError(f"unknown build op {step.op!r} in step {step.key}; known: {', '.join(OPERATIONS)}.")
-    inputs = Inputs(step, parent_dir, train.label_names, accelerator.device)
-    return OPERATIONS[step.op](Job(step, cfg, train, dev, parent, inputs, accelerator, swapper))
+    label_map = cfg.teacher.label_map if step.source == cfg.teacher.source else None
+    inputs = Inputs(step, parent_dir, train.label_names, accelerator.device, label_map)
+    return OPERATIONS[step.op](BuildJob(step, cfg, train, dev, parent, inputs, accelerator, swapper))
 
 
 # ---- the build stage --------------------------------------------------------------------------------------------
@@ -239,6 +239,7 @@ def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
         "finetune": cfg.finetune.model_dump(mode="json"),
         "amp": cfg.run.amp,
         "method": section.model_dump(mode="json") if section else None,
+        **({"label_map": cfg.teacher.label_map} if cfg.teacher.label_map else {}),
     }
 
 

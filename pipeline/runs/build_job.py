@@ -10,18 +10,19 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from pipeline.class_map import apply_class_map
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.erasure_hooks import save_erasers
-from pipeline.heads import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
+from pipeline.mlm_head import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.config import RunConfig
 from pipeline.runs.plan import HEAD_TRAINED_KEY, Step
 from pipeline.train import TrainResult, encode, seeded
 
 __all__ = [
+    "BuildJob",
     "Built",
     "Inputs",
-    "Job",
     "carried",
     "importance_batches",
     "report_rows",
@@ -46,7 +47,7 @@ class Built:
 
 def save_model(loaded: LoadedModel, folder: Path, mlm_head: MlmHead | None = None, *, no_mlm_head: str = "") -> None:
     """``save_pretrained`` of model and tokenizer into ``folder`` (with ``config.task_head_trained``), and the MLM
-        head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.heads`), and the model's LEACE
+        head's tensors in the same weights file with ``config.mlm_head`` (:mod:`pipeline.mlm_head`), and the model's LEACE
     erasers, if it has any (:func:`pipeline.erasure_hooks.save_erasers`)."""
     config = loaded.model.config
     setattr(config, HEAD_TRAINED_KEY, bool(loaded.head_trained and loaded.head == "classifier"))
@@ -71,11 +72,23 @@ def report_rows(result: TrainResult, prefix: str = "") -> list[dict]:
 class Inputs:
     """Loads a step's input model on the training device."""
 
-    def __init__(self, step: Step, parent_dir: Path | None, label_names: tuple[str, ...], device: torch.device):
+    def __init__(
+        self,
+        step: Step,
+        parent_dir: Path | None,
+        label_names: tuple[str, ...],
+        device: torch.device,
+        label_map: dict[str, str] | None = None,
+    ):
         self.origin = str(parent_dir) if step.parent else step.source
         self.step, self.label_names, self.device = step, list(label_names), device
+        self.label_map = label_map if not step.parent else None  # the teacher's head classes -> the data's
 
     def classifier(self) -> LoadedModel:
+        if self.label_map:  # a head for the data's classes under other names: rows reordered into the data's order
+            loaded = load_model(self.origin, head="classifier", device=self.device)
+            apply_class_map(loaded.model, self.label_names, self.label_map)
+            return loaded
         with seeded(self.step.seed):  # a new classifier head is initialised under the step's seed
             loaded = load_model(self.origin, head="classifier", label_names=self.label_names, device=self.device)
         trained = getattr(loaded.model.config, HEAD_TRAINED_KEY, None)
@@ -118,7 +131,7 @@ def importance_batches(loaded: LoadedModel, train: TaskData, n: int, batch_size:
 
 
 @dataclass
-class Job:
+class BuildJob:
     """What one build operation reads."""
 
     step: Step
@@ -135,13 +148,13 @@ class Job:
         return self.cfg.task.max_length
 
 
-def carried(loaded: LoadedModel, job: Job, rows: list[dict], change: str | None) -> Built:
+def carried(loaded: LoadedModel, job: BuildJob, rows: list[dict], change: str | None) -> Built:
     """A classifier variant saved with its input's MLM head (after ``change``), if the input has one."""
     head, reason = job.inputs.mlm_head(change)
     return Built(loaded, loaded, rows, head, reason)
 
 
-def with_trained_mlm_head(mlm: LoadedModel, job: Job, rows: list[dict], origin: str) -> Built:
+def with_trained_mlm_head(mlm: LoadedModel, job: BuildJob, rows: list[dict], origin: str) -> Built:
     """A masked LM saved as a classifier with the task's classes (a new, untrained head) and its MLM head."""
     classifier = as_classifier(mlm, job.train.label_names, job.step.seed)
     return Built(classifier, classifier, rows, MlmHead(mlm_head_state(mlm.model), origin))

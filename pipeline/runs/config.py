@@ -21,7 +21,7 @@ Sections (see ``configs/demo.toml`` for a commented example):
     [probes]        the probes (probes.config.ProbeConfig)
     [findings]      statistics and report (pipeline.runs.findings_config.FindingsConfig)
 
-Fine-tuning orders (DESIGN.md section 6): ``none`` (no task fine-tuning anywhere), ``before`` (fine-tune the
+Fine-tuning orders (docs/DESIGN.md section 6): ``none`` (no task fine-tuning anywhere), ``before`` (fine-tune the
 teacher, then compress), ``after`` (compress the pretrained teacher, then fine-tune the student), ``both``.
 """
 
@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # safe as a folder name
+# a file name may hold 255 bytes; the run's temp folders add ".<name>.<pid>.<random>.tmp" and variant names their
+# recipe, so names stay well below that
+_NAME_MAX = 100
 
 
 class ConfigError(ValueError):
@@ -83,7 +86,7 @@ class ConfigError(ValueError):
 class RunSection(Settings):
     """Where and how the run executes."""
 
-    name: str = Field(pattern=_NAME)  # the run folder is <out_dir>/<name>
+    name: str = Field(pattern=_NAME, max_length=_NAME_MAX)  # the run folder is <out_dir>/<name>
     out_dir: Path = Path("runs")
     seeds: tuple[int, ...] = Field(default=(0,), min_length=1)  # every trained variant is built once per seed
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
@@ -111,6 +114,9 @@ class TeacherSection(Settings):
     """The uncompressed model: a BERT-family hub name, a save_pretrained folder, or ``"minilm"`` (offline)."""
 
     source: str = "minilm"
+    # a teacher with a trained classifier head whose classes are not the data's by name (other names, or the
+    # default LABEL_k): each head class -> the data class it is, e.g. { LABEL_0 = "nurse", LABEL_1 = "writer" }
+    label_map: dict[str, str] | None = None
 
 
 class TaskSection(Settings):
@@ -162,7 +168,7 @@ class HubStudent(Settings):
     """A ready-made compressed model from the hub, compared beside the pipeline-made students."""
 
     source: str
-    name: str = Field(pattern=_NAME)  # variants are "hub-<name>-ft_<order>"
+    name: str = Field(pattern=_NAME, max_length=_NAME_MAX)  # variants are "hub-<name>-ft_<order>"
     orders: tuple[Order, ...] = ("after",)
 
     @field_validator("orders")

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from pipeline.files import atomic_dir
 from pipeline.runs.stages import Stage, StageContext, UnitSpec
 
-__all__ = ["EXECUTORS", "RayResources", "UnitsFailedError", "ray_prefill"]
+__all__ = ["EXECUTORS", "RayResources", "UnitsFailedError", "check_cluster", "ray_prefill"]
 
 log = logging.getLogger("pipeline.runs.run")
 EXECUTORS = ("local", "ray")
@@ -92,6 +92,24 @@ def _ray():
     return ray
 
 
+def check_cluster(nodes: list[dict], resources: RayResources) -> None:
+    """Refuse a request no live node of the cluster can meet (``ray.nodes()``): its tasks would wait forever."""
+    memory = (resources.memory_gb or 0) * 2**30
+    live = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    if not any(
+        r.get("CPU", 0) >= resources.cpus and r.get("GPU", 0) >= resources.gpus and r.get("memory", 0) >= memory
+        for r in live
+    ):
+        largest = max(live, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        raise ValueError(
+            f"each unit asks Ray for {resources.cpus:g} CPU(s), {resources.gpus:g} GPU(s)"
+            + (f", {resources.memory_gb:g} GB" if resources.memory_gb else "")
+            + f", and no node of the cluster has that (largest: {largest.get('CPU', 0):g} CPU(s), "
+            f"{largest.get('GPU', 0):g} GPU(s)); its tasks would wait forever. Fix: lower run.ray_cpus / ray_gpus / "
+            "ray_memory_gb, or add such a node."
+        )
+
+
 def ray_prefill(stage: Stage, ctx: StageContext, resources: RayResources) -> None:
     """Run every uncached unit of ``stage`` as Ray tasks, wave by wave, writing each into the cache as it ends.
 
@@ -99,6 +117,7 @@ def ray_prefill(stage: Stage, ctx: StageContext, resources: RayResources) -> Non
         UnitsFailedError: some units raised (the others finished and are recorded).
     """
     ray = _ray()
+    check_cluster(ray.nodes(), resources)
     task = ray.remote(_run_unit).options(
         num_cpus=resources.cpus,
         num_gpus=resources.gpus,

@@ -23,7 +23,21 @@ from typing import Any
 
 from pipeline.files import write_json
 
-__all__ = ["Manifest", "RunLockedError", "file_hash", "hash_folder", "intact", "now", "run_lock", "verify"]
+__all__ = [
+    "SOUND",
+    "Manifest",
+    "ManifestError",
+    "RunLockedError",
+    "check_manifest",
+    "file_hash",
+    "hash_folder",
+    "intact",
+    "now",
+    "run_lock",
+    "verify",
+]
+
+SOUND = "ok"  # the one state of verify() that is verifiably sound; every other state makes it fail
 
 
 def now() -> str:
@@ -76,6 +90,35 @@ class Manifest:
         return self.stage(stage)["units"].setdefault(unit, {"status": "pending", "executions": 0})
 
 
+class ManifestError(ValueError):
+    """manifest.json records something a run must not trust or act on (e.g. a model folder outside the run)."""
+
+
+def _outside(run_dir: Path, folder: str) -> bool:
+    """True when a recorded unit folder is absolute or resolves (symlinks followed) outside the run folder."""
+    root = Path(run_dir).resolve()
+    target = (root / folder).resolve()
+    return Path(folder).is_absolute() or not target.is_relative_to(root)
+
+
+def check_manifest(run_dir: Path, manifest: Manifest) -> None:
+    """Refuse a manifest whose units point at model folders outside the run folder (they would be hashed, trusted
+    and never rebuilt there).
+
+    Raises:
+        ManifestError: the first such unit, with the fix.
+    """
+    for stage, record in manifest.data["stages"].items():
+        for name, unit in record.get("units", {}).items():
+            folder = unit.get("folder")
+            if folder and _outside(run_dir, str(folder)):
+                raise ManifestError(
+                    f"{manifest.path}: unit {name} of stage {stage} records the model folder {folder!r}, which is "
+                    f"outside the run folder {run_dir}; a run only trusts what it wrote inside it. Fix: delete that "
+                    "unit's entry from manifest.json (or the whole file) and run again to rebuild it."
+                )
+
+
 def intact(record: dict[str, Any], tables: dict[str, Path], folder: Path | None = None) -> str | None:
     """None when every output of a finished stage or unit matches its recorded hash, else what is wrong."""
     hashes = record.get("table_hashes", {})
@@ -95,8 +138,9 @@ def intact(record: dict[str, Any], tables: dict[str, Path], folder: Path | None 
 
 
 def verify(run_dir: Path) -> list[dict[str, str]]:
-    """The state of every stage and unit of a run folder: ``ok``, ``missing``/``corrupt`` (with why), or the
-    recorded status (``failed``, ``started``, ``pending``)."""
+    """The state of every stage and unit of a run folder: ``ok``, ``missing``/``corrupt``/``unverified`` (with why),
+    ``outside`` (a unit folder outside the run folder, never hashed), or the recorded status (``failed``,
+    ``started``, ``pending``). Only ``ok`` (:data:`SOUND`) is verifiably sound."""
     run_dir = Path(run_dir)
     manifest = Manifest(run_dir / "manifest.json", write=False)
     if not manifest.data["stages"]:
@@ -110,6 +154,10 @@ def verify(run_dir: Path) -> list[dict[str, str]]:
             cache = run_dir / ".cache" / stage / unit.replace("/", "__")
             utables = {t: cache / f"{t}.parquet" for t in urecord.get("tables", [])}
             folder = run_dir / urecord["folder"] if urecord.get("folder") else None
+            if folder is not None and _outside(run_dir, str(urecord["folder"])):
+                detail = f"model folder {urecord['folder']!r} is outside the run folder (not hashed, refused by run)"
+                rows.append({"stage": stage, "unit": unit, "state": "outside", "detail": detail})
+                continue
             problem = intact(urecord, utables, folder) if urecord.get("status") == "done" else None
             rows.append({"stage": stage, "unit": unit, "state": _state(urecord, problem), "detail": problem or ""})
     return rows

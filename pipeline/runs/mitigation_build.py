@@ -21,7 +21,7 @@ from pipeline.compress.prune import head_importance
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
-from pipeline.runs.build_job import Built, Job, carried, importance_batches
+from pipeline.runs.build_job import BuildJob, Built, carried, importance_batches
 
 __all__ = ["biasprune_op", "erase_op", "head_bias_effects"]
 
@@ -52,7 +52,7 @@ def head_bias_effects(
     return effect, intact, len(attribution)
 
 
-def biasprune_op(job: Job) -> Built:
+def biasprune_op(job: BuildJob) -> Built:
     """Bias-aware head pruning (``by = bias``) or its importance-pruned twin at the same count."""
     loaded, section, params = job.inputs.classifier(), job.cfg.compress.biasprune, job.step.params
     anatomy, ids = loaded.anatomy, loaded.anatomy.head_ids
@@ -97,7 +97,7 @@ def biasprune_op(job: Job) -> Built:
     return carried(loaded, job, rows, "head-pruned")
 
 
-def erase_op(job: Job) -> Built:
+def erase_op(job: BuildJob) -> Built:
     """LEACE erasers of gender fitted on the training split, installed in the input model and saved with it."""
     loaded = job.inputs.classifier()
     rows = erase(

@@ -1,6 +1,6 @@
 """The variant plan: which models a run builds, named by recipe, as a graph of build steps.
 
-Every model a run makes is a *variant* named by its recipe (DESIGN.md section 5), built once per seed:
+Every model a run makes is a *variant* named by its recipe (docs/DESIGN.md section 5), built once per seed:
 
 ==========================  ===================================================================================
 ``teacher``                 the pretrained teacher with a (random) classifier head; no training, first seed only

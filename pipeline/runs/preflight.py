@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from pipeline.anatomy import SUPPORTED_FAMILIES
-from pipeline.checkpoints import load_config
+from pipeline.checkpoints import load_model_config
+from pipeline.class_map import check_classes, head_classes
 from pipeline.compress.distil import check_layer_map
 from pipeline.compress.tiny import default_tiny_map
 from pipeline.data import BIOS_HUB_ID
@@ -36,6 +37,16 @@ def _check_writable(out_dir: Path) -> None:
         )
 
 
+def _check_run_folder(run_dir: Path) -> None:
+    """An existing run folder (and the folders and files a run rewrites in it) must be writable."""
+    for path in (run_dir, *(run_dir / p for p in ("tables", "models", ".cache", "report", "manifest.json"))):
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+            raise ConfigError(
+                f"the run folder {run_dir} cannot be written ({path} is read-only). Fix: make it writable "
+                f"(chmod -R u+w {run_dir}), or give this run another [run] name or out_dir."
+            )
+
+
 def _model_config(source: str, key: str, notes: list[str]):
     """The config of a model source, read without weights; None (with a note) for a hub name not cached here."""
     try:
@@ -44,7 +55,7 @@ def _model_config(source: str, key: str, notes: list[str]):
         raise ConfigError(f"{key} = {source!r}: {err}") from None
     local = Path(resolved).is_dir()
     try:
-        config = load_config(resolved, local_files_only=True)
+        config = load_model_config(resolved, local_files_only=True)
     except (OSError, ValueError) as err:
         if local:
             raise ConfigError(f"{key} = {source!r}: cannot read its config.json ({err}).") from None
@@ -97,10 +108,13 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
     """
     notes: list[str] = []
     _check_writable(cfg.run.out_dir)
+    _check_run_folder(Path(cfg.run.out_dir) / cfg.run.name)
     if cfg.run.amp == "fp16" and (cfg.run.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("run.amp = 'fp16' needs a GPU and none will be used; set run.amp = 'bf16' or 'no'.")
     if cfg.run.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device = 'cuda' but no GPU is visible; set run.device = 'auto' or 'cpu'.")
+    if cfg.run.executor == "ray" and not os.environ.get("RAY_ADDRESS"):
+        _check_local_ray(cfg)
     check_analysis_variants(cfg, [s.variant for s in plan_variants(cfg) if s.exposed])
     teacher = _model_config(cfg.teacher.source, "teacher.source", notes)
     _check_files(cfg.teacher.source, "teacher.source")
@@ -119,9 +133,40 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
         notes.append(f"task.path = {BIOS_HUB_ID!r} is read from the hub when the run starts.")
         return notes, None
     splits = load_task_splits(cfg.task, cfg.run.data_root)
+    if teacher is not None:
+        _check_teacher_classes(cfg, teacher, splits.test.label_names)
     if "probes" in cfg.run.analyses:
         _check_probe_folds(cfg, splits, notes)
     return notes, splits
+
+
+def _check_teacher_classes(cfg: RunConfig, teacher, data_classes) -> None:
+    """A teacher's trained head must have the data's classes by name, or ``teacher.label_map`` must map them."""
+    source = resolve_source(cfg.teacher.source)
+    try:
+        check_classes(
+            head_classes(source, teacher), data_classes, cfg.teacher.label_map, where=f"teacher.source = {source!r}"
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_local_ray(cfg: RunConfig) -> None:
+    """A local Ray cluster (no ``RAY_ADDRESS``) has this machine's CPUs, GPUs and memory: a unit asking for more
+    would wait forever, so it is refused now (a remote cluster is checked when the executor connects)."""
+    have = {
+        "ray_cpus": float(os.cpu_count() or 1),
+        "ray_gpus": float(torch.cuda.device_count()),
+        "ray_memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+    }
+    for key, available in have.items():
+        asked = getattr(cfg.run, key)
+        if asked is not None and asked > available:
+            raise ConfigError(
+                f"run.{key} = {asked:g} but this machine, where a local Ray cluster runs, has {available:g}; every "
+                f"unit would wait forever. Fix: set run.{key} <= {available:g}, set RAY_ADDRESS to a cluster that "
+                "has it, or use executor = 'local'."
+            )
 
 
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

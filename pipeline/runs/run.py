@@ -1,4 +1,4 @@
-"""The run orchestrator: ``bias-atlas run CONFIG.toml`` (DESIGN.md sections 2 and 5).
+"""The run orchestrator: ``bias-atlas run CONFIG.toml`` (docs/DESIGN.md sections 2 and 5).
 
 Order of work: validate the config (:func:`pipeline.runs.config.load_config`), check everything that can fail early
 without building a model (:func:`preflight`: output folder, teacher and hub-student families, layer maps, the
@@ -30,9 +30,9 @@ import functools
 import logging
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -42,14 +42,13 @@ from accelerate import PartialState
 
 from pipeline.data import GenderSwapper
 from pipeline.files import remove_stale_temps
-from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_findings, stage_probes, task_metrics
+from pipeline.runs import build, stage_attribution, stage_bias_metrics, stage_probes, task_metrics
 from pipeline.runs.code_version import REPO_ROOT
 from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.runs.executors import RayResources, ray_prefill
-from pipeline.runs.manifest import Manifest, run_lock
+from pipeline.runs.manifest import Manifest, check_manifest, run_lock
 from pipeline.runs.plan import Step, format_plan, plan_variants, select
 from pipeline.runs.preflight import preflight
-from pipeline.runs.report import write_report
 from pipeline.runs.stages import Stage, StageContext, run_stages
 from pipeline.runs.tables import TABLES
 from pipeline.runs.task_data import TaskSplits, load_task_splits
@@ -61,14 +60,14 @@ __all__ = ["STAGES", "RunResult", "TaskSplits", "load_task_splits", "preflight",
 
 log = logging.getLogger("pipeline.runs.run")
 
-# The stage registry: every stage of a run, in order. The analyses run when named in ``run.analyses``.
+# The measuring stages, in order: every stage of this floor. The analyses run when named in ``run.analyses``; the
+# findings stage and the report sit on the floors above and join in :mod:`pipeline.cli.full_run`.
 STAGES: list[Stage] = [
     build.STAGE,
     task_metrics.STAGE,
     stage_bias_metrics.STAGE,
     stage_attribution.STAGE,
     stage_probes.STAGE,
-    stage_findings.STAGE,
 ]
 ANALYSES: tuple[str, ...] = ("bias_metrics", "attribution", "probes")
 
@@ -158,6 +157,7 @@ def _execute(
     stage actions and the manifest's ``skipped`` entries."""
     state = PartialState()
     manifest = Manifest(run_dir / "manifest.json", write=state.is_main_process)
+    check_manifest(run_dir, manifest)  # refuses units outside the run folder before anything is written
     manifest.data.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     manifest.data.update(
         name=cfg.run.name,
@@ -211,6 +211,7 @@ def run(
     only: Sequence[str] | None = None,
     force: Sequence[str] = (),
     stages: Sequence[Stage] | None = None,
+    finish: Callable[[Path, dict[str, str]], None] | None = None,
 ) -> RunResult:
     """Run (or with ``dry_run`` only plan and check) the configured pipeline.
 
@@ -221,14 +222,15 @@ def run(
         only: restrict to these variants (all seeds) and the models they are built from.
         force: stage names to recompute even if cached.
         stages: the stage list (default :data:`STAGES`).
+        finish: called with the run folder and the stage actions after the stages, still under the lock, in the
+            main process only (the complete run writes its report there).
 
     Raises:
         ConfigError: from :func:`preflight`, or an unknown stage in ``force`` or variant in ``only``.
     """
     stages = [s for s in (STAGES if stages is None else stages) if s.name not in ANALYSES or s.name in cfg.run.analyses]
-    stages = [
-        stage_findings.findings_stage_for([s.name for s in stages]) if s.name == "findings" else s for s in stages
-    ]
+    names = {s.name for s in stages}  # a stage reading the analyses' tables needs only the analyses that run
+    stages = [replace(s, needs=tuple(n for n in s.needs if n not in ANALYSES or n in names)) for s in stages]
     unknown = [f for f in force if f not in [s.name for s in stages]]
     if unknown:
         raise ConfigError(f"--force {unknown}: unknown stage; stages: {', '.join(s.name for s in stages)}.")
@@ -249,7 +251,6 @@ def run(
             for stale in remove_stale_temps(run_dir):
                 log.info("removed %s, left by a killed run", stale)
         actions, skipped = _execute(cfg, run_dir, plan, splits, force=force, stages=stages, config_path=config_path)
-        if state.is_main_process and "findings" in actions:  # the report is the run's last product
-            index, _ = write_report(run_dir, cfg.findings, stored=True)  # the findings stage just wrote them
-            log.info("[report] %s", index)
+        if state.is_main_process and finish is not None:
+            finish(run_dir, actions)
     return RunResult(run_dir, plan, actions, skipped)

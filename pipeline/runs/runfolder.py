@@ -1,8 +1,8 @@
 """Read a run folder: its manifest, tidy tables, saved models, and the recipe encoded in each variant name.
 
-The run folder layout is DESIGN.md section 5: ``<run>/manifest.json``, ``<run>/models/<variant>/seed<k>/``,
+The run folder layout is docs/DESIGN.md section 5: ``<run>/manifest.json``, ``<run>/models/<variant>/seed<k>/``,
 ``<run>/tables/<table>.parquet`` (tidy, :mod:`pipeline.schema`) and ``<run>/figures/``. The viewer (``app.py``)
-and the figure command (:mod:`pipeline.runs.figures`) read runs only through :class:`RunFolder`, so a missing or
+and the figure command (:mod:`pipeline.figures.run_figures`) read runs only through :class:`RunFolder`, so a missing or
 partial run always gives a message that names the missing table and the stage that writes it.
 
 Variant names encode the recipe (teacher, compression method, fine-tuning order: none / before / after / both,
@@ -97,11 +97,16 @@ class RunFolder:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON ({err}); re-run the pipeline to rewrite it.") from err
 
+    def inside(self, path: Path) -> bool:
+        """Whether ``path``, symlinks followed, lies inside the run folder: a link pointing out of it is never
+        listed or read (a run only trusts what it wrote inside its folder; docs/RUN_FOLDER.md)."""
+        return path.resolve().is_relative_to(self.path.resolve())
+
     def table_path(self, name: str) -> Path | None:
-        """Path of table ``name`` (parquet, else csv), or None when absent."""
+        """Path of table ``name`` (parquet, else csv), or None when absent (or a link out of the run folder)."""
         for suffix in (".parquet", ".csv"):
             path = self.tables_dir / f"{name}{suffix}"
-            if path.exists():
+            if path.exists() and self.inside(path):
                 return path
         return None
 
@@ -109,16 +114,11 @@ class RunFolder:
         """Names of the tables present, known ones in the order of :data:`TABLES`, then any others."""
         if not self.tables_dir.is_dir():
             return ()
-        present = {p.stem for p in self.tables_dir.iterdir() if p.suffix in (".parquet", ".csv")}
+        present = {p.stem for p in self.tables_dir.iterdir() if p.suffix in (".parquet", ".csv") and self.inside(p)}
         return tuple(n for n in TABLES if n in present) + tuple(sorted(present - set(TABLES)))
 
     def has(self, name: str) -> bool:
         return self.table_path(name) is not None
-
-    def mtime(self, name: str) -> float:
-        """Modification time of table ``name`` (0.0 when absent), for cache keys."""
-        path = self.table_path(name)
-        return path.stat().st_mtime if path is not None else 0.0
 
     def missing(self, name: str) -> str:
         """A message naming the missing table ``name`` and how to produce it."""
@@ -164,7 +164,7 @@ class RunFolder:
         found = [
             (d.parent.name, int(d.name[4:]))
             for d in self.models_dir.glob("*/seed*")
-            if d.name[4:].isdigit() and (d / "config.json").exists()
+            if d.name[4:].isdigit() and (d / "config.json").exists() and self.inside(d / "config.json")
         ]
         return sorted(found, key=lambda vs: (variant_sort_key(vs[0]), vs[1]))
 
@@ -186,7 +186,7 @@ class RunFolder:
             FileNotFoundError: no model was saved for that pair; the message lists those that were.
         """
         path = self.models_dir / variant / f"seed{seed}"
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() or not self.inside(path / "config.json"):
             saved = ", ".join(f"{v}/seed{s}" for v, s in self.saved_models()) or "none"
             raise FileNotFoundError(
                 f"no saved model for variant {variant!r} seed {seed} in run {self.name!r} (saved: {saved}); the "

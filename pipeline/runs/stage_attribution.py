@@ -1,7 +1,9 @@
 """The ``attribution`` stage (section ``[attribution]``): :func:`attribution.analysis.run_attribution` on each chosen
 variant, then the cross-variant ``comparison`` table.
 
-The score is the counterfactual gap on the test split for a variant with a trained classifier head; a variant whose
+The score is ``attribution.target`` on the test split for a variant with a trained classifier head: the
+skew-oriented counterfactual gap (its orientation from the original training set, as in the bias metrics) or the
+signed gap; a variant whose
 head was never trained (order ``none``) is explained through its encoder with the SEAT effect size of
 ``seat_test`` (the ``score`` column says which). The ``comparison`` table: homogeneity (Gini, entropy) of
 single-head ablation effects per variant and seed, seed stability (Spearman, top-k overlap) where there are several
@@ -19,7 +21,10 @@ from transformers import AutoConfig
 from attribution.analysis import run_attribution
 from attribution.compare import homogeneity, layer_map, seed_stability, teacher_student_alignment
 from attribution.data import AttributionData
+from attribution.scores import CounterfactualGap, SkewGap
 from pipeline.data import data_root, load_seat
+from pipeline.metrics.benchmark_files import SWAP_LISTS, files_hashes
+from pipeline.metrics.counterfactual import skew_orientation
 from pipeline.runs.plan import Step, exposed_steps, load_variant
 from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.units import Tables, chosen_steps, per_variant
@@ -36,13 +41,16 @@ def attribution_stage(ctx: StageContext) -> Tables:
     cfg, splits = ctx.config, ctx.extras["splits"]
     settings = cfg.attribution
     root = data_root(cfg.run.data_root)
+    orientation = skew_orientation(splits.train.get("original", next(iter(splits.train.values()))))
 
     def analyse(step: Step) -> Tables:
         loaded = load_variant(ctx, step)
+        score = None
         if loaded.head_trained:
             data = AttributionData.from_task(
                 loaded, splits.test, swapper=ctx.extras["swapper"](), max_length=cfg.task.max_length
             )
+            score = SkewGap(orientation) if settings.target == "cf_skew_gap" else CounterfactualGap()
         else:  # a random classifier head: explain what the encoder itself encodes
             ctx.skip(
                 f"classifier head never trained: explaining the SEAT effect of {settings.seat_test!r} instead "
@@ -54,10 +62,16 @@ def attribution_stage(ctx: StageContext) -> Tables:
             data = AttributionData.from_seat(
                 loaded, load_seat(settings.seat_test, root), max_length=cfg.task.max_length
             )
-        return run_attribution(loaded, data, settings, variant=step.variant, seed=step.seed)
+        return run_attribution(loaded, data, settings, variant=step.variant, seed=step.seed, score=score)
 
     tables = per_variant(
-        ctx, chosen_steps(ctx, settings.variants), "attribution", settings, analyse, skip_table="head_ablation"
+        ctx,
+        chosen_steps(ctx, settings.variants),
+        "attribution",
+        settings,
+        analyse,
+        skip_table="head_ablation",
+        reads=_reads(cfg),
     )
     comparison = (
         comparison_table(ctx, tables["head_ablation"], k=settings.top_k)
@@ -97,4 +111,9 @@ def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd
     return concat_tables(frames)
 
 
-STAGE = Stage("attribution", attribution_stage, sections=("task", "attribution"), needs=("build",))
+def _reads(cfg) -> dict[str, str]:
+    """Content hashes of the benchmark files the stage reads: the swap lists of the twins, the SEAT test."""
+    return files_hashes(data_root(cfg.run.data_root), [*SWAP_LISTS, f"seat/{cfg.attribution.seat_test}.jsonl"])
+
+
+STAGE = Stage("attribution", attribution_stage, sections=("task", "attribution"), needs=("build",), reads=_reads)

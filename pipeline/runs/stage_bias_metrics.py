@@ -3,15 +3,17 @@ test split; tables ``bias_metrics`` and ``counterfactual_examples`` (the per-exa
 rows, which the findings pair across variants).
 
 Each variant is loaded as its classifier (extrinsic and counterfactual metrics, SEAT) and, for the MLM families,
-a second time with ``head="mlm"`` when it was saved with an MLM head (``config.mlm_head``, :mod:`pipeline.heads`);
+a second time with ``head="mlm"`` when it was saved with an MLM head (``config.mlm_head``, :mod:`pipeline.mlm_head`);
 that head is checked (:mod:`pipeline.metrics.mlm_check`) before its benchmarks are read.
 """
 
 from __future__ import annotations
 
 from pipeline.data import data_root
-from pipeline.heads import absent_reason
 from pipeline.metrics import bias_metric_tables
+from pipeline.metrics.benchmark_files import benchmark_hashes
+from pipeline.metrics.counterfactual import skew_orientation
+from pipeline.mlm_head import absent_reason
 from pipeline.runs.plan import Step, exposed_steps, load_variant
 from pipeline.runs.stages import Stage, StageContext
 from pipeline.runs.units import Tables, per_variant, with_defaults
@@ -24,6 +26,8 @@ def bias_metrics_stage(ctx: StageContext) -> Tables:
     ``counterfactual_examples``."""
     cfg, splits = ctx.config, ctx.extras["splits"]
     settings = with_defaults(cfg.metrics, data_root=str(data_root(cfg.run.data_root)), max_length=cfg.task.max_length)
+    # one orientation for every variant: the skew of the original training data (CDA's training set has none)
+    orientation = skew_orientation(splits.train.get("original", next(iter(splits.train.values()))))
 
     def analyse(step: Step) -> Tables:
         train = splits.train.get(step.training_set or "", next(iter(splits.train.values())))
@@ -38,10 +42,18 @@ def bias_metrics_stage(ctx: StageContext) -> Tables:
             seed=step.seed,
             config=settings,
             mlm=mlm,
+            orientation=orientation,
         )
         return {"bias_metrics": table} | ({} if examples is None else {"counterfactual_examples": examples})
 
-    return per_variant(ctx, exposed_steps(ctx), "bias metrics", settings, analyse, skip_table="bias_metrics")
+    return per_variant(
+        ctx, exposed_steps(ctx), "bias metrics", settings, analyse, skip_table="bias_metrics", reads=_reads(cfg)
+    )
 
 
-STAGE = Stage("bias_metrics", bias_metrics_stage, sections=("task", "metrics"), needs=("build",))
+def _reads(cfg) -> dict[str, str]:
+    """Content hashes of the benchmark files the configured families read (in the stage's and units' keys)."""
+    return benchmark_hashes(with_defaults(cfg.metrics, data_root=str(data_root(cfg.run.data_root))))
+
+
+STAGE = Stage("bias_metrics", bias_metrics_stage, sections=("task", "metrics"), needs=("build",), reads=_reads)

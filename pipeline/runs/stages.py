@@ -1,4 +1,4 @@
-"""Stages of a run: content-hashed caching, atomic writes and the manifest (DESIGN.md section 5).
+"""Stages of a run: content-hashed caching, atomic writes and the manifest (docs/DESIGN.md section 5).
 
 A run is a list of :class:`Stage` objects, each a function ``(ctx) -> {table name: tidy frame}``. The orchestrator
 (:mod:`pipeline.runs.run`) executes them in order; the tables land in ``<run>/tables/<table>.parquet``. New stages (bias
@@ -95,6 +95,8 @@ class Stage:
         fn: ``fn(ctx) -> {table name: tidy frame}``; table names are unique across stages.
         sections: config sections the stage reads (hashed into its key).
         needs: upstream stages whose outputs it reads.
+        reads: ``reads(config) -> {file: content hash}`` of the files outside the run folder it reads besides the
+            task data (benchmark files); hashed into its key, so an edited file recomputes the stage.
 
     The stage's code version is the import closure of ``fn``'s module (:func:`code_version`), so no list of
     source paths can go stale.
@@ -104,6 +106,7 @@ class Stage:
     fn: Callable[[StageContext], Tables]
     sections: tuple[str, ...]
     needs: tuple[str, ...] = ()
+    reads: Callable[[Any], dict[str, str]] | None = None
 
 
 @dataclass
@@ -232,9 +235,10 @@ class StageContext:
 def _stage_key(stage: Stage, ctx: StageContext, inputs: Any) -> str:
     config = {s: ctx.config.model_dump(mode="json")[s] for s in stage.sections}
     upstream = {n: ctx.manifest.data["stages"].get(n, {}).get("outputs") for n in stage.needs}
-    return sha256_json(
-        {"stage": stage.name, "config": config, "upstream": upstream, "code": ctx.code_hash, "inputs": inputs}
-    )
+    parts = {"stage": stage.name, "config": config, "upstream": upstream, "code": ctx.code_hash, "inputs": inputs}
+    if stage.reads is not None:
+        parts["reads"] = stage.reads(ctx.config)
+    return sha256_json(parts)
 
 
 def _table_hashes(folder: Path, tables: Mapping[str, Any]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attribution.config import METHOD_SPECS
+from attribution.config import EXAMPLES_TABLE, METHOD_SPECS
 
 __all__ = ["HEAD_MAPS", "NEURON_MAPS", "TABLES", "TableSpec", "missing_message"]
 
@@ -54,6 +54,12 @@ _RECORDS = (
     *(
         TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
         for m in METHOD_SPECS
+    ),
+    TableSpec(
+        EXAMPLES_TABLE,
+        "attribution",
+        "per-example single-head ablation effects (resampled over examples for RQ3 and RQ4)",
+        "[attribution] ablation",
     ),
     TableSpec(
         "comparison",

@@ -1,5 +1,5 @@
 """The run's task data: the ``[task]`` data set loaded, its classes limited, split, subsampled, and one training set
-per ``task.training_sets`` entry (DESIGN.md section 6). Every stage reads the same :class:`TaskSplits`."""
+per ``task.training_sets`` entry (docs/DESIGN.md section 6). Every stage reads the same :class:`TaskSplits`."""
 
 from __future__ import annotations
 

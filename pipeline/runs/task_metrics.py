@@ -2,10 +2,10 @@
 
 Quality on the evaluation split (``subset = "test"``): accuracy, macro-F1 (mean of per-class F1 over the classes that
 occur in the labels or predictions) and per-class recall (unit ``class``, the class name in ``subset``; recall of
-class ``y`` is the TPR that DESIGN.md's per-gender gap ``TPR(y, female) - TPR(y, male)`` is built from).
+class ``y`` is the TPR that docs/DESIGN.md's per-gender gap ``TPR(y, female) - TPR(y, male)`` is built from).
 Size: parameter count, non-zero parameter count (sparse variants), the serialised state dict in MB (what the
 model occupies; int8 weights count one byte) and the saved folder in MB (an int8 variant saves float weights, see
-:mod:`pipeline.compress.quantise`). Speed: CPU latency in ms per example at batch sizes 1 and 32, the median of a
+:mod:`pipeline.int8`). Speed: CPU latency in ms per example at batch sizes 1 and 32, the median of a
 few timed runs after one warm-up (a measurement, never asserted). ``head_trained`` (0/1) flags variants whose
 classifier head was never trained on the task: their quality rows are reported but mean nothing.
 
@@ -28,8 +28,8 @@ import torch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
-from pipeline.compress.quantise import QuantisedLinear
 from pipeline.data import TaskData
+from pipeline.int8 import QuantisedLinear
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
 from pipeline.runs.plan import exposed_steps, load_variant

@@ -63,9 +63,19 @@ def _guarded(ctx: StageContext, step: Step, analyse: Callable[[Step], Tables]) -
 
 
 def per_variant(
-    ctx: StageContext, steps: list[Step], desc: str, settings, analyse: Callable[[Step], Tables], *, skip_table: str
+    ctx: StageContext,
+    steps: list[Step],
+    desc: str,
+    settings,
+    analyse: Callable[[Step], Tables],
+    *,
+    skip_table: str,
+    reads: dict[str, str] | None = None,
 ) -> Tables:
     """Run ``analyse`` once per step as a cached unit; concatenate the tables of all units.
+
+    ``reads`` (content hashes of the benchmark files the analysis reads) enters every unit's key, so an edited
+    benchmark file recomputes the units that read it.
 
     A unit that raises one of :data:`EXPECTED_ERRORS` gives a skip row in ``skip_table`` (the stage's main table)
     and an entry in the manifest's ``skipped`` list (on every run, cached or not); the other units go on.
@@ -77,6 +87,8 @@ def per_variant(
             "data": ctx.extras["fingerprint"],
             "settings": settings.model_dump(mode="json"),
         }
+        if reads:
+            parts["reads"] = reads
         tables = ctx.unit(step.key, parts, lambda step=step: _guarded(ctx, step, analyse))
         if _SKIPPED_UNIT in tables:
             skipped = tables.pop(_SKIPPED_UNIT)

@@ -64,7 +64,7 @@ def collapsed_run(tmp_path_factory, demo_run) -> Path:
     one class for all but one test example (collapsed), and the token explanations of ``distil-ft_before`` say it
     predicted ``person`` (so its example labels differ from the teacher's). The findings tables are removed, so the
     viewer must compute fitness from ``predictions`` itself and say that the findings stage did not run."""
-    from pipeline.runs.findings import FINDINGS
+    from pipeline.findings.compute import FINDINGS
     from pipeline.schema import read_table, write_table
 
     run_dir = tmp_path_factory.mktemp("runs_collapsed") / "collapsed"

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from viewer_helpers import infos, open_app, show
 
-from attribution import plots
-from attribution.plot_style import GREY
-from pipeline.runs.findings import FINDINGS
-from pipeline.runs.report import SECTIONS
+from pipeline.figures import plots
+from pipeline.figures.style import GREY
+from pipeline.findings.compute import FINDINGS
+from pipeline.findings.model_status import flags_by_point, model_status
+from pipeline.report.run_report import SECTIONS
 from pipeline.runs.runfolder import RunFolder
-from pipeline.runs.viewer_data import flags_by_point, model_status
 from pipeline.schema import read_table, write_table
 
 INTERVAL = re.compile(r"^\(?-?[\d.e+-]+( \[-?[\d.e+-]+, -?[\d.e+-]+\])?\)?$")

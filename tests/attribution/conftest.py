@@ -89,6 +89,7 @@ def tiny_task() -> TaskData:
 
 # ---- the planted-structure model -----------------------------------------------------------------------------
 PLANTED_HEAD = (1, 2)  # (layer, head) that carries gender to the prediction
+SUPPRESSOR_HEAD = (1, 3)  # with ``suppressor=True``: writes the opposite of the planted head, half as strong
 PLANTED_NEURONS = (5, 17, 30)  # FFN neurons of layer 1 that carry it on
 SCALE = 1.5  # classifier weight on the planted feature: p(class | gender) stays away from 0 and 1
 MALE_WORDS = ("he", "him", "his", "himself", "man", "mr", "john", "father", "son", "brother", "boy")
@@ -96,7 +97,7 @@ FEMALE_WORDS = ("she", "her", "hers", "herself", "woman", "mrs", "mary", "mother
 
 
 @torch.no_grad()
-def build_planted(tokenizer) -> LoadedModel:
+def build_planted(tokenizer, *, suppressor: bool = False) -> LoadedModel:
     """A 3-layer BERT classifier whose only route from gender to the prediction is head (1, 2), then neurons
     (1, 5/17/30), set by hand on top of the tiny model's small random weights (which stay, as distractors).
 
@@ -104,7 +105,10 @@ def build_planted(tokenizer) -> LoadedModel:
     other token has equal values there, so ``x0 - x1`` is pure gender); head (1, 2) attends uniformly (zero
     query/key), reads ``x0 - x1`` into its value and writes it to dims 2/3; the planted neurons read ``x2 - x3``
     through a GELU and write dims 4/5; the pooler and classifier read only ``x4 - x5``. Every other weight is the
-    N(0, 0.02) init, so other heads and neurons can only leak gender at second order.
+    N(0, 0.02) init, so other heads and neurons can only leak gender at second order. With ``suppressor``, head
+    (1, 3) reads the same ``x0 - x1`` and writes it to dims 2/3 with the opposite sign at half the strength (the
+    planted head's write halved too, out of saturation): it suppresses part of the bias, so removing it makes the
+    model *more* biased.
     """
     model = make_tiny("bert", "classifier", seed=1, num_labels=2)
     anatomy = Anatomy(model)
@@ -127,7 +131,16 @@ def build_planted(tokenizer) -> LoadedModel:
     v.weight[head * d, 0], v.weight[head * d, 1] = 1.0, -1.0  # value dim 0 = x0 - x1
     out = anatomy.out_proj(layer)
     out.weight[:, rows] = 0.0
-    out.weight[2, head * d], out.weight[3, head * d] = 6.0, -6.0  # -> dims 2/3
+    strength = 3.0 if suppressor else 6.0  # with a suppressor, out of saturation so that both heads matter
+    out.weight[2, head * d], out.weight[3, head * d] = strength, -strength  # -> dims 2/3
+    if suppressor:
+        other = slice(SUPPRESSOR_HEAD[1] * d, (SUPPRESSOR_HEAD[1] + 1) * d)
+        for lin in (q, k, v):
+            lin.weight[other] = 0.0
+            lin.bias[other] = 0.0
+        v.weight[other.start, 0], v.weight[other.start, 1] = 1.0, -1.0
+        out.weight[:, other] = 0.0
+        out.weight[2, other.start], out.weight[3, other.start] = -strength / 2, strength / 2  # against it
     inter, output = anatomy.ffn_act(layer).dense, anatomy.layer(layer).output.dense
     for n, sign in zip(PLANTED_NEURONS, (1.0, 1.0, -1.0)):  # two fire for male texts, one for female ones
         inter.weight[n] = 0.0

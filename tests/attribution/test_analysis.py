@@ -5,9 +5,13 @@ from __future__ import annotations
 import pytest
 
 from attribution.analysis import METHOD_TABLES, AttributionConfig, run_attribution
-from attribution.data import AttributionData
+from attribution.data import AttributionData, split_rows
+from attribution.ig import NeuronIntegratedGradients
+from attribution.patching import ActivationPatching
+from attribution.scores import CounterfactualGap, TrueClassProb
 from pipeline.anatomy import Anatomy
-from pipeline.compress.quantise import quantise_dynamic
+from pipeline.data.sampling import seeded_rows
+from pipeline.int8 import quantise_dynamic
 from pipeline.models import LoadedModel
 
 FAST = AttributionConfig(n_examples=10, token_examples=2, ig_steps=8, n_boot=20, cumulative_steps=4,
@@ -50,3 +54,30 @@ def test_config_is_validated():
         AttributionConfig(ablation_modes=("single", "random"))
     with pytest.raises(ValueError, match=r"ig_steps\n  Input should be greater than or equal to 1"):
         AttributionConfig(ig_steps=0)
+
+
+def test_patched_neurons_are_picked_on_one_half_and_tested_on_the_other(tiny_loaded, tiny_task):
+    """Neuron IG picks the neurons on one part of the examples; their patching rows are measured on the other part
+    only; token IG explains the bias (from the twin) by default."""
+    loaded = tiny_loaded("bert")
+    data = AttributionData.from_task(loaded, tiny_task)
+    cfg = AttributionConfig(n_examples=12, token_examples=2, ig_steps=8, n_boot=20, ablation=False, cumulative=False,
+                            importance=False, head_ig=False, patch_top_neurons=4)  # fmt: skip
+    tables = run_attribution(loaded, data, cfg, variant="tiny-ft", seed=0)
+    sample = data.subset(seeded_rows(len(data), 12, 0))
+    select, test = split_rows(12, 0)
+    attr, _, _ = NeuronIntegratedGradients(loaded, CounterfactualGap()).integrate(sample, n_steps=8, batch_size=64,
+                                                                                 progress=False)  # fmt: skip
+    mean = attr[select].double().mean(0).abs().flatten()
+    expected = [(int(i) // attr.shape[2], int(i) % attr.shape[2]) for i in mean.argsort(descending=True)[:4]]
+    patching = tables["patching"]
+    neurons = patching[patching["unit"] == "neuron"]
+    assert list(zip(neurons["layer"], neurons["head"])) == expected
+    assert set(neurons["split"]) == {"test"} and set(neurons["n"]) == {len(test)}  # every pair here is aligned
+    heads = patching[patching["unit"] == "head"]
+    assert set(heads["n"]) == {12} and set(heads["split"]) == {"all"}
+    effects = ActivationPatching(loaded, TrueClassProb()).effects(sample.subset(test), neurons=expected)
+    assert neurons["value"].tolist() == pytest.approx(effects.indirect[:, -4:].double().mean(0).tolist(), abs=1e-6)
+    tokens = tables["token_ig"]
+    assert set(tokens.loc[tokens["unit"] == "token", "score"]) == {"cf_gap from twin"}
+    assert tokens.loc[tokens["metric"] == "pairs_dropped", ["value", "n"]].values.tolist() == [[0.0, 12]]

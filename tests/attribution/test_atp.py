@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from attribution.atp import AttributionPatching
-from attribution.data import AttributionData
+from attribution.data import AttributionData, split_rows
 from attribution.scores import CounterfactualGap, Score, TrueClassProb
 from pipeline.gates import HeadGates, NeuronGates, ones_gates
 
@@ -77,8 +77,12 @@ def test_planted_head_and_neurons_rank_first_and_confirmed_units_are_exact(plant
     assert (int(heads["layer"].iloc[0]), int(heads["head"].iloc[0])) == head
     assert heads["confirmed"].sum() == 4 and heads["q"].notna().all()
     top = heads[heads["confirmed"] == 1]
-    exact = atp.exact(data, "head", [(int(l), int(h)) for l, h in zip(top["layer"], top["head"])])
+    screen, confirm = split_rows(len(data), 0)  # estimates on one half, exact effects on the other
+    assert set(heads["n"]) == {len(screen)} and set(top["exact_n"]) == {len(confirm)}
+    keys = [(int(l), int(h)) for l, h in zip(top["layer"], top["head"])]
+    exact = atp.exact(data.subset(confirm), "head", keys, baseline=atp._baselines(data, 32)["head"])  # mean: all
     assert top["exact"].tolist() == pytest.approx(exact.double().mean(1).tolist(), abs=1e-6)
+    assert top["exact_q"].notna().all() and heads.loc[heads["confirmed"] == 0, "exact_q"].isna().all()
     if baseline != "mean":  # mean ablation of the planted neurons keeps their average, hence little effect
         cells = frame[(frame["unit"] == "neuron")].assign(key=lambda f: f["value"].abs())
         ranked = cells.sort_values("key", ascending=False)
@@ -95,15 +99,15 @@ def test_bad_requests_are_refused(planted):
 
 def test_screen_mode_of_the_command_line(tmp_path, capsys):
     """``bias-atlas ablate --screen K`` on MiniLM: every head and neuron estimated, K of each confirmed."""
-    from pipeline.runs.cli import main
+    from pipeline.cli.main import main
     from pipeline.schema import read_table
 
     out = tmp_path / "atp.parquet"
-    assert main(["ablate", "--model", "minilm", "--screen", "3", "--units", "head", "--n-boot", "20",
+    assert main(["ablate", "--model", "minilm", "--screen", "3", "--units", "head", "--n-boot", "100",
                  "--out", str(out), "--score", "seat"]) == 2  # fmt: skip
     assert "per-example score" in capsys.readouterr().err
-    assert main(["ablate", "--model", "minilm", "--n", "6", "--screen", "3", "--units", "head", "--n-boot", "20",
+    assert main(["ablate", "--model", "minilm", "--n", "6", "--screen", "3", "--units", "head", "--n-boot", "100",
                  "--score", "loss", "--max-length", "32", "--out", str(out)]) == 0  # fmt: skip
-    table = read_table(out)
-    assert len(table) == 72 and table["confirmed"].sum() == 3 and "exact" in capsys.readouterr().out
+    table = read_table(out)  # --screen 3 confirms 2 x 3 heads
+    assert len(table) == 72 and table["confirmed"].sum() == 6 and "exact" in capsys.readouterr().out
     assert main(["patch", "--model", "minilm", "--screen", "-1"]) == 2

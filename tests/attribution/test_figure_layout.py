@@ -11,11 +11,11 @@ import pytest
 from figure_layout import layout_problems
 from matplotlib.figure import Figure
 
-from attribution import plots
-from pipeline.runs import figures
+from pipeline.figures import plots
+from pipeline.figures import run_figures as figures
+from pipeline.findings.model_status import model_status
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.runfolder import RunFolder
-from pipeline.runs.viewer_data import model_status
 from pipeline.schema import tidy
 
 RNG = np.random.default_rng(0)

@@ -11,9 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from attribution import plots
+from pipeline.figures import plots
+from pipeline.figures.run_figures import figure_bytes, main, make_figures, save_figure
 from pipeline.files import _umask
-from pipeline.runs.figures import figure_bytes, main, make_figures, save_figure
 from pipeline.schema import tidy, write_table
 
 VIEWER_DOC = Path(__file__).resolve().parents[2] / "docs" / "VIEWER.md"

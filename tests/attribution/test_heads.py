@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny import random_batch
 
-from attribution.heads import TaskHead, check_head
+from attribution.task_head import TaskHead, check_head
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])

@@ -53,16 +53,16 @@ def test_too_few_steps_warn(planted):
 def test_token_ig_completeness_and_rows(planted):
     loaded, data = planted
     data = data.subset([0, 1, 2])
-    frame = TokenIntegratedGradients(loaded, TrueClassProb()).attribute(data, n_steps=48, batch_size=96, progress=False)
+    padding = TokenIntegratedGradients(loaded, TrueClassProb(), baseline="padding")  # the prediction's attributions
+    frame = padding.attribute(data, n_steps=48, batch_size=96, progress=False)
     assert set(frame["unit"]) == {"token"} and set(frame["metric"]) == {"token_ig"}
+    assert set(frame["score"]) == {"true_class_prob from padding"}
     first = frame[frame["example"] == 0]
     assert first["token"].tolist() == ["[CLS]"] + data.texts[0].split() + ["[SEP]"]
     assert first["position"].tolist() == list(range(len(first)))
     assert (frame.groupby("example")["delta_rel"].first() < 0.01).all()
     assert first.loc[first["token"] == "he", "value"].abs().item() == first["value"].abs().max()  # gender word
-    per_example = TokenIntegratedGradients(loaded, TrueClassProb()).attribute(
-        data, n_steps=48, batch_size=48, progress=False
-    )
+    per_example = padding.attribute(data, n_steps=48, batch_size=48, progress=False)
     pd.testing.assert_series_equal(per_example["value"], frame["value"], atol=1e-6, rtol=1e-4)
 
 

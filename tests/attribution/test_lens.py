@@ -8,8 +8,8 @@ from tiny import random_batch
 
 from attribution.data import View
 from attribution.lens import to_bert_mlm, to_lens
-from pipeline.compress.quantise import quantise_dynamic
 from pipeline.gates import HeadGates, RecordHeads, ones_gates
+from pipeline.int8 import quantise_dynamic
 from pipeline.models import LoadedModel
 
 

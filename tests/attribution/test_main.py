@@ -14,6 +14,8 @@ from pipeline.schema import read_table
 def model_dir(tmp_path_factory, tiny_loaded, tiny_task):
     folder = tmp_path_factory.mktemp("cli")
     loaded = tiny_loaded("bert", num_labels=3)
+    loaded.model.config.id2label = dict(enumerate(tiny_task.label_names))  # classes matched by name: the data's
+    loaded.model.config.label2id = {name: i for i, name in enumerate(tiny_task.label_names)}
     loaded.model.save_pretrained(folder / "model")
     loaded.tokenizer.save_pretrained(folder / "model")
     pd.DataFrame(
@@ -34,7 +36,7 @@ def model_dir(tmp_path_factory, tiny_loaded, tiny_task):
 def test_subcommands_write_tables_and_print_top_k(model_dir, capsys, argv):
     out = model_dir / f"{'_'.join(argv)}.csv"
     code = main([*argv, "--model", str(model_dir / "model"), "--data", str(model_dir / "bios.csv"), "--n", "12",
-                 "--n-boot", "10", "--top-k", "3", "--out", str(out)])  # fmt: skip
+                 "--n-boot", "100", "--top-k", "3", "--out", str(out)])  # fmt: skip
     assert code == 0
     table = read_table(out)
     assert set(table["variant"]) == {str(model_dir / "model")} and len(table) > 3
@@ -73,7 +75,7 @@ def test_sharded_runs_need_a_splittable_command_and_out(model_dir, monkeypatch, 
 
 
 def _atlas(capsys, argv: list[str]) -> tuple[int, str]:
-    from pipeline.runs.cli import main as atlas
+    from pipeline.cli.main import main as atlas
 
     code = atlas(argv)
     return code, capsys.readouterr().err
@@ -83,7 +85,8 @@ def _atlas(capsys, argv: list[str]) -> tuple[int, str]:
     (["ig", "--steps", "0"], "--steps 0 is out of range: give an integer >= 1 (integration steps; 32 is usual)."),
     (["importance", "--n", "-3"], "--n -3 is out of range: give an integer >= 0 (examples drawn; 0 = all)."),
     (["importance", "--batch-size", "0"], "--batch-size 0 is out of range: give an integer >= 1 (rows per forward"),
-    (["importance", "--n-boot", "-1"], "--n-boot -1 is out of range: give an integer >= 1 (bootstrap resamples"),
+    (["importance", "--n-boot", "10"], ("--n-boot 10 is too few bootstrap resamples: intervals from fewer than 100 "
+                                         "are too coarse to trust")),
     (["ablate", "--top-k", "0"], "--top-k 0 is out of range: give an integer >= 1 (units printed)."),
     (["importance", "--max-length", "100000"], ("--max-length 100000 is out of range: this model takes 2..64 tokens "
                                                 "per text (config.max_position_embeddings); give a value in that "
@@ -127,61 +130,66 @@ def _spy(monkeypatch) -> dict:
     from attribution import cli
 
     seen: dict = {}
-    load, build = cli.load_model, cli._attribution_data
+    load, build = cli.load_classifier_for, cli._attribution_data
 
-    def load_model(*args, **kwargs):
-        seen["loaded"] = load(*args, **kwargs)
-        return seen["loaded"]
+    def load_classifier_for(*args, **kwargs):
+        seen["loaded"], data = load(*args, **kwargs)
+        return seen["loaded"], data
 
     def attribution_data(loaded, source, *args):
         seen["source"] = source
         return build(loaded, source, *args)
 
-    monkeypatch.setattr(cli, "load_model", load_model)
+    monkeypatch.setattr(cli, "load_classifier_for", load_classifier_for)
     monkeypatch.setattr(cli, "_attribution_data", attribution_data)
     return seen
 
 
-def test_data_labels_are_mapped_onto_a_trained_head_by_name(model_dir, trained_dir, monkeypatch, capsys, caplog):
+def test_a_head_class_the_data_lacks_is_refused_then_mapped_by_label_map(model_dir, trained_dir, monkeypatch, capsys):
     folder, weight = trained_dir
+    argv = ["importance", "--model", str(folder), "--data", str(model_dir / "bios.csv"), "--score", "loss", "--n", "0",
+            "--n-boot", "100"]  # fmt: skip
+    code, err = _atlas(capsys, argv)  # the head's 'nurse' is no class of the data (a, b, c)
+    assert code == 2 and "trained classifier head for the classes ['c', 'a', 'nurse']" in err
+    assert "Fix: map them with --label-map c=a,..." in err and "Traceback" not in err
     seen = _spy(monkeypatch)
-    csv = pd.read_csv(model_dir / "bios.csv")
-    code, _ = _atlas(
-        capsys,
-        [
-            "importance",
-            "--model",
-            str(folder),
-            "--data",
-            str(model_dir / "bios.csv"),
-            "--score",
-            "loss",
-            "--n",
-            "0",
-            "--n-boot",
-            "10",
-        ],
-    )
-    assert code == 0
-    source = seen["source"]
-    assert source.label_names == ("c", "a", "nurse")  # the model's ids, not the CSV's sorted a, b, c
-    kept = csv[csv["label"] != "b"]  # the model does not know b: those rows go, the others keep their order
-    assert source.texts == tuple(kept["text"]) and len(kept) < len(csv)
-    assert [source.label_names[i] for i in source.labels] == list(kept["label"])  # by name, not by position
-    assert "rows have a class the model does not know (1 classes, e.g. ['b']); dropped" in caplog.text
-    assert torch.equal(seen["loaded"].model.classifier.weight, weight)
-
-
-def test_bug_on_a_trained_head_keeps_the_head(trained_dir, monkeypatch, capsys):
-    folder, weight = trained_dir
-    seen = _spy(monkeypatch)
-    code, err = _atlas(
-        capsys, ["importance", "--model", str(folder), "--data", "bug", "--score", "loss", "--n", "8", "--n-boot", "10"]
-    )
+    code, err = _atlas(capsys, [*argv, "--label-map", "nurse=b"])  # c and a keep their names
     assert code == 0, err
-    loaded = seen["loaded"]
+    source, csv = seen["source"], pd.read_csv(model_dir / "bios.csv")
+    assert source.label_names == ("c", "a", "nurse")  # the model's ids, not the CSV's sorted a, b, c
+    assert source.texts == tuple(csv["text"])  # every data class has a head class: no row dropped
+    assert [source.label_names[i] for i in source.labels] == [{"b": "nurse"}.get(x, x) for x in csv["label"]]
+    assert torch.equal(seen["loaded"].model.classifier.weight, weight)  # the head as saved, rows not reordered
+
+
+def test_unnamed_label_k_heads_need_a_label_map(tiny_loaded, model_dir, tmp_path, capsys):
+    unnamed = tmp_path / "unnamed"
+    loaded = tiny_loaded("bert", num_labels=3)  # transformers' default names LABEL_0..LABEL_2
+    loaded.model.save_pretrained(unnamed)
+    loaded.tokenizer.save_pretrained(unnamed)
+    argv = ["importance", "--model", str(unnamed), "--data", str(model_dir / "bios.csv"), "--score", "loss", "--n",
+            "6", "--n-boot", "100"]  # fmt: skip
+    code, err = _atlas(capsys, argv)
+    assert code == 2 and "unnamed classes (transformers' default LABEL_k names)" in err and "LABEL_0=a" in err
+    code, err = _atlas(capsys, [*argv, "--label-map", "LABEL_0=a,LABEL_1=b,LABEL_2=a"])  # a twice
+    assert code == 2 and "to a distinct class of the data" in err
+    code, err = _atlas(capsys, [*argv, "--label-map", "LABEL_0"])
+    assert code == 2 and "give HEAD=DATA pairs separated by commas" in err
+    code, err = _atlas(capsys, [*argv, "--label-map", "LABEL_0=c,LABEL_1=b,LABEL_2=a"])
+    assert code == 0, err
+
+
+def test_bug_on_a_trained_head_maps_the_named_classes(trained_dir, monkeypatch, capsys):
+    folder, weight = trained_dir
+    seen = _spy(monkeypatch)
+    argv = ["importance", "--model", str(folder), "--data", "bug", "--score", "loss", "--n", "8", "--n-boot", "100"]
+    code, err = _atlas(capsys, argv)
+    assert code == 2 and "['c', 'a', 'nurse']" in err  # c and a are no BUG classes
+    code, err = _atlas(capsys, [*argv, "--label-map", "c=administrator,a=agent"])
+    assert code == 0, err
+    loaded, source = seen["loaded"], seen["source"]
     assert loaded.model.config.num_labels == 3 and torch.equal(loaded.model.classifier.weight, weight)
-    assert set(seen["source"].labels.tolist()) == {2} and len(seen["source"]) == 8  # BUG's nurses only
+    assert source.label_names == ("c", "a", "nurse") and len(source) == 8  # BUG's other classes are dropped
 
 
 def test_disjoint_labels_are_refused_naming_both_sets(trained_dir, tmp_path, capsys):
@@ -192,4 +200,4 @@ def test_disjoint_labels_are_refused_naming_both_sets(trained_dir, tmp_path, cap
     )
     code, err = _atlas(capsys, ["importance", "--model", str(folder), "--data", str(other), "--score", "loss"])
     assert code == 2 and "trained classifier head for the classes ['c', 'a', 'nurse']" in err
-    assert "none of the data's classes ['cook', 'pilot'] is among them" in err
+    assert "but the data's classes are ['cook', 'pilot']" in err

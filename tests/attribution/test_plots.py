@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.colors import TwoSlopeNorm
 
-from attribution import plot_style, plots
+from pipeline.figures import plots
+from pipeline.figures import style as plot_style
 from pipeline.schema import tidy
 
 

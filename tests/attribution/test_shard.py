@@ -22,13 +22,15 @@ from pipeline.schema import read_table
 
 
 def _assert_same(merged: pd.DataFrame, single: pd.DataFrame) -> None:
-    """Equal up to float32 rounding; ``delta_rel``, itself a rounding-sized ratio once IG converged, to 1e-4."""
-    noise = [c for c in ("delta_rel",) if c in single]
+    """Equal up to float32 rounding; ``delta_rel``, itself a rounding-sized ratio once IG converged, and the
+    resampling p- and q-values (a per-example value that moves by float rounding can cross one resample's
+    threshold: one count is 1e-4 of 9,999), to 1e-3."""
+    noise = [c for c in ("delta_rel", "p", "q") if c in single]
     pd.testing.assert_frame_equal(merged.drop(columns=noise).reset_index(drop=True),
                                   single.drop(columns=noise).reset_index(drop=True), check_dtype=False, atol=1e-6,
                                   rtol=1e-5)  # fmt: skip
     for column in noise:
-        np.testing.assert_allclose(merged[column], single[column], atol=1e-4)
+        np.testing.assert_allclose(merged[column], single[column], atol=1e-4 if column == "delta_rel" else 1e-3)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 7])
@@ -88,6 +90,8 @@ def _free_port() -> int:
 def model_dir(tmp_path_factory, tiny_loaded, tiny_task):
     folder = tmp_path_factory.mktemp("shard")
     loaded = tiny_loaded("bert", num_labels=3)
+    loaded.model.config.id2label = dict(enumerate(tiny_task.label_names))  # classes matched by name: the data's
+    loaded.model.config.label2id = {name: i for i, name in enumerate(tiny_task.label_names)}
     loaded.model.save_pretrained(folder / "model")
     loaded.tokenizer.save_pretrained(folder / "model")
     labels = [tiny_task.label_names[i] for i in tiny_task.labels]
@@ -103,7 +107,7 @@ def model_dir(tmp_path_factory, tiny_loaded, tiny_task):
 ])  # fmt: skip
 def test_accelerate_launch_with_two_processes_equals_one_process(model_dir, argv):
     args = [*argv, "--model", str(model_dir / "model"), "--data", str(model_dir / "bios.csv"), "--n", "12",
-            "--n-boot", "50", "--batch-size", "16", "--device", "cpu"]  # fmt: skip
+            "--n-boot", "100", "--batch-size", "16", "--device", "cpu"]  # fmt: skip
     single, sharded = model_dir / f"{argv[0]}-1.parquet", model_dir / f"{argv[0]}-2.parquet"
     assert main([*args, "--out", str(single)]) == 0
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

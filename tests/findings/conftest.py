@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from run_fixtures import demo_config, run_pipeline, save_teacher
 
-from pipeline.runs.findings import FindingsConfig
+from pipeline.findings.compute import FindingsConfig
 
 _PLANTED = Path(__file__).resolve().parents[1] / "attribution" / "conftest.py"
 

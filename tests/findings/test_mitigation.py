@@ -8,17 +8,11 @@ import pandas as pd
 import pytest
 from findings_fixtures import FAST, LABELS, planted_predictions
 
-from attribution.plots_frontier import frontier_figure, pruning_curve_figure
-from pipeline.runs.findings import Findings
-from pipeline.runs.findings_fitness import fitness_table
-from pipeline.runs.findings_mitigation import (
-    frontier_table,
-    mitigation_pairs,
-    mitigation_table,
-    pareto_mask,
-    recipe_parts,
-)
-from pipeline.runs.report_mitigation import mitigation_section
+from pipeline.figures.frontier import frontier_figure, pruning_curve_figure
+from pipeline.findings.compute import Findings
+from pipeline.findings.fitness import fitness_table
+from pipeline.findings.mitigation import frontier_table, mitigation_pairs, mitigation_table, pareto_mask, recipe_parts
+from pipeline.report.remedies import mitigation_section
 from pipeline.schema import tidy
 
 
@@ -131,12 +125,18 @@ def test_the_rq6_section_states_each_remedy_its_bias_change_its_cost_and_the_fro
         "frontier": frontier_table(_bias_metrics(), None)})  # fmt: skip
     section = mitigation_section(findings)
     assert section.key == "rq6" and section.figure is not None
-    assert section.answer.startswith("1 of 2 mitigated variants lower GAP_RMS, the |counterfactual gap|")
+    assert section.answer.startswith("Primary metric (skew-oriented counterfactual gap, findings.primary_rq6): not in")
+    assert (
+        "Secondary metrics (BH-corrected as one family): 1 of 2 readable comparisons over 2 mitigated variants are "
+        "lower detectably than the unmitigated twin, 0 higher (biasprune4h-ft_before GAP_RMS)"
+    ) in section.answer
     assert "biasprune (biasprune4h-ft_before vs prune4h-ft_before): GAP_RMS 0.419 -> 0.138" in section.answer
-    assert "over 3 seeds (t-test q = 0.0064); lower); accuracy changes by 0.103" in section.answer
+    assert "over 3 seeds (seed x example bootstrap p = 0.01); lower); accuracy changes by 0.103" in section.answer
     assert "cda (teacher-ft@cda vs teacher-ft): GAP_RMS 0.138 -> 0.138 (Δ 0 [0, 0], p = 1" in section.answer
     assert "no detectable change" in section.answer
-    assert "Pareto-optimal (teacher-ft, teacher-ft@cda, distil-ft_before)" in section.answer
+    assert "3 of 4 readable variants are not significantly dominated (teacher-ft, teacher-ft@cda, distil-ft_before" in (
+        section.answer
+    )
     assert set(section.table["mitigation"]) == {"cda", "biasprune"}
     empty = mitigation_section(Findings(run=None, config=FAST, tables={}))
     assert "cannot answer" in empty.answer

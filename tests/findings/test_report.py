@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.runs.cli import COMMANDS
-from pipeline.runs.cli import main as cli_main
-from pipeline.runs.findings import FindingsConfig, compute_findings, fresh_findings, open_run
+from pipeline.cli.main import COMMANDS
+from pipeline.cli.main import main as cli_main
+from pipeline.findings.compute import FindingsConfig, compute_findings, fresh_findings, open_run
+from pipeline.findings.stage import findings_stage
+from pipeline.report.run_report import DamagedTablesError, main, write_report
 from pipeline.runs.manifest import Manifest
-from pipeline.runs.report import main, write_report
-from pipeline.runs.stage_findings import findings_stage
 from pipeline.runs.stages import StageContext
 from pipeline.runs.tables import TABLES
 
@@ -59,16 +59,17 @@ def test_sections_of_missing_or_damaged_tables_name_the_stage_and_command(small_
     for table in ("head_ablation", "head_importance", "head_ig", "patching", "comparison", "probes_layers",
                   "probes_control", "erasure"):  # fmt: skip
         (partial / "tables" / f"{table}.parquet").unlink(missing_ok=True)
-    (partial / "tables" / "bias_metrics.parquet").write_bytes(b"not parquet")  # damaged: read as missing
-    page, _ = write_report(partial, fast)
-    text = page.read_text()
+    (partial / "tables" / "bias_metrics.parquet").write_bytes(b"not parquet")  # damaged: voids what reads it
+    with pytest.raises(DamagedTablesError, match="table bias_metrics is damaged"):  # written, then refused
+        write_report(partial, fast)
+    text = (partial / "report" / "index.html").read_text()
     for rq in ("RQ2", "RQ3", "RQ5"):
         section = text.split(f"<h2>{rq} ")[1].split("</section>")[0]
         assert "cannot answer" in section and "bias-atlas run CONFIG" in section
     assert "&#x27;attribution&#x27; stage" in text and "&#x27;probes&#x27; stage" in text
     assert "Traceback" not in text and "<h2>RQ1 " in text
     rq1 = text.split("<h2>RQ1 ")[1].split("</section>")[0]
-    assert "cannot answer" not in rq1  # the paired comparisons from the predictions remain
+    assert "Not answered: the run&#x27;s table bias_metrics is damaged" in rq1  # never from part of the evidence
 
 
 def test_not_a_run_is_a_clear_error(tmp_path):
@@ -89,7 +90,7 @@ def test_command_line(small_run, tmp_path, capsys):
     assert (tmp_path / "out" / "index.html").exists() and "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.skipif("report" not in COMMANDS, reason="`report` is not yet a row of pipeline.runs.cli.COMMANDS")
+@pytest.mark.skipif("report" not in COMMANDS, reason="`report` is not yet a row of pipeline.cli.main.COMMANDS")
 def test_bias_atlas_report_reports_bad_input_without_a_traceback(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli_main(["report", str(tmp_path / "empty")]) == 2

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from findings_fixtures import FAST, LABELS, N, planted_predictions, prediction_rows
 
+from pipeline.findings.comparisons import comparisons_table, extrinsic_stats, reference_of
+from pipeline.findings.compute import Findings
+from pipeline.findings.fitness import fitness_table
 from pipeline.metrics.extrinsic import gap_rms, tpr_gaps
-from pipeline.runs.findings import Findings
-from pipeline.runs.findings_fitness import fitness_table
-from pipeline.runs.findings_variants import comparisons_table, extrinsic_stats, reference_of
-from pipeline.runs.report_sections import rq1_section
+from pipeline.report.answers import rq1_section
 from pipeline.schema import tidy
 from pipeline.stats import paired_bootstrap
 
@@ -145,13 +145,13 @@ def test_counterfactual_metrics_are_paired_over_the_same_texts():
     )  # fmt: skip  (wide intervals: must not be used)
     table = comparisons_table(None, bias, None, LABELS, FAST, cf=cf)
     seed_rows = table[table["level"] == "seed"].set_index(["variant", "metric"])
-    assert set(table["method"]) == {"paired_bootstrap"} and len(seed_rows) == 4
-    direct = paired_bootstrap(lambda g, f: np.array([g.mean(), f.mean()]), (gap_d, flip_d), (gap_t, flip_t),
-                              n_boot=FAST.n_boot, seed=FAST.seed)  # fmt: skip
-    for j, metric in enumerate(("cf_prob_gap", "cf_flip_rate")):
+    assert set(table["method"]) == {"paired_bootstrap"} and len(seed_rows) == 6  # gap, |gap|, flip rate x 2
+    for metric, mine, ref in (("cf_prob_gap", gap_d, gap_t), ("cf_prob_abs_change", np.abs(gap_d), np.abs(gap_t)),
+                              ("cf_flip_rate", flip_d, flip_t)):  # fmt: skip
+        direct = paired_bootstrap(np.mean, (mine,), (ref,), n_boot=FAST.n_boot, seed=FAST.seed)
         row = seed_rows.loc[("distil-ft_before", metric)]
-        assert row["value"] == pytest.approx(direct.delta[j]) and row["p"] == pytest.approx(direct.p[j])
-        assert (row["ci_low"], row["ci_high"]) == pytest.approx((direct.ci_low[j], direct.ci_high[j]))
+        assert row["value"] == pytest.approx(direct.delta[0]) and row["p"] == pytest.approx(direct.p[0])
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((direct.ci_low[0], direct.ci_high[0]))
         same = seed_rows.loc[("int8-ft_before", metric)]
         assert same["value"] == 0 and same["p"] == 1
     assert seed_rows.loc[("distil-ft_before", "cf_prob_gap"), "p"] < 0.01
@@ -164,9 +164,16 @@ def test_rq1_states_each_compressed_variants_task_level_change(predictions):
     fitness = fitness_table(predictions, None, FAST)
     table = comparisons_table(predictions, None, fitness, LABELS, FAST)
     answer = rq1_section(Findings(run=None, config=FAST, tables={"comparisons": table})).answer
-    assert answer.startswith("Task-level bias, against the fine-tuned teacher on the same training set:")
+    assert answer.startswith(
+        "Task-level bias, against the fine-tuned teacher on the same training set. Primary "
+        "metric (skew-oriented counterfactual gap, findings.primary_rq1): not in this run's"
+    )
+    assert (
+        "1 of 2 readable comparisons change detectably (0 lower, 1 higher: distil-ft_before GAP_RMS higher)" in answer
+    )
+    assert "Over 3 seeds, decided by the seed x example bootstrap: statements about the methods." in answer
     assert "distil-ft_before: GAP_RMS 0.138 -> 0.419 (Δ 0.281 [0.168, 0.336]" in answer
-    assert "over 3 seeds (t-test q = 0.0064); higher); accuracy Δ -0.103" in answer
+    assert "over 3 seeds (seed x example bootstrap p = 0.01); higher); accuracy Δ -0.103" in answer
     assert "int8-ft_before: GAP_RMS 0.138 -> 0.138 (Δ 0 [0, 0], p = 1, q = 1" in answer
     assert answer.endswith("no detectable change); accuracy Δ 0 [0, 0] (p = 1, q = 1).")
     assert "tiny-ft_before" not in answer  # collapsed: not fit to be read

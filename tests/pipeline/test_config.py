@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli.full_run import run
 from pipeline.runs.config import ConfigError, RunConfig, config_from_dict, load_config
-from pipeline.runs.run import preflight, run
+from pipeline.runs.run import preflight
 
 REPO = Path(__file__).resolve().parents[2]
 

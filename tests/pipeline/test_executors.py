@@ -82,7 +82,7 @@ def test_a_killed_driver_resumes_with_only_unfinished_units(cluster, demo_teache
     path.write_text(json.dumps(config))
     code = (
         "import json, sys, torch; torch.set_num_threads(1); from pipeline.runs.config import config_from_dict; "
-        "from pipeline.runs.run import run; run(config_from_dict(json.load(open(sys.argv[1]))))"
+        "from pipeline.cli.full_run import run; run(config_from_dict(json.load(open(sys.argv[1]))))"
     )
     env = {**os.environ, "RAY_ADDRESS": cluster}
     driver = subprocess.Popen(

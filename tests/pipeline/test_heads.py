@@ -1,4 +1,4 @@
-"""The MLM head a variant keeps beside its classifier (pipeline/heads.py) and the build operations that save it."""
+"""The MLM head a variant keeps beside its classifier (pipeline/mlm_head.py) and the build operations that save it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tiny import make_tiny
 
 from pipeline.anatomy import Anatomy
 from pipeline.data import FEMALE, MALE, TaskData
-from pipeline.heads import MlmHead, describe_mlm_head, mlm_head_state, read_mlm_head
+from pipeline.mlm_head import MlmHead, describe_mlm_head, mlm_head_state, read_mlm_head
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.build import build_step, save_model
 from pipeline.runs.config import config_from_dict

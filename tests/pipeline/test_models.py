@@ -14,8 +14,8 @@ from transformers import GPT2Config, GPT2Model
 from pipeline.models import (
     check_max_length,
     count_truncated,
-    load_config,
     load_model,
+    load_model_config,
     resolve_source,
     trained_label_names,
 )
@@ -40,8 +40,8 @@ def test_folder_round_trip_keeps_trained_heads(tmp_path, minilm, family):
     loaded = load_model(tmp_path, head="classifier")
     assert loaded.head_trained and loaded.anatomy.family == family
     enc = loaded.tokenize(["the nurse and the doctor"])
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(**enc).logits, model(**enc).logits, atol=0, rtol=0)
+    with torch.no_grad():  # same weights; the attention kernel may differ (float rounding only, a new head is O(1))
+        torch.testing.assert_close(loaded.model(**enc).logits, model(**enc).logits, atol=1e-6, rtol=1e-5)
 
 
 def test_unsupported_family_error_names_supported(tmp_path):
@@ -124,7 +124,7 @@ def test_config_without_model_type_or_known_keys_is_clear(tmp_path):
         match=r"config.json has no model_type and its keys \['d_model', 'n_layer'\] match "
         r"none of the supported families \(bert, distilbert\)",
     ):
-        load_config(tmp_path)
+        load_model_config(tmp_path)
 
 
 # --- a trained classifier head is never replaced ----------------------------------------------------------------

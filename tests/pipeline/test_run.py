@@ -14,11 +14,11 @@ import pytest
 import pipeline.runs.build as build_module
 import pipeline.runs.stage_attribution as analyses_module
 import pipeline.runs.task_metrics as task_metrics_module
-from pipeline.compress.quantise import is_quantised
+from pipeline.cli.full_run import run
+from pipeline.cli.main import main
+from pipeline.int8 import is_quantised
 from pipeline.models import load_model
-from pipeline.runs.cli import main
 from pipeline.runs.config import config_from_dict
-from pipeline.runs.run import run
 from pipeline.runs.task_metrics import classification_rows
 from pipeline.schema import read_table
 

@@ -45,7 +45,7 @@ def test_code_version_follows_the_import_closure(tmp_path):
         shutil.copytree(REPO_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     stage = ["pipeline.runs.stage_attribution"]
     files = {f.relative_to(tmp_path).as_posix() for f in import_closure(stage, root=tmp_path)}
-    assert {"pipeline/metrics/bootstrap.py", "attribution/tables.py", "pipeline/runs/__init__.py"} <= files
+    assert {"pipeline/bootstrap.py", "attribution/effect_rows.py", "pipeline/runs/__init__.py"} <= files
     assert "probes/linear.py" not in files and "pipeline/runs/stage_probes.py" not in files
     before = code_version(stage, root=tmp_path)
     (tmp_path / "probes" / "linear.py").write_text("# edited\n")

@@ -11,8 +11,8 @@ from tiny import make_tiny
 
 from pipeline.anatomy import Anatomy, pool
 from pipeline.compress.prune import prune_heads
-from pipeline.compress.quantise import quantise_dynamic
 from pipeline.gates import RecordHeads
+from pipeline.int8 import quantise_dynamic
 from pipeline.models import LoadedModel
 from probes.extract import Representations, extract, model_fingerprint
 from probes.linear import LinearProbe, probe_heads

@@ -179,7 +179,7 @@ def task_csv(bug_small, tmp_path):
 
 
 def _atlas(capsys, argv: list[str]) -> tuple[int, str]:
-    from pipeline.runs.cli import main as atlas
+    from pipeline.cli.main import main as atlas
 
     code = atlas(["probe", "run", *argv])
     return code, capsys.readouterr().err
@@ -264,10 +264,15 @@ def test_classifier_probe_maps_labels_onto_a_trained_head(tiny_loaded, bug_small
         raise Seen(data)
 
     monkeypatch.setattr(probes.cli, "run_probes", stand_in)
+    argv = ["run", "--model", str(folder), "--data", str(task_csv), "--head", "classifier", "--out", str(tmp_path)]
+    with pytest.raises(ValueError, match=r"classes are matched by name, never by position. Fix: map them with"):
+        main(argv)  # 'zzz' is no class of the data
     with pytest.raises(Seen) as seen:
-        main(["run", "--model", str(folder), "--data", str(task_csv), "--head", "classifier", "--out", str(tmp_path)])
+        main([*argv, "--label-map", f"zzz={bug_small.label_names[1]}"])
     data = seen.value.args[0]
-    assert data.label_names == names and len(data) == 40  # the rows of the unknown class are dropped
-    kept = [i for i in range(len(bug_small)) if bug_small.labels[i] != 1]
-    assert data.texts == tuple(bug_small.texts[i] for i in kept)
-    assert [names[i] for i in data.labels] == [bug_small.label_names[bug_small.labels[i]] for i in kept]
+    assert data.label_names == names and len(data) == 60  # every data class has a head class
+    assert data.texts == bug_small.texts
+    renamed = {bug_small.label_names[1]: "zzz"}
+    assert [names[i] for i in data.labels] == [
+        renamed.get(name, name) for name in (bug_small.label_names[k] for k in bug_small.labels)
+    ]

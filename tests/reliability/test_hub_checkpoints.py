@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from hub_layouts import tinybert_layout
 
-from pipeline.runs.cli import main as atlas
+from pipeline.cli.main import main as atlas
 
 TEXTS = [
     "she is a nurse",
@@ -44,7 +44,7 @@ def test_importance_runs_on_a_tinybert_hub_layout(inputs, tmp_path, capsys):
             "--score",
             "loss",
             "--n-boot",
-            "10",
+            "100",
             "--out",
             str(out),
         ]

@@ -16,11 +16,11 @@ import pytest
 from hub_standins import build_standins, shrunk_paper_config
 from run_fixtures import run_pipeline
 
+from pipeline.cli.main import main as atlas
+from pipeline.figures.run_figures import main as figures_cli
 from pipeline.metrics.evaluate import MLM_FAMILIES
 from pipeline.models import load_model
-from pipeline.runs.cli import main as atlas
 from pipeline.runs.config import config_from_dict
-from pipeline.runs.figures import main as figures_cli
 from pipeline.runs.plan import plan_variants
 from pipeline.runs.runfolder import RunFolder
 from pipeline.schema import read_table
@@ -134,12 +134,21 @@ def test_a_balanced_student_is_aligned_with_the_balanced_teacher_and_the_viewer_
 def test_metrics_command_reads_a_usable_head_and_names_an_untrained_one(standins, capsys):
     """``bias-atlas metrics crows --model <folder>`` on the TinyBERT layout and on the bert-base-uncased layout."""
     tinybert = standins["huawei-noah/TinyBERT_General_4L_312D"]
-    assert atlas(["metrics", "crows", "--model", str(tinybert), "--max-examples", "4", "--n-boot", "5"]) == 0
+    assert atlas(["metrics", "crows", "--model", str(tinybert), "--max-examples", "4", "--n-boot", "100"]) == 0
     out = capsys.readouterr().out
     assert "skipped: MLM head untrained: masked-token top-1 accuracy" in out and "check: top-1" in out
     assert (
         atlas(
-            ["metrics", "crows", "--model", str(standins["bert-base-uncased"]), "--max-examples", "4", "--n-boot", "5"]
+            [
+                "metrics",
+                "crows",
+                "--model",
+                str(standins["bert-base-uncased"]),
+                "--max-examples",
+                "4",
+                "--n-boot",
+                "100",
+            ]
         )
         == 0
     )

@@ -11,7 +11,7 @@ import time
 import pytest
 from run_fixtures import demo_config, run_pipeline, save_teacher
 
-from pipeline.runs.cli import main
+from pipeline.cli.main import main
 from pipeline.runs.manifest import run_lock, verify
 from pipeline.schema import read_table
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.runs.cli import main
+from pipeline.cli.main import main
 from pipeline.runs.config import ConfigError, config_from_dict
 from pipeline.runs.preflight import preflight
 

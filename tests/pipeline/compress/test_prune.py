@@ -6,15 +6,8 @@ import pytest
 import torch
 from tiny import random_batch
 
-from pipeline.compress.prune import (
-    head_importance,
-    keep_sparsity,
-    magnitude_prune,
-    prune_heads,
-    select_heads,
-    shrink_heads,
-    sparsity,
-)
+from pipeline.anatomy import shrink_heads
+from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads, select_heads, sparsity
 from pipeline.gates import HeadGates
 from pipeline.models import load_model
 from pipeline.runs.build import save_model

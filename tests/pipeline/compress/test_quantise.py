@@ -6,8 +6,8 @@ import torch
 from tiny import random_batch
 
 from pipeline.anatomy import Anatomy
-from pipeline.compress.quantise import QUANTIZATION, QuantisedLinear, is_quantised, quantise_dynamic, supports_gradients
 from pipeline.gates import HeadGates
+from pipeline.int8 import QUANTIZATION, QuantisedLinear, is_quantised, quantise_dynamic, supports_gradients
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.build import save_model
 

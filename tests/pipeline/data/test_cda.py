@@ -22,7 +22,7 @@ def data() -> TaskData:
 
 
 def test_two_sided_cda_holds_each_text_and_its_twin_exactly_once(data, swapper: GenderSwapper):
-    cda = counterfactual_augment(data, swapper)
+    cda = counterfactual_augment(data, swapper, part="all")  # every pair, so that he/she swap too
     twins = counterfactual(data, swapper)
     changed = [i for i in range(len(data)) if twins.texts[i] != data.texts[i]]
     assert changed == [0, 1, 3]
@@ -39,7 +39,7 @@ def test_two_sided_cda_holds_each_text_and_its_twin_exactly_once(data, swapper: 
 
 
 def test_one_sided_cda_replaces_each_text_by_its_twin(data, swapper: GenderSwapper):
-    cda = counterfactual_augment(data, swapper, mode="one_sided")
+    cda = counterfactual_augment(data, swapper, mode="one_sided", part="all")
     assert cda.texts == (
         "He is a nurse.",
         "She fixed the car.",
@@ -48,6 +48,25 @@ def test_one_sided_cda_replaces_each_text_by_its_twin(data, swapper: GenderSwapp
         "The nurse is here.",
     )
     assert cda.genders.tolist() == [0, 1, 0, 0, 0] and cda.labels.tolist() == data.labels.tolist()
+
+
+def test_cda_trains_on_the_training_part_only_and_no_held_out_word_is_ever_swapped(swapper: GenderSwapper):
+    """The training and held-out parts share no word; CDA's twins change only training-part words, so a text whose
+    only gendered words are held out gets no twin."""
+    train, held = swapper.part("train"), swapper.part("heldout")
+    assert train.words() and held.words() and not train.words() & held.words()
+    assert {"he", "she", "himself", "herself"} <= held.words() and {"his", "her", "him"} <= train.words()
+    assert set(train.pairs) | set(held.pairs) == set(swapper.pairs)  # a split: nothing lost
+    data = TaskData("toy", ("She fixed it herself.", "Her mother and his son left.", "He met him."), [0, 1, 0],
+                    [1, 1, 0], ("a", "b"))  # fmt: skip
+    cda = counterfactual_augment(data, swapper)
+    added = Counter(cda.texts) - Counter(data.texts)
+    assert "She fixed it herself." not in {*added} and len(cda) == 5  # held-out words only: no twin
+    for text in added:
+        words = {w.lower().strip(".") for w in text.split()}
+        original = next(t for t in data.texts if len(t.split()) == len(text.split()) and t != text)
+        changed = {w.lower().strip(".") for w in original.split()} - words
+        assert changed and not changed & held.words(), (original, text)
 
 
 def test_cda_on_data_without_gendered_words_is_a_data_error(swapper: GenderSwapper):
@@ -62,9 +81,9 @@ def test_the_run_builds_its_cda_set_from_the_original_training_set(root):
     task = TaskSection(max_classes=4, max_train=200, max_eval=40, training_sets=("original", "cda"))
     splits = load_task_splits(task, root)
     original, cda = splits.train["original"], splits.train["cda"]
-    twins = counterfactual(original, GenderSwapper.from_winobias(root))
+    twins = counterfactual(original, GenderSwapper.from_winobias(root).part("train"))  # CDA's part of the lists
     changed = np.array([a != b for a, b in zip(original.texts, twins.texts)])
-    assert changed.mean() > 0.9  # BUG sentences mention the entity's gender
+    assert changed.mean() > 0.75  # BUG sentences mention the entity's gender (0.815 with the training part)
     assert Counter(cda.texts) == Counter(original.texts) + Counter(np.array(twins.texts)[changed].tolist())
     assert "balanced" not in splits.train
 
