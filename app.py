@@ -3,7 +3,7 @@
     bias-atlas view [RUNS_DIR]     (= streamlit run app.py -- RUNS_DIR; or set BIAS_ATLAS_RUNS; default: runs/)
 
 It binds to localhost (``.streamlit/config.toml``; ``--address`` exposes it) and opens run folders under
-RUNS_DIR only.
+RUNS_DIR only (a link out of it is not followed).
 
 Thin by design (docs/STYLE.md point 15): this file holds the sidebar and the tabs; the pages live in
 ``pipeline/runs/viewer_*.py`` (plumbing in :mod:`pipeline.viewer.widgets`). They read the tidy tables of run folders

@@ -26,7 +26,7 @@ import torch
 
 from attribution.ablation import HeadAblation
 from attribution.atp import AttributionPatching
-from attribution.config import EXAMPLES_TABLE, METHOD_SPECS, AttributionConfig, MethodSpec
+from attribution.config import EXAMPLES_TABLE, AttributionConfig
 from attribution.data import AttributionData, split_rows
 from attribution.effect_rows import with_q
 from attribution.errors import GateIndependentScoreError
@@ -34,6 +34,7 @@ from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, T
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.pruning_curve import pruning_curve
+from attribution.registry import AttributionMethod, methods
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, SkewedClassProb, SkewGap, TrueClassProb
 from pipeline.data.sampling import seeded_rows
 from pipeline.int8 import supports_gradients
@@ -41,11 +42,10 @@ from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
 __all__ = [
-    "METHOD_TABLES",
-    "RUNNERS",
     "AttributionConfig",
     "AttributionJob",
     "default_score",
+    "method_tables",
     "patching_score",
     "run_attribution",
 ]
@@ -210,18 +210,6 @@ def _pruning_curve(job: AttributionJob) -> pd.DataFrame:
     )
 
 
-# How each method of the registry (:data:`attribution.config.METHOD_SPECS`) runs, by table.
-RUNNERS: dict[str, Callable[[AttributionJob], pd.DataFrame]] = {
-    "head_ablation": _ablation,
-    "head_importance": _importance,
-    "cumulative_ablation": lambda j: _cumulative(j),
-    "head_ig": _head_ig,
-    "neuron_ig": _neuron_ig,
-    "token_ig": _token_ig,
-    "atp": _atp,
-    "patching": _patching,
-    "pruning_curve": _pruning_curve,
-}
 # Methods that also run when another one needs their table, or that a score cannot feed.
 _ALSO_WHEN: dict[str, Callable[[AttributionJob], bool]] = {
     "head_importance": lambda j: j.cfg.cumulative and j.grads,  # orders the cumulative curves
@@ -231,12 +219,16 @@ _ONLY_WHEN: dict[str, Callable[[AttributionJob], bool]] = {
     "token_ig": lambda j: j.score.per_example,
     "atp": lambda j: j.score.per_example,
 }
-METHOD_TABLES: tuple[str, ...] = tuple(m.table for m in METHOD_SPECS)
-assert set(RUNNERS) == set(METHOD_TABLES), "every registered method needs a runner"
 
 
-def _enabled(spec: MethodSpec, job: AttributionJob) -> bool:
-    on = getattr(job.cfg, spec.switch) or _ALSO_WHEN.get(spec.table, lambda j: False)(job)
+def method_tables() -> tuple[str, ...]:
+    """The tables of every registered method (:func:`attribution.registry.methods`), in run order."""
+    return tuple(m.table for m in methods())
+
+
+def _enabled(spec: AttributionMethod, job: AttributionJob) -> bool:
+    on = getattr(job.cfg, spec.switch, False) or spec.switch in job.cfg.extra_methods
+    on = on or _ALSO_WHEN.get(spec.table, lambda j: False)(job)
     return bool(on) and _ONLY_WHEN.get(spec.table, lambda j: True)(job)
 
 
@@ -249,7 +241,7 @@ def run_attribution(
     seed: int,
     score: Score | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Run every method of :data:`~attribution.config.METHOD_SPECS` that ``cfg`` switches on, in order.
+    """Run every registered method (:func:`attribution.registry.methods`) that ``cfg`` switches on, in order.
 
     Args:
         loaded: the variant.
@@ -261,19 +253,19 @@ def run_attribution(
         score: the score to explain (default :func:`default_score`).
 
     Returns:
-        Table name (:data:`METHOD_TABLES`) -> tidy frame, for each method that is switched on, and
+        Table name (:func:`method_tables`) -> tidy frame, for each method that is switched on, and
         :data:`~attribution.config.EXAMPLES_TABLE` with the per-example single-head ablation effects.
     """
     job = AttributionJob(loaded, score or default_score(loaded), _sample(data, cfg.n_examples, cfg.seed), cfg)
     no_grad = "int8 model: no gradients (pipeline.int8.supports_gradients)"
-    for spec in METHOD_SPECS:
+    for spec in methods():
         if not _enabled(spec, job):
             continue
         if spec.needs_gradients and not job.grads:
             job.tables[spec.table] = _skipped(spec.table, no_grad)
             continue
         try:
-            job.tables[spec.table] = RUNNERS[spec.table](job)
+            job.tables[spec.table] = spec.runner()(job)
         except GateIndependentScoreError as err:
             job.tables[spec.table] = _skipped(spec.table, str(err))
     for frame in job.tables.values():

@@ -31,13 +31,15 @@ import torch
 
 from attribution import shard as sharding
 from attribution.ablation import HeadAblation
-from attribution.analysis import patching_score
+from attribution.analysis import AttributionJob, patching_score
 from attribution.atp import AttributionPatching
+from attribution.config import AttributionConfig
 from attribution.data import AttributionData
 from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
+from attribution.registry import AttributionMethod, methods
 from attribution.scores import SCORES, Score, SkewGap, make_score
 from pipeline.class_map import load_classifier_for
 from pipeline.cli_checks import DATA_HINTS, check_n_boot, check_range, for_command_line, parse_label_map
@@ -47,6 +49,7 @@ from pipeline.data.tasks import TASK_NAMES, load_task
 from pipeline.metrics.counterfactual import skew_orientation
 from pipeline.models import check_max_length, load_model, load_model_config, resolve_source
 from pipeline.schema import read_table, write_table
+from pipeline.untrained import untrained_reason
 
 _HEAD_OF_SCORE = {"loss": "classifier", "prob": "classifier", "cf_gap": "classifier", "cf_skew_gap": "classifier",
                   "pronoun_gap": "mlm", "seat": "encoder"}  # fmt: skip
@@ -108,7 +111,14 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
                     "unequal token length left out) or from padding (the prediction)")  # fmt: skip
     patch = sub.add_parser("patch", parents=[common, screen], help="activation patching (Vig et al. 2020)")
     patch.add_argument("--engine", default="gates", choices=("gates", "lens"))
+    for method in _plugin_commands().values():  # a registered method's own command (attribution.registry)
+        sub.add_parser(method.command[0], parents=[common], help=method.command[1])
     return parser
+
+
+def _plugin_commands() -> dict[str, AttributionMethod]:
+    """Command name -> the registered method that has its own command (plug-ins)."""
+    return {m.command[0]: m for m in methods() if m.command}
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -174,6 +184,10 @@ def _run(
     """The command's table; None on a process other than the main one of a sharded run."""
     common = {"batch_size": args.batch_size}
     boot = {"n_boot": args.n_boot, "seed": args.seed}
+    plugin = _plugin_commands().get(args.command)
+    if plugin is not None:  # a registered method: its runner on a job of these settings
+        cfg = AttributionConfig(batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed, n_examples=0)
+        return plugin.runner()(AttributionJob(loaded, score, data, cfg))
     if getattr(args, "screen", None) is not None:  # screen every unit, confirm the top ones (attribution.atp)
         baseline = "counterfactual" if args.command == "patch" else args.baseline
         units = tuple(u.strip() for u in args.units.split(",") if u.strip())
@@ -245,7 +259,8 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     if head == "classifier" and isinstance(source, TaskData):  # a trained head's classes, matched by name
         loaded, source = load_classifier_for(args.model, source, label_map, device=device)
     elif label_map:
-        raise SystemExit(f"--label-map: --score {args.score} on --data {args.data} reads no classes. Fix: drop it.")
+        data = args.data or _DATA_OF_SCORE[args.score]
+        raise SystemExit(f"--label-map: --score {args.score} on --data {data} reads no classes. Fix: drop it.")
     else:
         loaded = load_model(args.model, head=head, device=device)
     if isinstance(source, TaskData):
@@ -253,6 +268,9 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
             score = SkewGap(skew_orientation(source))
             score = patching_score(score) if args.command == "patch" else score
         source = _draw(source, args)
+    untrained = untrained_reason(loaded.model)
+    if untrained and shard.rank == 0:
+        print(f"warning: {args.model}: {untrained}", file=sys.stderr)
     data = _attribution_data(loaded, source, args.data or _DATA_OF_SCORE[args.score], twins, args.max_length)
     try:
         frame = _run(args, loaded, score, data, shard)
@@ -264,7 +282,8 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas") -> int:
     frame["variant"] = str(args.model)
     if args.out:
         print(f"wrote {write_table(frame, args.out)}", file=sys.stderr)
-    metric = "token_ig" if args.command == "ig" and args.over == "tokens" else _MAIN_METRIC[args.command]
+    main = {**_MAIN_METRIC, **{name: m.main_metric for name, m in _plugin_commands().items()}}
+    metric = "token_ig" if args.command == "ig" and args.over == "tokens" else main[args.command]
     screened = getattr(args, "screen", None) is not None
     metric = "atp_estimate" if screened else metric
     rows = frame[frame["metric"] == metric]

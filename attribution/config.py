@@ -2,93 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from attribution.registry import methods
 from pipeline.settings import Settings
 
-__all__ = ["EXAMPLES_TABLE", "METHOD_SPECS", "AttributionConfig", "MethodSpec"]
+__all__ = ["EXAMPLES_TABLE", "AttributionConfig"]
 
 EXAMPLES_TABLE = "head_examples"  # per-example single-head ablation effects (the findings resample them)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What the rest of the tool knows of an attribution method without importing it (the viewer, the table
-    registry): the table it writes, the :class:`AttributionConfig` switch that turns it on, whether it needs
-    gradients (int8 models get a skipped row), its main metric, and the head / neuron maps drawn from its table
-    ((label, metrics accepted, the first present is drawn) and (label, metric))."""
-
-    table: str
-    switch: str
-    what: str
-    needs_gradients: bool
-    main_metric: str
-    head_maps: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    neuron_maps: tuple[tuple[str, str], ...] = ()
-
-
-# The registry of attribution methods, in the order they run (:data:`attribution.analysis.RUNNERS` holds how
-# each runs). A new method: its module (a class with ``attribute()``), its line here with its switch below, and its
-# runner in attribution/analysis.py.
-METHOD_SPECS: tuple[MethodSpec, ...] = (
-    MethodSpec(
-        "head_ablation",
-        "ablation",
-        "single-head / layer / leave-one-in ablation effects",
-        False,
-        "delta_score",
-        (("ablation: Δ bias score", ("delta_score",)), ("ablation: Δ accuracy", ("delta_accuracy",))),
-    ),
-    MethodSpec(
-        "head_importance",
-        "importance",
-        "gradient head importance E|dL/dg|",
-        True,
-        "grad_importance",
-        (("gradient importance", ("grad_importance",)),),
-    ),
-    MethodSpec("cumulative_ablation", "cumulative", "cumulative head-ablation curves", False, "ablated_score"),
-    MethodSpec(
-        "head_ig", "head_ig", "integrated gradients over head gates", True, "ig", (("integrated gradients", ("ig",)),)
-    ),
-    MethodSpec(
-        "neuron_ig",
-        "neuron_ig",
-        "integrated gradients over FFN neurons",
-        True,
-        "ig",
-        neuron_maps=(("integrated gradients", "ig"),),
-    ),
-    MethodSpec("token_ig", "token_ig", "integrated gradients over input tokens", True, "token_ig"),
-    MethodSpec(
-        "atp",
-        "atp",
-        "attribution patching: first-order effect of every head and neuron, top ones exact",
-        True,
-        "atp_estimate",
-        (("attribution patching: estimated effect", ("atp_estimate",)),),
-        (("attribution patching: estimated effect", "atp_estimate"),),
-    ),
-    MethodSpec(
-        "patching",
-        "patching",
-        "activation patching: indirect effect per head (and neuron)",
-        False,
-        "indirect_effect",
-        (("patching: indirect effect", ("indirect_effect",)),),
-        (("patching: indirect effect", "indirect_effect"),),
-    ),
-    MethodSpec(
-        "pruning_curve",
-        "pruning_curve",
-        "bias and accuracy as heads are removed in bias, importance and random order",
-        True,
-        "abs_cf_gap",
-    ),
-)
 
 
 class AttributionConfig(Settings):
@@ -137,3 +60,14 @@ class AttributionConfig(Settings):
     seat_test: str = "sent-weat6"  # in a pipeline run: the SEAT test explained for variants without a trained head
     compare: bool = True  # in a pipeline run: also write the ``comparison`` table across variants and seeds
     top_k: int = Field(default=10, ge=1)  # top-k overlap of head effects between seeds
+    extra_methods: tuple[str, ...] = ()  # switches of plug-in methods to run (attribution.registry.register_method)
+
+    @field_validator("extra_methods")
+    @classmethod
+    def _registered(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        known = {m.switch for m in methods()}
+        unknown = [name for name in v if name not in known]
+        if unknown:
+            raise ValueError(f"extra_methods {unknown}: no registered attribution method has that switch; known: "
+                             f"{', '.join(sorted(known))} (a plug-in registers one with register_method).")  # fmt: skip
+        return v

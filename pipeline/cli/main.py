@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 
-__all__ = ["COMMANDS", "Command", "main"]
+from attribution.registry import methods
+
+__all__ = ["COMMANDS", "Command", "commands", "main"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,16 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def commands() -> dict[str, Command]:
+    """:data:`COMMANDS` and the command of every registered attribution method that has one (plug-ins)."""
+    extra = {m.command[0]: Command("attribution.cli", m.command[1], (m.command[0],)) for m in methods() if m.command}
+    return {**COMMANDS, **extra}
+
+
 def _usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items()]
+    everything = commands()
+    width = max(map(len, everything))
+    lines = [f"  {name:<{width}}  {cmd.help}" for name, cmd in everything.items()]
     return (
         "usage: bias-atlas COMMAND [options]   (bias-atlas COMMAND --help for its options)\n\n"
         "Locate gender bias inside BERT-family models and see how compression and fine-tuning move it.\n\n"
@@ -73,12 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
+    known = commands()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean `{close[0]}`?" if close else ""
-        print(f"error: unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)}.", file=sys.stderr)
+        print(f"error: unknown command {name!r}.{hint} Commands: {', '.join(known)}.", file=sys.stderr)
         return 2
-    command = COMMANDS[name]
+    command = known[name]
     try:
         return import_module(command.module).main([*command.prefix, *rest], prog=f"bias-atlas {name}")
     except SystemExit as stop:  # argparse (already printed) or a command's own message

@@ -47,7 +47,7 @@ from pipeline.files import write_bytes
 from pipeline.findings.model_status import flags_by_point, flags_by_variant, model_status
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.runfolder import RunFolder
-from pipeline.runs.tables import HEAD_MAPS
+from pipeline.runs.tables import head_maps
 from pipeline.schema import SchemaError
 from pipeline.variants import variant_sort_key
 
@@ -86,7 +86,7 @@ def _variants(frame: pd.DataFrame) -> list[str]:
 
 def _head_jobs(tables: dict[str, pd.DataFrame], flags: dict[str, str], cfg: FindingsConfig) -> Iterator[FigureJob]:
     units = tables.get("bias_units")
-    for _, name, metrics in HEAD_MAPS:
+    for _, name, metrics in head_maps():
         if name not in tables:
             continue
         heads = tables[name][tables[name]["unit"] == "head"]
@@ -187,7 +187,7 @@ def make_figures(
         raise ValueError(f"formats={list(formats)!r}: choose one or more of {', '.join(FORMATS)}.")
     run = RunFolder(run_dir)
     out = Path(out_dir) if out_dir is not None else run.figures_dir
-    wanted = {t for _, t, _ in HEAD_MAPS} | {
+    wanted = {t for _, t, _ in head_maps()} | {
         "cumulative_ablation",
         "probes_layers",
         "probes_control",

@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from pipeline.metrics.registry import metric_facts
 from pipeline.variants import variant_sort_key
 
 __all__ = [
@@ -72,6 +73,10 @@ METHOD_MARKERS = {
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
 SCORE_NAMES = {
     "cf_gap": "cf gap",
+    "cf_skew_gap": "skew-oriented cf gap",
+    "cf_gap from twin": "cf gap (from the twin)",
+    "cf_skew_gap from twin": "skew-oriented cf gap (from the twin)",
+    "skew_class_prob": "skew-oriented P(true class)",
     "seat": "SEAT d",
     "prob": "P(true class)",
     "true_class_prob": "P(true class)",
@@ -92,17 +97,6 @@ METRIC_LABELS = {
     "probe_balanced_accuracy": "probe balanced accuracy",
     "probe_auc": "probe ROC AUC",
     "selectivity": "selectivity (probe - control)",
-    "gap_rms": "GAP_RMS (TPR gap)",
-    "cf_prob_gap": "counterfactual gap",
-    "cf_prob_abs_change": "|counterfactual change|",
-    "cf_flip_rate": "counterfactual flip rate",
-    "accuracy_gap": "accuracy gap (F - M)",
-    "crows_stereo_pct": "CrowS-Pairs stereotype %",
-    "stereoset_ss": "StereoSet SS",
-    "stereoset_icat": "StereoSet ICAT",
-    "seat_effect_size": "SEAT effect size d",
-    "accuracy": "accuracy",
-    "macro_f1": "macro-F1",
 }
 # Which sign of a unit's effect adds to the model's bias, relative to the model's own score (its "total"):
 # "same" = a unit adds bias when its effect has the sign of the total; "opposite" = when it has the other sign
@@ -123,18 +117,6 @@ _SIGN_WORDS = {
     "delta_accuracy": "- = the head helps the task",
     "grad_importance": "unsigned: higher = more influence",
     "probe_accuracy": "higher = more gender information",
-}
-# Bias metrics: (value of a fair model, words for the axis).
-_FAIR = {
-    "gap_rms": (0.0, "0 = fair, lower is fairer"),
-    "cf_flip_rate": (0.0, "0 = fair, lower is fairer"),
-    "cf_prob_abs_change": (0.0, "0 = fair, lower is fairer"),
-    "cf_prob_gap": (0.0, "0 = fair"),
-    "accuracy_gap": (0.0, "0 = fair"),
-    "seat_effect_size": (0.0, "0 = no association"),
-    "crows_stereo_pct": (50.0, "50 = fair"),
-    "stereoset_ss": (50.0, "50 = fair"),
-    "stereoset_icat": (100.0, "100 = ideal, higher is better"),
 }
 _PREFERRED = {"subset": ("", "all", "gender"), "mode": ("single",), "pooling": ("cls", "mean"), "baseline": ("zero",)}
 _RC = {
@@ -192,13 +174,18 @@ def _score_of(rows: pd.DataFrame | None) -> str:
 
 
 def label(metric: str, rows: pd.DataFrame | None = None) -> str:
-    """Axis label of ``metric``; ``{score}`` is filled from the rows' ``score`` column (cf_gap -> "cf gap")."""
-    return METRIC_LABELS.get(metric, metric).replace("{score}", _score_of(rows))
+    """Axis label of ``metric`` (bias metrics: their family's record); ``{score}`` is filled from the rows' ``score``
+    column (cf_gap -> "cf gap")."""
+    facts = metric_facts(metric)
+    text = facts.label if facts is not None else METRIC_LABELS.get(metric, metric)
+    return text.replace("{score}", _score_of(rows))
 
 
 def fair_reference(metric: str) -> tuple[float | None, str]:
-    """(the value of a fair model, how to read the axis) of a bias metric; (None, "") when unknown."""
-    return _FAIR.get(metric, (None, ""))
+    """(the value of a fair model, how to read the axis) of a bias metric, from its family's record; (None, "")
+    when unknown."""
+    facts = metric_facts(metric)
+    return (facts.fair, facts.reading) if facts is not None and facts.fair is not None else (None, "")
 
 
 def model_total(frame: pd.DataFrame | None, metric: str) -> float | None:

@@ -31,18 +31,18 @@ interval (normal approximation; column ``p_method`` says which).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
 from attribution.effect_rows import with_q
+from attribution.registry import UnitFacts, methods
 from pipeline.schema import tidy
 from pipeline.stats import bh_qvalues
 
 __all__ = [
-    "UNIT_METHODS",
     "UnitMethod",
     "additivity",
     "bias_units",
@@ -50,6 +50,7 @@ __all__ = [
     "head_effects",
     "model_totals",
     "n_layers_of",
+    "unit_methods",
 ]
 
 _Z = sstats.norm.ppf(0.975)
@@ -57,37 +58,21 @@ _Z = sstats.norm.ppf(0.975)
 
 @dataclass(frozen=True)
 class UnitMethod:
-    """A per-unit attribution method as the findings read it.
+    """A per-unit attribution method as the findings read it: its table and :class:`attribution.registry.UnitFacts`
+    (``name``, ``metric``, ``rank_metric``, ``causal``, ``total``, ``adds_sign``, ``where``)."""
 
-    Attributes:
-        name: short name in the findings tables.
-        table: run-folder table holding it.
-        metric: the effect metric that carries ``p`` (tested against 0).
-        rank_metric: the metric whose |value| ranks units for agreement (gradient: the importance E|dS/dg|).
-        causal: an intervention (decides "carries bias") rather than an attribution.
-        total: the model-row metric with the model's bias (materiality, direction), or None.
-        adds_sign: +1 when an effect of the total's sign means the unit adds bias (it mediates or contributes it),
-            -1 when the opposite sign does (removing the unit moves the bias towards 0: ablation).
-        where: extra column filters (ablation: single-head mode).
-    """
-
-    name: str
     table: str
-    metric: str
-    rank_metric: str
-    causal: bool
-    total: str | None
-    adds_sign: int = 1
-    where: dict = field(default_factory=dict)
+    facts: UnitFacts
+
+    def __getattr__(self, name: str):
+        return getattr(self.facts, name)
 
 
-UNIT_METHODS: tuple[UnitMethod, ...] = (
-    UnitMethod("ablation", "head_ablation", "delta_score", "delta_score", True, "intact_score", -1, {"mode": "single"}),
-    UnitMethod("patching", "patching", "indirect_effect", "indirect_effect", True, "total_effect"),
-    UnitMethod("gradient", "head_importance", "grad", "grad_importance", False, None),
-    UnitMethod("ig", "head_ig", "ig", "ig", False, "ig_total"),
-    UnitMethod("neuron_ig", "neuron_ig", "ig", "ig", False, "ig_total"),
-)
+def unit_methods() -> tuple[UnitMethod, ...]:
+    """Every registered attribution method whose units the findings read (plug-ins included), in run order."""
+    return tuple(UnitMethod(m.table, m.unit) for m in methods() if m.unit is not None)
+
+
 _KEEP_NEURONS = 20  # per model: the significant neurons plus this many largest ones are kept
 
 
@@ -101,7 +86,7 @@ def _filtered(frame: pd.DataFrame, method: UnitMethod) -> pd.DataFrame:
 def n_layers_of(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Number of layers of each variant, from the layers its head / layer rows cover in any attribution table."""
     out: dict[str, int] = {}
-    for method in UNIT_METHODS:
+    for method in unit_methods():
         frame = tables.get(method.table)
         if frame is None:
             continue
@@ -199,7 +184,7 @@ def bias_units(tables: dict[str, pd.DataFrame], cfg) -> pd.DataFrame:
     detectable total, complete) and ``suppresses`` (the same, reducing bias)."""
     depth = n_layers_of(tables)
     frames = []
-    for method in UNIT_METHODS:
+    for method in unit_methods():
         units = head_effects(tables, method, cfg=cfg)
         if units.empty:
             continue
@@ -236,7 +221,7 @@ def additivity(units: pd.DataFrame) -> pd.DataFrame:
     heads = units[(units["unit"] == "head") & units["causal"]]
     if heads.empty:
         return pd.DataFrame(columns=["variant", "seed", "method", "sum", "total", "sum_over_total"])
-    signs = {m.name: m.adds_sign for m in UNIT_METHODS}
+    signs = {m.name: m.adds_sign for m in unit_methods()}
     out = heads.groupby(["variant", "seed", "method"], as_index=False).agg(
         sum=("value", "sum"), total=("total", "first")
     )

@@ -33,14 +33,13 @@ from scipy import stats as sstats
 from pipeline.data.task import FEMALE, MALE
 from pipeline.findings.fitness import empty_table, head_trained, prediction_arrays
 from pipeline.hierarchical import hierarchical_delta
-from pipeline.metrics.evaluate import INTRINSIC_PREFIXES
+from pipeline.metrics.registry import intrinsic_prefixes
 from pipeline.schema import tidy
 from pipeline.stats import bh_qvalues, paired_bootstrap, seeds_ttest, summarise_draws
 from pipeline.variants import Variant
 
 __all__ = [
     "CF_METRICS",
-    "INTRINSIC_PREFIXES",
     "bias_rows",
     "compared_metrics",
     "comparisons_table",
@@ -52,8 +51,8 @@ __all__ = [
     "reference_of",
 ]
 
-# INTRINSIC_PREFIXES comes from the bias-metric registry (pipeline.metrics.evaluate.FAMILIES): a new intrinsic family
-# is compared with the pretrained teacher because its record says so, never because a list here was remembered.
+# Which metrics are intrinsic comes from the bias-metric registry (pipeline.metrics.registry.intrinsic_prefixes): a new
+# intrinsic family is compared with the pretrained teacher because its record says so, not because a list remembers.
 _NOT_COMPARED = (
     "accuracy",
     "macro_f1",
@@ -219,7 +218,9 @@ def _sd(values: np.ndarray) -> float:
 
 def _row(variant, ref, seed, ref_seed, level, unit, metric, subset, delta, low, high, p, n, n_seeds, value_v,
          value_r, method) -> dict:  # fmt: skip
-    family = "intrinsic" if metric.startswith(INTRINSIC_PREFIXES) else ("task" if metric == "accuracy" else "extrinsic")
+    family = (
+        "intrinsic" if metric.startswith(intrinsic_prefixes()) else ("task" if metric == "accuracy" else "extrinsic")
+    )
     return {
         "variant": variant,
         "seed": seed,
@@ -319,7 +320,7 @@ def comparisons_table(preds: pd.DataFrame | None, bias: pd.DataFrame | None, fit
         metrics = _interval_metrics(bias)
         present_b = set(metrics["variant"])
         for (metric, key), _ in metrics.groupby(["metric", "key"], sort=True):
-            family = "intrinsic" if metric.startswith(INTRINSIC_PREFIXES) else "extrinsic"
+            family = "intrinsic" if metric.startswith(intrinsic_prefixes()) else "extrinsic"
             for variant in sorted(present_b - (untrained if family != "intrinsic" else set())):
                 ref = reference_of(variant, family, present_b)
                 if ref is not None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.findings.bias_units import bias_units, completeness_table
+from pipeline.findings.bias_units import bias_units, completeness_table, unit_methods
 from pipeline.findings.comparisons import comparisons_table
 from pipeline.findings.encoding import encoding_table
 from pipeline.findings.fitness import fitness_table
@@ -44,12 +44,12 @@ from pipeline.runs.tables import missing_message
 
 __all__ = [
     "FINDINGS",
-    "INPUT_TABLES",
     "NAN_CHECKED",
     "Findings",
     "FindingsConfig",
     "compute_findings",
     "fresh_findings",
+    "input_tables",
     "open_run",
     "unexplained_nan",
 ]
@@ -58,9 +58,13 @@ __all__ = [
 @dataclass(frozen=True)
 class _Finding:
     name: str
-    needs: tuple[str, ...]  # run tables read (any present is enough unless ``all_needed``)
+    needs: tuple[str, ...] | Callable[[], tuple[str, ...]]  # run tables read (any present is enough unless all_needed)
     compute: Callable[[dict[str, pd.DataFrame], FindingsConfig, RunFolder], pd.DataFrame]
     all_needed: bool = False
+
+    def needed(self) -> tuple[str, ...]:
+        """The run tables it reads (a function of the registries for the unit findings: plug-ins included)."""
+        return self.needs() if callable(self.needs) else self.needs
 
 
 def _comparisons(tables: dict, cfg: FindingsConfig, run: RunFolder) -> pd.DataFrame:
@@ -79,11 +83,7 @@ FINDINGS: tuple[_Finding, ...] = (
         all_needed=True,
     ),
     _Finding("comparisons", ("predictions", "bias_metrics"), _comparisons),
-    _Finding(
-        "bias_units",
-        ("head_ablation", "patching", "head_importance", "head_ig", "neuron_ig"),
-        lambda t, c, r: bias_units(t, c),
-    ),
+    _Finding("bias_units", lambda: tuple(m.table for m in unit_methods()), lambda t, c, r: bias_units(t, c)),
     _Finding("ig_completeness", ("head_ig", "neuron_ig", "token_ig"), lambda t, c, r: completeness_table(t, c)),
     _Finding("concentration", ("head_ablation", "patching"), lambda t, c, r: concentration_table(t, c)),
     _Finding(
@@ -108,22 +108,13 @@ FINDINGS: tuple[_Finding, ...] = (
     ),
     _Finding("frontier", ("bias_metrics",), lambda t, c, r: frontier_table(t["bias_metrics"], t.get("fitness"))),
 )
-INPUT_TABLES = (
-    "task_metrics",
-    "predictions",
-    "bias_metrics",
-    "counterfactual_examples",
-    "head_ablation",
-    "head_examples",
-    "patching",
-    "head_importance",
-    "head_ig",
-    "neuron_ig",
-    "token_ig",
-    "probes_layers",
-    "probes_control",
-    "erasure",
-)  # the run tables the findings read
+_READ = ("task_metrics", "predictions", "bias_metrics", "counterfactual_examples", "head_examples", "token_ig",
+         "probes_layers", "probes_control", "erasure")  # fmt: skip
+
+
+def input_tables() -> tuple[str, ...]:
+    """The run tables the findings read: the fixed ones and every table of a method the findings read units of."""
+    return tuple(dict.fromkeys((*_READ, *(m.table for m in unit_methods()))))
 
 
 NAN_CHECKED = ("task_metrics", "bias_metrics")  # every NaN value of these tables has a `skipped` reason
@@ -211,7 +202,7 @@ def compute_findings(
     run = run if isinstance(run, RunFolder) else open_run(run)
     cfg = cfg or FindingsConfig()
     inputs, damaged = {}, {}
-    for name in (n for n in INPUT_TABLES if run.has(n)):
+    for name in (n for n in input_tables() if run.has(n)):
         try:
             inputs[name] = run.table(name)
         except (ValueError, OSError) as err:  # damaged (SchemaError, a truncated file): costs its own findings
@@ -226,10 +217,10 @@ def compute_findings(
     out = Findings(run, cfg, inputs=inputs, damaged=damaged)
     tables = dict(inputs)
     for finding in FINDINGS:
-        absent = [n for n in finding.needs if n not in inputs]
+        absent = [n for n in finding.needed() if n not in inputs]
         if absent:
             out.missing[finding.name] = [damaged.get(n) or missing_message(n, run.name) for n in absent]
-        if len(absent) == len(finding.needs) or (finding.all_needed and absent):
+        if len(absent) == len(finding.needed()) or (finding.all_needed and absent):
             continue
         try:
             frame = run.table(finding.name) if finding.name in stored else finding.compute(tables, cfg, run)

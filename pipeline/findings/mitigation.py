@@ -29,14 +29,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from pipeline.findings.comparisons import (
-    INTRINSIC_PREFIXES,
-    bias_rows,
-    compared_metrics,
-    finish_comparisons,
-    paired_rows,
-)
+from pipeline.findings.comparisons import bias_rows, compared_metrics, finish_comparisons, paired_rows
 from pipeline.findings.fitness import empty_table, head_trained
+from pipeline.metrics.registry import intrinsic_prefixes
 from pipeline.schema import tidy
 from pipeline.variants import Variant, mitigation_twins, variant_sort_key
 
@@ -105,7 +100,7 @@ def mitigation_table(
         if metrics is None:
             continue
         for (metric, key), _ in metrics.groupby(["metric", "key"], sort=True):
-            if readable or metric.startswith(INTRINSIC_PREFIXES):
+            if readable or metric.startswith(intrinsic_prefixes()):
                 rows += [{**r, **extra} for r in bias_rows(bias, cf, variant, metric, key, twin, cfg)]
     return finish_comparisons(rows, fitness)
 
@@ -173,7 +168,7 @@ def frontier_table(bias: pd.DataFrame, fitness: pd.DataFrame | None) -> pd.DataF
         ys = _pooled(model, metric, subset).join(accuracy.add_prefix("accuracy_"), how="inner")
         if ys.empty:
             continue
-        ys = ys.assign(fit=[bool(fit.get(v, True)) for v in ys.index])
+        ys = ys.assign(fit=[bool(fit.get(v, False)) for v in ys.index])  # unknown fitness is never readable
         on = ys["fit"].to_numpy()
         point, front = np.zeros(len(ys), bool), np.zeros(len(ys), bool)
         point[on] = pareto_mask(ys.loc[ys["fit"], "accuracy_value"], ys.loc[ys["fit"], "value"])

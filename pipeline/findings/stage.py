@@ -10,7 +10,7 @@ every table it reads and the settings; its stage key must also see those tables 
 
 from __future__ import annotations
 
-from pipeline.findings.compute import INPUT_TABLES, FindingsConfig, compute_findings
+from pipeline.findings.compute import FindingsConfig, compute_findings, input_tables
 from pipeline.runs.manifest import file_hash
 from pipeline.runs.runfolder import RunFolder
 from pipeline.runs.stages import Stage, StageContext
@@ -25,7 +25,7 @@ def findings_stage(ctx: StageContext) -> Tables:
     """Every finding the run's tables allow; a finding that cannot be computed is recorded as skipped, with why."""
     cfg = getattr(ctx.config, "findings", None) or FindingsConfig()
     run = RunFolder(ctx.run_dir)
-    inputs = {name: file_hash(run.table_path(name)) for name in INPUT_TABLES if run.has(name)}
+    inputs = {name: file_hash(run.table_path(name)) for name in input_tables() if run.has(name)}
 
     def compute() -> Tables:
         findings = compute_findings(run, cfg)

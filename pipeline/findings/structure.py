@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.findings.bias_units import UNIT_METHODS, head_effects
+from pipeline.findings.bias_units import head_effects, unit_methods
 from pipeline.findings.resampled import (
     ExampleEffects,
     example_effects,
@@ -138,7 +138,7 @@ def concentration_table(tables: dict[str, pd.DataFrame], cfg) -> pd.DataFrame:
     out = []
     examples = example_effects(tables.get("head_examples"), "ablation")
     for i, name in enumerate(_CONCENTRATION_METHODS):
-        method = next(m for m in UNIT_METHODS if m.name == name)
+        method = next(m for m in unit_methods() if m.name == name)
         heads = _heads(head_effects(tables, method, cfg=cfg))
         if name == "ablation" and examples:
             out += _resampled_concentration(examples, heads, cfg)
@@ -214,7 +214,9 @@ def _pair_rows(base: dict, s: dict, cfg) -> list[dict]:
 
 def _ranked(tables: dict[str, pd.DataFrame], cfg) -> dict[str, dict]:
     """Per head method: (variant, seed) -> its head rows of the ranking metric (complete IG only)."""
-    return {m.name: _heads(head_effects(tables, m, cfg=cfg, rank=True)) for m in UNIT_METHODS if m.name != "neuron_ig"}
+    return {
+        m.name: _heads(head_effects(tables, m, cfg=cfg, rank=True)) for m in unit_methods() if m.name != "neuron_ig"
+    }
 
 
 def agreement_table(tables: dict[str, pd.DataFrame], cfg) -> pd.DataFrame:
@@ -298,7 +300,7 @@ def stability_table(tables: dict[str, pd.DataFrame], cfg, run_dir: Path | None =
     out = []
     examples = example_effects(tables.get("head_examples"), "ablation")
     for i, name in enumerate(_CONCENTRATION_METHODS):
-        method = next(m for m in UNIT_METHODS if m.name == name)
+        method = next(m for m in unit_methods() if m.name == name)
         heads = _heads(head_effects(tables, method, cfg=cfg))
         for variant in sorted({v for v, _ in heads}):
             seeds = sorted(s for v, s in heads if v == variant)

@@ -9,14 +9,15 @@ sentences of the MLM-head check), so an edited benchmark file recomputes exactly
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.data.paths import data_root
 from pipeline.data.seat import GENDER_SEAT_TESTS
-from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
+from pipeline.metrics.config import BiasMetricsConfig
+from pipeline.metrics.registry import FAMILIES
 
-__all__ = ["FAMILY_FILES", "SWAP_LISTS", "benchmark_hashes", "files_hashes"]
+__all__ = ["SWAP_LISTS", "benchmark_hashes", "files_hashes"]
 
 SWAP_LISTS = ("winobias/generalized_swaps.txt", "winobias/extra_gendered_words.txt")  # GenderSwapper.from_winobias
 _WINOBIAS_DEV = tuple(f"winobias/{s}_stereotyped_type{t}.txt.dev" for t in (1, 2) for s in ("pro", "anti"))
@@ -32,17 +33,30 @@ def _winobias(cfg: BiasMetricsConfig) -> tuple[str, ...]:
     return tuple(f"winobias/{s}_stereotyped_type{t}.txt.{sp}" for t in (1, 2) for sp in splits for s in ("pro", "anti"))
 
 
-# family -> the files (relative to the data root) it reads; the MLM families also read the check's sentences
-FAMILY_FILES: dict[str, Callable[[BiasMetricsConfig], tuple[str, ...]]] = {
-    "extrinsic": lambda cfg: (),  # the task data only (its fingerprint is in every key)
-    "counterfactual": lambda cfg: SWAP_LISTS,
-    "seat": _seat,
-    "crows": lambda cfg: ("crows_pairs/crows_pairs_anonymized.csv", *_WINOBIAS_DEV),
-    "stereoset": lambda cfg: ("stereoset/intrasentence_stereo_set.csv", *_WINOBIAS_DEV),
-    "winobias": lambda cfg: (*_winobias(cfg), *_WINOBIAS_DEV),
-    "winogender": lambda cfg: ("winogender/all_sentences.tsv", "winogender/occupations-stats.tsv", *_WINOBIAS_DEV),
-}
-assert tuple(FAMILY_FILES) == METRIC_FAMILIES, "FAMILY_FILES must name every bias-metric family"
+# The files each built-in family reads (relative to the data root; the record's ``files``,
+# pipeline.metrics.registry); the MLM families also read the MLM-head check's sentences (the WinoBias dev files).
+def counterfactual_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return SWAP_LISTS
+
+
+def seat_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return _seat(cfg)
+
+
+def crows_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return ("crows_pairs/crows_pairs_anonymized.csv", *_WINOBIAS_DEV)
+
+
+def stereoset_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return ("stereoset/intrasentence_stereo_set.csv", *_WINOBIAS_DEV)
+
+
+def winobias_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return (*_winobias(cfg), *_WINOBIAS_DEV)
+
+
+def winogender_files(cfg: BiasMetricsConfig) -> tuple[str, ...]:
+    return ("winogender/all_sentences.tsv", "winogender/occupations-stats.tsv", *_WINOBIAS_DEV)
 
 
 def files_hashes(root: Path, names: Iterable[str]) -> dict[str, str]:
@@ -56,5 +70,5 @@ def files_hashes(root: Path, names: Iterable[str]) -> dict[str, str]:
 
 def benchmark_hashes(cfg: BiasMetricsConfig) -> dict[str, str]:
     """Content hashes of every benchmark file the families named in ``cfg.metrics`` read (under ``cfg.data_root``)."""
-    names = [name for family in cfg.metrics for name in FAMILY_FILES[family](cfg)]
+    names = [name for family in cfg.metrics for name in FAMILIES[family].file_names(cfg)]
     return files_hashes(data_root(cfg.data_root), names) if names else {}

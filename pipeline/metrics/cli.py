@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import pandas as pd
 
@@ -21,15 +22,19 @@ from pipeline.metrics.evaluate import FAMILIES, Inputs, family_frame, skip_reaso
 from pipeline.metrics.seat import SEAT_POOLINGS
 from pipeline.models import load_model
 from pipeline.schema import write_table
+from pipeline.untrained import untrained_reason
 
 __all__ = ["main"]
 
-INTRINSIC = tuple(name for name, f in FAMILIES.items() if f.needs != "classifier")
+
+def _intrinsic() -> tuple[str, ...]:
+    """The registered families a model alone can be scored on (no task data): intrinsic ones, plug-ins included."""
+    return tuple(name for name, f in FAMILIES.items() if f.intrinsic)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("family", choices=(*INTRINSIC, "all"), help="benchmark to run")
+    parser.add_argument("family", choices=(*_intrinsic(), "all"), help="benchmark to run")
     parser.add_argument("--model", default="minilm", help="hub name, model folder or 'minilm' (default)")
     parser.add_argument("--pooling", default="cls,mean", help=f"SEAT: comma-separated, of {', '.join(SEAT_POOLINGS)}")
     parser.add_argument("--form", default="both", choices=("word", "sentence", "both"), help="SEAT test form")
@@ -97,14 +102,18 @@ def main(argv: list[str] | None = None, *, prog: str = "bias-atlas metrics") -> 
     """Entry point of ``bias-atlas metrics FAMILY``; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser(prog).parse_args(argv)
-    families = INTRINSIC if args.family == "all" else (args.family,)
+    families = _intrinsic() if args.family == "all" else (args.family,)
     cfg = _config(args, families)
-    frames = []
+    frames, warned = [], False
     for head in ("encoder", "mlm"):  # SEAT reads the encoder; the masked-LM benchmarks need the MLM head
         wanted = [FAMILIES[f] for f in families if (FAMILIES[f].needs == "mlm") == (head == "mlm")]
         if not wanted:
             continue
         inputs = Inputs(load_model(args.model, head=head), cfg)
+        untrained = untrained_reason(inputs.loaded.model)
+        if untrained and not warned:  # once per model (the encoder and the MLM model share the encoder)
+            print(f"warning: {args.model}: {untrained}", file=sys.stderr)
+            warned = True
         for family in wanted:
             reason = skip_reason(family, inputs)
             print(f"\n== {family.name}: {family.procedure}" + (f"\n   skipped: {reason}" if reason else ""))

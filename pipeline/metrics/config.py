@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import difflib
+from typing import Literal
 
 from pydantic import Field, field_validator
 
+from pipeline.metrics.registry import BUILT_IN, FAMILIES
 from pipeline.metrics.seat import SEAT_POOLINGS, SeatPooling
 from pipeline.settings import Settings, distinct
 
-__all__ = ["METRIC_FAMILIES", "POOLINGS", "BiasMetricsConfig", "MetricFamily"]
+__all__ = ["METRIC_FAMILIES", "POOLINGS", "BiasMetricsConfig"]
 
-MetricFamily = Literal["extrinsic", "counterfactual", "seat", "crows", "stereoset", "winobias", "winogender"]
-METRIC_FAMILIES: tuple[str, ...] = get_args(MetricFamily)
+METRIC_FAMILIES: tuple[str, ...] = BUILT_IN  # the built-in families (pipeline.metrics.registry), the default
 POOLINGS: tuple[str, ...] = SEAT_POOLINGS
 
 
@@ -20,7 +21,7 @@ class BiasMetricsConfig(Settings):
     """Settings of the bias metrics of every variant (docs/DESIGN.md section 6; docs/METRICS.md).
 
     Attributes:
-        metrics: Families to run, any of :data:`METRIC_FAMILIES`.
+        metrics: Families to run: names of :data:`pipeline.metrics.registry.FAMILIES` (default the built-in ones).
         n_boot: Bootstrap resamples per aggregate; 0 leaves the intervals NaN.
         seed: Seed of bootstraps, SEAT permutation sampling and ``max_examples`` draws (not the model's seed).
         max_examples: Per benchmark, score at most this many items (a seeded draw, the same for every variant);
@@ -48,7 +49,7 @@ class BiasMetricsConfig(Settings):
             fills it from ``run.data_root``).
     """
 
-    metrics: tuple[MetricFamily, ...] = Field(default=METRIC_FAMILIES, min_length=1)
+    metrics: tuple[str, ...] = Field(default=METRIC_FAMILIES, min_length=1)
     n_boot: int = Field(default=1000, ge=0)
     seed: int = Field(default=0, ge=0)
     max_examples: int | None = Field(default=None, ge=1)
@@ -66,6 +67,17 @@ class BiasMetricsConfig(Settings):
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=128, ge=2)
     data_root: str | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _registered(cls, v: tuple) -> tuple:
+        for name in v:
+            if name not in FAMILIES:
+                close = difflib.get_close_matches(name, FAMILIES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown metric family {name!r}{hint}; registered: {', '.join(FAMILIES)} (a plug-in "
+                                 "adds one with pipeline.metrics.registry.register_family)")  # fmt: skip
+        return v
 
     @field_validator("metrics", "poolings", "stereoset_scorings")
     @classmethod

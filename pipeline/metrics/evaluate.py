@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +41,7 @@ from pipeline.metrics.crows import crows_metrics
 from pipeline.metrics.extrinsic import extrinsic_metrics
 from pipeline.metrics.mlm_check import MlmHeadCheck, check_sentences, mlm_head_check
 from pipeline.metrics.predict import classifier_logits
+from pipeline.metrics.registry import FAMILIES, MetricFamilySpec
 from pipeline.metrics.seat import seat_metrics
 from pipeline.metrics.stereoset import stereoset_metrics
 from pipeline.metrics.winobias import winobias_metrics
@@ -52,7 +52,6 @@ from pipeline.schema import tidy
 
 __all__ = [
     "FAMILIES",
-    "INTRINSIC_PREFIXES",
     "METRIC_FAMILIES",
     "MLM_FAMILIES",
     "BiasMetricsConfig",
@@ -131,26 +130,6 @@ class Inputs:
         }
 
 
-@dataclass(frozen=True)
-class MetricFamilySpec:
-    """A registry record: what the family needs (``classifier``: a trained classifier head and task data, ``mlm``:
-    a trained MLM head, ``encoder``: any model), its headline metrics (the rows a skip leaves), the published
-    procedure it follows (docs/METRICS.md), how it runs, and the prefix its metric names share (intrinsic families:
-    the findings compare their rows with the *pretrained* teacher, task-level ones with the fine-tuned teacher)."""
-
-    name: str
-    needs: Literal["classifier", "mlm", "encoder"]
-    headline: tuple[str, ...]
-    procedure: str
-    run: Callable[[Inputs], pd.DataFrame]
-    prefix: str = ""
-
-    @property
-    def intrinsic(self) -> bool:
-        """Measured on the representations or the MLM head, not on the task: compared with the pretrained teacher."""
-        return self.needs != "classifier"
-
-
 def _extrinsic(x: Inputs) -> pd.DataFrame:
     t = x.test
     return extrinsic_metrics(t.labels, x.logits.argmax(-1).numpy(), t.genders, t.label_names, x.share,
@@ -196,72 +175,7 @@ def _winogender(x: Inputs) -> pd.DataFrame:
     return winogender_metrics(x.loaded, load_winogender(x.root), occupation_stats(x.root), **x.common)
 
 
-# The registry: every bias-metric family, in table order. A new family is one module with a ``*_metrics``
-# function, one adapter above and one line here (plus its name in ``config.MetricFamily``).
-FAMILIES: dict[str, MetricFamilySpec] = {
-    f.name: f
-    for f in (
-        MetricFamilySpec(
-            "extrinsic",
-            "classifier",
-            ("gap_rms", "accuracy"),
-            "TPR gaps and GAP_RMS (De-Arteaga et al. 2019)",
-            _extrinsic,
-        ),
-        MetricFamilySpec(
-            "counterfactual",
-            "classifier",
-            ("cf_prob_gap", "cf_flip_rate"),
-            "counterfactual gap and flip rate on gender-swapped twins (Garg et al. 2019)",
-            _counterfactual,
-        ),
-        MetricFamilySpec(
-            "seat",
-            "encoder",
-            ("seat_effect_size",),
-            "SEAT effect size and permutation p (May et al. 2019; sent-bias)",
-            _seat,
-            prefix="seat_",
-        ),
-        MetricFamilySpec(
-            "crows",
-            "mlm",
-            ("crows_stereo_pct",),
-            "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py (Nangia et al. 2020)",
-            _crows,
-            prefix="crows_",
-        ),
-        MetricFamilySpec(
-            "stereoset",
-            "mlm",
-            ("stereoset_ss", "stereoset_lms", "stereoset_icat"),
-            "StereoSet intrasentence, the authors' scoring as bias-bench runs it (Nadeem et al. 2021)",
-            _stereoset,
-            prefix="stereoset_",
-        ),
-        MetricFamilySpec(
-            "winobias",
-            "mlm",
-            ("winobias_stereotype", "winobias_skew"),
-            "WinoBias masked pronoun, per type (Zhao et al. 2018; de Vassimon Manela et al. 2021)",
-            _winobias,
-            prefix="winobias_",
-        ),
-        MetricFamilySpec(
-            "winogender",
-            "mlm",
-            ("winogender_male_pref_pct", "winogender_bls_r"),
-            "Winogender masked pronoun preference (Rudinger et al. 2018)",
-            _winogender,
-            prefix="winogender_",
-        ),
-    )
-}
-assert tuple(FAMILIES) == METRIC_FAMILIES, "the registry and config.MetricFamily must list the same families"
-MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")
-assert all(f.prefix for f in FAMILIES.values() if f.intrinsic), "an intrinsic family names the prefix of its rows"
-# Metric-name prefixes of the intrinsic families, from the registry: their rows are compared with the pretrained model.
-INTRINSIC_PREFIXES: tuple[str, ...] = tuple(f.prefix for f in FAMILIES.values() if f.intrinsic)
+MLM_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.needs == "mlm")  # the built-in ones
 _EXTRA_COLUMNS = ("pooling", "skipped", "mlm_head")  # string columns some rows carry; "" elsewhere
 _NUMBER_COLUMNS = ("mlm_head_top1", "mlm_head_baseline")  # float columns of MLM-family rows; NaN elsewhere
 
@@ -321,7 +235,7 @@ def family_frame(family: MetricFamilySpec, inputs: Inputs) -> pd.DataFrame:
     the masked LM and add the ``mlm_head`` columns."""
     reason = skip_reason(family, inputs)
     if reason is None:
-        frame = family.run(replace(inputs, loaded=inputs.mlm_model) if family.needs == "mlm" else inputs)
+        frame = family.runner()(replace(inputs, loaded=inputs.mlm_model) if family.needs == "mlm" else inputs)
         frame = _explain_nan(frame, family.name)
     else:
         log.warning("bias metrics: %s skipped: %s", family.name, reason)

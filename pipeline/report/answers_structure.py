@@ -71,6 +71,15 @@ def rq3_section(f: Findings) -> Section:
         )
     else:
         answer = "The data cannot decide: no model has head effects with a reference to compare with."
+    fitness = f.get("fitness")
+    shown = set(rows["variant"].astype(str))
+    fit = set() if fitness is None else {str(v) for v, ok in zip(fitness["variant"], fitness["fit"]) if ok}
+    if shown and not shown & fit:
+        answer += (
+            " Fitness is unknown (the findings have no fitness table), so"
+            if fitness is None
+            else " None of these models is fit to be read (see the first section), so"
+        ) + " these head effects explain the bias score of classifiers not known to do the task."
     if len(teacher) and (claims or undecided):
         t = teacher.iloc[0]
         key = (t["variant"], t["seed"])

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.figures.frontier import frontier_figure
-from pipeline.findings.comparisons import INTRINSIC_PREFIXES
 from pipeline.findings.compute import Findings
+from pipeline.metrics.registry import intrinsic_prefixes
 from pipeline.report.claims import (
     DELTA_COLUMNS,
     Section,
@@ -99,7 +99,7 @@ def _headline(pooled: pd.DataFrame, cfg, bias: pd.DataFrame | None) -> list[str]
 def _intrinsic_summary(rows: pd.DataFrame) -> str:
     """``SEAT: 3 of 24 lower, 2 higher`` over the intrinsic comparisons of one pair (decided ones counted)."""
     parts = []
-    for prefix in INTRINSIC_PREFIXES:
+    for prefix in intrinsic_prefixes():
         mine = rows[rows["metric"].str.startswith(prefix)]
         if len(mine):
             parts.append(f"{prefix.rstrip('_').upper()}: {int((mine['decided'] & mine['lowers']).sum())} of "
@@ -169,7 +169,7 @@ def mitigation_section(f: Findings) -> Section:
     for _, pair in pairs.iterrows():
         rows = pooled[(pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"])]
         parts = [f"Δ {r['metric']}{' (' + r['subset'] + ')' if r['subset'] else ''} = {ci(r)} ({pq(r)})"
-                 for _, r in rows[rows["metric"].isin(_SHOWN) & ~rows["metric"].str.startswith(INTRINSIC_PREFIXES)
+                 for _, r in rows[rows["metric"].isin(_SHOWN) & ~rows["metric"].str.startswith(intrinsic_prefixes())
                                   & rows["subset"].isin(("", "all", "heldout"))].iterrows()]  # fmt: skip
         intrinsic = _intrinsic_summary(rows)
         if parts or intrinsic:

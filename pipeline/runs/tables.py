@@ -1,16 +1,18 @@
 """The table registry: one record per table a run writes (name, the stage that writes it, what it holds, its
 head/neuron maps with their labels); the attribution tables come from the method registry
-(:data:`attribution.config.METHOD_SPECS`). The run refuses to write a table that is not here; the run-folder reader's
-"missing" messages, the figures and the viewer's head and neuron pages iterate it.
+(:func:`attribution.registry.methods`, plug-ins included, read when asked). The run refuses to write a table that is not
+here; the run-folder reader's "missing" messages, the figures and the viewer's head and neuron pages iterate it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from attribution.config import EXAMPLES_TABLE, METHOD_SPECS
+from attribution.config import EXAMPLES_TABLE
+from attribution.registry import methods
 
-__all__ = ["HEAD_MAPS", "NEURON_MAPS", "TABLES", "TableSpec", "missing_message"]
+__all__ = ["TABLES", "TableSpec", "head_maps", "missing_message", "neuron_maps"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class TableSpec:
     neuron_maps: tuple[tuple[str, str], ...] = ()
 
 
+ATTRIBUTION_PLACE = TableSpec("", "attribution", "")  # where the attribution methods' tables go, in run order
+
 _RECORDS = (
     TableSpec("training", "build", "loss, steps, seconds and dev accuracy of each build step"),
     TableSpec("build_predictions", "build", "test predictions of each model right after it was built"),
@@ -51,10 +55,7 @@ _RECORDS = (
         "per-example counterfactual gap and prediction flip of each variant (text and its gender-swapped twin)",
         "[metrics] metrics (counterfactual)",
     ),
-    *(
-        TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
-        for m in METHOD_SPECS
-    ),
+    ATTRIBUTION_PLACE,
     TableSpec(
         EXAMPLES_TABLE,
         "attribution",
@@ -134,13 +135,46 @@ _RECORDS = (
         "[findings] (needs the bias_metrics table)",
     ),
 )
-TABLES: dict[str, TableSpec] = {t.name: t for t in _RECORDS}
-HEAD_MAPS: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
-    (label, t.name, metrics) for t in _RECORDS for label, metrics in t.head_maps
-)
-NEURON_MAPS: tuple[tuple[str, str, str], ...] = tuple(
-    (label, t.name, metric) for t in _RECORDS for label, metric in t.neuron_maps
-)
+
+
+def _records() -> tuple[TableSpec, ...]:
+    attribution = tuple(
+        TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
+        for m in methods()
+    )
+    out: list[TableSpec] = []
+    for spec in _RECORDS:
+        out += attribution if spec is ATTRIBUTION_PLACE else (spec,)
+    return tuple(out)
+
+
+class _Tables(Mapping):
+    """Name -> :class:`TableSpec` of every table, read from the records (and the method registry) when asked."""
+
+    def __getitem__(self, name: str) -> TableSpec:
+        for spec in _records():
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (spec.name for spec in _records())
+
+    def __len__(self) -> int:
+        return len(_records())
+
+
+TABLES: Mapping[str, TableSpec] = _Tables()
+
+
+def head_maps() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """(label, table, metrics accepted) of every per-head map of every table."""
+    return tuple((label, t.name, metrics) for t in _records() for label, metrics in t.head_maps)
+
+
+def neuron_maps() -> tuple[tuple[str, str, str], ...]:
+    """(label, table, metric) of every per-neuron view of every table."""
+    return tuple((label, t.name, metric) for t in _records() for label, metric in t.neuron_maps)
 
 
 def missing_message(name: str, run: str) -> str:

@@ -21,7 +21,7 @@ from pipeline.gates import ones_gates
 from pipeline.runs.runfolder import RunFolder, head_trained
 from pipeline.viewer.playground_compare import compare_models
 from pipeline.viewer.playground_models import cached_model, cached_swapper, probabilities
-from pipeline.viewer.viewer_heads import HEAD_SOURCES
+from pipeline.viewer.viewer_heads import head_sources
 from pipeline.viewer.widgets import findings_config, load, point_flags
 
 __all__ = ["DEFAULT_SENTENCE", "effect_labels", "playground"]
@@ -76,7 +76,7 @@ def _gate_grid(anatomy, key: str, labels: dict[tuple[int, int], str] | None = No
 def _effects(view, name: str, seed: int) -> tuple[dict, str]:
     """Head labels for the grid from the head map the user picks (none when the variant was not attributed)."""
     options = {}
-    for label, (table_name, metrics) in HEAD_SOURCES.items():
+    for label, (table_name, metrics) in head_sources().items():
         frame = load(view, table_name)
         if frame is None:
             continue

@@ -11,7 +11,7 @@ import streamlit as st
 from pipeline.figures import plots
 from pipeline.figures.style import model_total
 from pipeline.runs.runfolder import top_neurons_table, variant_sort_key
-from pipeline.runs.tables import HEAD_MAPS, NEURON_MAPS
+from pipeline.runs.tables import head_maps, neuron_maps
 from pipeline.viewer.viewer_data import homogeneity_wide, layer_ablation_wide, units_table
 from pipeline.viewer.widgets import (
     NOT_ATTRIBUTED,
@@ -26,12 +26,21 @@ from pipeline.viewer.widgets import (
     variants_of,
 )
 
-__all__ = ["HEAD_SOURCES", "NEURON_SOURCES", "carries_for", "heads", "neurons", "noise_summary"]
+__all__ = ["carries_for", "head_sources", "heads", "neuron_sources", "neurons", "noise_summary"]
+
 
 # label -> (table, metrics accepted: the first present is shown), from the table registry; probe maps have their
 # own page.
-HEAD_SOURCES = {label: (table, metrics) for label, table, metrics in HEAD_MAPS if table != "probes_heads"}
-NEURON_SOURCES = {label: (table, metric) for label, table, metric in NEURON_MAPS}
+def head_sources() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Label -> (table, metrics) of every head map of the table registry (plug-in methods included), probes aside."""
+    return {label: (table, metrics) for label, table, metrics in head_maps() if table != "probes_heads"}
+
+
+def neuron_sources() -> dict[str, tuple[str, str]]:
+    """Label -> (table, metric) of every neuron view of the table registry."""
+    return {label: (table, metric) for label, table, metric in neuron_maps()}
+
+
 SCALES = {
     "shared": "one absolute scale for all maps (compare magnitudes)",
     "panel": "one scale per map (compare patterns only)",
@@ -94,9 +103,9 @@ def _vlim(frame: pd.DataFrame, metric: str, variants: list[str]) -> float | None
 
 
 def heads(view: Selection) -> None:
-    frames = {t: load(view, t) for t in dict.fromkeys(t for t, _ in HEAD_SOURCES.values())}
+    frames = {t: load(view, t) for t in dict.fromkeys(t for t, _ in head_sources().values())}
     sources = {}
-    for label, (name, metrics) in HEAD_SOURCES.items():
+    for label, (name, metrics) in head_sources().items():
         present = set() if frames[name] is None else set(frames[name].loc[frames[name]["unit"] == "head", "metric"])
         metric = next((m for m in metrics if m in present), None)
         if metric is not None:
@@ -215,7 +224,7 @@ def _ablation_extras(view: Selection, ablation: pd.DataFrame | None, flags: dict
 
 
 def neurons(view: Selection) -> None:
-    frames = {label: (load(view, t), m) for label, (t, m) in NEURON_SOURCES.items()}
+    frames = {label: (load(view, t), m) for label, (t, m) in neuron_sources().items()}
     sources = {
         label: f[(f["unit"] == "neuron") & (f["metric"] == m)]
         for label, (f, m) in frames.items()
@@ -233,7 +242,7 @@ def neurons(view: Selection) -> None:
     flags = flag_notice(view, [variant])
     k = st.slider("Neurons", 1, 50, 10, key="neuron_k")
     rows = frame[frame["variant"] == variant]
-    metric = NEURON_SOURCES[label][1]
+    metric = neuron_sources()[label][1]
     alpha = findings_config(view).alpha
     figure(
         f"top_neurons_{metric}_{variant}",

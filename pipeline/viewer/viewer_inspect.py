@@ -24,7 +24,7 @@ from pipeline.runs.runfolder import RunFolder
 from pipeline.variants import Variant, variant_sort_key
 from pipeline.viewer.playground import DEFAULT_SENTENCE
 from pipeline.viewer.viewer_data import head_profile
-from pipeline.viewer.viewer_heads import HEAD_SOURCES
+from pipeline.viewer.viewer_heads import head_sources
 from pipeline.viewer.widgets import Selection, figure, findings_config, flag_notice, load, table
 
 __all__ = ["attention", "counterparts", "inspector", "top_attended"]
@@ -142,9 +142,9 @@ def counterparts(run: RunFolder, variant: str, seed: int, layer: int, present: l
 
 
 def _sources(view: Selection) -> tuple[dict, dict[str, pd.DataFrame | None]]:
-    tables = {t: load(view, t) for t in {*(t for t, _ in HEAD_SOURCES.values()), "probes_heads", "bias_units"}}
+    tables = {t: load(view, t) for t in {*(t for t, _ in head_sources().values()), "probes_heads", "bias_units"}}
     sources = {}
-    for label, (name, metrics) in HEAD_SOURCES.items():
+    for label, (name, metrics) in head_sources().items():
         frame = tables.get(name)
         present = set() if frame is None else set(frame.loc[frame["unit"] == "head", "metric"])
         metric = next((m for m in metrics if m in present), None)

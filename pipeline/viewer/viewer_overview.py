@@ -8,9 +8,9 @@ import base64
 import pandas as pd
 import streamlit as st
 
-from pipeline.figures.style import METRIC_LABELS
 from pipeline.findings.compute import FINDINGS, Findings, compute_findings
 from pipeline.findings.model_status import STATUS_WORDS
+from pipeline.metrics.registry import FAMILIES
 from pipeline.report.charts import png_base64
 from pipeline.report.run_report import build_sections, header_rows
 from pipeline.runs.findings_config import FindingsConfig
@@ -29,21 +29,20 @@ from pipeline.viewer.widgets import (
     table,
 )
 
-__all__ = ["BIAS_METRICS", "findings_page", "overview"]
+__all__ = ["bias_metrics", "findings_page", "overview"]
 
-BIAS_METRICS = {  # the bias metrics offered on the overview, labelled as in every figure
-    m: METRIC_LABELS[m]
-    for m in (
-        "gap_rms",
-        "cf_prob_gap",
-        "cf_prob_abs_change",
-        "cf_flip_rate",
-        "accuracy_gap",
-        "crows_stereo_pct",
-        "stereoset_ss",
-        "stereoset_icat",
-    )
-}
+
+def bias_metrics() -> dict[str, str]:
+    """The bias metrics the overview offers, labelled as in every figure: every metric of the bias-metric registry (a
+    plug-in family's included) with a fair value and one value per model, in registry order."""
+    return {
+        m: f.label
+        for family in FAMILIES.values()
+        for m, f in family.facts.items()
+        if f.fair is not None and f.per_model
+    }
+
+
 _INTERVALS = (
     "Intervals: 95% percentile bootstrap over the test examples (`pipeline.bootstrap`, docs/VIEWER.md "
     "says why and where it is biased). Values in parentheses come from models not fit to be read: their "
@@ -84,10 +83,11 @@ def overview(view: Selection) -> None:
     if task is not None and bias is not None:
         st.subheader("Bias against size and accuracy")
         present = set(bias.loc[(bias["unit"] == "model") & bias["value"].notna(), "metric"])
-        options = [m for m in BIAS_METRICS if m in present]
+        offered = bias_metrics()
+        options = [m for m in offered if m in present]
         if options:
             left, right = st.columns([2, 1])
-            metric = left.selectbox("Bias metric", options, key="bias_metric", format_func=BIAS_METRICS.get)
+            metric = left.selectbox("Bias metric", options, key="bias_metric", format_func=offered.get)
             drop = right.checkbox("Leave out models not fit to be read", key="drop_unfit")
             flags = point_flags(view)
             kept = task, bias

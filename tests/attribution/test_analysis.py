@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.analysis import METHOD_TABLES, AttributionConfig, run_attribution
+from attribution.analysis import AttributionConfig, method_tables, run_attribution
+from attribution.config import EXAMPLES_TABLE
 from attribution.data import AttributionData, split_rows
 from attribution.ig import NeuronIntegratedGradients
 from attribution.patching import ActivationPatching
@@ -23,7 +24,7 @@ def test_all_tables_on_a_classifier(tiny_loaded, tiny_task):
     loaded = tiny_loaded("bert")
     data = AttributionData.from_task(loaded, tiny_task)
     tables = run_attribution(loaded, data, FAST, variant="tiny-ft", seed=3)
-    assert set(tables) == set(METHOD_TABLES)
+    assert set(tables) == set(method_tables()) | {EXAMPLES_TABLE}
     for name, frame in tables.items():
         assert set(frame["variant"]) == {"tiny-ft"} and set(frame["seed"]) == {3}, name
         assert "skipped" not in frame, name

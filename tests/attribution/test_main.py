@@ -177,6 +177,8 @@ def test_unnamed_label_k_heads_need_a_label_map(tiny_loaded, model_dir, tmp_path
     assert code == 2 and "give HEAD=DATA pairs separated by commas" in err
     code, err = _atlas(capsys, [*argv, "--label-map", "LABEL_0=c,LABEL_1=b,LABEL_2=a"])
     assert code == 0, err
+    code, err = _atlas(capsys, ["importance", "--model", "minilm", "--score", "loss", "--label-map", "LABEL_0=a"])
+    assert code == 2 and "'minilm' has no trained classifier head, so --label-map has nothing to map" in err
 
 
 def test_bug_on_a_trained_head_maps_the_named_classes(trained_dir, monkeypatch, capsys):

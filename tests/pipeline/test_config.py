@@ -51,7 +51,10 @@ def test_typo_names_the_key_suggests_the_fix_and_lists_allowed(tmp_path):
         ({"probes": {"layers": 3}}, r"`probes.layers`: unknown key. Did you mean `erasure_layers`\?"),
         ({"probes": {"max_examples": 6}}, r"max_examples = 6 is too small for n_folds = 5"),
         ({"attribution": {"ablation_modes": ["single", "pairs"]}}, r"`attribution.ablation_modes\[1\]` = 'pairs'"),
-        ({"metrics": {"metrics": ["seat", "weat"]}}, r"`metrics.metrics\[1\]` = 'weat'"),
+        (
+            {"metrics": {"metrics": ["seat", "weat"]}},
+            r"`metrics.metrics` = \['seat', 'weat'\]: unknown metric family 'weat' \(did you mean 'seat'\?\)",
+        ),
         ({"metrics": {"poolings": ["cls", "cls"]}}, r"poolings lists a value twice"),
     ],
 )

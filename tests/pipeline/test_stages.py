@@ -50,7 +50,7 @@ def test_code_version_follows_the_import_closure(tmp_path):
     before = code_version(stage, root=tmp_path)
     (tmp_path / "probes" / "linear.py").write_text("# edited\n")
     assert code_version(stage, root=tmp_path) == before
-    bootstrap = tmp_path / "pipeline" / "metrics" / "bootstrap.py"
+    bootstrap = tmp_path / "pipeline" / "bootstrap.py"
     bootstrap.write_text(bootstrap.read_text() + "\n# edited\n")
     assert code_version(stage, root=tmp_path) != before
 
@@ -147,9 +147,9 @@ def test_a_table_missing_from_the_registry_fails_the_stage(tmp_path):
 
 
 def test_every_table_an_analysis_declares_is_registered_to_its_stage():
-    from attribution.analysis import METHOD_TABLES
+    from attribution.analysis import method_tables
     from pipeline.runs.tables import TABLES
     from probes.analysis import PROBE_TABLES
 
-    assert {t: TABLES[t].stage for t in METHOD_TABLES} == {t: "attribution" for t in METHOD_TABLES}
+    assert {t: TABLES[t].stage for t in method_tables()} == {t: "attribution" for t in method_tables()}
     assert {t: TABLES[t].stage for t in PROBE_TABLES} == {t: "probes" for t in PROBE_TABLES}

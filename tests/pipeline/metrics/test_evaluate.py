@@ -40,7 +40,8 @@ def test_mlm_families_run_on_a_model_with_an_mlm_head(tiny_mlm, tmp_path):
         metrics=("crows", "stereoset", "winobias", "winogender"), mlm_head_check="report", **FAST
     )
     frame = bias_metrics(tiny_mlm, variant="tiny", config=config)
-    assert (frame.skipped == "").all()
+    assert (frame.skipped[frame.value.notna()] == "").all()  # a value its procedure leaves undefined says why
+    assert frame.skipped[frame.value.isna()].str.contains("undefined on these data|no ").all()
     assert {"crows_stereo_pct", "stereoset_icat", "winobias_skew", "winogender_bls_r"} <= set(frame.metric)
     assert (frame.mlm_head_top1 < frame.mlm_head_baseline).all() and frame.mlm_head_baseline.between(0.05, 0.3).all()
     assert set(frame.mlm_head) == {"from the checkpoint as shipped"}
@@ -71,7 +72,7 @@ def test_classifier_gets_extrinsic_and_counterfactual_rows(tiny_classifier):
     frame = bias_metrics(tiny_classifier, test=test, train_female_share=np.array([0.9, 0.1, 0.5]), config=config)
     assert {"tpr_gap", "gap_rms", "gap_share_pearson_r", "cf_prob_gap", "cf_flip_rate"} <= set(frame.metric)
     assert set(frame[frame.unit == "class"].subset) == {"nurse", "pilot", "chef"}
-    assert (frame.skipped == "").all()
+    assert (frame.skipped[frame.value.notna()] == "").all() and (frame.skipped[frame.value.isna()] != "").all()
     wrong = TaskData("toy", texts, labels % 2, genders, ("a", "b"))
     with pytest.raises(ValueError, match="3 outputs but the test data 'toy' has 2 classes"):
         bias_metrics(tiny_classifier, test=wrong, config=config)
@@ -79,7 +80,7 @@ def test_classifier_gets_extrinsic_and_counterfactual_rows(tiny_classifier):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"metrics": ("seat", "weat")}, r"metrics.1\n  Input should be 'extrinsic', 'counterfactual', 'seat'"),
+    [({"metrics": ("seat", "weat")}, r"unknown metric family 'weat' \(did you mean 'seat'\?\); registered: extrinsic, counterfactual, seat"),
      ({"poolings": ("max",)}, "poolings"), ({"n_boot": -1}, r"n_boot\n  Input should be greater than or equal to 0"), ({"winobias_split": "train"}, "winobias_split"),
      ({"max_examples": 0}, "max_examples")],
 )  # fmt: skip
