@@ -73,10 +73,10 @@ METHOD_MARKERS = {
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
 SCORE_NAMES = {
     "cf_gap": "cf gap",
-    "cf_skew_gap": "skew-oriented cf gap",
-    "cf_gap from twin": "cf gap (from the twin)",
-    "cf_skew_gap from twin": "skew-oriented cf gap (from the twin)",
-    "skew_class_prob": "skew-oriented P(true class)",
+    "cf_skew_gap": "skew gap",
+    "cf_gap from twin": "cf gap (twin)",
+    "cf_skew_gap from twin": "skew gap (twin)",
+    "skew_class_prob": "skew P(true class)",
     "seat": "SEAT d",
     "prob": "P(true class)",
     "true_class_prob": "P(true class)",

@@ -213,11 +213,18 @@ def _erasure_sentence(rows: pd.DataFrame, alpha: float, unfit: set[str]) -> tupl
         if "erasure_probe_accuracy" in by.index:
             probe = by.loc["erasure_probe_accuracy"]
             if not probe["after_low"] <= probe["chance"] <= probe["after_high"]:
+                below = probe["after_high"] < probe["chance"]  # over-corrected: the probe learns the flipped rule
                 sentences.append(
-                    f"{text} is incomplete: the gender probe still reads {fmt(probe['after'])} "
-                    f"[{fmt(probe['after_low'])}, {fmt(probe['after_high'])}] against chance {fmt(probe['chance'], 2)}, "
-                    "so the amnesic question (does removing gender remove the bias?) is not tested there; an eraser "
-                    "fitted on the representation the probe and the classifier read (probes.fit_on) would decide"
+                    f"{text} is incomplete: after it the gender probe reads {fmt(probe['after'])} "
+                    f"[{fmt(probe['after_low'])}, {fmt(probe['after_high'])}], "
+                    + (
+                        f"below chance {fmt(probe['chance'], 2)} (gender is still linearly readable, with the sign "
+                        "flipped: the in-sample eraser over-corrects the held-out folds)"
+                        if below
+                        else f"above chance {fmt(probe['chance'], 2)}"
+                    )
+                    + ", so the amnesic question (does removing gender remove the bias?) is not tested there; an "
+                    "eraser that brings a held-out probe to chance (fitted on more data, probes.fit_on) would decide"
                 )
                 continue
             text += " brings the gender probe to chance"

@@ -85,10 +85,17 @@ def _bias_metrics() -> pd.DataFrame:
     return tidy(rows)
 
 
+def _all_fit(bias: pd.DataFrame) -> pd.DataFrame:
+    """A fitness table saying every variant of ``bias`` is fit to be read (unknown fitness is never read as fit)."""
+    pairs = bias[["variant", "seed"]].drop_duplicates()
+    return tidy([{"variant": v, "seed": int(s), "metric": "accuracy", "value": 0.8, "fit": True}
+                 for v, s in zip(pairs["variant"], pairs["seed"])])  # fmt: skip
+
+
 def test_frontier_pools_seeds_marks_recipes_and_the_front_of_fit_variants():
     fitness = tidy([{"variant": "distil-ft_before", "seed": s, "metric": "accuracy", "value": 0.6, "fit": False}
-                    for s in (0, 1)] + [{"variant": "teacher-ft", "seed": 0, "metric": "accuracy", "value": 0.8,
-                                         "fit": True}])  # fmt: skip
+                    for s in (0, 1)] + [{"variant": v, "seed": 0, "metric": "accuracy", "value": 0.8, "fit": True}
+                                        for v in ("teacher-ft", "teacher-ft@cda", "erase-ft_before")])  # fmt: skip
     frontier = frontier_table(_bias_metrics(), fitness)
     gap = frontier[frontier["metric"] == "gap_rms"].set_index("variant")
     assert gap.loc["teacher-ft", "value"] == pytest.approx(0.30) and gap.loc["teacher-ft", "n_seeds"] == 2
@@ -122,7 +129,7 @@ def test_the_rq6_section_states_each_remedy_its_bias_change_its_cost_and_the_fro
     fitness = fitness_table(predictions, None, FAST)
     findings = Findings(run=None, config=FAST, tables={
         "mitigation": mitigation_table(predictions, None, fitness, LABELS, FAST),
-        "frontier": frontier_table(_bias_metrics(), None)})  # fmt: skip
+        "frontier": frontier_table(_bias_metrics(), _all_fit(_bias_metrics()))})  # fmt: skip
     section = mitigation_section(findings)
     assert section.key == "rq6" and section.figure is not None
     assert section.answer.startswith("Primary metric (skew-oriented counterfactual gap, findings.primary_rq6): not in")

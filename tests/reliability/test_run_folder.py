@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from run_fixtures import demo_config, run_pipeline, save_teacher
+from run_fixtures import demo_config, run_pipeline, save_teacher, write_toml
 
 from pipeline.cli.main import main
 from pipeline.runs.manifest import run_lock, verify
@@ -99,7 +99,7 @@ def _hold(folder, ready, release):
 def test_a_second_run_on_a_locked_folder_stops_with_the_holders_pid(run_dir, tmp_path, capsys):
     folder, config = run_dir
     path = tmp_path / "rel.toml"
-    path.write_text(_toml(config))
+    write_toml(config, path)
     manifest = (folder / "manifest.json").read_text()
     ctx = multiprocessing.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
@@ -123,20 +123,3 @@ def test_stale_temp_files_of_killed_runs_are_removed(run_dir):
     stale.write_bytes(b"half")
     run_pipeline(config)
     assert not stale.exists()
-
-
-def _toml(config: dict) -> str:
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-
-    lines = []
-    for section, body in config.items():
-        flat = {k: v for k, v in body.items() if not isinstance(v, dict)}
-        lines += [f"[{section}]", *(f"{k} = {value(v)}" for k, v in flat.items())]
-        for sub, inner in ((k, v) for k, v in body.items() if isinstance(v, dict)):
-            lines += [f"[{section}.{sub}]", *(f"{k} = {value(v)}" for k, v in inner.items())]
-    return "\n".join(lines) + "\n"
