@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from attribution.registry import methods
-from pipeline.settings import Settings
+from pipeline.settings import Settings, resamples
 
 __all__ = ["EXAMPLES_TABLE", "AttributionConfig"]
 
@@ -71,3 +71,8 @@ class AttributionConfig(Settings):
             raise ValueError(f"extra_methods {unknown}: no registered attribution method has that switch; known: "
                              f"{', '.join(sorted(known))} (a plug-in registers one with register_method).")  # fmt: skip
         return v
+
+    @field_validator("n_boot")
+    @classmethod
+    def _enough_resamples(cls, v: int) -> int:
+        return resamples(v, "n_boot", zero="no intervals")

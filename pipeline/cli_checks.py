@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
+from pipeline.settings import MIN_BOOT
+
 __all__ = [
     "DATA_HINTS",
     "MIN_BOOT",
@@ -45,9 +47,6 @@ def check_range(option: str, value: int, *, low: int | None = None, high: int | 
         else f"an integer <= {high}"
     )
     raise SystemExit(f"{option} {value!r} is out of range: give {allowed}{f' ({what})' if what else ''}.")
-
-
-MIN_BOOT = 100  # fewer bootstrap resamples give percentile intervals so coarse they can miss their own estimate
 
 
 def check_n_boot(value: int, *, option: str = "--n-boot", zero: str | None = None) -> int:

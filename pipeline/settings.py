@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-__all__ = ["FT_ORDERS", "Order", "Settings", "check_orders", "distinct", "unit_interval"]
+__all__ = ["FT_ORDERS", "MIN_BOOT", "Order", "Settings", "check_orders", "distinct", "resamples", "unit_interval"]
 
 Order = Literal["none", "before", "after", "both"]  # fine-tuning orders (docs/DESIGN.md section 6)
 FT_ORDERS: tuple[str, ...] = get_args(Order)
@@ -32,6 +32,21 @@ class Settings(BaseModel):
             if annotation is not bool and bool not in get_args(annotation) and annotation != "bool":
                 raise ValueError(f"{value!r} is a boolean; give a number (or the value the key takes)")
         return value
+
+
+MIN_BOOT = 100  # fewer bootstrap resamples give percentile intervals so coarse they can miss their own estimate
+
+
+def resamples(value: int, what: str, *, zero: str | None = None) -> int:
+    """``value`` when it is at least :data:`MIN_BOOT` (or 0 where ``zero`` says what 0 means), else a ValueError with
+    the fix."""
+    if value >= MIN_BOOT or (zero is not None and value == 0):
+        return value
+    allowed = f"0 ({zero}) or " if zero is not None else ""
+    raise ValueError(
+        f"{what} = {value}: intervals from fewer than {MIN_BOOT} resamples are too coarse (an estimate "
+        f"can fall outside its own interval); use {allowed}at least {MIN_BOOT}, e.g. 1000"
+    )
 
 
 def distinct(values: tuple, what: str) -> tuple:

@@ -8,7 +8,7 @@ from pydantic import Field, PositiveFloat, StrictInt, field_validator, model_val
 
 from pipeline.anatomy import Pooling
 from pipeline.erasure_hooks import FitOn  # what a LEACE eraser is fitted on
-from pipeline.settings import Settings, distinct
+from pipeline.settings import Settings, distinct, resamples
 
 __all__ = ["DEFAULT_CS", "FIT_ON", "POOLINGS", "FitOn", "ProbeConfig"]
 
@@ -61,3 +61,8 @@ class ProbeConfig(Settings):
                 "class needs at least one example per fold"
             )
         return self
+
+    @field_validator("n_boot")
+    @classmethod
+    def _enough_resamples(cls, v: int) -> int:
+        return resamples(v, "n_boot")

@@ -44,7 +44,7 @@ def demo_config(out_dir: Path, teacher: Path, *, name: str = "demo", analyses=No
             "latency_batch_sizes": [1],
             "latency_repeats": 1,
             "metrics": ["extrinsic", "counterfactual", "seat", "crows", "stereoset"],
-            "n_boot": 50,
+            "n_boot": 100,
             "poolings": ["cls"],
             "seat_form": "word",
             "seat_n_samples": 200,
@@ -55,7 +55,7 @@ def demo_config(out_dir: Path, teacher: Path, *, name: str = "demo", analyses=No
             "token_examples": TOKEN_EXAMPLES,
             "ig_steps": 4,
             "cumulative_steps": 5,
-            "n_boot": 50,
+            "n_boot": 100,
             "top_k": 4,
         },
         "probes": {
@@ -68,7 +68,7 @@ def demo_config(out_dir: Path, teacher: Path, *, name: str = "demo", analyses=No
             "min_class_size": 2,
             "heads": True,
             "erasure_layers": [-1],
-            "n_boot": 50,
+            "n_boot": 100,
         },
     }
     if analyses is not None:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from pipeline.metrics.registry import BUILT_IN, FAMILIES
 from pipeline.metrics.seat import SEAT_POOLINGS, SeatPooling
-from pipeline.settings import Settings, distinct
+from pipeline.settings import Settings, distinct, resamples
 
 __all__ = ["METRIC_FAMILIES", "POOLINGS", "BiasMetricsConfig"]
 
@@ -83,3 +83,8 @@ class BiasMetricsConfig(Settings):
     @classmethod
     def _once(cls, v: tuple, info) -> tuple:
         return distinct(v, info.field_name)
+
+    @field_validator("n_boot")
+    @classmethod
+    def _enough_resamples(cls, v: int) -> int:
+        return resamples(v, "n_boot", zero="no intervals")

@@ -15,7 +15,7 @@ from pipeline.data.sampling import seeded_rows
 from pipeline.int8 import quantise_dynamic
 from pipeline.models import LoadedModel
 
-FAST = AttributionConfig(n_examples=10, token_examples=2, ig_steps=8, n_boot=20, cumulative_steps=4,
+FAST = AttributionConfig(n_examples=10, token_examples=2, ig_steps=8, n_boot=100, cumulative_steps=4,
                          patch_top_neurons=3, atp=True, pruning_curve=True, pruning_random=2,
                          pruning_steps=4)  # fmt: skip
 
@@ -62,7 +62,7 @@ def test_patched_neurons_are_picked_on_one_half_and_tested_on_the_other(tiny_loa
     only; token IG explains the bias (from the twin) by default."""
     loaded = tiny_loaded("bert")
     data = AttributionData.from_task(loaded, tiny_task)
-    cfg = AttributionConfig(n_examples=12, token_examples=2, ig_steps=8, n_boot=20, ablation=False, cumulative=False,
+    cfg = AttributionConfig(n_examples=12, token_examples=2, ig_steps=8, n_boot=100, ablation=False, cumulative=False,
                             importance=False, head_ig=False, patch_top_neurons=4)  # fmt: skip
     tables = run_attribution(loaded, data, cfg, variant="tiny-ft", seed=0)
     sample = data.subset(seeded_rows(len(data), 12, 0))

@@ -56,6 +56,9 @@ def test_typo_names_the_key_suggests_the_fix_and_lists_allowed(tmp_path):
             r"`metrics.metrics` = \['seat', 'weat'\]: unknown metric family 'weat' \(did you mean 'seat'\?\)",
         ),
         ({"metrics": {"poolings": ["cls", "cls"]}}, r"poolings lists a value twice"),
+        ({"attribution": {"n_boot": 10}}, r"n_boot = 10: intervals from fewer than 100 resamples are too coarse"),
+        ({"metrics": {"n_boot": 50}}, r"use 0 \(no intervals\) or at least 100"),
+        ({"probes": {"n_boot": 0}}, r"n_boot = 0: .* use at least 100"),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(sections, expected):

@@ -62,7 +62,7 @@ orders = ["before"]
 latency_batch_sizes = [1]
 latency_repeats = 1
 metrics = ["extrinsic", "counterfactual", "seat", "crows"]
-n_boot = 20
+n_boot = 100
 seat_form = "word"
 seat_n_samples = 500
 max_examples = 20
@@ -73,7 +73,7 @@ n_examples = 6
 ig_steps = 4
 cumulative_steps = 3
 token_examples = 2
-n_boot = 20
+n_boot = 100
 top_k = 4
 
 [probes]
@@ -84,7 +84,7 @@ max_examples = 40
 min_class_size = 6
 heads = false
 erasure_layers = [-1]
-n_boot = 20
+n_boot = 100
 """
 N_EVAL = 40
 VARIANTS = [

@@ -107,7 +107,7 @@ def test_run_probes_keeps_copies_of_a_text_in_one_fold(tiny_loaded, bug_small, t
     make_splits = probes.linear.make_splits
     monkeypatch.setattr(probes.linear, "make_splits", spy)
     monkeypatch.setattr(probes.control, "make_splits", spy)
-    cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, min_class_size=6, n_boot=20, batch_size=32)
+    cfg = ProbeConfig(n_folds=3, inner_cv=2, max_examples=None, min_class_size=6, n_boot=100, batch_size=32)
     tables = run_probes(tiny_loaded, data, cfg, variant="x", cache_dir=tmp_path, progress=False)
     assert len(seen) == 4  # gender layers, label layers, heads, control
     for groups, folds in seen:

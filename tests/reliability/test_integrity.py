@@ -23,7 +23,7 @@ def _config(out, teacher, data) -> dict:
     config = demo_config(out, teacher, name="integrity", analyses=["bias_metrics"])
     config["run"] |= {"seeds": [0], "data_root": str(data)}
     config["compress"] = {"int8": {"orders": ["before"]}}
-    config["metrics"] = {**config["metrics"], "metrics": ["seat"], "n_boot": 20, "seat_n_samples": 50}
+    config["metrics"] = {**config["metrics"], "metrics": ["seat"], "n_boot": 100, "seat_n_samples": 50}
     return config
 
 

@@ -32,7 +32,7 @@ def _config(out, teacher) -> dict:
         "biasprune": {"heads": [2], "protect": 0.1, "bias_examples": 24, "importance_examples": 64},
         "erase": {"orders": ["none", "before"], "layers": [-1], "fit_examples": 160, "on": ["teacher", "distil"]},
     }
-    config["metrics"] = {**config["metrics"], "metrics": ["extrinsic", "counterfactual"], "n_boot": 50}
+    config["metrics"] = {**config["metrics"], "metrics": ["extrinsic", "counterfactual"], "n_boot": 100}
     return config
 
 

@@ -20,7 +20,7 @@ def _config(out, teacher) -> dict:
     config = demo_config(out, teacher, name="rel", analyses=["bias_metrics"])
     config["run"]["seeds"] = [0]
     config["compress"] = {"int8": {"orders": ["before"]}}
-    config["metrics"] = {**config["metrics"], "metrics": ["extrinsic"], "n_boot": 20}
+    config["metrics"] = {**config["metrics"], "metrics": ["extrinsic"], "n_boot": 100}
     return config
 
 

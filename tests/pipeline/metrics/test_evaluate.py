@@ -11,7 +11,7 @@ from pipeline.data import FEMALE, MALE, TaskData
 from pipeline.metrics import BiasMetricsConfig, bias_metrics
 from pipeline.schema import COLUMNS, read_table, write_table
 
-FAST = {"n_boot": 10, "max_examples": 2, "seat_form": "word", "seat_n_samples": 200}
+FAST = {"n_boot": 100, "max_examples": 2, "seat_form": "word", "seat_n_samples": 200}
 
 
 def test_minilm_without_mlm_head_gets_skip_rows_with_reasons(minilm, caplog):
@@ -68,7 +68,7 @@ def test_classifier_gets_extrinsic_and_counterfactual_rows(tiny_classifier):
     genders = np.array([FEMALE if t.startswith("She") else MALE for t in texts])
     labels = np.array([["nurse", "pilot", "chef"].index(t.split()[4]) for t in texts])
     test = TaskData("toy", texts, labels, genders, ("nurse", "pilot", "chef"))
-    config = BiasMetricsConfig(metrics=("extrinsic", "counterfactual"), n_boot=20)
+    config = BiasMetricsConfig(metrics=("extrinsic", "counterfactual"), n_boot=100)
     frame = bias_metrics(tiny_classifier, test=test, train_female_share=np.array([0.9, 0.1, 0.5]), config=config)
     assert {"tpr_gap", "gap_rms", "gap_share_pearson_r", "cf_prob_gap", "cf_flip_rate"} <= set(frame.metric)
     assert set(frame[frame.unit == "class"].subset) == {"nurse", "pilot", "chef"}
