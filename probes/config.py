@@ -34,7 +34,7 @@ class ProbeConfig(Settings):
     mdl: bool = False  # online-code MDL of gender per layer
     erasure_layers: tuple[StrictInt, ...] = ()  # layers to erase gender at (amnesic probing); empty = none
     fit_on: FitOn = "cls"  # what the eraser is fitted on: [CLS], the vector the classifier (and the probe) reads
-    n_boot: int = Field(default=1000, ge=1)  # bootstrap resamples behind the probe intervals and erasure task rows
+    n_boot: int = Field(default=1000, ge=0)  # bootstrap resamples behind the probe intervals and erasure task rows
     min_class_size: int = Field(default=10, ge=1)  # label probe: classes with fewer examples are left out
     Cs: tuple[PositiveFloat, ...] = Field(default=DEFAULT_CS, min_length=1)  # strengths tried by inner CV
     inner_cv: int = Field(default=3, ge=2)
