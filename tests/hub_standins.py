@@ -139,7 +139,7 @@ def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str =
     cfg["metrics"].update(
         latency_batch_sizes=[1],
         latency_repeats=1,
-        n_boot=10,
+        n_boot=100,
         seat_n_samples=100,
         seat_form="word",
         poolings=["mean"],
@@ -152,7 +152,7 @@ def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str =
         ig_steps=2,
         token_examples=1,
         cumulative_steps=2,
-        n_boot=10,
+        n_boot=100,
         batch_size=64,
     )
     cfg["probes"].update(
@@ -160,7 +160,7 @@ def shrunk_paper_config(out_dir: Path, standins: dict[str, Path], *, name: str =
         max_examples=28,
         n_folds=2,
         inner_cv=2,
-        n_boot=10,
+        n_boot=100,
         mdl=False,
         heads=False,
     )

@@ -61,7 +61,7 @@ def test_run_probes_writes_every_table(tiny_loaded, bug_small, tmp_path):
         min_class_size=6,
         fit_on="mean",
         batch_size=16,
-        n_boot=50,
+        n_boot=100,
     )
     tables = run_probes(tiny_loaded, bug_small, cfg, variant="tiny-ft", seed=7, cache_dir=tmp_path, progress=False)
     assert set(tables) == set(PROBE_TABLES)
