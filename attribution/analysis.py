@@ -34,10 +34,10 @@ from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, T
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching, PatchingEffects
 from attribution.pruning_curve import pruning_curve
-from attribution.registry import AttributionMethod, methods
 from attribution.scores import CounterfactualGap, PronounGap, Score, SeatEffect, SkewedClassProb, SkewGap, TrueClassProb
 from pipeline.data.sampling import seeded_rows
 from pipeline.int8 import supports_gradients
+from pipeline.method_registry import AttributionMethod, methods
 from pipeline.models import LoadedModel
 from pipeline.schema import tidy
 
@@ -222,7 +222,7 @@ _ONLY_WHEN: dict[str, Callable[[AttributionJob], bool]] = {
 
 
 def method_tables() -> tuple[str, ...]:
-    """The tables of every registered method (:func:`attribution.registry.methods`), in run order."""
+    """The tables of every registered method (:func:`pipeline.method_registry.methods`), in run order."""
     return tuple(m.table for m in methods())
 
 
@@ -241,7 +241,7 @@ def run_attribution(
     seed: int,
     score: Score | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Run every registered method (:func:`attribution.registry.methods`) that ``cfg`` switches on, in order.
+    """Run every registered method (:func:`pipeline.method_registry.methods`) that ``cfg`` switches on, in order.
 
     Args:
         loaded: the variant.

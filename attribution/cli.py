@@ -39,13 +39,13 @@ from attribution.errors import GateIndependentScoreError
 from attribution.ig import HeadIntegratedGradients, NeuronIntegratedGradients, TokenIntegratedGradients
 from attribution.importance import GradientHeadImportance
 from attribution.patching import ActivationPatching
-from attribution.registry import AttributionMethod, methods
 from attribution.scores import SCORES, Score, SkewGap, make_score
 from pipeline.class_map import load_classifier_for
 from pipeline.cli_checks import DATA_HINTS, check_n_boot, check_range, for_command_line, parse_label_map
 from pipeline.data import SeatTest, TaskData, load_seat, load_winobias_all, load_winogender
 from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import TASK_NAMES, load_task
+from pipeline.method_registry import AttributionMethod, methods
 from pipeline.metrics.counterfactual import skew_orientation
 from pipeline.models import check_max_length, load_model, load_model_config, resolve_source
 from pipeline.schema import read_table, write_table
@@ -111,7 +111,7 @@ def _parser(prog: str = "bias-atlas") -> argparse.ArgumentParser:
                     "unequal token length left out) or from padding (the prediction)")  # fmt: skip
     patch = sub.add_parser("patch", parents=[common, screen], help="activation patching (Vig et al. 2020)")
     patch.add_argument("--engine", default="gates", choices=("gates", "lens"))
-    for method in _plugin_commands().values():  # a registered method's own command (attribution.registry)
+    for method in _plugin_commands().values():  # a registered method's own command (pipeline.method_registry)
         sub.add_parser(method.command[0], parents=[common], help=method.command[1])
     return parser
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from attribution.registry import methods
+from pipeline.method_registry import methods
 from pipeline.settings import Settings, resamples
 
 __all__ = ["EXAMPLES_TABLE", "AttributionConfig"]
@@ -60,7 +60,7 @@ class AttributionConfig(Settings):
     seat_test: str = "sent-weat6"  # in a pipeline run: the SEAT test explained for variants without a trained head
     compare: bool = True  # in a pipeline run: also write the ``comparison`` table across variants and seeds
     top_k: int = Field(default=10, ge=1)  # top-k overlap of head effects between seeds
-    extra_methods: tuple[str, ...] = ()  # switches of plug-in methods to run (attribution.registry.register_method)
+    extra_methods: tuple[str, ...] = ()  # switches of plug-in methods to run (pipeline.method_registry.register_method)
 
     @field_validator("extra_methods")
     @classmethod

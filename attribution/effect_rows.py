@@ -24,7 +24,7 @@ from attribution.engine import GridResult
 from pipeline.anatomy import Anatomy
 from pipeline.bootstrap import bootstrap_ci
 from pipeline.mean_test import mean_zero_test
-from pipeline.stats import bh_qvalues, bootstrap_pvalue
+from pipeline.stats import Q_GROUPS, bootstrap_pvalue, with_q
 
 __all__ = [
     "Q_GROUPS",
@@ -38,10 +38,6 @@ __all__ = [
     "set_ci_p",
     "with_q",
 ]
-
-# Columns that separate families of tests in a table: q-values are computed within each (one model, one method
-# setting, one metric, one unit kind: heads and neurons apart). The findings correct again over the whole run.
-Q_GROUPS: tuple[str, ...] = ("variant", "seed", "score", "mode", "baseline", "engine", "order", "metric", "unit")
 
 
 def _numpy(values: Tensor | np.ndarray) -> np.ndarray:
@@ -128,18 +124,4 @@ def rows(units: list[dict], metric: str, estimate: tuple[np.ndarray, ...], n: in
     if p is not None:
         for row, pv in zip(out, p, strict=True):
             row["p"] = float(pv)
-    return out
-
-
-def with_q(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with column ``q``: Benjamini-Hochberg q-values of ``p`` within each family of :data:`Q_GROUPS`
-    (one model, one method setting, one metric, one unit kind). Without a ``p`` column, unchanged."""
-    if "p" not in frame:
-        return frame
-    out = frame.copy()
-    out["q"] = np.nan
-    keys = [c for c in Q_GROUPS if c in out]
-    tested = out[out["p"].notna()]
-    for _, group in tested.groupby([out[c].astype(str) for c in keys], sort=False) if keys else [(None, tested)]:
-        out.loc[group.index, "q"] = bh_qvalues(group["p"].to_numpy())
     return out

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from pipeline.settings import MIN_BOOT
+from pipeline.settings import MIN_BOOT, resamples
 
 __all__ = [
     "DATA_HINTS",
@@ -52,14 +52,15 @@ def check_range(option: str, value: int, *, low: int | None = None, high: int | 
 def check_n_boot(value: int, *, option: str = "--n-boot", zero: str | None = None) -> int:
     """``value`` when it is at least :data:`MIN_BOOT` (or 0 with ``zero``, what 0 means); else SystemExit with the
     fix."""
-    if value >= MIN_BOOT or (zero is not None and value == 0):
-        return value
-    allowed = f"0 ({zero}) or " if zero is not None else ""
-    raise SystemExit(
-        f"{option} {value!r} is too few bootstrap resamples: intervals from fewer than {MIN_BOOT} are too coarse to "
-        f"trust (a percentile interval can even miss its own estimate). Fix: give {allowed}at least {MIN_BOOT}, "
-        "e.g. 200 for a quick look, 1000 for a paper."
-    )
+    try:
+        return resamples(value, option, zero=zero)  # the one rule, shared with the run configs
+    except ValueError:
+        raise SystemExit(
+            f"{option} {value!r} is too few bootstrap resamples: intervals from fewer than {MIN_BOOT} are too coarse "
+            f"to trust (a percentile interval can even miss its own estimate). Fix: give "
+            f"{'0 (' + zero + ') or ' if zero is not None else ''}at least {MIN_BOOT}, e.g. 200 for a quick look, "
+            "1000 for a paper."
+        ) from None
 
 
 def for_command_line(message: str, options: Mapping[str, str]) -> str:

@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from pipeline.bootstrap import bootstrap_indices
 
 __all__ = [
     "N_PERM",
+    "Q_GROUPS",
     "PairedDelta",
     "bh_qvalues",
     "bootstrap_pvalue",
@@ -52,6 +54,7 @@ __all__ = [
     "sign_flip_test",
     "spearman_test",
     "summarise_draws",
+    "with_q",
 ]
 
 N_PERM = 9999  # default number of random sign patterns / permutations: p-values resolve to 1e-4
@@ -288,3 +291,22 @@ def normal_draws(
     )
     se = np.where(np.isfinite(se), np.abs(se), 0.0)
     return value + se * np.random.default_rng(seed).standard_normal((n_boot, len(value)))
+
+
+# Columns that separate families of tests in a table: q-values are computed within each (one model, one method
+# setting, one metric, one unit kind: heads and neurons apart). The findings correct again over the whole run.
+Q_GROUPS: tuple[str, ...] = ("variant", "seed", "score", "mode", "baseline", "engine", "order", "metric", "unit")
+
+
+def with_q(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with column ``q``: Benjamini-Hochberg q-values of ``p`` within each family of :data:`Q_GROUPS`
+    (one model, one method setting, one metric, one unit kind). Without a ``p`` column, unchanged."""
+    if "p" not in frame:
+        return frame
+    out = frame.copy()
+    out["q"] = np.nan
+    keys = [c for c in Q_GROUPS if c in out]
+    tested = out[out["p"].notna()]
+    for _, group in tested.groupby([out[c].astype(str) for c in keys], sort=False) if keys else [(None, tested)]:
+        out.loc[group.index, "q"] = bh_qvalues(group["p"].to_numpy())
+    return out

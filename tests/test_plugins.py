@@ -12,7 +12,7 @@ import torch
 from run_fixtures import demo_config, run_pipeline, save_teacher
 
 from attribution.ablation import HeadAblation
-from attribution.registry import AttributionMethod, UnitFacts, register_method, unregister_method
+from pipeline.method_registry import AttributionMethod, UnitFacts, register_method, unregister_method
 from pipeline.metrics._rows import metric_row, to_frame
 from pipeline.metrics.registry import MetricFacts, MetricFamilySpec, register_family, unregister_family
 from pipeline.schema import read_table

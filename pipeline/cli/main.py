@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 
-from attribution.registry import methods
+from pipeline.method_registry import methods
 
 __all__ = ["COMMANDS", "Command", "commands", "main"]
 

@@ -37,10 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from attribution.effect_rows import with_q
-from attribution.registry import UnitFacts, methods
+from pipeline.method_registry import UnitFacts, methods
 from pipeline.schema import tidy
-from pipeline.stats import bh_qvalues
+from pipeline.stats import bh_qvalues, with_q
 
 __all__ = [
     "UnitMethod",
@@ -58,7 +57,7 @@ _Z = sstats.norm.ppf(0.975)
 
 @dataclass(frozen=True)
 class UnitMethod:
-    """A per-unit attribution method as the findings read it: its table and :class:`attribution.registry.UnitFacts`
+    """A per-unit attribution method as the findings read it: its table and :class:`pipeline.method_registry.UnitFacts`
     (``name``, ``metric``, ``rank_metric``, ``causal``, ``total``, ``adds_sign``, ``where``)."""
 
     table: str

@@ -1,6 +1,6 @@
 """The table registry: one record per table a run writes (name, the stage that writes it, what it holds, its
 head/neuron maps with their labels); the attribution tables come from the method registry
-(:func:`attribution.registry.methods`, plug-ins included, read when asked). The run refuses to write a table that is not
+(:func:`pipeline.method_registry.methods`, plug-ins included, read when asked). The run refuses to write a table that is not
 here; the run-folder reader's "missing" messages, the figures and the viewer's head and neuron pages iterate it.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from attribution.config import EXAMPLES_TABLE
-from attribution.registry import methods
+from pipeline.method_registry import methods
 
 __all__ = ["TABLES", "TableSpec", "head_maps", "missing_message", "neuron_maps"]
 
