@@ -111,9 +111,16 @@ def _ablation(job: AttributionJob) -> pd.DataFrame:
     frame = pd.concat([
         ablation.attribute(job.data, mode=mode, baseline=cfg.baseline, batch_size=cfg.batch_size, **job.common)
         for mode in cfg.ablation_modes])  # fmt: skip
-    if ablation.example_effects_ is not None:
-        job.tables[EXAMPLES_TABLE] = ablation.example_effects_.assign(method="ablation")
+    _keep_examples(job, ablation.example_effects_, "ablation")
     return frame
+
+
+def _keep_examples(job: AttributionJob, frame: pd.DataFrame | None, method: str) -> None:
+    """Add a causal method's per-example head effects to ``job.tables["head_examples"]`` (column ``method``)."""
+    if frame is not None:
+        mine = frame.assign(method=method)
+        kept = job.tables.get(EXAMPLES_TABLE)
+        job.tables[EXAMPLES_TABLE] = mine if kept is None else pd.concat([kept, mine], ignore_index=True)
 
 
 def _importance(job: AttributionJob) -> pd.DataFrame:
@@ -174,14 +181,17 @@ def _patching(job: AttributionJob) -> pd.DataFrame:
     patcher, cfg = ActivationPatching(job.loaded, patch_score), job.cfg
     attr = job.per_example.get("neuron_ig")
     if not cfg.patch_top_neurons or attr is None or len(job.data) < 2:
-        return patcher.attribute(job.data, batch_size=cfg.batch_size, **job.common)
+        table = patcher.attribute(job.data, batch_size=cfg.batch_size, **job.common)
+        _keep_examples(job, patcher.example_effects_, "patching")
+        return table
     select, test = split_rows(len(job.data), cfg.seed)
     neurons = _top_neurons(attr[select], cfg.patch_top_neurons)
     pairs, dropped = patcher.pairs(job.data)
-    kept = np.flatnonzero((job.data.attention_mask.sum(1) == job.data.cf_attention_mask.sum(1)).numpy())
+    kept = job.data.aligned_rows()
     effects = patcher.effects(pairs, neurons=neurons, batch_size=cfg.batch_size)
     n_heads = effects.indirect.shape[1] - len(neurons)
     heads = PatchingEffects(effects.original, effects.total, effects.indirect[:, :n_heads])
+    _keep_examples(job, patcher.head_examples(heads, kept), "patching")
     table = patcher.tabulate(heads, dropped=dropped, **job.common).assign(split="all")
     on_test = torch.as_tensor(np.isin(kept, test))
     if not bool(on_test.any()):

@@ -11,7 +11,7 @@ from pipeline.settings import Settings, resamples
 
 __all__ = ["EXAMPLES_TABLE", "AttributionConfig"]
 
-EXAMPLES_TABLE = "head_examples"  # per-example single-head ablation effects (the findings resample them)
+EXAMPLES_TABLE = "head_examples"  # per-example head effects of ablation and patching (the findings resample them)
 
 
 class AttributionConfig(Settings):

@@ -278,16 +278,20 @@ class AttributionData(_Rows):
         pick = lambda seq: None if seq is None else tuple(seq[i] for i in idx.tolist())
         return replace(self, texts=pick(self.texts), cf_texts=pick(self.cf_texts), **self._map_rows(lambda t: t[idx]))
 
+    def aligned_rows(self) -> np.ndarray:
+        """Row ids of the pairs whose original and twin have the same token length (sorted)."""
+        self.view("cf")  # raises without twins
+        return np.flatnonzero((self.attention_mask.sum(1) == self.cf_attention_mask.sum(1)).numpy())
+
     def aligned(self) -> tuple[AttributionData, int]:
         """Pairs whose original and twin have the same token length, and the number of pairs dropped."""
-        self.view("cf")  # raises without twins
-        same = (self.attention_mask.sum(1) == self.cf_attention_mask.sum(1)).numpy()
-        if not same.any():
+        rows = self.aligned_rows()
+        if not len(rows):
             raise ValueError(
                 f"no pair of {self.name!r} keeps its token length under the gender swap, so positions "
                 "do not align; patching needs pairs of equal length (e.g. he/she, his/her swaps)."
             )
-        return self.subset(np.flatnonzero(same)), int((~same).sum())
+        return self.subset(rows), len(self) - len(rows)
 
     def batch(self, idx: Int[Tensor, " b"], device: torch.device | str | None = None) -> Batch:
         """Rows ``idx`` on ``device``, trimmed to the longest row of either view."""

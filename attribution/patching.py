@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from attribution.baselines import CounterfactualBaseline
 from attribution.data import AttributionData, aligned_pairs
-from attribution.effect_rows import head_unit, mean_ci, mean_ci_p, rows, with_q
+from attribution.effect_rows import example_rows, head_unit, mean_ci, mean_ci_p, rows, with_q
 from attribution.engine import evaluate
 from attribution.lens import lens_patching, to_lens
 from attribution.scores import Score
@@ -77,6 +78,8 @@ class ActivationPatching:
         engine: ``gates`` (hooks of :mod:`pipeline.gates`, prefix-cached) or ``lens`` (TransformerLens hooks on the
             converted model).
     """
+
+    example_effects_: pd.DataFrame | None = None  # set by attribute(): per-example head effects (head_examples)
 
     def __init__(self, loaded: LoadedModel, score: Score, *, engine: Engine = "gates") -> None:
         if engine not in ("gates", "lens"):
@@ -193,4 +196,13 @@ class ActivationPatching:
         """
         pairs, dropped = self.pairs(data)
         effects = self.effects(pairs, neurons=neurons, orient=orient, batch_size=batch_size, progress=progress)
+        self.example_effects_ = self.head_examples(effects, data.aligned_rows())
         return self.tabulate(effects, neurons=neurons, dropped=dropped, orient=orient, n_boot=n_boot, seed=seed)
+
+    def head_examples(self, effects: PatchingEffects, examples: np.ndarray) -> pd.DataFrame:
+        """The per-example indirect effects of every head, long (``example``: the row of each pair in the data the
+        pairs came from, ``examples``), so the findings resample statistics over heads by example (RQ3, RQ4)."""
+        units = [head_unit(self.loaded.anatomy, l, h) for l, h in sweep_heads(self.loaded)]
+        frame = example_rows(units, "indirect_effect", effects.indirect[:, : len(units)].T)
+        frame["example"] = np.asarray(examples)[frame["example"].to_numpy()]
+        return tidy(frame, variant="", score=self.score.name, engine=self.engine)

@@ -127,6 +127,14 @@ _REGISTRY: dict[str, AttributionMethod] = {
             "bias and accuracy as heads are removed in bias, importance and random order", True, "abs_cf_gap",
             f"{_A}:_pruning_curve",
         ),
+        AttributionMethod(
+            "eap_edges", "eap", "edge attribution patching: every edge's effect, top edges exact", True, "eap",
+            "attribution.eap_method:run_eap",
+        ),
+        AttributionMethod(
+            "circuit", "circuit", "bias circuit: smallest top-EAP edge set, faithfulness curve, completeness", True,
+            "circuit_recovered", "attribution.eap_method:run_circuit",
+        ),
     )
 }  # fmt: skip
 _BUILT_IN = {table: m.run for table, m in _REGISTRY.items()}

@@ -7,7 +7,7 @@ with :func:`write_table` (atomic: temp file then rename) and read with :func:`re
 Columns:
     variant   model variant, named by recipe (``teacher-ft``, ``distil-ft_after``, ``prune30-ft_before``...)
     seed      fine-tuning / training seed of the variant
-    unit      what the row is about: ``model``, ``layer``, ``head``, ``neuron``, ``token``, ``class``
+    unit      what the row is about: ``model``, ``layer``, ``head``, ``neuron``, ``token``, ``class``, ``edge``
     layer     0-based layer index (-1 when not applicable; 0 = embeddings in probe tables where stated)
     head      head index within the layer, or neuron index for unit ``neuron`` (-1 when not applicable)
     metric    what was measured (``accuracy``, ``gap_rms``, ``delta_score``...)
@@ -15,6 +15,11 @@ Columns:
     value     the number
     ci_low, ci_high   confidence interval (NaN when none)
     n         number of examples behind the value
+
+An ``edge`` row (edge attribution, circuits) is written by its receiving node: ``layer`` and ``head`` of the reader
+(an FFN block: ``head`` -1; the readout: both -1), ``subset`` the edge's name ``"<sender>-><reader>"`` (nodes named
+``emb``, ``L1.H3``, ``L1.FFN``, ``readout``, with original head ids), and the sender again in the extra columns
+``source``, ``source_layer``, ``source_head`` (the embeddings: layer -1).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pipeline.files import atomic_path
 
 __all__ = ["COLUMNS", "UNITS", "SchemaError", "read_table", "tidy", "write_table"]
 
-UNITS: tuple[str, ...] = ("model", "layer", "head", "neuron", "token", "class")
+UNITS: tuple[str, ...] = ("model", "layer", "head", "neuron", "token", "class", "edge")
 COLUMNS: tuple[str, ...] = (
     "variant",
     "seed",

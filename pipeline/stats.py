@@ -48,6 +48,7 @@ __all__ = [
     "PairedDelta",
     "bh_qvalues",
     "bootstrap_pvalue",
+    "minimum_detectable",
     "normal_draws",
     "paired_bootstrap",
     "seeds_ttest",
@@ -248,6 +249,19 @@ def paired_bootstrap(
     delta = diff(np.arange(n))
     draws = np.stack([diff(idx) for idx in bootstrap_indices(n, n_boot, seed=seed)])  # (n_boot, n_stats)
     return summarise_draws(delta, draws, n, alpha=alpha)
+
+
+def minimum_detectable(
+    ci_low: float, ci_high: float, *, alpha: float = 0.05, power: float = 0.8, level: float = 0.95
+) -> float:
+    """The minimum detectable effect of an estimate with the ``level`` interval ``[ci_low, ci_high]``: the smallest
+    true effect a two-sided test at ``alpha`` detects with probability ``power``, ``(z_{1-alpha/2} + z_power) * se``
+    with ``se`` = the interval's width / ``2 z_{(1+level)/2}`` (normal approximation; Cohen 1988). NaN without an
+    interval. A BH-corrected decision needs a smaller p than ``alpha``, so its real MDE is larger."""
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return float("nan")
+    se = (ci_high - ci_low) / (2 * stats.norm.ppf((1 + level) / 2))
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * se)
 
 
 def seeds_ttest(deltas: Sequence[float]) -> float:

@@ -36,6 +36,7 @@ from pipeline.models import LoadedModel
 from pipeline.settings import Settings
 
 __all__ = [
+    "ClassifierLoss",
     "FinetuneSection",
     "OptimSettings",
     "TrainResult",
@@ -269,15 +270,22 @@ def fit(
     return TrainResult(steps, tuple(losses), time.perf_counter() - start)
 
 
-class _ModelLoss(nn.Module):
-    """The model's own loss on a batch with ``labels``: class cross-entropy, or masked-token cross-entropy."""
+ClassifierLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (logits, labels, training-row indices) -> loss
 
-    def __init__(self, model: nn.Module) -> None:
+
+class _ModelLoss(nn.Module):
+    """The model's own loss on a batch with ``labels`` (class or masked-token cross-entropy), or ``loss(logits,
+    labels, rows)`` when given (the batch then carries its training-row indices, ``rows``)."""
+
+    def __init__(self, model: nn.Module, loss: ClassifierLoss | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.loss = model, loss
 
     def forward(self, batch: Batch) -> Tensor:
-        return self.model(**batch).loss
+        if self.loss is None:
+            return self.model(**batch).loss
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "rows")}
+        return self.loss(self.model(**inputs).logits, batch["labels"], batch["rows"])
 
 
 def _check_classifier(loaded: LoadedModel, train: TaskData) -> None:
@@ -302,6 +310,7 @@ def finetune_classifier(
     *,
     max_length: int,
     accelerator: Accelerator | None = None,
+    loss: ClassifierLoss | None = None,
 ) -> TrainResult:
     """Fine-tune a sequence classifier in place on ``train``; report accuracy on ``dev`` when given.
 
@@ -313,6 +322,7 @@ def finetune_classifier(
         seed: seeds initialisation-free randomness: batch order and dropout.
         max_length: tokens per text.
         accelerator: defaults to :func:`make_accelerator` on the available device.
+        loss: ``(logits, labels, row indices) -> loss`` for the model's cross-entropy (:mod:`pipeline.compress.refit`).
     """
     _check_classifier(loaded, train)
     loaded.report_truncation(train.texts, max_length, name=train.name)
@@ -320,11 +330,14 @@ def finetune_classifier(
     labels = torch.tensor(train.labels)  # a copy: TaskData arrays are read-only
 
     def collate(rows: list[int]) -> Batch:
-        return {**encode(loaded.tokenizer, [train.texts[i] for i in rows], max_length), "labels": labels[rows]}
+        batch = {**encode(loaded.tokenizer, [train.texts[i] for i in rows], max_length), "labels": labels[rows]}
+        return batch if loss is None else {**batch, "rows": torch.tensor(rows)}
 
     with seeded(seed):
         loader = batch_loader(len(train), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
-        result = fit(_ModelLoss(loaded.model), loader, OptimSettings.of(cfg), accelerator=accelerator, desc="fine-tune")
+        result = fit(
+            _ModelLoss(loaded.model, loss), loader, OptimSettings.of(cfg), accelerator=accelerator, desc="fine-tune"
+        )
     loaded.head_trained = True
     if dev is None or len(dev) == 0:
         return result

@@ -17,8 +17,9 @@ Methods: ``distil``, ``distil_mixup``, ``tiny``, ``prune<pct>`` (heads removed),
 ``int8``, ``hub-<name>`` (a ready-made student), and the mitigations ``biasprune<k>h`` / ``biasprune<pct>``
 (bias-aware head pruning; its importance-pruned twins are ``prune<k>h`` / ``prune<pct>``) and ``erase`` (LEACE
 concept erasure); a mitigation applied on another method's variant is ``<method>_<mitigation>``
-(``distil_erase-ft_before``). :data:`METHOD_FAMILIES` lists the families in display order, :data:`MITIGATIONS` the
-mitigations and :func:`mitigation_twins` the unmitigated twin each one is compared with.
+(``distil_erase-ft_before``). The families' display order and the remedies come from the compression-method
+records (:mod:`pipeline.compress.registry`); :func:`mitigation_twins` gives the unmitigated twin each remedy variant
+is compared with.
 """
 
 from __future__ import annotations
@@ -26,21 +27,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from pipeline.compress.registry import method_families, remedies, resolve
+
 __all__ = [
-    "METHOD_FAMILIES",
-    "MITIGATIONS",
     "ORDER_RANK",
+    "TRAINING_SET_REMEDIES",
     "Variant",
     "mitigation_twins",
     "parse_variant",
     "variant_sort_key",
 ]
 
-# Method families in display order (teacher first); a family is a method name without its strength and variant
-# suffix (``prune30`` -> prune, ``distil_mixup`` -> distil). A new method needs no entry: it sorts after these.
-METHOD_FAMILIES: tuple[str, ...] = ("teacher", "distil", "tiny", "prune", "sparse", "int8", "hub", "biasprune", "erase")
-# Mitigations (docs/DESIGN.md section 9): training sets (cda, balanced) and methods (mixup, biasprune, erase).
-MITIGATIONS: tuple[str, ...] = ("cda", "balanced", "mixup", "biasprune", "erase")
+# Remedies that are training sets (docs/DESIGN.md section 9); the method remedies are records' (mixup, biasprune, ...)
+TRAINING_SET_REMEDIES: tuple[str, ...] = ("cda", "balanced")
 ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
 _COMPRESSED = r"hub-[A-Za-z0-9._-]+?|(?!teacher)[a-z][a-z0-9_]*?(?:\d+(?:\.\d+)?)?"
 _NAME = re.compile(
@@ -74,7 +73,8 @@ class Variant:
 
     @property
     def family(self) -> str:
-        known = [f for f in METHOD_FAMILIES if self.method.startswith(f)]
+        """The method without its strength and variant suffix (``prune30`` -> prune, ``distil_mixup`` -> distil)."""
+        known = [f for f in method_families() if self.method.startswith(f)]
         return known[0] if known else re.sub(r"[\d.]+$", "", self.method).split("_")[0]
 
     def on(self, training_set: str | None) -> Variant:
@@ -111,40 +111,32 @@ def variant_sort_key(name: str) -> tuple:
     try:
         v = Variant.parse(name)
     except ValueError:
-        return (len(METHOD_FAMILIES) + 1, name, 0, "", name)
-    rank = METHOD_FAMILIES.index(v.family) if v.family in METHOD_FAMILIES else len(METHOD_FAMILIES)
+        return (len(method_families()) + 1, name, 0, "", name)
+    families = method_families()
+    rank = families.index(v.family) if v.family in families else len(families)
     return (rank, v.method, ORDER_RANK.index(v.order), v.training_set or "", name)
 
 
 def mitigation_twins(name: str) -> list[tuple[str, list[str]]]:
-    """``(mitigation, twin names in order of preference)`` for each mitigation in the recipe of ``name``: the same
-    recipe without that one mitigation (same compression, order and training set otherwise).
+    """``(mitigation, twin names in order of preference)`` for each remedy in the recipe of ``name``: the same
+    recipe without that one remedy (same compression, order and training set otherwise).
 
-    ``X@cda`` / ``X@balanced`` -> ``X``; ``distil_mixup`` -> ``distil``; ``biasprune<size>`` -> ``prune<size>``
-    (importance pruning of as many heads); ``<base>_erase-ft_<o>`` -> ``<base>-ft_<o>``; ``erase-ft_none`` -> the
-    pretrained teacher (``teacher-mlm`` when the run has one, else ``teacher``), ``erase-ft_<o>`` -> ``teacher-ft``.
-    Unparseable names and unmitigated variants give ``[]``.
+    ``X@cda`` / ``X@balanced`` -> ``X``; a method remedy's twin is its record's rule
+    (:mod:`pipeline.compress.twins`: ``distil_mixup`` -> ``distil``, ``biasprune<size>`` -> ``prune<size>``,
+    ``<base>_erase`` -> ``<base>``, ``erase`` -> the teacher). Unparseable names and unmitigated variants give ``[]``.
     """
     try:
         v = Variant.parse(name)
     except ValueError:
         return []
     out: list[tuple[str, list[str]]] = []
-    if v.method.startswith("hub-") or v.method.startswith("teacher"):
-        return [(v.training_set, [replace(v, training_set=None).name])] if v.training_set in MITIGATIONS else []
-    parts = v.method.split("_")
-    for i, part in enumerate(parts):
-        rest = parts[:i] + parts[i + 1 :]
-        if part == "mixup" and i > 0:
-            out.append(("mixup", [replace(v, method="_".join(rest)).name]))
-        elif part.startswith("biasprune"):
-            out.append(("biasprune", [replace(v, method="_".join([*parts[:i], part[4:], *parts[i + 1 :]])).name]))
-        elif part == "erase" and rest:
-            out.append(("erase", [replace(v, method="_".join(rest)).name]))
-        elif part == "erase":
-            ft = v.order != "none"
-            pretrained = [Variant("teacher-mlm", "none", v.training_set).name, "teacher"]
-            out.append(("erase", [Variant("teacher", "ft", v.training_set).name] if ft else pretrained))
-    if v.training_set in MITIGATIONS:
+    if not (v.method.startswith("hub-") or v.method.startswith("teacher")):
+        parts = v.method.split("_")
+        for i, part in enumerate(parts):
+            for remedy in remedies():
+                twins = resolve(remedy.twin)(v, parts, i) if part.startswith(remedy.part) else []
+                if twins:
+                    out.append((remedy.name, twins))
+    if v.training_set in TRAINING_SET_REMEDIES:
         out.append((v.training_set, [replace(v, training_set=None).name]))
     return out

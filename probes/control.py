@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline.schema import tidy
 from probes.extract import Representations
-from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarise
+from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarised_row
 from probes.linear import LinearProbe, check_split, check_target, fold_predictions, make_splits, resolve_poolings
 
 __all__ = ["control_labels", "control_task"]
@@ -136,20 +136,7 @@ def control_task(
                     proba, classes = fold_predictions(probe, X, labels, tr, te, groups)
                     out.append(fold_metrics(labels[te], proba, classes, w, ("probe_accuracy",))["probe_accuracy"])
             selectivity = [r - c for r, c in zip(real, ctrl)]
+            keys = {"unit": "layer", "layer": layer, "pooling": p}
             for metric, values in (("probe_accuracy", real), ("control_accuracy", ctrl), ("selectivity", selectivity)):
-                mean, lo, hi = summarise(values)
-                rows.append(
-                    {
-                        "unit": "layer",
-                        "layer": layer,
-                        "metric": metric,
-                        "subset": target,
-                        "value": mean,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "n": len(y),
-                        "pooling": p,
-                        "chance": chance[metric],
-                    }
-                )
+                rows.append(summarised_row(keys, metric, target, values, len(y), chance[metric]))
     return tidy(rows, variant="")

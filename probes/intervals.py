@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["N_BOOT", "fold_metrics", "resample_weights", "summarise"]
+__all__ = ["N_BOOT", "fold_metrics", "resample_weights", "summarise", "summarised_row"]
 
 N_BOOT = 1000  # resamples behind each interval
 _METRICS = ("probe_accuracy", "probe_balanced_accuracy", "probe_auc")
@@ -128,3 +128,19 @@ def summarise(per_fold: Sequence[np.ndarray], level: float = 0.95) -> tuple[floa
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(means, [tail, 100 - tail])
     return value, float(low), float(high)
+
+
+def summarised_row(keys: dict, metric: str, target: str, per_fold: Sequence[np.ndarray], n: int, chance: float) -> dict:
+    """One tidy row: ``keys`` (unit, layer, pooling...), the metric's :func:`summarise` of ``per_fold`` with its
+    interval, the probed ``target`` as ``subset``, the ``n`` examples and the metric's ``chance`` level."""
+    value, low, high = summarise(per_fold)
+    return {
+        **keys,
+        "metric": metric,
+        "subset": target,
+        "value": value,
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+        "chance": chance,
+    }

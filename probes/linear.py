@@ -37,7 +37,7 @@ from pipeline.schema import tidy
 from probes.config import DEFAULT_CS
 from probes.estimator import LinearProbe, _auc, _balanced_accuracy, check_split
 from probes.extract import Representations
-from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarise
+from probes.intervals import N_BOOT, fold_metrics, resample_weights, summarised_row
 
 __all__ = [
     "DEFAULT_CS",
@@ -213,19 +213,7 @@ def _rows(
             for (tr, te), w in zip(folds, weights)
         ]
         for metric in METRICS:
-            mean, lo, hi = summarise([f[metric] for f in per_fold])
-            rows.append(
-                {
-                    **keys,
-                    "metric": metric,
-                    "subset": target,
-                    "value": mean,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n": len(y),
-                    "chance": chance[metric],
-                }
-            )
+            rows.append(summarised_row(keys, metric, target, [f[metric] for f in per_fold], len(y), chance[metric]))
     return rows
 
 

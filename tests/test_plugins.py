@@ -1,9 +1,10 @@
-"""Plug-ins: a toy bias metric and a toy attribution method, each defined here as one record (plus the function it
-wraps), are picked up by a small run, the findings, the report, the viewer and the command line, with no other file
-of the project edited (docs/ARCHITECTURE.md, "Registries"). A toy compression method is not yet a plug-in: the
-compression records are the next step (CONTRIBUTING.md)."""
+"""Plug-ins: a toy bias metric, a toy attribution method and a toy compression method, each defined here as one
+record (plus the function it wraps), are picked up by a small run, the findings, the report, the figures, the viewer
+and the command line, with no other file of the project edited (docs/ARCHITECTURE.md, "Registries")."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -12,10 +13,14 @@ import torch
 from run_fixtures import demo_config, run_pipeline, save_teacher
 
 from attribution.ablation import HeadAblation
+from pipeline.compress.config import MethodSection
+from pipeline.compress.registry import CompressionMethod, method_markers, register_compression, unregister_compression
 from pipeline.method_registry import AttributionMethod, UnitFacts, register_method, unregister_method
 from pipeline.metrics._rows import metric_row, to_frame
 from pipeline.metrics.registry import MetricFacts, MetricFamilySpec, register_family, unregister_family
+from pipeline.runs.build_job import carried
 from pipeline.schema import read_table
+from pipeline.settings import Order
 
 
 # ---- the toy bias metric: the mean [CLS] norm of a few fixed sentences (an intrinsic metric of the encoder) --------
@@ -67,12 +72,42 @@ TOY_METHOD = AttributionMethod(
 )
 
 
+# ---- the toy compression method: shrink the classifier's weights (data-free, like int8) ----------------------------
+class ToyShrinkSection(MethodSection):
+    """``[compress.toyshrink]``: scale the classifier head's weights and bias (so its logits) by ``scale``."""
+
+    op: ClassVar[str] = "toyshrink"
+    orders: tuple[Order, ...] = ("before",)
+    scale: float = 0.5
+
+
+def toy_shrink(job):
+    """The input classifier with its head's logits times ``job.section.scale``."""
+    loaded = job.inputs.classifier()
+    with torch.no_grad():
+        loaded.model.classifier.weight.mul_(job.section.scale)
+        loaded.model.classifier.bias.mul_(job.section.scale)
+    return carried(loaded, job, [{"unit": "model", "metric": "toy_scale", "value": job.section.scale}], "toy-shrunk")
+
+
+TOY_COMPRESSION = CompressionMethod(
+    "toyshrink",
+    ToyShrinkSection,
+    {"toyshrink": toy_shrink},
+    "a test plug-in: the classifier's logits scaled down",
+    {"toyshrink": "8"},
+    data_free=frozenset({"toyshrink"}),
+)
+
+
 @pytest.fixture(scope="module")
 def plugins():
-    """The two records registered (a plug-in's one step each), and removed again after this module's tests."""
+    """The three records registered (a plug-in's one step each), and removed again after this module's tests."""
     register_family(TOY_METRIC)
     register_method(TOY_METHOD)
+    register_compression(TOY_COMPRESSION)
     yield
+    unregister_compression(TOY_COMPRESSION)
     unregister_method(TOY_METHOD)
     unregister_family(TOY_METRIC)
 
@@ -83,7 +118,7 @@ def plugin_run(plugins, tmp_path_factory):
     teacher = save_teacher(out / "teacher")
     config = demo_config(out / "runs", teacher, name="plugins", analyses=["bias_metrics", "attribution"])
     config["run"]["seeds"] = [0]
-    config["compress"] = {"int8": {"orders": ["before"]}}
+    config["compress"] = {"int8": {"orders": ["before"]}, "toyshrink": {"orders": ["before"], "scale": 0.25}}
     config["metrics"]["metrics"] = ["extrinsic", "counterfactual", "toy"]
     config["attribution"] |= {
         "variants": ["teacher-ft"],
@@ -120,6 +155,27 @@ def test_the_toy_method_writes_its_table_and_is_read_as_causal(plugin_run):
     assert len(toy) and toy["causal"].all() and set(toy["direction"]) <= {"adds", "reduces", ""}
 
 
+def test_the_toy_compression_is_planned_built_measured_and_compared(plugin_run):
+    training = read_table(plugin_run / "tables" / "training.parquet")
+    scale = training[(training["variant"] == "toyshrink-ft_before") & (training["metric"] == "toy_scale")]
+    assert scale["value"].tolist() == [0.25]
+    task = read_table(plugin_run / "tables" / "task_metrics.parquet")
+    accuracy = task[task["metric"] == "accuracy"].set_index("variant")["value"]
+    assert accuracy["toyshrink-ft_before"] == accuracy["teacher-ft"]  # a positive scale keeps every argmax
+    comparisons = read_table(plugin_run / "tables" / "comparisons.parquet")
+    toy = comparisons[comparisons["variant"] == "toyshrink-ft_before"]
+    assert len(toy) and "teacher-ft" in set(toy["reference"])
+    assert "toyshrink-ft_before" in (plugin_run / "report" / "report.md").read_text()
+    assert method_markers()["toyshrink"] == "8"
+
+
+def test_the_toy_compression_section_is_validated(plugins):
+    from pipeline.runs.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="compress.toyshrink.scal"):
+        config_from_dict({"run": {"name": "x"}, "compress": {"toyshrink": {"scal": 0.5}}})
+
+
 def test_the_command_line_lists_and_runs_the_toy_command(plugins, plugin_run, tmp_path, capsys):
     from pipeline.cli.main import main
 
@@ -138,3 +194,4 @@ def test_the_viewer_offers_the_toy_metric_and_the_toy_map(plugin_run):
     assert "toy [CLS] norm" in at.selectbox(key="bias_metric").options
     at = show(at, "Heads")
     assert "toy: Δ bias" in at.selectbox(key="head_metric").options
+    assert not at.exception and "toyshrink-ft_before" in str(show(at, "Overview"))

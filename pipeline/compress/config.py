@@ -1,7 +1,8 @@
 """Settings of the compression methods: one section per method, each listing the fine-tuning orders it is built in.
 
 A present section enables its method (``[compress.distil]``, ``[compress.tiny]``, ``[compress.prune]``,
-``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``); the run plan
+``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``, ``[compress.reweigh]``,
+``[compress.eoreg]``, ``[compress.fairdistil]``); the run plan
 (:mod:`pipeline.runs.plan`) turns each (method, order) into a variant. A mitigation section can also be applied on
 top of other methods' variants (``on``): ``on = ["distil"]`` adds ``distil_erase-ft_<order>``, the eraser fitted on
 ``distil-ft_<order>``.
@@ -18,12 +19,14 @@ from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct
 
 __all__ = [
     "BiasPruneSection",
-    "CompressSection",
     "DistilSection",
+    "EoRegSection",
     "EraseSection",
+    "FairDistilSection",
     "Int8Section",
     "MethodSection",
     "PruneSection",
+    "ReweighSection",
     "TinySection",
 ]
 
@@ -33,8 +36,8 @@ class MethodSection(Settings):
 
     :meth:`methods` lists ``(method name, build op, op params)``: one entry for most methods, several for a method
     with a list of strengths (one variant per pruning fraction). The plan (:mod:`pipeline.runs.plan`) iterates the
-    sections of :class:`CompressSection` and their methods; the build stage runs the op
-    (:data:`pipeline.runs.build.OPERATIONS`).
+    enabled sections (:class:`pipeline.compress.registry.CompressSection`) and their methods; the build stage runs
+    the op its record names (:func:`pipeline.compress.registry.build_op`).
     """
 
     op: ClassVar[str] = ""
@@ -288,24 +291,61 @@ class EraseSection(_Mitigation):
         return distinct(v, "fit_on")
 
 
-class CompressSection(Settings):
-    """One optional sub-section per compression method; a present sub-section enables the method.
+class _Refit(_Mitigation):
+    """Shared settings of the training remedies: more task fine-tuning of a fine-tuned classifier with a remedied
+    loss, beside its twin ``refit`` (the same fine-tuning with the plain loss, so both had the same training)."""
 
-    A new method is a :class:`MethodSection` subclass (its ``op`` and, if it adds several variants, ``methods``)
-    and one field here; the plan and the build stage iterate them.
-    """
+    orders: tuple[Order, ...] = ("before",)
+    epochs: int = Field(default=1, ge=1)
+    lr: float = Field(default=2e-5, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
 
-    distil: DistilSection | None = None
-    tiny: TinySection | None = None
-    prune: PruneSection | None = None
-    int8: Int8Section | None = None
-    biasprune: BiasPruneSection | None = None  # mitigations last: they may be applied on the methods above
-    erase: EraseSection | None = None
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("before",), "the remedy continues fine-tuning a fine-tuned classifier")
 
-    def sections(self) -> list[tuple[str, MethodSection]]:
-        """(name, section) of every enabled method, in declaration order."""
-        return [(name, section) for name in type(self).model_fields if (section := getattr(self, name)) is not None]
+    def methods(self) -> list[tuple[str, str, dict]]:
+        return [(self.op, self.op, {"loss": self.op}), ("refit", self.op, {"loss": "plain"})]
 
-    def section_of(self, op: str) -> MethodSection | None:
-        """The enabled section whose methods build with ``op`` (None for non-compression ops)."""
-        return next((sec for _, sec in self.sections() if any(o == op for _, o, _ in sec.methods())), None)
+
+class ReweighSection(_Refit):
+    """``reweigh``: fine-tuning with Kamiran & Calders (2012) instance weights P(c)P(g)/P(c, g), so class and gender
+    are independent in the weighted training set (:mod:`pipeline.compress.reweigh`)."""
+
+    op: ClassVar[str] = "reweigh"
+
+
+class EoRegSection(_Refit):
+    """``eoreg``: fine-tuning with cross-entropy plus ``weight`` times the batch's soft TPR gap between genders
+    (equal opportunity as a training penalty; :func:`pipeline.compress.fair_losses.soft_tpr_gap`)."""
+
+    op: ClassVar[str] = "eoreg"
+    weight: float = Field(default=1.0, gt=0)
+
+
+class FairDistilSection(DistilSection):
+    """``fairdistil``: DistilBERT-style task distillation whose student matches the pair-averaged teacher on each
+    text and its gender-swapped twin and pays ``gap_weight`` times its counterfactual gap
+    (:func:`pipeline.compress.fair_losses.fair_distil_loss`), beside its twin, plain ``distil`` with the same
+    settings."""
+
+    op: ClassVar[str] = "fairdistil"
+    gap_weight: float = Field(default=1.0, ge=0)
+
+    @field_validator("orders")
+    @classmethod
+    def _fair_orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("before", "both"), "fair distillation needs a fine-tuned classifier teacher")
+
+    @model_validator(mode="after")
+    def _no_mixup(self) -> FairDistilSection:
+        if self.mixup:
+            raise ValueError("mixup is an option of [compress.distil]; fair distillation is compared with plain distil")
+        return self
+
+    def methods(self) -> list[tuple[str, str, dict]]:
+        return [("fairdistil", self.op, {"fair": True}), ("distil", self.op, {"fair": False})]

@@ -16,7 +16,10 @@ The loss depends on what the teacher offers:
 * **general distillation without one** (e.g. the offline MiniLM, which ships no MLM head): the cosine loss alone.
 
 ``h`` is the last hidden state, compared token by token on real (non-padding) tokens. With ``mixup`` the student
-sees gender-mixed input embeddings and the teacher's targets are mixed the same way (:mod:`.mixup`).
+sees gender-mixed input embeddings and the teacher's targets are mixed the same way (:mod:`.mixup`). With
+``fair_gap`` (fair distillation, task distillation only) the class KL term becomes
+:func:`pipeline.compress.fair_losses.fair_distil_loss`: the student matches the pair-averaged teacher on each text
+and its gender-swapped twin and pays ``fair_gap`` times its own counterfactual gap.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from torch import Tensor, nn
 
 from pipeline.anatomy import Anatomy
 from pipeline.compress.config import DistilSection
+from pipeline.compress.fair_losses import fair_distil_loss
 from pipeline.compress.losses import cosine_loss, model_inputs, soft_kl
 from pipeline.compress.mixup import GenderMixup, counterfactual_inputs, mix, mixed_embeddings
 from pipeline.data import GenderSwapper, TaskData
@@ -105,11 +109,19 @@ def init_student(teacher: LoadedModel, layer_map: Sequence[int]) -> LoadedModel:
 class _DistilObjective(nn.Module):
     """Loss of one distillation step; the teacher is frozen and stays in eval mode."""
 
-    def __init__(self, student: LoadedModel, teacher: LoadedModel, cfg: DistilSection, mode: str, mixup: bool):
+    def __init__(
+        self,
+        student: LoadedModel,
+        teacher: LoadedModel,
+        cfg: DistilSection,
+        mode: str,
+        mixup: bool,
+        fair_gap: float | None = None,
+    ):
         super().__init__()
         self.student, self.teacher = student.model, teacher.model
         self.anatomy = student.anatomy
-        self.cfg, self.mode, self.mixup = cfg, mode, mixup
+        self.cfg, self.mode, self.mixup, self.fair_gap = cfg, mode, mixup, fair_gap
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -136,7 +148,20 @@ class _DistilObjective(nn.Module):
         out = self.student(**inputs, output_hidden_states=True)
         cfg, mask = self.cfg, batch["attention_mask"]
         loss = cfg.alpha_cos * cosine_loss(out.hidden_states[-1], t_hidden, mask)
-        if self.mode == "task":
+        if self.mode == "task" and self.fair_gap is not None:
+            twin = counterfactual_inputs(batch)
+            with torch.no_grad():
+                t_twin = self.teacher(**twin).logits
+            s_twin = self.student(**twin).logits
+            fair = fair_distil_loss(
+                out.logits, s_twin, t_logits, t_twin, temperature=cfg.temperature, gap_weight=self.fair_gap
+            )
+            loss = (
+                loss
+                + cfg.alpha_kl * fair
+                + cfg.alpha_ce * nn.functional.cross_entropy(out.logits.float(), batch["labels"])
+            )
+        elif self.mode == "task":
             labels = batch["labels"]
             loss = loss + cfg.alpha_kl * soft_kl(out.logits, t_logits, cfg.temperature)
             loss = loss + cfg.alpha_ce * nn.functional.cross_entropy(out.logits.float(), labels)
@@ -167,6 +192,7 @@ def distil(
     swapper: GenderSwapper | None = None,
     mlm_probability: float = 0.15,
     accelerator: Accelerator | None = None,
+    fair_gap: float | None = None,
 ) -> tuple[LoadedModel, TrainResult]:
     """Build and train a DistilBERT-style student of ``teacher`` on the training texts.
 
@@ -181,6 +207,8 @@ def distil(
         swapper: the gender-word swapper of mixup; default :meth:`GenderSwapper.from_winobias`.
         mlm_probability: share of masked tokens in general distillation with an MLM head.
         accelerator: defaults to :func:`pipeline.train.make_accelerator`.
+        fair_gap: fair distillation with this counterfactual-gap weight (module docstring); needs a fine-tuned
+            classifier teacher and no mixup.
 
     Returns:
         The student (same head kind as the teacher) and the training report.
@@ -192,10 +220,13 @@ def distil(
             f"{teacher.source} has no trained task or MLM head, so only the cosine loss applies, but "
             "compress.distil.alpha_cos = 0; give it a weight or fine-tune the teacher first."
         )
+    if fair_gap is not None and (mode != "task" or mixup):
+        raise ValueError("fair distillation needs a fine-tuned classifier teacher (task distillation) and no mixup")
     layer_map = cfg.layer_map or default_layer_map(teacher.anatomy.n_layers)
     student = init_student(teacher, check_layer_map(layer_map, teacher.anatomy.n_layers, "compress.distil.layer_map"))
     tokenizer, labels = teacher.tokenizer, torch.tensor(train.labels)
-    pairs = GenderMixup(train.texts, swapper=swapper, alpha=cfg.mixup_alpha, seed=seed) if mixup else None
+    paired = mixup or fair_gap is not None
+    pairs = GenderMixup(train.texts, swapper=swapper, alpha=cfg.mixup_alpha, seed=seed) if paired else None
     masking = torch.Generator().manual_seed(seed)
 
     def collate(rows: list[int]) -> dict[str, Tensor]:
@@ -220,7 +251,7 @@ def distil(
     with seeded(seed):
         loader = batch_loader(len(train), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
         result = fit(
-            _DistilObjective(student, teacher, cfg, mode, mixup),
+            _DistilObjective(student, teacher, cfg, mode, mixup, fair_gap),
             loader,
             OptimSettings.of(cfg),
             accelerator=accelerator or make_accelerator(),

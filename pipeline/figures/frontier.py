@@ -15,12 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pipeline.figures.style import DOUBLE_COLUMN_IN, METHOD_MARKERS, PALETTE, fair_reference, label, styled
+from pipeline.figures.style import DOUBLE_COLUMN_IN, PALETTE, fair_reference, label, method_markers, styled
 from pipeline.findings.mitigation import abs_interval
 
 __all__ = ["frontier_figure", "pruning_curve_figure"]
 
-_MARKERS = METHOD_MARKERS
 _ORDER_LOOK = {
     "bias": ("#D55E00", "-", "bias effect first"),
     "importance": ("#0072B2", "--", "least important first"),
@@ -72,7 +71,7 @@ def frontier_figure(frontier: pd.DataFrame, metrics: Sequence[str] | None = None
                 y[i],
                 xerr=xerr[:, [i]],
                 yerr=yerr[:, [i]],
-                marker=_MARKERS.get(row["compression"], "h"),
+                marker=method_markers().get(row["compression"], "h"),
                 color=colour,
                 mfc=colour if fit else "none",
                 ms=4,
@@ -100,7 +99,7 @@ def frontier_figure(frontier: pd.DataFrame, metrics: Sequence[str] | None = None
         ax.set_ylabel(("|" + label(metric) + "|" if signed else label(metric)) + (f"\n({reading})" if reading else ""))
         ax.margins(x=0.1, y=0.12)
     handles = [
-        Line2D([], [], ls="", marker=_MARKERS.get(f, "h"), color="#444444", label=f)
+        Line2D([], [], ls="", marker=method_markers().get(f, "h"), color="#444444", label=f)
         for f in sorted(set(frontier["compression"]))
     ]
     handles += [

@@ -20,6 +20,7 @@ stage that writes it. Files (``<variant>`` and ``<metric>`` as in the tables):
     tokens_<variant>_ex<k>.*         token attributions of the examples with the largest |sum of attributions|
                                      (smallest seed), on one colour scale for all variants and examples
     top_neurons_<variant>.*          the FFN neurons with the largest integrated-gradients attribution
+    circuit.*                        the teacher's bias circuit beside each student's (circuit, eap_edges tables)
 
 Models not fit to be read (the findings' ``fitness`` table, else computed from ``predictions``:
 :func:`pipeline.viewer.viewer_data.model_status`) are named on every figure that shows them, and drawn grey in
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 
 from pipeline.figures import frontier as plots_frontier
 from pipeline.figures import plots
+from pipeline.figures.circuit_plot import circuit_figure
 from pipeline.files import write_bytes
 from pipeline.findings.model_status import flags_by_point, flags_by_variant, model_status
 from pipeline.runs.findings_config import FindingsConfig
@@ -157,6 +159,8 @@ def _jobs(
         yield "pruning_curve", lambda: plots_frontier.pruning_curve_figure(tables["pruning_curve"])
     if "token_ig" in tables:
         yield from _token_jobs(tables["token_ig"], flags, label_names)
+    if "circuit" in tables:
+        yield "circuit", lambda: circuit_figure(tables["circuit"], tables.get("eap_edges"))
     if "neuron_ig" in tables:
         neurons = tables["neuron_ig"]
         for variant in _variants(neurons[neurons["unit"] == "neuron"]):
@@ -197,7 +201,7 @@ def make_figures(
         "neuron_ig",
     }
     # read when present (marks, flags, mitigation figures), never a note when absent
-    quiet = ("bias_units", "fitness", "predictions", "frontier", "pruning_curve")
+    quiet = ("bias_units", "fitness", "predictions", "frontier", "pruning_curve", "circuit", "eap_edges")
     tables = {}
     for name in sorted(wanted):
         if not run.has(name):
@@ -214,7 +218,7 @@ def make_figures(
             print(f"warning: {name} is damaged ({err}); figures are drawn without it")
             tables[name] = None
     extra = {name: tables.pop(name) for name in quiet}
-    for name in ("bias_units", "frontier", "pruning_curve"):
+    for name in ("bias_units", "frontier", "pruning_curve", "circuit", "eap_edges"):
         if extra[name] is not None:
             tables[name] = extra[name]
     section = run.manifest.get("config", {}).get("findings") or {}

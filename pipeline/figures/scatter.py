@@ -17,11 +17,11 @@ from pipeline.figures.style import (
     FIGURE_SIZES,
     FLAG_COLOUR,
     GREY,
-    METHOD_MARKERS,
     ORDER_COLOURS,
     ORDER_LABELS,
     fair_reference,
     label,
+    method_markers,
     select,
     styled,
 )
@@ -54,7 +54,7 @@ def _err(point: pd.Series, key: str) -> np.ndarray:
 
 
 def _family(method: str) -> str:
-    return next((f for f in METHOD_MARKERS if method.startswith(f)), "other")
+    return next((f for f in method_markers() if method.startswith(f)), "other")
 
 
 _OFFSETS = [
@@ -133,7 +133,7 @@ def bias_vs_compression(
         recipe = recipes[variant]
         colour = GREY if unfit(variant, seed) else ORDER_COLOURS[recipe.order]
         look = {
-            "marker": METHOD_MARKERS.get(_family(recipe.method), "h"),
+            "marker": method_markers().get(_family(recipe.method), "h"),
             "color": colour,
             "ms": 4,
             "lw": 0.7,
@@ -152,10 +152,10 @@ def bias_vs_compression(
     axes[0].set_ylabel(label(bias_metric) + (f"\n({reading})" if reading else ""))
     families = sorted(
         {_family(r.method) for r in recipes.values()},
-        key=lambda f: list(METHOD_MARKERS).index(f) if f in METHOD_MARKERS else len(METHOD_MARKERS),
+        key=lambda f: list(method_markers()).index(f) if f in method_markers() else len(method_markers()),
     )
     orders = sorted({r.order for r in recipes.values()}, key=list(ORDER_COLOURS).index)
-    handles = [Line2D([], [], ls="", marker=METHOD_MARKERS.get(f, "h"), color="#444444", label=f) for f in families]
+    handles = [Line2D([], [], ls="", marker=method_markers().get(f, "h"), color="#444444", label=f) for f in families]
     handles += [Line2D([], [], ls="", marker="o", color=ORDER_COLOURS[o], label=ORDER_LABELS[o]) for o in orders]
     handles += [
         Line2D([], [], ls="", marker="o", mfc="none", color="#444444", label=f"trained on {name}")

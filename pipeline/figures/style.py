@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from pipeline.compress.registry import method_markers  # one marker per method family, from its record
 from pipeline.metrics.registry import metric_facts
 from pipeline.variants import variant_sort_key
 
@@ -24,6 +25,7 @@ __all__ = [
     "colourbar_label",
     "fair_reference",
     "label",
+    "method_markers",
     "model_total",
     "select",
     "style",
@@ -58,17 +60,6 @@ ORDER_LABELS = {
     "after": "fine-tuned after",
     "both": "fine-tuned before + after",
     "ft": "fine-tuned teacher",
-}
-METHOD_MARKERS = {
-    "teacher": "*",
-    "distil": "o",
-    "tiny": "s",
-    "prune": "^",
-    "sparse": "v",
-    "int8": "D",
-    "hub": "X",
-    "biasprune": "P",
-    "erase": "p",
 }
 UNSIGNED_METRICS = frozenset({"grad_importance", "probe_accuracy", "probe_balanced_accuracy", "probe_auc"})
 SCORE_NAMES = {

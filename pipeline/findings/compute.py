@@ -16,6 +16,7 @@ stability         seeds and teacher-student alignment of head effects (RQ4)     
 encoding          probe accuracy over chance, selectivity, erasure (RQ5)        :mod:`pipeline.findings.encoding`
 mitigation        paired change, mitigated variant vs its unmitigated twin (RQ6) :mod:`pipeline.findings.mitigation`
 frontier          accuracy and bias of every variant, Pareto front (RQ6)      :mod:`pipeline.findings.mitigation`
+circuit_overlap   edge and node overlap of teacher and student bias circuits   :mod:`pipeline.findings.circuits`
 ================  ===========================================================  =====================================
 
 The settings are the ``[findings]`` section of a run (:class:`~pipeline.runs.findings_config.FindingsConfig`, light
@@ -33,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.findings.bias_units import bias_units, completeness_table, unit_methods
+from pipeline.findings.circuits import circuit_overlap
 from pipeline.findings.comparisons import comparisons_table
 from pipeline.findings.encoding import encoding_table
 from pipeline.findings.fitness import fitness_table
@@ -107,9 +109,10 @@ FINDINGS: tuple[_Finding, ...] = (
         ),
     ),
     _Finding("frontier", ("bias_metrics",), lambda t, c, r: frontier_table(t["bias_metrics"], t.get("fitness"))),
+    _Finding("circuit_overlap", ("circuit", "eap_edges"), lambda t, c, r: circuit_overlap(t, c, r.path)),
 )
 _READ = ("task_metrics", "predictions", "bias_metrics", "counterfactual_examples", "head_examples", "token_ig",
-         "probes_layers", "probes_control", "erasure")  # fmt: skip
+         "probes_layers", "probes_control", "erasure", "circuit", "eap_edges")  # fmt: skip
 
 
 def input_tables() -> tuple[str, ...]:

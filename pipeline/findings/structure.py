@@ -21,7 +21,7 @@ uncertainty and the interval collapses to the point value (``has_intervals`` Fal
   over the mapped layers (student layer i <- teacher layer ``layer_map[i]``, read from the student's saved config,
   default 2i; heads matched by index when the layer widths agree).
 
-Where the attribution stored per-example single-head effects (table ``head_examples``, ablation), concentration and
+Where the attribution stored per-example head effects (table ``head_examples``: ablation and patching), concentration and
 stability are resampled over examples instead (:mod:`pipeline.findings.resampled`; ``method`` column ``examples``):
 paired across models, with the no-effect Gini (``gini_null``: the Gini of the same noise with no head mattering) and,
 for teacher -> student alignment, the split-half noise ceiling (``align_ceiling``) and the alignment's distance to it
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.compress.registry import is_student
 from pipeline.findings.bias_units import head_effects, unit_methods
 from pipeline.findings.resampled import (
     ExampleEffects,
@@ -100,7 +101,7 @@ def _reference(variant: str, seed: int, score: str, heads: dict) -> tuple[str, i
     return None
 
 
-def _resampled_concentration(examples: dict, heads: dict, cfg) -> list[dict]:
+def _resampled_concentration(examples: dict, heads: dict, cfg, method: str) -> list[dict]:
     """Gini per model resampled over examples, its no-effect level, and the paired difference to the reference."""
     out, draws = [], {}
     for key, (_, x) in sorted(examples.items()):
@@ -108,7 +109,7 @@ def _resampled_concentration(examples: dict, heads: dict, cfg) -> list[dict]:
         point, d = float(gini(x.mean(1))), gini(w @ x.T)
         null = gini(w @ (x - x.mean(1, keepdims=True)).T)  # the same noise, no head mattering
         draws[key] = d
-        base = {"variant": key[0], "seed": key[1], "unit": "model", "method": "ablation", "n": x.shape[1],
+        base = {"variant": key[0], "seed": key[1], "unit": "model", "method": method, "n": x.shape[1],
                 "score": str(heads[key]["score"].iloc[0]) if key in heads else "", "resampled": "examples",
                 "has_intervals": True}  # fmt: skip
         low, high = hull_interval(d, point)
@@ -124,7 +125,7 @@ def _resampled_concentration(examples: dict, heads: dict, cfg) -> list[dict]:
         diff = draws[key] - draws[ref]
         point = float(gini(x.mean(1)) - gini(examples[ref][1].mean(1)))
         low, high = hull_interval(diff, point)
-        out.append({"variant": key[0], "seed": key[1], "unit": "model", "method": "ablation", "metric": "gini_diff",
+        out.append({"variant": key[0], "seed": key[1], "unit": "model", "method": method, "metric": "gini_diff",
                     "value": point, "ci_low": low, "ci_high": high, "p": bootstrap_pvalue(diff), "n": x.shape[1],
                     "reference": ref[0], "reference_seed": ref[1], "resampled": "examples",
                     "has_intervals": True})  # fmt: skip
@@ -136,12 +137,12 @@ def concentration_table(tables: dict[str, pd.DataFrame], cfg) -> pd.DataFrame:
     the reference with ``p``. Ablation with stored per-example effects is resampled over examples (with
     ``gini_null``); the rest uses parametric draws from the stored intervals (``resampled`` = ``parametric``)."""
     out = []
-    examples = example_effects(tables.get("head_examples"), "ablation")
     for i, name in enumerate(_CONCENTRATION_METHODS):
         method = next(m for m in unit_methods() if m.name == name)
         heads = _heads(head_effects(tables, method, cfg=cfg))
-        if name == "ablation" and examples:
-            out += _resampled_concentration(examples, heads, cfg)
+        examples = example_effects(tables.get("head_examples"), name)
+        if examples:
+            out += _resampled_concentration(examples, heads, cfg, name)
             heads = {key: rows for key, rows in heads.items() if key not in examples}
         draws = {key: _draws(rows, cfg, salt=1000 * i + j) for j, (key, rows) in enumerate(sorted(heads.items()))}
         for (variant, seed), rows in sorted(heads.items()):
@@ -295,20 +296,20 @@ def _resampled_alignment(student: ExampleEffects, teacher: ExampleEffects, mappi
 def stability_table(tables: dict[str, pd.DataFrame], cfg, run_dir: Path | None = None) -> pd.DataFrame:
     """Seed stability (``seed_spearman``, ``seed_topk_overlap`` per pair of seeds, subset ``"s1-s2"``) and teacher
     alignment of distilled students (``align_spearman``, ``align_topk_overlap`` over mapped heads, column
-    ``layer_map``) of the causal methods' |head effects|; ablation alignment with stored per-example effects is
+    ``layer_map``) of the causal methods' |head effects|; alignment with stored per-example effects is
     resampled over examples, with its noise ceiling and verdict (module docstring)."""
     out = []
-    examples = example_effects(tables.get("head_examples"), "ablation")
     for i, name in enumerate(_CONCENTRATION_METHODS):
         method = next(m for m in unit_methods() if m.name == name)
         heads = _heads(head_effects(tables, method, cfg=cfg))
+        examples = example_effects(tables.get("head_examples"), name)
         for variant in sorted({v for v, _ in heads}):
             seeds = sorted(s for v, s in heads if v == variant)
             for j, (s1, s2) in enumerate(itertools.combinations(seeds, 2)):
                 stats = _pair_stats(heads[(variant, s1)], heads[(variant, s2)], cfg, cfg.top_k, salt=31 * i + j)
                 base = {"variant": variant, "seed": s1, "unit": "model", "subset": f"{s1}-{s2}", "method": name}
                 out += [{**r, "metric": f"seed_{r['metric']}"} for r in _pair_rows(base, stats, cfg)]
-            if not variant.startswith(("distil", "tiny")):
+            if not is_student(variant):  # a layer-mapped student (its name begins with its method)
                 continue
             for seed in seeds:
                 student = heads[(variant, seed)]
@@ -317,7 +318,7 @@ def stability_table(tables: dict[str, pd.DataFrame], cfg, run_dir: Path | None =
                     continue
                 n_student = int(student.index.get_level_values("layer").max()) + 1
                 mapping = _layer_map(run_dir, variant, seed, n_student)
-                if name == "ablation" and (variant, seed) in examples and ref in examples:
+                if (variant, seed) in examples and ref in examples:
                     base = {"variant": variant, "seed": seed, "unit": "model", "subset": ref[0], "method": name,
                             "layer_map": ",".join(map(str, mapping)), "reference_seed": ref[1]}  # fmt: skip
                     rows = _resampled_alignment(examples[(variant, seed)], examples[ref], mapping, base, cfg, 97 * i)

@@ -6,6 +6,8 @@ masked-LM head that beats the unigram baseline of :mod:`pipeline.metrics.mlm_che
 the reason, e.g. the TinyBERT general checkpoints, whose ``cls.*`` weights were never trained as an LM head;
 ``--mlm-head-check report`` scores such a head anyway); ``all`` runs every one of them. Each prints the
 published procedure it follows (docs/METRICS.md) above its numbers and can write the tidy rows with ``--out``.
+``--bias-type race-color,religion`` reports those bias types of a family whose registry record lists them
+(``subsets``; CrowS-Pairs: all nine types) instead of its default subset.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of permutation sampling, bootstrap, draws")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data-root", default=None, help="folder of the shared benchmark data")
+    parser.add_argument("--bias-type", default=None, help="comma-separated bias types to report (CrowS-Pairs)")
     parser.add_argument(
         "--mlm-head-check",
         default="require",
@@ -68,6 +71,7 @@ def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsC
             raise SystemExit(f"--{option.replace('_', '-')} {value}: give a positive number.")
     return BiasMetricsConfig(
         metrics=families,
+        **_bias_types(args.bias_type, families),
         poolings=poolings,
         seat_form=args.form,
         seat_layer=args.layer,
@@ -79,6 +83,20 @@ def _config(args: argparse.Namespace, families: tuple[str, ...]) -> BiasMetricsC
         data_root=args.data_root,
         mlm_head_check=args.mlm_head_check,
     )
+
+
+def _bias_types(option: str | None, families: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The config field of ``--bias-type`` (empty when not given), checked against the records' ``subsets``."""
+    if option is None:
+        return {}
+    kinds = tuple(k.strip() for k in option.split(",") if k.strip())
+    known = FAMILIES["crows"].subsets
+    if "crows" not in families:
+        raise SystemExit(f"--bias-type applies to crows only, not to {', '.join(families)}.")
+    bad = [k for k in kinds if k not in known]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise SystemExit(f"--bias-type {option!r}: use distinct comma-separated names of {', '.join(known)}.")
+    return {"crows_bias_types": kinds}
 
 
 def _print_seat(table: pd.DataFrame, args: argparse.Namespace) -> None:

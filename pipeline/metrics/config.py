@@ -40,6 +40,8 @@ class BiasMetricsConfig(Settings):
         winobias_by_type: Report type 1 and type 2 separately (published), or pooled.
         crows_ties: CrowS-Pairs ties as nyu-mll metric.py (``official``: neutral, scores rounded to 3 decimals) or
             ``strict`` (the earlier variant, under ``crows_*_strict``).
+        crows_bias_types: CrowS-Pairs bias types reported as subsets besides ``all`` (default ``gender``; any of
+            the family record's ``subsets``, e.g. ``race-color``, ``religion``).
         mlm_head_check: An MLM head that does not beat the unigram baseline of :mod:`pipeline.metrics.mlm_check`
             gets its benchmarks skipped (``require``) or scored anyway with the check's numbers in the rows
             (``report``: e.g. to study what an untrained head gives).
@@ -63,6 +65,7 @@ class BiasMetricsConfig(Settings):
     winobias_anti: Literal["flip", "file"] = "flip"
     winobias_by_type: bool = True
     crows_ties: Literal["official", "strict"] = "official"
+    crows_bias_types: tuple[str, ...] = Field(default=("gender",), min_length=1)
     mlm_head_check: Literal["require", "report"] = "require"
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=128, ge=2)
@@ -79,7 +82,16 @@ class BiasMetricsConfig(Settings):
                                  "adds one with pipeline.metrics.registry.register_family)")  # fmt: skip
         return v
 
-    @field_validator("metrics", "poolings", "stereoset_scorings")
+    @field_validator("crows_bias_types")
+    @classmethod
+    def _crows_subset(cls, v: tuple) -> tuple:
+        known = FAMILIES["crows"].subsets
+        unknown = [t for t in v if t not in known]
+        if unknown:
+            raise ValueError(f"unknown CrowS-Pairs bias type(s) {unknown}; choose from {', '.join(known)}")
+        return v
+
+    @field_validator("metrics", "poolings", "stereoset_scorings", "crows_bias_types")
     @classmethod
     def _once(cls, v: tuple, info) -> tuple:
         return distinct(v, info.field_name)

@@ -156,7 +156,7 @@ def _seat(x: Inputs) -> pd.DataFrame:
 
 def _crows(x: Inputs) -> pd.DataFrame:
     pairs = load_crows_pairs(path=x.root / "crows_pairs" / "crows_pairs_anonymized.csv")
-    return crows_metrics(x.loaded, pairs, ties=x.cfg.crows_ties, **x.common)
+    return crows_metrics(x.loaded, pairs, ties=x.cfg.crows_ties, bias_types=x.cfg.crows_bias_types, **x.common)
 
 
 def _stereoset(x: Inputs) -> pd.DataFrame:

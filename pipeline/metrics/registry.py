@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Literal
 
+from pipeline.data.crows_pairs import CROWS_BIAS_TYPES
+
 __all__ = [
     "BUILT_IN",
     "FAMILIES",
@@ -56,6 +58,8 @@ class MetricFamilySpec:
         facts: label and fair value of the metrics it reports.
         files: the benchmark files it reads, ``(BiasMetricsConfig) -> paths under the data root`` (or
             ``"module:function"``; None: none), hashed into the cache keys so that changed data recomputes it.
+        subsets: the benchmark's bias types it can report as subsets besides ``all`` (``bias-atlas metrics
+            --bias-type``; the bias axes of :mod:`pipeline.axes` name theirs); empty: none to choose.
     """
 
     name: str
@@ -66,6 +70,7 @@ class MetricFamilySpec:
     prefix: str = ""
     facts: dict[str, MetricFacts] = field(default_factory=dict)
     files: Callable | str | None = None
+    subsets: tuple[str, ...] = ()
 
     @property
     def intrinsic(self) -> bool:
@@ -124,6 +129,7 @@ FAMILIES: dict[str, MetricFamilySpec] = {
             "crows", "mlm", ("crows_stereo_pct",),
             "CrowS-Pairs pseudo-log-likelihood, nyu-mll metric.py (Nangia et al. 2020)", f"{_E}:_crows", files=f"{_F}:crows_files",
             prefix="crows_", facts={"crows_stereo_pct": MetricFacts("CrowS-Pairs stereotype %", 50.0, "50 = fair")},
+            subsets=CROWS_BIAS_TYPES,
         ),
         MetricFamilySpec(
             "stereoset", "mlm", ("stereoset_ss", "stereoset_lms", "stereoset_icat"),

@@ -18,6 +18,7 @@ from pipeline.report.charts import HEADLINE, comparisons_figure, fitness_figure
 from pipeline.report.claims import (
     DELTA_COLUMNS,
     Section,
+    accuracy_cost,
     ci,
     fmt,
     gap_floor,
@@ -161,7 +162,7 @@ def rq1_section(f: Findings) -> Section:
         for variant in sorted(set(shown["variant"]), key=variant_sort_key):
             rows = shown[shown["variant"] == variant]
             acc = pooled[(pooled["variant"] == variant) & (pooled["metric"] == "accuracy")]
-            cost = f"; accuracy Δ {ci(acc.iloc[0])} ({pq(acc.iloc[0])})" if len(acc) else ""
+            cost = f"; accuracy Δ {accuracy_cost(acc.iloc[0], cfg)}" if len(acc) else ""
             parts = [moves(r, cfg, gap_floor(bias_table, (r["reference"], variant)) if r["metric"] == "gap_rms"
                            else "") for _, r in rows.iterrows()]  # fmt: skip
             answer += f" {variant}: " + ", ".join(parts) + cost + "."

@@ -15,6 +15,7 @@ from pipeline.findings.bias_units import additivity
 from pipeline.findings.compute import Findings
 from pipeline.report.charts import units_figure
 from pipeline.report.claims import Section, ci, fmt, pq, unavailable
+from pipeline.stats import minimum_detectable
 from pipeline.variants import variant_sort_key
 
 __all__ = ["ADDITIVE", "rq2_section"]
@@ -107,7 +108,8 @@ def rq2_section(f: Findings) -> Section:
             "No detectable bias to locate in "
             + ", ".join(
                 f"{r['variant']} (seed {r['seed']}: bias {fmt(r['total'])} [{fmt(r['total_low'])}, "
-                f"{fmt(r['total_high'])}])"
+                f"{fmt(r['total_high'])}], MDE "
+                f"{fmt(minimum_detectable(r['total_low'], r['total_high'], alpha=cfg.alpha), 2)})"
                 for _, r in none_here.iterrows()
             )
             + ": its interval covers 0, so no unit is flagged there; more examples (attribution.n_examples) would "
@@ -127,6 +129,16 @@ def rq2_section(f: Findings) -> Section:
             f"{len(models)} models; the clearest is {_name(top)} of {top['variant']} (seed {top['seed']}, depth "
             f"{fmt(top['depth'], 2)}, {top['method']}: effect {ci(top)} on a total of {fmt(top['total'])}, {pq(top)}). "
             f"False flags are controlled at q < {cfg.alpha} over all {n_tests} causal tests of the run."
+        )
+    heads_tested = causal[(causal["unit"] == "head") & causal["p"].notna()]
+    mde = np.array(
+        [minimum_detectable(lo, hi, alpha=cfg.alpha) for lo, hi in zip(heads_tested["ci_low"], heads_tested["ci_high"])]
+    )
+    if np.isfinite(mde).any():
+        sentences.append(
+            f"Power: a single head's effect is detectable from about {fmt(float(np.median(mde[np.isfinite(mde)])), 2)} "
+            f"(the median minimum detectable effect of the {len(heads_tested)} causal head tests, power 0.8 at "
+            f"p < {cfg.alpha}; the run-wide correction asks for more)."
         )
     if len(suppressors):
         names = ", ".join(sorted({f"{_name(r)} of {r['variant']}" for _, r in suppressors.iterrows()}))

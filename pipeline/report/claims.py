@@ -13,13 +13,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline.findings.compute import Findings
-from pipeline.stats import bh_qvalues
+from pipeline.stats import bh_qvalues, minimum_detectable
 
 __all__ = [
     "BIAS_HEADLINE",
     "DELTA_COLUMNS",
     "HEADLINE_POOL",
     "Section",
+    "accuracy_cost",
     "ci",
     "fmt",
     "headline_metrics",
@@ -31,6 +32,8 @@ __all__ = [
     "pq",
     "scope",
     "seeds_short",
+    "tested_ci",
+    "tested_mde",
     "unavailable",
 ]
 
@@ -189,8 +192,32 @@ def moves(row, cfg, floor: str = "") -> str:
     where = " (held-out swap words)" if row.get("subset") == "heldout" else ""
     return (
         f"{label(row['metric'])}{where} {fmt(row['value_reference'])} -> {fmt(row['value_variant'])}{floor} "
-        f"(Δ {ci(row)}, {p}{q}, {seeds_short(row, cfg.min_seeds)}; {verdict})"
+        f"(Δ {tested_ci(row, cfg)}, {p}{q}, MDE {fmt(tested_mde(row, cfg), 2)}, {seeds_short(row, cfg.min_seeds)}; "
+        f"{verdict})"
     )
+
+
+def _tested_interval(row, cfg) -> tuple[float, float]:
+    """The interval of the tested change: seed x example with enough seeds (the method), else over examples."""
+    seeds = int(row["n_seeds"]) >= cfg.min_seeds and np.isfinite(row.get("ci_low_seeds", np.nan))
+    return (row["ci_low_seeds"], row["ci_high_seeds"]) if seeds else (row["ci_low"], row["ci_high"])
+
+
+def tested_ci(row, cfg) -> str:
+    """``value [low, high]`` of a comparison row with the interval of its test (:func:`_tested_interval`)."""
+    low, high = _tested_interval(row, cfg)
+    return ci({"value": row["value"], "ci_low": low, "ci_high": high})
+
+
+def accuracy_cost(row, cfg) -> str:
+    """``0.03 [-0.005, 0.065] (p = .., q = .., MDE ..)``: the accuracy change of a comparison row."""
+    return f"{tested_ci(row, cfg)} ({pq(row)}, MDE {fmt(tested_mde(row, cfg), 2)})"
+
+
+def tested_mde(row, cfg) -> float:
+    """The minimum detectable effect (power 0.8 at ``cfg.alpha``) of a comparison row's tested change."""
+    low, high = _tested_interval(row, cfg)
+    return minimum_detectable(low, high, alpha=cfg.alpha)
 
 
 def headline_rows(rows: pd.DataFrame, metrics: tuple[str, ...] = BIAS_HEADLINE, cf_subset: str = "all") -> pd.DataFrame:

@@ -21,6 +21,7 @@ from pipeline.metrics.registry import intrinsic_prefixes
 from pipeline.report.claims import (
     DELTA_COLUMNS,
     Section,
+    accuracy_cost,
     ci,
     fmt,
     gap_floor,
@@ -90,7 +91,7 @@ def _headline(pooled: pd.DataFrame, cfg, bias: pd.DataFrame | None) -> list[str]
         parts = [moves(r, cfg, gap_floor(bias, (r["twin"], r["variant"])) if r["metric"] == "gap_rms" else "")
                  for _, r in headline_rows(pair, metrics, _cf_subset(str(mitigation))).iterrows()]  # fmt: skip
         acc = pair[pair["metric"] == "accuracy"]
-        cost = f"; accuracy changes by {ci(acc.iloc[0])} ({pq(acc.iloc[0])})" if len(acc) else ""
+        cost = f"; accuracy changes by {accuracy_cost(acc.iloc[0], cfg)}" if len(acc) else ""
         if parts:
             out.append(f"{mitigation} ({pair['variant'].iloc[0]} vs {twins[0]}): " + ", ".join(parts) + cost)
     return out

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pipeline.files import atomic_path, describe_write_error
 from pipeline.findings.compute import Findings, FindingsConfig, compute_findings, fresh_findings, open_run
 from pipeline.report.answers import fitness_section, rq1_section
+from pipeline.report.answers_circuits import circuits_section
 from pipeline.report.answers_location import rq2_section
 from pipeline.report.answers_structure import rq3_section, rq4_section, rq5_section
 from pipeline.report.charts import png_base64
@@ -34,7 +35,16 @@ from pipeline.report.remedies import mitigation_section
 
 __all__ = ["SECTIONS", "SECTION_INPUTS", "DamagedTablesError", "build_sections", "header_rows", "main", "write_report"]
 
-SECTIONS = (fitness_section, rq1_section, rq2_section, rq3_section, rq4_section, rq5_section, mitigation_section)
+SECTIONS = (
+    fitness_section,
+    rq1_section,
+    rq2_section,
+    rq3_section,
+    rq4_section,
+    rq5_section,
+    mitigation_section,
+    circuits_section,
+)
 _MAX_ROWS = 80  # rows of a section's table shown in the report (the findings tables hold them all)
 _VERSIONS = (
     "bias-atlas",
@@ -94,6 +104,7 @@ SECTION_INPUTS: dict[str, tuple[str, ...]] = {
     "rq4": ("head_ablation", "patching", "predictions", "task_metrics"),
     "rq5": ("probes_layers", "probes_control", "erasure", "predictions", "task_metrics"),
     "rq6": ("predictions", "task_metrics", "bias_metrics", "counterfactual_examples"),
+    "circuits": ("circuit", "eap_edges"),
 }
 
 

@@ -26,7 +26,9 @@ op                     MLM head saved with the variant
 
 A concept-erased variant (op ``erase``, or any model built from one) is saved with its LEACE erasers
 (``erasure.safetensors``, :mod:`pipeline.erasure_hooks`), which the loader hooks in again. The job, inputs and
-saving live in :mod:`pipeline.runs.build_job`; the mitigation operations in :mod:`pipeline.runs.mitigation_build`.
+saving live in :mod:`pipeline.runs.build_job`; the compression operations in :mod:`pipeline.runs.compress_build`,
+the mitigation operations in :mod:`pipeline.runs.mitigation_build`, each named by its method's record
+(:mod:`pipeline.compress.registry`).
 """
 
 from __future__ import annotations
@@ -41,21 +43,15 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from pipeline.anatomy import Anatomy
-from pipeline.compress.distil import distil
-from pipeline.compress.prune import head_importance, keep_sparsity, magnitude_prune, prune_heads
-from pipeline.compress.tiny import tiny
+from pipeline.compress.prune import keep_sparsity
+from pipeline.compress.registry import build_op, compression_methods
 from pipeline.data import GenderSwapper, TaskData
-from pipeline.int8 import QUANTIZATION, quantise_dynamic
 from pipeline.metrics.predict import classifier_logits
-from pipeline.models import LoadedModel
 from pipeline.runs.build_job import BuildJob, Built, Inputs, save_model
 from pipeline.runs.build_job import carried as _carried
-from pipeline.runs.build_job import importance_batches as _importance_batches
 from pipeline.runs.build_job import report_rows as _report
 from pipeline.runs.build_job import with_trained_mlm_head as _with_trained_mlm_head
 from pipeline.runs.config import RunConfig
-from pipeline.runs.mitigation_build import biasprune_op, erase_op
 from pipeline.runs.plan import Step
 from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
@@ -94,107 +90,9 @@ def _finetune(job: BuildJob) -> Built:
     return _carried(loaded, job, _report(result), "fine-tuned")
 
 
-def _distil(job: BuildJob) -> Built:
-    general = job.parent is None or job.parent.op == "mlm"  # the teacher was not task-fine-tuned
-    teacher = job.inputs.general_teacher() if general else job.inputs.classifier()
-    student, result = distil(
-        teacher,
-        job.train,
-        job.cfg.compress.distil,
-        job.step.seed,
-        max_length=job.max_length,
-        mixup=job.step.params["mixup"],
-        swapper=(job.swapper or GenderSwapper.from_winobias()).part("train"),  # held-out words stay unseen
-        mlm_probability=job.cfg.finetune.mlm_probability,
-        accelerator=job.accelerator,
-    )
-    if student.head == "mlm":  # general distillation through the teacher's MLM head trained the student's
-        return _with_trained_mlm_head(student, job, _report(result), "distil")
-    if general:
-        return Built(
-            student,
-            student,
-            _report(result),
-            None,
-            "the teacher has no trained MLM head, so general distillation used hidden states only",
-        )
-    return _carried(student, job, _report(result), "distilled")
-
-
-def _tiny(job: BuildJob) -> Built:
-    student, results = tiny(
-        job.inputs.classifier(),
-        job.train,
-        job.cfg.compress.tiny,
-        job.step.seed,
-        max_length=job.max_length,
-        accelerator=job.accelerator,
-    )
-    rows = [r for result, name in zip(results, ("layers_", "prediction_")) for r in _report(result, name)]
-    return Built(
-        student,
-        student,
-        rows,
-        None,
-        "a TinyBERT-style student is built as a classifier, narrower than the teacher's MLM head",
-    )
-
-
-def _prune(job: BuildJob) -> Built:
-    loaded, section = job.inputs.classifier(), job.cfg.compress.prune
-    batches = _importance_batches(
-        loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size, job.max_length
-    )
-    importance = head_importance(loaded.anatomy, batches, normalise=section.normalise)
-    kept = prune_heads(loaded.anatomy, importance, job.step.params["fraction"])
-    rows = [
-        {
-            "unit": "head",
-            "layer": l,
-            "head": h,
-            "metric": "head_importance",
-            "value": float(importance[l, h]),
-            "n": min(section.importance_examples, len(job.train)),
-        }
-        for l in range(importance.shape[0])
-        for h in range(importance.shape[1])
-        if not torch.isnan(importance[l, h])
-    ]
-    rows.append({"unit": "model", "metric": "heads_kept", "value": sum(map(len, kept))})
-    return _carried(loaded, job, rows, "head-pruned")
-
-
-def _sparse(job: BuildJob) -> Built:
-    loaded = job.inputs.classifier()
-    reached = magnitude_prune(loaded.anatomy, job.step.params["sparsity"])
-    return _carried(loaded, job, [{"unit": "model", "metric": "sparsity", "value": reached}], "magnitude-pruned")
-
-
-def _int8(job: BuildJob) -> Built:
-    loaded = job.inputs.classifier()
-    loaded.model.config.quantization = QUANTIZATION  # saved with the float weights; re-quantised on load
-    quantised = quantise_dynamic(loaded.model)
-    model = LoadedModel(
-        quantised, loaded.tokenizer, Anatomy(quantised), "classifier", loaded.head_trained, loaded.source
-    )
-    head, reason = job.inputs.mlm_head("quantised to int8")
-    return Built(model, loaded, [], head, reason)
-
-
-# The build-operation registry: one function per plan op (pipeline.runs.plan.Op). A new compression method is
-# its module in pipeline/compress, one function here, one line in this dict and its chain in the plan.
-OPERATIONS: dict[str, Callable[[BuildJob], Built]] = {
-    "load": _load,
-    "mlm": _mlm,
-    "finetune": _finetune,
-    "distil": _distil,
-    "tiny": _tiny,
-    "prune": _prune,
-    "sparse": _sparse,
-    "int8": _int8,
-    "biasprune": biasprune_op,
-    "erase": erase_op,
-}
+# The operations of the plan's own steps; a compression op is its method's record's
+# (pipeline.compress.registry.build_op).
+PIPELINE_OPS: dict[str, Callable[[BuildJob], Built]] = {"load": _load, "mlm": _mlm, "finetune": _finetune}
 
 
 def build_step(
@@ -208,7 +106,8 @@ def build_step(
     accelerator: Accelerator,
     swapper: GenderSwapper | None = None,
 ) -> Built:
-    """Build one variant with the operation :data:`OPERATIONS` holds for ``step.op``.
+    """Build one variant with the operation of ``step.op``: :data:`PIPELINE_OPS`, or the build function of the
+    compression method whose record has the op.
 
     Args:
         step: the plan step.
@@ -220,11 +119,14 @@ def build_step(
         accelerator: device placement and mixed precision of training.
         swapper: gender-word swapper for mixup.
     """
-    if step.op not in OPERATIONS:
-        raise ValueError(f"unknown build op {step.op!r} in step {step.key}; known: {', '.join(OPERATIONS)}.")
+    operation = PIPELINE_OPS.get(step.op) or build_op(step.op)
+    if operation is None:
+        known = [*PIPELINE_OPS, *(op for m in compression_methods() for op in m.build)]
+        raise ValueError(f"unknown build op {step.op!r} in step {step.key}; known: {', '.join(known)}.")
     label_map = cfg.teacher.label_map if step.source == cfg.teacher.source else None
     inputs = Inputs(step, parent_dir, train.label_names, accelerator.device, label_map)
-    return OPERATIONS[step.op](BuildJob(step, cfg, train, dev, parent, inputs, accelerator, swapper))
+    section = cfg.compress.section_of(step.op)
+    return operation(BuildJob(step, cfg, train, dev, parent, inputs, accelerator, swapper, section))
 
 
 # ---- the build stage --------------------------------------------------------------------------------------------
@@ -234,7 +136,7 @@ def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
     return {
         "step": step.__dict__,
         "parent": ctx.unit_hash("build", parent.key) if parent else None,
-        "data": ctx.extras["fingerprint"],
+        "data": ctx.run.fingerprint,
         "task": cfg.task.model_dump(mode="json"),
         "finetune": cfg.finetune.model_dump(mode="json"),
         "amp": cfg.run.amp,
@@ -244,7 +146,7 @@ def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
 
 
 def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path) -> dict[str, pd.DataFrame]:
-    cfg, splits = ctx.config, ctx.extras["splits"]
+    cfg, splits = ctx.config, ctx.run.splits
     train = splits.train[step.training_set or cfg.task.training_sets[0]]
     built = build_step(
         step,
@@ -253,8 +155,8 @@ def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path
         dev=splits.dev,
         parent=parent,
         parent_dir=ctx.run_dir / parent.folder if parent else None,
-        accelerator=ctx.extras["accelerator"](),
-        swapper=ctx.extras["swapper"](),
+        accelerator=ctx.run.accelerator(),
+        swapper=ctx.run.swapper(),
     )
     save_model(built.to_save, folder, built.mlm_head, no_mlm_head=built.no_mlm_head)
     trained = built.model.head_trained and built.model.head == "classifier"
@@ -281,7 +183,7 @@ def build_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
     (prune), sparsity reached (sparse), ``head_trained``. ``build_predictions``: test-set predictions of the
     in-memory model right after it was built (same columns as ``predictions``).
     """
-    plan = ctx.extras["plan"]
+    plan = ctx.run.plan
     by_key = {s.key: s for s in plan}
     training, preds = [], []
     for step in tqdm(plan, desc="build", disable=not ctx.is_main):

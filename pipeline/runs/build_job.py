@@ -11,6 +11,8 @@ import torch
 from accelerate import Accelerator
 
 from pipeline.class_map import apply_class_map
+from pipeline.compress.config import MethodSection
+from pipeline.compress.prune import head_importance
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.erasure_hooks import save_erasers
 from pipeline.mlm_head import MLM_HEAD_KEY, MlmHead, as_classifier, mlm_head_state, read_mlm_head
@@ -27,6 +29,7 @@ __all__ = [
     "importance_batches",
     "report_rows",
     "save_model",
+    "task_importance",
     "with_trained_mlm_head",
 ]
 
@@ -130,6 +133,16 @@ def importance_batches(loaded: LoadedModel, train: TaskData, n: int, batch_size:
     return batches
 
 
+def task_importance(loaded: LoadedModel, job: BuildJob) -> torch.Tensor:
+    """Every head's importance for the task, ``E|dL/dg_h|`` (Michel et al. 2019), on the first
+    ``job.section.importance_examples`` training rows (l2-normalised per layer when ``job.section.normalise``)."""
+    section = job.section
+    batches = importance_batches(
+        loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size, job.max_length
+    )
+    return head_importance(loaded.anatomy, batches, normalise=section.normalise)
+
+
 @dataclass
 class BuildJob:
     """What one build operation reads."""
@@ -142,6 +155,7 @@ class BuildJob:
     inputs: Inputs
     accelerator: Accelerator
     swapper: GenderSwapper | None
+    section: MethodSection | None = None  # the step's [compress.<key>] settings (None for load / mlm / finetune)
 
     @property
     def max_length(self) -> int:

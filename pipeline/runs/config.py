@@ -37,13 +37,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from attribution.config import AttributionConfig
 from pipeline.compress.config import (
     BiasPruneSection,
-    CompressSection,
     DistilSection,
     EraseSection,
     Int8Section,
     PruneSection,
     TinySection,
 )
+from pipeline.compress.registry import CompressSection, on_change
 from pipeline.metrics.config import BiasMetricsConfig
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.settings import FT_ORDERS, Order, Settings, check_orders, distinct
@@ -203,6 +203,9 @@ class RunConfig(Settings):
     def _hub_names(cls, v: tuple[HubStudent, ...]) -> tuple[HubStudent, ...]:
         distinct(tuple(h.name for h in v), "hub student names")
         return v
+
+
+on_change(lambda: RunConfig.model_rebuild(force=True))  # a registered compression method adds its [compress.<key>]
 
 
 # ---- loading ----------------------------------------------------------------------------------------------------

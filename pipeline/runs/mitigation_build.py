@@ -1,4 +1,5 @@
-"""The build operations of the mitigations (:data:`pipeline.runs.build.OPERATIONS` ``biasprune`` and ``erase``) and
+"""The build operations of the mitigations (the ``biasprune`` and ``erase`` records of
+:mod:`pipeline.compress.registry`) and
 what they need from the analysis floor: the bias effect of every head.
 
 Bias-aware pruning (:mod:`pipeline.compress.biasprune`) ranks heads by how much removing each one alone lowers the
@@ -16,14 +17,15 @@ from attribution.data import AttributionData
 from attribution.pruning_curve import Objective
 from attribution.pruning_curve import head_bias_effects as _effects
 from pipeline.compress.biasprune import bias_prune, heads_to_remove, importance_prune
+from pipeline.compress.distil import distil
 from pipeline.compress.erase import erase
-from pipeline.compress.prune import head_importance
+from pipeline.compress.refit import refit
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.data.sampling import seeded_rows
 from pipeline.models import LoadedModel
-from pipeline.runs.build_job import BuildJob, Built, carried, importance_batches
+from pipeline.runs.build_job import BuildJob, Built, carried, report_rows, task_importance
 
-__all__ = ["biasprune_op", "erase_op", "head_bias_effects"]
+__all__ = ["biasprune_op", "erase_op", "fairdistil_op", "head_bias_effects", "refit_op"]
 
 
 def head_bias_effects(
@@ -54,13 +56,10 @@ def head_bias_effects(
 
 def biasprune_op(job: BuildJob) -> Built:
     """Bias-aware head pruning (``by = bias``) or its importance-pruned twin at the same count."""
-    loaded, section, params = job.inputs.classifier(), job.cfg.compress.biasprune, job.step.params
+    loaded, section, params = job.inputs.classifier(), job.section, job.step.params
     anatomy, ids = loaded.anatomy, loaded.anatomy.head_ids
     n = heads_to_remove(anatomy.heads_per_layer, count=params.get("heads"), fraction=params.get("fraction"))
-    batches = importance_batches(
-        loaded, job.train, section.importance_examples, job.cfg.finetune.eval_batch_size, job.max_length
-    )
-    importance = head_importance(anatomy, batches, normalise=section.normalise)
+    importance = task_importance(loaded, job)
     scores = {"head_importance": importance}
     rows: list[dict] = []
     if params["by"] == "bias":
@@ -103,9 +102,42 @@ def erase_op(job: BuildJob) -> Built:
     rows = erase(
         loaded,
         job.train,
-        job.cfg.compress.erase,
+        job.section,
         batch_size=job.cfg.finetune.eval_batch_size,
         max_length=job.max_length,
         seed=job.step.seed,
     )
     return carried(loaded, job, rows, "concept-erased")
+
+
+def refit_op(job: BuildJob) -> Built:
+    """More fine-tuning of the input classifier with the remedied loss of ``job.step.params['loss']`` (``reweigh``,
+    ``eoreg``) or the plain one (their twin ``refit``)."""
+    loaded = job.inputs.classifier()
+    result = refit(
+        loaded,
+        job.train,
+        job.dev,
+        job.section,
+        job.step.params["loss"],
+        job.step.seed,
+        max_length=job.max_length,
+        eval_batch_size=job.cfg.finetune.eval_batch_size,
+        accelerator=job.accelerator,
+    )
+    return carried(loaded, job, report_rows(result), "fine-tuned further")
+
+
+def fairdistil_op(job: BuildJob) -> Built:
+    """Task distillation of the fine-tuned input, fair (``job.step.params['fair']``) or plain (its twin ``distil``)."""
+    student, result = distil(
+        job.inputs.classifier(),
+        job.train,
+        job.section,
+        job.step.seed,
+        max_length=job.max_length,
+        swapper=(job.swapper or GenderSwapper.from_winobias()).part("train"),  # held-out words stay unseen
+        accelerator=job.accelerator,
+        fair_gap=job.section.gap_weight if job.step.params["fair"] else None,
+    )
+    return carried(student, job, report_rows(result), "distilled")

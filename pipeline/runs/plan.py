@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.compress.registry import fine_tune_params, is_data_free
 from pipeline.models import HEAD_TRAINED_KEY, LoadedModel, load_model
 from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.runs.stages import StageContext
@@ -46,8 +47,7 @@ from pipeline.variants import Variant
 
 __all__ = ["HEAD_TRAINED_KEY", "Op", "Step", "exposed_steps", "format_plan", "load_variant", "plan_variants", "select"]
 
-Op = str  # "load", "mlm", "finetune", or a compression op (pipeline.runs.build.OPERATIONS)
-_DATA_FREE = {"load", "sparse", "int8"}  # ops that read no training data (built once, for the first seed)
+Op = str  # "load", "mlm", "finetune", or a compression op (its method's record, pipeline.compress.registry)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class _Planner:
         source: str | None = None,
         **params: Any,
     ) -> Step:
-        uses = op not in _DATA_FREE or (parent is not None and parent.training_set is not None)
+        uses = not is_data_free(op) or (parent is not None and parent.training_set is not None)
         data_set = training_set if uses else None
         name = variant.on(data_set if self.multi_sets else None).name
         step = Step(
@@ -157,13 +157,13 @@ def _method_chain(
             **params,
         )
         if "after" in orders:
-            p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=expose, **_follow(op))
+            p.add(Variant(name, "after"), seed, "finetune", none, ts, exposed=expose, **fine_tune_params(op))
     if orders & {"before", "both"}:
         before = p.add(
             Variant(name, "before"), seed, op, teacher_ft, ts, exposed=expose and "before" in orders, **params
         )
         if "both" in orders:
-            p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=expose, **_follow(op))
+            p.add(Variant(name, "both"), seed, "finetune", before, ts, exposed=expose, **fine_tune_params(op))
 
 
 @dataclass(frozen=True)
@@ -226,11 +226,6 @@ def _on_base(
     for order in orders:
         parent = _base_step(p, cfg, key, base, order, seed, ts, roots)
         p.add(Variant(f"{base}_{name}", order), seed, op, parent, ts, exposed=True, **params)
-
-
-def _follow(op: Op) -> dict[str, Any]:
-    """Fine-tuning after magnitude pruning keeps the zeros."""
-    return {"keep_sparsity": True} if op == "sparse" else {}
 
 
 def plan_variants(cfg: RunConfig) -> list[Step]:
@@ -316,9 +311,9 @@ def format_plan(plan: list[Step]) -> str:
 def exposed_steps(ctx: StageContext) -> list[Step]:
     """The planned variants that analyses evaluate (intermediates left out), in plan order.
 
-    ``ctx.extras["plan"]`` holds the run's (selected) plan; see :func:`pipeline.runs.run.run`.
+    ``ctx.run.plan`` holds the run's (selected) plan; see :func:`pipeline.runs.run.run`.
     """
-    return [s for s in ctx.extras["plan"] if s.exposed]
+    return [s for s in ctx.run.plan if s.exposed]
 
 
 def load_variant(ctx: StageContext, step: Step, *, head: str = "classifier") -> LoadedModel:
@@ -327,7 +322,7 @@ def load_variant(ctx: StageContext, step: Step, *, head: str = "classifier") -> 
     ``head_trained`` of a classifier follows the saved ``config.task_head_trained``, so a variant whose head was
     never trained (order ``none``) is flagged even though its random head was saved and reloads.
     """
-    loaded = load_model(ctx.run_dir / step.folder, head=head, device=ctx.extras["device"])
+    loaded = load_model(ctx.run_dir / step.folder, head=head, device=ctx.run.device)
     if head == "classifier":
         loaded.head_trained = bool(getattr(loaded.model.config, HEAD_TRAINED_KEY, loaded.head_trained))
     return loaded

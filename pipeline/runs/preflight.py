@@ -12,12 +12,10 @@ import torch
 from pipeline.anatomy import SUPPORTED_FAMILIES
 from pipeline.checkpoints import load_model_config
 from pipeline.class_map import check_classes, head_classes
-from pipeline.compress.distil import check_layer_map
-from pipeline.compress.tiny import default_tiny_map
 from pipeline.data import BIOS_HUB_ID
 from pipeline.models import resolve_source
+from pipeline.runs.compress_checks import check_compression, check_refit_data
 from pipeline.runs.config import ConfigError, RunConfig
-from pipeline.runs.mitigation_checks import check_mitigations
 from pipeline.runs.plan import plan_variants
 from pipeline.runs.task_data import TaskSplits, load_task_splits
 from pipeline.runs.units import check_analysis_variants
@@ -72,29 +70,6 @@ def _model_config(source: str, key: str, notes: list[str]):
     return config
 
 
-def _check_students(cfg: RunConfig, teacher) -> None:
-    n_layers = teacher.num_hidden_layers if teacher.model_type == "bert" else teacher.n_layers
-    distil, tiny = cfg.compress.distil, cfg.compress.tiny
-    try:
-        if distil is not None and distil.layer_map is not None:
-            check_layer_map(distil.layer_map, n_layers, "compress.distil.layer_map")
-        if tiny is not None:
-            n_student = tiny.n_layers or (len(tiny.layer_map) if tiny.layer_map else max(1, n_layers // 2))
-            check_layer_map(
-                tiny.layer_map or default_tiny_map(n_layers, n_student), n_layers, "compress.tiny.layer_map"
-            )
-            d_model = teacher.hidden_size if teacher.model_type == "bert" else teacher.dim
-            heads = tiny.n_heads or (teacher.num_attention_heads if teacher.model_type == "bert" else teacher.n_heads)
-            hidden = tiny.hidden_size or d_model // 2
-            if hidden % heads:
-                raise ValueError(
-                    f"compress.tiny: hidden_size {hidden} is not a multiple of n_heads {heads}; set "
-                    "hidden_size and n_heads so that it is."
-                )
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], TaskSplits | None]:
     """Everything that can fail before a model is built; returns (notes to log, the task data or None).
 
@@ -121,8 +96,7 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
     for i, hub in enumerate(cfg.hub_students):
         _check_files(hub.source, f"hub_students[{i}].source")
     if teacher is not None:
-        _check_students(cfg, teacher)
-        check_mitigations(cfg, teacher)
+        check_compression(cfg, teacher)
     for i, hub in enumerate(cfg.hub_students):
         _model_config(hub.source, f"hub_students[{i}].source", notes)
     if cfg.run.data_root is not None and not Path(cfg.run.data_root).is_dir():
@@ -133,6 +107,7 @@ def preflight(cfg: RunConfig, *, load_data: bool = True) -> tuple[list[str], Tas
         notes.append(f"task.path = {BIOS_HUB_ID!r} is read from the hub when the run starts.")
         return notes, None
     splits = load_task_splits(cfg.task, cfg.run.data_root)
+    check_refit_data(cfg, splits)
     if teacher is not None:
         _check_teacher_classes(cfg, teacher, splits.test.label_names)
     if "probes" in cfg.run.analyses:

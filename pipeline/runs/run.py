@@ -12,8 +12,8 @@ dataset and its classes), plan the variants (:mod:`pipeline.runs.plan`), then ru
 Stages: ``build`` (tables ``training``, ``build_predictions``) -> ``task_metrics`` (tables ``task_metrics``,
 ``predictions``) -> the analyses of :mod:`pipeline.runs.analyses` named in ``run.analyses``: ``bias_metrics``,
 ``attribution`` (head and neuron tables, ``comparison``) and ``probes``. A stage is a
-:class:`pipeline.runs.stages.Stage`; it finds in ``ctx.extras``: ``plan`` (list of
-:class:`~pipeline.runs.plan.Step`; evaluate :func:`~pipeline.runs.plan.exposed_steps` and load them
+:class:`pipeline.runs.stages.Stage`; it finds in ``ctx.run`` (:class:`~pipeline.runs.stages.RunInputs`): ``plan``
+(list of :class:`~pipeline.runs.plan.Step`; evaluate :func:`~pipeline.runs.plan.exposed_steps` and load them
 with :func:`~pipeline.runs.plan.load_variant`), ``splits`` (:class:`TaskSplits`), ``fingerprint`` (data
 hash for unit keys), ``device`` (evaluation device) and the lazy factories ``accelerator()`` and ``swapper()``.
 What a variant cannot do (int8: no gradients) is skipped with ``ctx.skip(reason, variant=..., seed=...)``; an
@@ -49,7 +49,7 @@ from pipeline.runs.executors import RayResources, ray_prefill
 from pipeline.runs.manifest import Manifest, check_manifest, run_lock
 from pipeline.runs.plan import Step, format_plan, plan_variants, select
 from pipeline.runs.preflight import preflight
-from pipeline.runs.stages import Stage, StageContext, run_stages
+from pipeline.runs.stages import RunInputs, Stage, StageContext, run_stages
 from pipeline.runs.tables import TABLES
 from pipeline.runs.task_data import TaskSplits, load_task_splits
 from pipeline.runs.units import check_analysis_variants
@@ -172,15 +172,15 @@ def _execute(
         label_names=list(splits.test.label_names),
     )
     device = torch.device("cuda" if cfg.run.device != "cpu" and torch.cuda.is_available() else "cpu")
-    extras = {
-        "plan": plan,
-        "splits": splits,
-        "fingerprint": splits.fingerprint(),
-        "device": device,
-        "accelerator": Lazy(make_accelerator, cfg.run.device, cfg.run.amp),
-        "swapper": Lazy(GenderSwapper.from_winobias, cfg.run.data_root),
-    }
-    ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), extras=extras)
+    inputs = RunInputs(
+        plan,
+        splits,
+        splits.fingerprint(),
+        device,
+        Lazy(make_accelerator, cfg.run.device, cfg.run.amp),
+        Lazy(GenderSwapper.from_winobias, cfg.run.data_root),
+    )
+    ctx = StageContext(cfg, run_dir, manifest, force=frozenset(force), run=inputs)
     log.info(
         "run %s: %d models planned, %d seeds, device %s -> %s",
         cfg.run.name,
@@ -196,7 +196,7 @@ def _execute(
     actions = run_stages(
         stages,
         ctx,
-        inputs={"plan": [s.key for s in plan], "data": extras["fingerprint"]},
+        inputs={"plan": [s.key for s in plan], "data": inputs.fingerprint},
         registry={name: spec.stage for name, spec in TABLES.items()},
         prefill=prefill,
     )

@@ -22,6 +22,7 @@ from attribution.analysis import run_attribution
 from attribution.compare import homogeneity, layer_map, seed_stability, teacher_student_alignment
 from attribution.data import AttributionData
 from attribution.scores import CounterfactualGap, SkewGap
+from pipeline.compress.registry import is_student
 from pipeline.data import data_root, load_seat
 from pipeline.metrics.benchmark_files import SWAP_LISTS, files_hashes
 from pipeline.metrics.counterfactual import skew_orientation
@@ -38,7 +39,7 @@ COMPARE_METRIC = "delta_score"  # single-head ablation effect behind the compari
 
 def attribution_stage(ctx: StageContext) -> Tables:
     """The configured attribution methods on each chosen variant, then the cross-variant ``comparison`` table."""
-    cfg, splits = ctx.config, ctx.extras["splits"]
+    cfg, splits = ctx.config, ctx.run.splits
     settings = cfg.attribution
     root = data_root(cfg.run.data_root)
     orientation = skew_orientation(splits.train.get("original", next(iter(splits.train.values()))))
@@ -48,7 +49,7 @@ def attribution_stage(ctx: StageContext) -> Tables:
         score = None
         if loaded.head_trained:
             data = AttributionData.from_task(
-                loaded, splits.test, swapper=ctx.extras["swapper"](), max_length=cfg.task.max_length
+                loaded, splits.test, swapper=ctx.run.swapper(), max_length=cfg.task.max_length
             )
             score = SkewGap(orientation) if settings.target == "cf_skew_gap" else CounterfactualGap()
         else:  # a random classifier head: explain what the encoder itself encodes
@@ -94,7 +95,7 @@ def comparison_table(ctx: StageContext, ablation: pd.DataFrame, *, k: int) -> pd
         frames.append(seed_stability(heads, COMPARE_METRIC, k=k))
     for step in exposed_steps(ctx):
         student = heads[(heads["variant"] == step.variant) & (heads["seed"] == step.seed)]
-        if Variant.parse(step.variant).family != "distil" or student.empty:
+        if not is_student(Variant.parse(step.variant).method) or student.empty:
             continue
         same_score = heads[heads["score"] == student["score"].iloc[0]]
         own_teacher = Variant("teacher", "ft").on(step.training_set).name  # fine-tuned on the student's training set

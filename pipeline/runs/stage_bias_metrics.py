@@ -24,7 +24,7 @@ __all__ = ["STAGE", "bias_metrics_stage"]
 def bias_metrics_stage(ctx: StageContext) -> Tables:
     """Every configured bias metric of every variant on the test split; tables ``bias_metrics`` and
     ``counterfactual_examples``."""
-    cfg, splits = ctx.config, ctx.extras["splits"]
+    cfg, splits = ctx.config, ctx.run.splits
     settings = with_defaults(cfg.metrics, data_root=str(data_root(cfg.run.data_root)), max_length=cfg.task.max_length)
     # one orientation for every variant: the skew of the original training data (CDA's training set has none)
     orientation = skew_orientation(splits.train.get("original", next(iter(splits.train.values()))))

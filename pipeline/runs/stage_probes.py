@@ -13,7 +13,7 @@ __all__ = ["STAGE", "probes_stage"]
 
 def probes_stage(ctx: StageContext) -> Tables:
     """Layer-wise and head-wise probes, control task and erasure on each chosen variant (test split)."""
-    cfg, splits = ctx.config, ctx.extras["splits"]
+    cfg, splits = ctx.config, ctx.run.splits
     settings = with_defaults(cfg.probes, max_length=cfg.task.max_length)
     cache = ctx.run_dir / ".cache" / "reps"
 

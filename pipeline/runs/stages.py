@@ -39,6 +39,7 @@ from pipeline.schema import read_table, tidy, write_table
 
 __all__ = [
     "Manifest",
+    "RunInputs",
     "Stage",
     "StageContext",
     "concat_tables",
@@ -110,17 +111,36 @@ class Stage:
 
 
 @dataclass
-class StageContext:
-    """What a stage sees: the config, the run folder, the manifest and helpers for cached units.
+class RunInputs:
+    """What the orchestrator hands its stages beside the config (:func:`pipeline.runs.run.run` fills it).
 
-    The orchestrator subclasses nothing: it fills ``extras`` (plan, data, accelerator...) that its own stages use.
+    Attributes:
+        plan: the run's (selected) build steps, parents first (:class:`pipeline.runs.plan.Step`).
+        splits: the task data (:class:`pipeline.runs.task_data.TaskSplits`).
+        fingerprint: the data's hash, part of every unit key that reads it.
+        device: where analyses run (int8 variants stay on CPU).
+        accelerator: makes the training accelerator on first use.
+        swapper: makes the gender-word swapper on first use.
     """
+
+    plan: list = field(default_factory=list)
+    splits: Any = None
+    fingerprint: str = ""
+    device: Any = None
+    accelerator: Callable[[], Any] | None = None
+    swapper: Callable[[], Any] | None = None
+
+
+@dataclass
+class StageContext:
+    """What a stage sees: the config, the run folder, the manifest, the orchestrator's :class:`RunInputs` and helpers
+    for cached units."""
 
     config: Any
     run_dir: Path
     manifest: Manifest
     force: frozenset[str] = frozenset()
-    extras: dict[str, Any] = field(default_factory=dict)
+    run: RunInputs = field(default_factory=RunInputs)
     stage: str = ""
     code_hash: str = ""
     counts: dict[str, int] = field(default_factory=lambda: {"ran": 0, "cached": 0})

@@ -129,6 +129,12 @@ _RECORDS = (
         "[compress.erase] or distil mixup)",
     ),
     TableSpec(
+        "circuit_overlap",
+        "findings",
+        "edge and node overlap of each student's bias circuit with the teacher's",
+        '[findings] (needs the circuit tables: [attribution] extra_methods = ["eap", "circuit"])',
+    ),
+    TableSpec(
         "frontier",
         "findings",
         "accuracy and bias of every variant, with the Pareto front",

@@ -189,7 +189,7 @@ def task_metric_rows(
 
 def task_metrics_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
     """Evaluate every exposed variant reloaded from its folder; tables ``task_metrics`` and ``predictions``."""
-    cfg, splits = ctx.config, ctx.extras["splits"]
+    cfg, splits = ctx.config, ctx.run.splits
     metrics, preds = [], []
     for step in tqdm(exposed_steps(ctx), desc="task metrics", disable=not ctx.is_main):
 
@@ -211,7 +211,7 @@ def task_metrics_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
 
         parts = {
             "model": ctx.unit_hash("build", step.key),
-            "data": ctx.extras["fingerprint"],
+            "data": ctx.run.fingerprint,
             "max_length": cfg.task.max_length,
             "batch_size": cfg.finetune.eval_batch_size,
             "metrics": cfg.metrics.model_dump(mode="json"),

@@ -84,7 +84,7 @@ def per_variant(
     for step in tqdm(steps, desc=desc, disable=not ctx.is_main):
         parts = {
             "model": ctx.unit_hash("build", step.key),
-            "data": ctx.extras["fingerprint"],
+            "data": ctx.run.fingerprint,
             "settings": settings.model_dump(mode="json"),
         }
         if reads:

@@ -23,7 +23,8 @@ FAST = AttributionConfig(n_examples=10, token_examples=2, ig_steps=8, n_boot=100
 def test_all_tables_on_a_classifier(tiny_loaded, tiny_task):
     loaded = tiny_loaded("bert")
     data = AttributionData.from_task(loaded, tiny_task)
-    tables = run_attribution(loaded, data, FAST, variant="tiny-ft", seed=3)
+    every = FAST.model_copy(update={"extra_methods": ("eap", "circuit")})  # the opt-in edge methods too
+    tables = run_attribution(loaded, data, every, variant="tiny-ft", seed=3)
     assert set(tables) == set(method_tables()) | {EXAMPLES_TABLE}
     for name, frame in tables.items():
         assert set(frame["variant"]) == {"tiny-ft"} and set(frame["seed"]) == {3}, name

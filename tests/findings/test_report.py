@@ -21,7 +21,7 @@ from pipeline.runs.manifest import Manifest
 from pipeline.runs.stages import StageContext
 from pipeline.runs.tables import TABLES
 
-RQS = ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5", "RQ6")
+RQS = ("RQ1", "RQ2", "RQ3", "RQ4", "RQ5", "RQ6", "RQ7")
 
 
 @pytest.fixture(scope="module")

@@ -100,3 +100,17 @@ def test_spearman_test():
     rho, p = spearman_test(x, np.random.default_rng(1).permutation(x), n_perm=999)
     assert abs(rho) < 0.5 and p > 0.05
     assert np.isnan(spearman_test(x[:2], x[:2])[0])
+
+
+def test_minimum_detectable_effect_is_z_alpha_plus_z_power_standard_errors():
+    """A 95% interval of half-width 1.96 is one standard error: MDE = z_0.975 + z_0.8 = 2.8016 (Cohen 1988); a
+    stricter alpha asks for more; no interval, no MDE."""
+    from scipy.stats import norm
+
+    from pipeline.stats import minimum_detectable
+
+    z = norm.ppf(0.975)
+    assert minimum_detectable(-z, z) == pytest.approx(z + norm.ppf(0.8), rel=1e-12)
+    assert minimum_detectable(0.5 - 2 * z, 0.5 + 2 * z) == pytest.approx(2 * (z + norm.ppf(0.8)), rel=1e-12)
+    assert minimum_detectable(-z, z, alpha=0.005) == pytest.approx(norm.ppf(1 - 0.0025) + norm.ppf(0.8), rel=1e-12)
+    assert np.isnan(minimum_detectable(np.nan, 1.0))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from transformers import BertConfig
 
+from pipeline.runs.compress_checks import check_compression
 from pipeline.runs.config import ConfigError, config_from_dict
-from pipeline.runs.mitigation_checks import check_mitigations
 from pipeline.runs.plan import plan_variants
 from pipeline.variants import Variant, mitigation_twins
 
@@ -115,11 +115,11 @@ def test_cda_is_a_training_set_and_its_mode_is_checked():
 ])  # fmt: skip
 def test_model_dependent_mitigation_errors_come_from_the_preflight(compress, expected):
     with pytest.raises(ConfigError, match=expected):
-        check_mitigations(_cfg(**compress), TEACHER)
+        check_compression(_cfg(**compress), TEACHER)
 
 
 def test_sizes_the_model_can_take_pass_the_preflight():
-    check_mitigations(
+    check_compression(
         _cfg(
             biasprune={"heads": [6], "protect": 0.25, "on": ["teacher", "distil", "prune30"]},
             erase={"layers": [0, 1, -1], "on": ["teacher", "distil"]},

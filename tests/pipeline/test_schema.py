@@ -24,7 +24,7 @@ def test_schema_names_are_pinned():
         "ci_high",
         "n",
     )
-    assert UNITS == ("model", "layer", "head", "neuron", "token", "class")
+    assert UNITS == ("model", "layer", "head", "neuron", "token", "class", "edge")
 
 
 def test_tidy_fills_defaults_and_keeps_extras():

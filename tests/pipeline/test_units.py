@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.runs.plan import Step
-from pipeline.runs.stages import Manifest, StageContext
+from pipeline.runs.stages import Manifest, RunInputs, StageContext
 from pipeline.runs.units import per_variant
 from pipeline.schema import SchemaError, tidy
 from probes.config import ProbeConfig
@@ -18,7 +18,7 @@ def _ctx(tmp_path) -> StageContext:
     manifest = Manifest(tmp_path / "manifest.json")
     for step in STEPS:
         manifest.unit("build", step.key)["hash"] = f"hash of {step.key}"
-    return StageContext(None, tmp_path, manifest, extras={"fingerprint": "data"}, stage="probes", code_hash="code")
+    return StageContext(None, tmp_path, manifest, run=RunInputs(fingerprint="data"), stage="probes", code_hash="code")
 
 
 def _analyse(error: Exception):

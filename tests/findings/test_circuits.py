@@ -1,0 +1,106 @@
+"""Teacher vs student circuits: overlap after the layer map, its intervals from the edge scores, and the report's
+answer (pipeline.findings.circuits, pipeline.report.answers_circuits)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.findings.circuits import circuit_overlap, map_node
+from pipeline.findings.compute import Findings, FindingsConfig
+from pipeline.report.answers_circuits import circuits_section, verdict
+from pipeline.runs.runfolder import RunFolder
+from pipeline.schema import tidy
+
+CFG = FindingsConfig(n_boot=200)
+TEACHER = ["emb->L0.H1", "L0.H1->L2.H3", "L2.H3->readout", "L1.H0->readout"]  # L1 has no student layer
+STUDENT = ["emb->L0.H1", "L0.H1->L1.H3", "L1.H2->readout"]  # map [0, 2]: teacher L2 is student L1
+OTHER = ["emb->L0.H0", "L0.H0->readout", "L1.H1->readout", "emb->L1.H1"]
+
+
+def _edge(name: str, **row) -> dict:
+    source, target = name.split("->")
+    layer = lambda n: int(n[1]) if n.startswith("L") else -1
+    head = lambda n: int(n.split(".H")[1]) if ".H" in n else -1
+    return {"unit": "edge", "subset": name, "source": source, "target": target, "source_layer": layer(source),
+            "source_head": head(source), "layer": layer(target), "head": head(target), **row}  # fmt: skip
+
+
+def _tables(spread: float = 1e-6) -> dict[str, pd.DataFrame]:
+    """Circuits of the teacher and a 2-layer student; edge scores whose ranking puts each circuit first, with
+    intervals of half-width ``spread``."""
+    circuit, edges = [], []
+    for variant, names in (("teacher-ft", TEACHER), ("distil-ft_before", STUDENT)):
+        circuit += [_edge(n, variant=variant, metric="circuit_edge", value=1.0, rank=i + 1, n=6)
+                    for i, n in enumerate(names)]  # fmt: skip
+        scores = [(n, 1.0 - 0.1 * i) for i, n in enumerate(names)] + [(n, 0.45 - 0.1 * i) for i, n in enumerate(OTHER)]
+        edges += [_edge(n, variant=variant, metric="eap", value=v, ci_low=v - spread, ci_high=v + spread, n=6)
+                  for n, v in scores]  # fmt: skip
+    return {"circuit": tidy(circuit, seed=0), "eap_edges": tidy(edges, seed=0)}
+
+
+def test_teacher_nodes_move_to_the_student_layers():
+    assert [map_node(n, {0: 0, 2: 1}) for n in ("emb", "readout", "L2.H3", "L2.FFN", "L1.H0")] == [
+        "emb", "readout", "L1.H3", "L1.FFN", None
+    ]  # fmt: skip
+
+
+def test_overlap_after_the_layer_map_with_tight_intervals():
+    table = circuit_overlap(_tables(), CFG).set_index("metric")
+    # teacher edges mapped: emb->L0.H1, L0.H1->L1.H3, L1.H3->readout (L1.H0->readout unmapped)
+    assert table.loc["edge_jaccard", "value"] == pytest.approx(2 / 4)
+    assert table.loc["node_jaccard", "value"] == pytest.approx(2 / 3)  # {L0.H1, L1.H3} vs {.., L1.H2}
+    assert table.loc["teacher_edges_kept", "value"] == pytest.approx(2 / 3)
+    assert table.loc["teacher_unmapped", "value"] == 1
+    assert set(table["variant"]) == {"distil-ft_before"} and set(table["layer_map"]) == {"0,2"}
+    rows = table.loc[["edge_jaccard", "node_jaccard", "teacher_edges_kept"]]
+    np.testing.assert_allclose(rows["ci_low"], rows["value"])
+    np.testing.assert_allclose(rows["ci_high"], rows["value"])
+    assert set(rows["resampled"]) == {"edge_scores"}
+
+
+def test_the_layer_map_of_the_students_config_is_used(tmp_path):
+    folder = tmp_path / "models" / "distil-ft_before" / "seed0"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"layer_map": [1, 2]}))
+    table = circuit_overlap(_tables(), CFG, tmp_path).set_index("metric")
+    # map [1, 2]: teacher L0 is lost (emb->L0.H1, L0.H1->L2.H3 unmapped), L2.H3->readout becomes L1.H3->readout
+    assert table.loc["teacher_unmapped", "value"] == 2 and table.loc["edge_jaccard", "value"] == 0.0
+    assert set(table["layer_map"]) == {"1,2"}
+
+
+def test_wide_edge_intervals_widen_the_overlap_interval_and_no_edge_table_gives_none():
+    wide = circuit_overlap(_tables(spread=1.0), CFG).set_index("metric").loc["edge_jaccard"]
+    assert wide["ci_low"] < 0.5 < wide["ci_high"]
+    none = circuit_overlap({"circuit": _tables()["circuit"]}, CFG).set_index("metric").loc["edge_jaccard"]
+    assert none["resampled"] == "none" and np.isnan(none["ci_low"]) and none["value"] == pytest.approx(0.5)
+    assert circuit_overlap({}, CFG).empty
+
+
+def _section(tmp_path, **tables) -> str:
+    return circuits_section(Findings(RunFolder(tmp_path), CFG, tables=tables))
+
+
+def test_the_report_answers_with_intervals_and_refuses_without_circuits(tmp_path):
+    row = lambda low, high: pd.Series({"ci_low": low, "ci_high": high})
+    assert [verdict(row(0.1, 0.4)), verdict(row(0.6, 0.9)), verdict(row(0.4, 0.6)), verdict(row(np.nan, np.nan))] == [
+        "rewired", "kept", "undecided", "undecided"
+    ]  # fmt: skip
+    missing = _section(tmp_path)
+    assert missing.answer.startswith("Cannot decide") and any("extra_methods" in n for n in missing.notes)
+    assert missing.table.to_dict("list") == {"table": ["eap_edges", "circuit", "circuit_overlap"], "rows": [0, 0, 0]}
+    table = circuit_overlap(_tables(), CFG)
+    answered = _section(tmp_path, circuit_overlap=table)
+    assert answered.answer == (
+        "Bias circuit, teacher to student: undecided for distil-ft_before. Where undecided, the data cannot decide: "
+        "the overlap interval spans 0.5 or is missing."
+    )  # edge Jaccard 0.5 [0.5, 0.5] is not above 0.5
+    assert answered.numbers[0].startswith("distil-ft_before (seed 0) vs teacher-ft: edge Jaccard 0.5 [0.5, 0.5]")
+    table.loc[table["metric"] == "edge_jaccard", ["ci_low", "ci_high"]] = [0.1, 0.3]
+    assert (
+        _section(tmp_path, circuit_overlap=table).answer
+        == "Bias circuit, teacher to student: rewired for distil-ft_before."
+    )
