@@ -142,10 +142,12 @@ def rq4_section(f: Findings) -> Section:
     for label, rows in (("across seeds", seed_rows), ("teacher to student", align_rows)):
         if rows.empty:
             continue
-        words = {}
+        words, counts = {}, {}
         for _, r in rows.iterrows():
-            word = _stable_word(r)
-            words.setdefault(word, []).append(f"{r['variant']} ({r['method']})")
+            word, key = _stable_word(r), f"{r['variant']} ({r['method']})"
+            words.setdefault(word, []).append(key)
+            counts.setdefault(key, {}).setdefault(word, 0)
+            counts[key][word] += 1
             pair = (
                 f"seeds {r['subset']}"
                 if label == "across seeds"
@@ -155,7 +157,14 @@ def rq4_section(f: Findings) -> Section:
                                & (rows_all["seed"] == r["seed"]) & (rows_all["method"] == r["method"])]  # fmt: skip
             against = f", noise ceiling {ci(ceiling.iloc[0])}" if len(ceiling) else ""
             numbers.append(f"{label}: {r['variant']} {pair} ({r['method']}): Spearman {ci(r)}{against}; {word}")
-        summary = "; ".join(f"{w} for {', '.join(dict.fromkeys(v))}" for w, v in words.items())
+        if all(sum(c.values()) == 1 for c in counts.values()):  # one pair per model: name them by verdict
+            summary = "; ".join(f"{w} for {', '.join(dict.fromkeys(v))}" for w, v in words.items())
+        else:  # several seed pairs (or seeds) per model: count each verdict, so no model reads two ways unexplained
+            unit = "seed pairs" if label == "across seeds" else "seeds"
+            summary = "; ".join(
+                f"{key} {', '.join(f'{w} in {n}' for w, n in c.items())} of {sum(c.values())} {unit}"
+                for key, c in counts.items()
+            )
         parts.append(f"{label}: {summary}")
     answer = "Location " + ". Location ".join(parts) + "."
     if "undecided" in answer:

@@ -116,3 +116,19 @@ def test_the_noise_ceiling_of_two_identical_rankings_is_their_reliability():
     rng = np.random.default_rng(2)  # no head matters: nothing reliable to reproduce (0 on average over data sets)
     noise = [split_half_ceiling(z, z, weights(N_EX, 10, 1), seed=0)[0] for z in rng.normal(0, 0.02, (12, *x.shape))]
     assert np.mean(noise) < 0.3 < point
+
+
+def test_several_seed_pairs_per_model_are_counted_by_verdict(tmp_path):
+    """With several pairs per model (5 seeds: 10 seed pairs, 5 teacher-student seeds) the answer counts each
+    verdict per model instead of naming one model under two verdicts."""
+    rows = [
+        {"variant": "teacher-ft", "seed": 0, "method": "ablation", "metric": "seed_spearman", "subset": f"0-{k}",
+         "unit": "model", "value": v, "ci_low": lo, "ci_high": hi, "agree": agree}
+        for k, (v, lo, hi, agree) in enumerate([(0.9, 0.8, 0.95, True), (0.9, 0.7, 0.95, True),
+                                                (0.2, -0.1, 0.4, False)], start=1)
+    ]  # fmt: skip
+    (tmp_path / "tables").mkdir()
+    answer = rq4_section(Findings(RunFolder(tmp_path), CFG, tables={"stability": pd.DataFrame(rows)})).answer
+    assert answer.startswith(
+        "Location across seeds: teacher-ft (ablation) stable in 2, not reproduced in 1 of 3 seed pairs."
+    )
