@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline.findings.bias_units import additivity
 from pipeline.findings.compute import Findings
 from pipeline.report.charts import units_figure
-from pipeline.report.claims import Section, ci, fmt, pq, unavailable
+from pipeline.report.claims import Section, ci, fmt, power_clause, pq, unavailable
 from pipeline.stats import minimum_detectable
 from pipeline.variants import variant_sort_key
 
@@ -131,15 +131,9 @@ def rq2_section(f: Findings) -> Section:
             f"False flags are controlled at q < {cfg.alpha} over all {n_tests} causal tests of the run."
         )
     heads_tested = causal[(causal["unit"] == "head") & causal["p"].notna()]
-    mde = np.array(
-        [minimum_detectable(lo, hi, alpha=cfg.alpha) for lo, hi in zip(heads_tested["ci_low"], heads_tested["ci_high"])]
-    )
-    if np.isfinite(mde).any():
-        sentences.append(
-            f"Power: a single head's effect is detectable from about {fmt(float(np.median(mde[np.isfinite(mde)])), 2)} "
-            f"(the median minimum detectable effect of the {len(heads_tested)} causal head tests, power 0.8 at "
-            f"p < {cfg.alpha}; the run-wide correction asks for more)."
-        )
+    power = power_clause(heads_tested, cfg, "a single head's effect").strip()
+    if power:
+        sentences.append(power)
     if len(suppressors):
         names = ", ".join(sorted({f"{_name(r)} of {r['variant']}" for _, r in suppressors.iterrows()}))
         sentences.append(f"Suppressors (removing them makes the model more biased; keep them when pruning): {names}.")

@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline.findings.compute import Findings
 from pipeline.report.charts import concentration_figure, encoding_figure, stability_figure
-from pipeline.report.claims import Section, ci, fmt, pq, unavailable
+from pipeline.report.claims import Section, ci, fmt, power_clause, pq, unavailable
 from pipeline.variants import variant_sort_key
 
 __all__ = ["rq3_section", "rq4_section", "rq5_section"]
@@ -71,6 +71,7 @@ def rq3_section(f: Findings) -> Section:
         )
     else:
         answer = "The data cannot decide: no model has head effects with a reference to compare with."
+    answer += power_clause(rows[rows["metric"] == "gini_diff"], cfg, "a Gini difference from the reference")
     fitness = f.get("fitness")
     shown = set(rows["variant"].astype(str))
     fit = set() if fitness is None else {str(v) for v, ok in zip(fitness["variant"], fitness["fit"]) if ok}
@@ -167,6 +168,9 @@ def rq4_section(f: Findings) -> Section:
             )
         parts.append(f"{label}: {summary}")
     answer = "Location " + ". Location ".join(parts) + "."
+    answer += power_clause(
+        stab[stab["metric"] == "align_vs_ceiling"], cfg, "a teacher-student Spearman below its noise ceiling"
+    )
     if "undecided" in answer:
         answer += (
             " Undecided means the interval of the rank correlation covers both weak and strong agreement: "
@@ -300,6 +304,7 @@ def rq5_section(f: Findings) -> Section:
         if parts
         else "The data cannot decide: the probe tables hold no gender rows."
     )
+    answer += power_clause(probe, cfg, "a gender probe accuracy above chance")
     notes = [m for m in f.missing.get("encoding", [])]
     notes.append(
         "Probe p-values are one-sided against the stored chance rate, from the stored bootstrap intervals "

@@ -29,6 +29,7 @@ __all__ = [
     "label",
     "lowers",
     "moves",
+    "power_clause",
     "pq",
     "scope",
     "seeds_short",
@@ -207,6 +208,21 @@ def tested_ci(row, cfg) -> str:
     """``value [low, high]`` of a comparison row with the interval of its test (:func:`_tested_interval`)."""
     low, high = _tested_interval(row, cfg)
     return ci({"value": row["value"], "ci_low": low, "ci_high": high})
+
+
+def power_clause(rows: pd.DataFrame, cfg, what: str) -> str:
+    """`` Power: <what> of about m would be detected (...)``: the median minimum detectable effect of ``rows``'
+    intervals (power 0.8 at ``cfg.alpha``), or "" when no row has an interval."""
+    if rows is None or rows.empty or "ci_low" not in rows:
+        return ""
+    mde = np.array([minimum_detectable(lo, hi, alpha=cfg.alpha) for lo, hi in zip(rows["ci_low"], rows["ci_high"])])
+    mde = mde[np.isfinite(mde)]
+    if not len(mde):
+        return ""
+    return (
+        f" Power: {what} of about {fmt(float(np.median(mde)), 2)} would be detected (the median minimum detectable "
+        f"effect of {len(mde)} test(s), power 0.8 at p < {cfg.alpha} before any multiple-testing correction)."
+    )
 
 
 def accuracy_cost(row, cfg) -> str:

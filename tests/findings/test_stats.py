@@ -114,3 +114,22 @@ def test_minimum_detectable_effect_is_z_alpha_plus_z_power_standard_errors():
     assert minimum_detectable(0.5 - 2 * z, 0.5 + 2 * z) == pytest.approx(2 * (z + norm.ppf(0.8)), rel=1e-12)
     assert minimum_detectable(-z, z, alpha=0.005) == pytest.approx(norm.ppf(1 - 0.0025) + norm.ppf(0.8), rel=1e-12)
     assert np.isnan(minimum_detectable(np.nan, 1.0))
+
+
+def test_power_clause_is_the_median_mde_of_the_tests_behind_an_answer():
+    """Two tests with 95% half-widths 1.96 and 3.92 (se 1 and 2): MDEs 2.80 and 5.60, median 4.2; no interval, no
+    clause."""
+    import pandas as pd
+    from scipy.stats import norm
+
+    from pipeline.findings.compute import FindingsConfig
+    from pipeline.report.claims import power_clause
+
+    z = norm.ppf(0.975)
+    rows = pd.DataFrame({"ci_low": [-z, -2 * z, np.nan], "ci_high": [z, 2 * z, np.nan]})
+    clause = power_clause(rows, FindingsConfig(), "a change")
+    assert clause == (
+        " Power: a change of about 4.2 would be detected (the median minimum detectable effect of 2 test(s), power "
+        "0.8 at p < 0.05 before any multiple-testing correction)."
+    )
+    assert power_clause(rows.iloc[2:], FindingsConfig(), "a change") == ""
