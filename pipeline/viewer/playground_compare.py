@@ -1,6 +1,6 @@
 """The Playground's second half: the typed sentence in several saved models side by side (teacher and students):
 each model's prediction, its counterfactual gap P(ŷ | text) - P(ŷ | twin), and the tokens' integrated-gradients
-attributions of that gap (:class:`attribution.token_ig.TokenIntegratedGradients` from the twin, Sundararajan et al.
+attributions of that gap (:func:`pipeline.runs.live.twin_token_ig`: token IG from the twin, Sundararajan et al.
 2017: they add up to the gap, and the swapped words carry it) on one colour scale. Models not fit to be read are
 named; int8 models have no gradients and get their prediction only; a twin of another token length gets no token
 attributions (it cannot be the baseline position by position)."""
@@ -11,13 +11,10 @@ from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from attribution.data import AttributionData
-from attribution.ig import TokenIntegratedGradients
-from attribution.scores import CounterfactualGap
 from pipeline.gates import ones_gates
 from pipeline.int8 import supports_gradients
+from pipeline.runs.live import twin_token_ig
 from pipeline.viewer.playground_models import cached_model, probabilities
 from pipeline.viewer.widgets import figure, point_flags
 
@@ -30,20 +27,12 @@ MAX_DEFAULT = 6  # models compared by default
 @st.cache_data(show_spinner="Explaining the tokens…", max_entries=64)
 def token_ig(folder: str, text: str, twin: str, pred: int) -> pd.DataFrame:
     """Token attributions of the gap P(ŷ | text) - P(ŷ | twin) for the model saved in ``folder`` (ŷ = ``pred``),
-    integrated from the twin to the text, as ``token_ig`` rows of example 0 (the attribution of the raw change
-    p(ŷ | twin) - p(ŷ | text), negated): they add up to the gap.
+    cached (:func:`pipeline.runs.live.twin_token_ig`): they add up to the gap.
 
     Raises:
         ValueError: the twin has another token length (no position-by-position baseline).
     """
-    loaded = cached_model(folder)
-    data = AttributionData.from_texts(loaded, [text], cf_texts=[twin], labels=[pred], name="playground")
-    with torch.enable_grad():
-        rows = TokenIntegratedGradients(loaded, CounterfactualGap(), baseline="twin").attribute(
-            data, n_steps=IG_STEPS, progress=False
-        )
-    rows = rows[rows["unit"] == "token"]
-    return rows.assign(value=-rows["value"], score="gap P(ŷ|text) − P(ŷ|twin) from twin")
+    return twin_token_ig(cached_model(folder), text, twin, pred, IG_STEPS)
 
 
 def compare_models(
