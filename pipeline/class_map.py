@@ -1,7 +1,8 @@
 """Class identity by name: a trained classifier head's classes must be the data's classes, matched by name.
 
-A checkpoint's head is trained when it holds classifier weights (``classifier.weight``) and its config does not say
-otherwise (``config.task_head_trained``). Its class names are ``config.id2label``; transformers' defaults
+A checkpoint's head is trained when it holds classifier weights (``classifier.weight``; for a hub name, in its
+cached snapshot, or before any download, a config whose ``architectures`` names a ``...ForSequenceClassification``
+class) and its config does not say otherwise (``config.task_head_trained``). Its class names are ``config.id2label``; transformers' defaults
 ``LABEL_0``, ``LABEL_1``... name nothing, so such a head cannot be matched to data by name. :func:`check_classes`
 refuses a head whose names differ from the data's (another class at some position, or unnamed classes) unless the
 user maps them explicitly (``[teacher] label_map = {head class = data class}``); :func:`apply_class_map` then
@@ -45,14 +46,35 @@ def _weight_names(folder: Path) -> set[str]:
     return set()
 
 
+def _cached_snapshot(source: str) -> Path | None:
+    """The local snapshot folder of a hub name whose weights are in the hub cache (None when not cached)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("model.safetensors", "model.safetensors.index.json"):
+        try:
+            hit = try_to_load_from_cache(source, name)
+        except ValueError:  # not a valid repo id
+            return None
+        if isinstance(hit, str):
+            return Path(hit).parent
+    return None
+
+
+def _has_trained_head(source: str, config: PretrainedConfig) -> bool:
+    """Whether a checkpoint ships classifier weights: read from its weight files (a local folder, or a hub name's
+    cached snapshot); a hub name not cached yet is judged by its config (``architectures`` naming a
+    ``...ForSequenceClassification`` class, as the hub's fine-tuned classifiers do)."""
+    folder = Path(source) if Path(source).is_dir() else _cached_snapshot(source)
+    if folder is not None:
+        return any(k.endswith(_HEAD_KEYS) for k in _weight_names(folder))
+    return any(str(a).endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
+
+
 def head_classes(source: str | Path, config: PretrainedConfig) -> tuple[str, ...] | None:
-    """The class names of the trained classifier head of a local checkpoint (default ``LABEL_k`` names included),
-    or None when it has none (no classifier weights, or ``config.task_head_trained`` false)."""
+    """The class names of the trained classifier head of a local folder or hub checkpoint (default ``LABEL_k`` names
+    included), or None when it has none (no classifier weights, or ``config.task_head_trained`` false)."""
     flag = getattr(config, "task_head_trained", None)
-    folder = Path(source)
-    if flag is False or not folder.is_dir():
-        return None
-    if flag is None and not any(k.endswith(_HEAD_KEYS) for k in _weight_names(folder)):
+    if flag is False or (flag is None and not _has_trained_head(str(source), config)):
         return None
     return tuple(str(config.id2label[i]) for i in range(config.num_labels))
 

@@ -307,3 +307,39 @@ def test_a_nan_value_without_a_reason_is_damaged_input_not_a_wide_interval(run_c
     assert main(["report", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: table bias_metrics is damaged: 1 row(s)") and "Traceback" not in err
+
+
+def _in_hub_cache(folder, cache, repo: str):
+    """``folder`` laid out as the hub cache holds a downloaded checkpoint ``repo`` (snapshot + refs/main)."""
+    revision = "0" * 40
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / revision
+    shutil.copytree(folder, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_a_hub_checkpoint_with_unnamed_classes_is_refused_not_mapped_by_position(built, tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    data = _manifest(built[0])["label_names"]
+    unnamed = _relabelled_teacher(built, tmp_path, [f"LABEL_{i}" for i in range(4)], flag=False)
+    cache = tmp_path / "hub"
+    _in_hub_cache(unnamed, cache, "someone/bug-classifier")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["validate", str(_teacher_toml(built, tmp_path, "someone/bug-classifier"))]) == 2
+    err = capsys.readouterr().err
+    assert "unnamed classes" in err and "someone/bug-classifier" in err and "Traceback" not in err
+    mapping = {"LABEL_0": data[0], "LABEL_1": data[1], "LABEL_2": data[3], "LABEL_3": data[2]}
+    assert main(["validate", str(_teacher_toml(built, tmp_path, "someone/bug-classifier", mapping))]) == 0
+
+
+def test_a_hub_classifier_not_downloaded_yet_is_judged_by_its_config():
+    from transformers import BertConfig
+
+    from pipeline.class_map import head_classes
+
+    classifier = BertConfig(architectures=["BertForSequenceClassification"], num_labels=3)
+    assert head_classes("someone/not-cached", classifier) == ("LABEL_0", "LABEL_1", "LABEL_2")
+    assert head_classes("someone/not-cached", BertConfig(architectures=["BertForMaskedLM"])) is None
