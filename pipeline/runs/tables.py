@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from attribution.config import EXAMPLES_TABLE
+from attribution.config import EXAMPLES_TABLE, AttributionConfig
 from pipeline.method_registry import methods
 
 __all__ = ["TABLES", "TableSpec", "head_maps", "missing_message", "neuron_maps"]
@@ -143,9 +143,17 @@ _RECORDS = (
 )
 
 
+def switch_setting(switch: str) -> str:
+    """The config line that turns an attribution method on: its own ``[attribution]`` flag, or (a method without
+    one, e.g. ``eap`` and ``circuit``) its name in ``[attribution] extra_methods``."""
+    if switch in AttributionConfig.model_fields:
+        return f"[attribution] {switch}"
+    return f'[attribution] extra_methods = [..., "{switch}"]'
+
+
 def _records() -> tuple[TableSpec, ...]:
     attribution = tuple(
-        TableSpec(m.table, "attribution", m.what, f"[attribution] {m.switch}", m.head_maps, m.neuron_maps)
+        TableSpec(m.table, "attribution", m.what, switch_setting(m.switch), m.head_maps, m.neuron_maps)
         for m in methods()
     )
     out: list[TableSpec] = []
@@ -188,7 +196,8 @@ def missing_message(name: str, run: str) -> str:
     spec = TABLES.get(name)
     if spec is None:
         return f"{name} is missing from run {run!r} (no stage of this tool writes a table of that name)."
-    switch = f" with {spec.section} on" if spec.section else ""
+    setting = "" if "=" in spec.section else " on"  # a flag is "on"; a list entry is spelled out
+    switch = f" with {spec.section}{setting}" if spec.section else ""
     return (
         f"{name} is missing from run {run!r} (tables/{name}.parquet): it is written by the {spec.stage!r} "
         f"stage{switch}; run `bias-atlas run CONFIG` (with {spec.stage!r} in run.analyses for an analysis stage)."

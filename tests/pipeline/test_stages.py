@@ -153,3 +153,15 @@ def test_every_table_an_analysis_declares_is_registered_to_its_stage():
 
     assert {t: TABLES[t].stage for t in method_tables()} == {t: "attribution" for t in method_tables()}
     assert {t: TABLES[t].stage for t in PROBE_TABLES} == {t: "probes" for t in PROBE_TABLES}
+
+
+def test_a_missing_table_names_the_setting_that_writes_it():
+    from attribution.config import AttributionConfig
+    from pipeline.method_registry import methods
+    from pipeline.runs.tables import missing_message
+
+    assert 'with [attribution] extra_methods = [..., "circuit"];' in missing_message("circuit", "demo")
+    assert "with [attribution] ablation on;" in missing_message("head_ablation", "demo")
+    for method in methods():  # every setting a message names exists: a flag, or a name extra_methods accepts
+        flag = method.switch in AttributionConfig.model_fields
+        assert flag or AttributionConfig(extra_methods=[method.switch]).extra_methods == (method.switch,)
