@@ -44,15 +44,16 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from pipeline.compress.prune import keep_sparsity
-from pipeline.compress.registry import build_op, compression_methods
-from pipeline.data import GenderSwapper, TaskData
+from pipeline.compress.registry import build_op, compression_methods, reads_swaps
+from pipeline.data import GenderSwapper, TaskData, data_root
+from pipeline.metrics.benchmark_files import SWAP_LISTS, files_hashes
 from pipeline.metrics.predict import classifier_logits
 from pipeline.runs.build_job import BuildJob, Built, Inputs, save_model
 from pipeline.runs.build_job import carried as _carried
 from pipeline.runs.build_job import report_rows as _report
 from pipeline.runs.build_job import with_trained_mlm_head as _with_trained_mlm_head
 from pipeline.runs.config import RunConfig
-from pipeline.runs.plan import Step
+from pipeline.runs.plan import Step, plan_variants
 from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
 from pipeline.schema import tidy
@@ -142,7 +143,13 @@ def _unit_parts(ctx: StageContext, step: Step, parent: Step | None) -> dict:
         "amp": cfg.run.amp,
         "method": section.model_dump(mode="json") if section else None,
         **({"label_map": cfg.teacher.label_map} if cfg.teacher.label_map else {}),
+        **({"swap_lists": _swap_lists(cfg)} if reads_swaps(step.op, step.params) else {}),
     }
+
+
+def _swap_lists(cfg: RunConfig) -> dict[str, str]:
+    """Content hashes of the gender swap lists (under the run's data root) a build step reads."""
+    return files_hashes(data_root(cfg.run.data_root), SWAP_LISTS)
 
 
 def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path) -> dict[str, pd.DataFrame]:
@@ -199,4 +206,9 @@ def build_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
     return {"training": concat_tables(training), "build_predictions": concat_tables(preds)}
 
 
-STAGE = Stage("build", build_stage, sections=("teacher", "task", "finetune", "compress", "hub_students"))
+def _reads(cfg: RunConfig) -> dict[str, str]:
+    """The swap lists' hashes when a planned step reads them (they also enter those steps' unit keys)."""
+    return _swap_lists(cfg) if any(reads_swaps(s.op, s.params) for s in plan_variants(cfg)) else {}
+
+
+STAGE = Stage("build", build_stage, sections=("teacher", "task", "finetune", "compress", "hub_students"), reads=_reads)

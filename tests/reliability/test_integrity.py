@@ -191,6 +191,28 @@ def test_ray_resources_the_cluster_lacks_are_refused_up_front(tmp_path, capsys):
     check_cluster(nodes, RayResources(cpus=8, gpus=0, memory_gb=16))  # fits: no error
 
 
+def _build_keys(folder) -> dict[str, str]:
+    return {name: unit["key"] for name, unit in _manifest(folder)["stages"]["build"]["units"].items()}
+
+
+def test_edited_swap_lists_rebuild_exactly_the_variants_that_read_them(built, tmp_path):
+    _, config, data = built
+    config = {**config, "run": {**config["run"], "out_dir": str(tmp_path), "analyses": []}}
+    config["compress"] = {"distil": {"orders": ["before"], "epochs": 1, "mixup": True}}
+    folder = run_pipeline(config).run_dir
+    before = _build_keys(folder)
+    words = data / "winobias" / "extra_gendered_words.txt"
+    original = words.read_text()
+    try:
+        words.write_text(original + "\nsomeking\tsomequeen\n")  # the attack: one more swap pair
+        assert run_pipeline(config).actions["build"] == "ran"
+        after = _build_keys(folder)
+    finally:
+        words.write_text(original)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"distil_mixup-ft_before/seed0"}  # plain distillation and the teachers read no swap list
+
+
 # ---- 1. changed benchmark data recomputes what read it (last: it changes the module's run) ----------------------------------------------------------
 def test_swapped_seat_targets_flip_the_sign_without_force(built):
     folder, config, data = built
