@@ -9,7 +9,9 @@ silently used as if trained), and wraps the model in an :class:`~pipeline.anatom
 Compressed variants written by :mod:`pipeline.compress` reload here too: a head-pruned folder
 (``config.kept_heads``) is rebuilt with the shrunk attention shapes before its weights are loaded, and an int8
 folder (``config.quantization``, float weights on disk) is quantised again on CPU after loading, and a concept-erased
-folder (``config.erasure``) gets its LEACE erasers hooked in again (:mod:`pipeline.erasure_hooks`).
+folder (``config.erasure``) gets its LEACE erasers hooked in again (:mod:`pipeline.erasure_hooks`), and an
+equal-opportunity folder (``config.eo_rule``) loaded as a classifier gets its post-processing rule hooked in again
+(:mod:`pipeline.eo_hooks`).
 
 Hub checkpoints load as they ship: a config without ``model_type`` (the TinyBERT general checkpoints) is
 recognised as BERT or DistilBERT from its keys, TinyBERT's ``fit_denses.*`` distillation projections are skipped,
@@ -49,6 +51,7 @@ from pipeline.checkpoints import (
     quiet_transformers,
     read_weights,
 )
+from pipeline.eo_hooks import EO_KEY, load_eo_rule
 from pipeline.erasure_hooks import ERASURE_KEY, load_erasers
 from pipeline.int8 import QUANTIZATION, quantise_dynamic
 
@@ -330,6 +333,8 @@ def load_model(
     if device is not None:
         model.to(device)
     tokenizer = load_tokenizer(resolved, config)
+    if head == "classifier" and getattr(model.config, EO_KEY, None):  # an equal-opportunity variant: hook its rule
+        load_eo_rule(model, tokenizer)
     return LoadedModel(model, tokenizer, Anatomy(model), head, head_trained, resolved)
 
 

@@ -2,7 +2,7 @@
 
 A present section enables its method (``[compress.distil]``, ``[compress.tiny]``, ``[compress.prune]``,
 ``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``, ``[compress.reweigh]``,
-``[compress.eoreg]``, ``[compress.fairdistil]``); the run plan
+``[compress.eoreg]``, ``[compress.fairdistil]``, ``[compress.eo]``); the run plan
 (:mod:`pipeline.runs.plan`) turns each (method, order) into a variant. A mitigation section can also be applied on
 top of other methods' variants (``on``): ``on = ["distil"]`` adds ``distil_erase-ft_<order>``, the eraser fitted on
 ``distil-ft_<order>``.
@@ -21,6 +21,7 @@ __all__ = [
     "BiasPruneSection",
     "DistilSection",
     "EoRegSection",
+    "EoSection",
     "EraseSection",
     "FairDistilSection",
     "Int8Section",
@@ -349,3 +350,24 @@ class FairDistilSection(DistilSection):
 
     def methods(self) -> list[tuple[str, str, dict]]:
         return [("fairdistil", self.op, {"fair": True}), ("distil", self.op, {"fair": False})]
+
+
+class EoSection(_Mitigation):
+    """``eo``: equal opportunity by post-processing (Hardt et al. 2016, K classes by a linear program;
+    :mod:`pipeline.compress.equal_opportunity`): a randomised rule per gender fitted on the dev split, saved with the
+    variant and applied at prediction time (:mod:`pipeline.eo_hooks`); its twin is the model it was fitted on.
+
+    ``gender``: where each input's gender comes from at prediction time, ``inferred`` (the gendered words of the
+    text) or ``given`` (the data's gender column, which the caller must pass: the run's measuring stages pass texts
+    only, so a run refuses it). ``tol``: the largest dev TPR gap allowed per class (0 = equal rates).
+    """
+
+    op: ClassVar[str] = "eo"
+    orders: tuple[Order, ...] = ("before",)
+    gender: Literal["given", "inferred"] = "inferred"
+    tol: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("orders")
+    @classmethod
+    def _orders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_orders(v, ("before", "both"), "the rule post-processes a fine-tuned classifier")

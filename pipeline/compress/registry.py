@@ -27,6 +27,7 @@ from pipeline.compress.config import (
     BiasPruneSection,
     DistilSection,
     EoRegSection,
+    EoSection,
     EraseSection,
     FairDistilSection,
     Int8Section,
@@ -49,6 +50,7 @@ __all__ = [
     "method_families",
     "method_markers",
     "on_change",
+    "reads_swaps",
     "register_compression",
     "remedies",
     "resolve",
@@ -102,6 +104,9 @@ class CompressionMethod:
             when unknown before they are built (heads removed); None = the teacher's shape.
         student: its variants are students whose layers map onto teacher layers (``layer_map`` in their saved
             config), so their heads are aligned with the teacher's (RQ4).
+        swaps: whether building a variant reads the gender swap lists (mixup twins, a bias target on twins), or a
+            function of the step's params saying so; their content hashes then enter its build key, so edited lists
+            rebuild exactly the variants that read them.
     """
 
     key: str
@@ -116,6 +121,7 @@ class CompressionMethod:
     check: Callable | str | None = None
     shape: Callable | str | None = None
     student: bool = False
+    swaps: bool | Callable[[Mapping[str, Any]], bool] = False
 
 
 _OPS = "pipeline.runs.compress_build"
@@ -199,6 +205,14 @@ def fine_tune_params(op: str) -> dict[str, Any]:
     return next((dict(m.fine_tune[op]) for m in _REGISTRY.values() if op in m.fine_tune), {})
 
 
+def reads_swaps(op: str, params: Mapping[str, Any]) -> bool:
+    """Whether building a variant with op ``op`` and step params ``params`` reads the gender swap lists."""
+    method = next((m for m in _REGISTRY.values() if op in m.build), None)
+    if method is None:
+        return False
+    return method.swaps(params) if callable(method.swaps) else method.swaps
+
+
 def method_families() -> tuple[str, ...]:
     """Method families in display order: the teacher, the compression methods, hub students, then the remedies."""
     plain = [f for m in _REGISTRY.values() if m.kind == "compression" for f in m.markers]
@@ -233,6 +247,7 @@ for _method in (
         check=f"{_CHECKS}:check_distil",
         shape=f"{_CHECKS}:distil_shape",
         student=True,
+        swaps=lambda params: bool(params.get("mixup")),  # mixup pairs each text with its twin
     ),
     CompressionMethod(
         "tiny",
@@ -272,6 +287,7 @@ for _method in (
         remedy=Remedy("biasprune", "biasprune", f"{_TWINS}:biasprune_twin"),
         check=f"{_CHECKS}:check_biasprune",
         shape=f"{_CHECKS}:pruned_shape",
+        swaps=True,  # the bias target is the counterfactual gap on twins
     ),
     CompressionMethod(
         "erase",
@@ -315,6 +331,18 @@ for _method in (
         check=f"{_CHECKS}:check_fairdistil",
         shape=f"{_CHECKS}:distil_shape",
         student=True,
+        swaps=True,  # the teacher is averaged over each text and its twin
+    ),
+    CompressionMethod(
+        "eo",
+        EoSection,
+        {"eo": f"{_OPS}:eo_op"},
+        "equal-opportunity post-processing (Hardt et al. 2016, K classes by a linear program): a randomised "
+        "relabelling per gender fitted on the dev split, saved with the model and applied on load",
+        {"eo": "8"},
+        kind="remedy",
+        remedy=Remedy("eo", "eo", f"{_TWINS}:eo_twin"),
+        check=f"{_CHECKS}:check_eo",
     ),
 ):
     register_compression(_method)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from pipeline.variants import Variant
 
-__all__ = ["biasprune_twin", "erase_twin", "fairdistil_twin", "mixup_twin", "refit_twin"]
+__all__ = ["biasprune_twin", "eo_twin", "erase_twin", "fairdistil_twin", "mixup_twin", "refit_twin"]
 
 
 def mixup_twin(v: Variant, parts: list[str], i: int) -> list[str]:
@@ -44,3 +44,9 @@ def refit_twin(v: Variant, parts: list[str], i: int) -> list[str]:
 def fairdistil_twin(v: Variant, parts: list[str], i: int) -> list[str]:
     """``fairdistil`` -> ``distil``: plain distillation with the same settings."""
     return [replace(v, method="_".join([*parts[:i], "distil", *parts[i + 1 :]])).name]
+
+
+def eo_twin(v: Variant, parts: list[str], i: int) -> list[str]:
+    """``<base>_eo-ft_<o>`` -> ``<base>-ft_<o>``, ``eo-ft_<o>`` -> ``teacher-ft``: the model the rule post-processes
+    (the part must be ``eo`` itself, so ``eoreg`` is not read as it)."""
+    return erase_twin(v, parts, i) if parts[i] == "eo" else []

@@ -8,6 +8,7 @@ import torch
 
 from pipeline.anatomy import Anatomy
 from pipeline.compress.distil import distil
+from pipeline.compress.eo import fit_eo
 from pipeline.compress.prune import magnitude_prune, prune_heads
 from pipeline.compress.tiny import tiny
 from pipeline.data import GenderSwapper
@@ -15,7 +16,7 @@ from pipeline.int8 import QUANTIZATION, quantise_dynamic
 from pipeline.models import LoadedModel
 from pipeline.runs.build_job import BuildJob, Built, carried, report_rows, task_importance, with_trained_mlm_head
 
-__all__ = ["distil_op", "int8_op", "prune_op", "sparse_op", "tiny_op"]
+__all__ = ["distil_op", "eo_op", "int8_op", "prune_op", "sparse_op", "tiny_op"]
 
 
 def distil_op(job: BuildJob) -> Built:
@@ -100,3 +101,18 @@ def int8_op(job: BuildJob) -> Built:
     )
     head, reason = job.inputs.mlm_head("quantised to int8")
     return Built(model, loaded, [], head, reason)
+
+
+def eo_op(job: BuildJob) -> Built:
+    """The equal-opportunity rule fitted on the dev split, installed in the input classifier and saved with it (its
+    encoder and MLM head are unchanged)."""
+    loaded = job.inputs.classifier()
+    rows = fit_eo(
+        loaded,
+        job.dev,
+        job.section,
+        job.step.seed,
+        batch_size=job.cfg.finetune.eval_batch_size,
+        max_length=job.max_length,
+    )
+    return carried(loaded, job, rows, None)

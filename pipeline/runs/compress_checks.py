@@ -10,6 +10,7 @@ from pipeline.compress.config import (
     BiasPruneSection,
     DistilSection,
     EoRegSection,
+    EoSection,
     EraseSection,
     FairDistilSection,
     MethodSection,
@@ -17,6 +18,7 @@ from pipeline.compress.config import (
     TinySection,
 )
 from pipeline.compress.distil import check_layer_map, default_layer_map
+from pipeline.compress.eo import dev_groups, empty_cells
 from pipeline.compress.erase import erased_layers
 from pipeline.compress.registry import compression_methods, resolve
 from pipeline.compress.reweigh import EmptyCellError, cell_weights
@@ -29,6 +31,8 @@ __all__ = [
     "check_biasprune",
     "check_compression",
     "check_distil",
+    "check_eo",
+    "check_eo_data",
     "check_erase",
     "check_fairdistil",
     "check_refit",
@@ -168,7 +172,9 @@ def check_refit(section: ReweighSection | EoRegSection, cfg: RunConfig, teacher)
 
 
 def check_refit_data(cfg: RunConfig, splits: TaskSplits) -> None:
-    """``reweigh`` needs every (class, gender) cell of every training set, ``eoreg`` both genders in it."""
+    """``reweigh`` needs every (class, gender) cell of every training set, ``eoreg`` both genders in it, and ``eo``
+    every (class, gender) cell of the dev split (:func:`check_eo_data`)."""
+    check_eo_data(cfg, splits)
     if cfg.compress.reweigh is None and cfg.compress.eoreg is None:
         return
     for name, train in splits.train.items():
@@ -195,4 +201,31 @@ def check_fairdistil(section: FairDistilSection, cfg: RunConfig, teacher) -> Non
         raise ConfigError(
             f"compress.fairdistil and compress.distil differ in {differ}, but distil is the fair student's twin "
             "(built once); give both the same values"
+        )
+
+
+def check_eo(section: EoSection, cfg: RunConfig, teacher) -> None:
+    """A run can measure an ``eo`` variant only with the inferred gender: its stages pass texts, not genders."""
+    if section.gender == "given":
+        raise ConfigError(
+            "compress.eo.gender = 'given' needs each input's gender at prediction time, and the run's measuring "
+            "stages pass texts only (the rule would refuse every prediction); set gender = 'inferred' for a run, or "
+            "measure a 'given' rule outside a run within pipeline.eo_hooks.given_genders"
+        )
+
+
+def check_eo_data(cfg: RunConfig, splits: TaskSplits) -> None:
+    """``eo`` fits its rule on the dev split: it needs dev rows, and one of each gender in every class."""
+    section = cfg.compress.eo
+    if section is None:
+        return
+    dev = splits.dev
+    if not len(dev):
+        raise ConfigError("compress.eo fits its rule on the dev split, which is empty; give the task a dev split.")
+    empty = empty_cells(dev.labels, dev_groups(dev, section.gender), tuple(dev.label_names))
+    if empty:
+        raise ConfigError(
+            f"compress.eo (gender = {section.gender!r}): the dev split has no row for {empty}, so their true-positive "
+            "rates are undefined; use a larger dev split (task.fractions, task.max_eval), fewer classes (task.max_classes) or, with "
+            "the inferred gender, texts that name a gender."
         )
