@@ -82,6 +82,18 @@ def fmt_p(p: float, name: str = "p") -> str:
     return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.2g}"
 
 
+def p_text(p: float) -> str:
+    """A p- or q-value in a table cell: three significant digits, ``"< 0.001"`` below 0.001, "" for NaN."""
+    if p is None or not np.isfinite(p):
+        return ""
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def is_p_column(name: object) -> bool:
+    """Whether a table column holds p- or q-values (``p``, ``q``, ``p_value``, ``q_total``, ``flip_p``...)."""
+    return bool({"p", "q"} & set(str(name).replace("_", " ").split()))
+
+
 def pq(row) -> str:
     """``p = .., q = ..`` of a row (q only when present; below 0.001 as ``< 0.001``)."""
     q = row.get("q", np.nan)

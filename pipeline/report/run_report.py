@@ -30,7 +30,8 @@ from pipeline.report.answers_circuits import circuits_section
 from pipeline.report.answers_location import rq2_section
 from pipeline.report.answers_structure import rq3_section, rq4_section, rq5_section
 from pipeline.report.charts import png_base64
-from pipeline.report.claims import Section, fmt
+from pipeline.report.claims import Section, fmt, is_p_column, p_text
+from pipeline.report.glossary import glossary_section
 from pipeline.report.remedies import mitigation_section
 
 __all__ = ["SECTIONS", "SECTION_INPUTS", "DamagedTablesError", "build_sections", "header_rows", "main", "write_report"]
@@ -62,7 +63,9 @@ _CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em au
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}p.answer{font-size:1.1em;background:#f3f6fb;
 padding:.6em .8em;border-left:4px solid #1f5fa8}table{border-collapse:collapse;font-size:12px;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f5f5f5}td:first-child{text-align:left}
-img{max-width:100%}ul.notes li{color:#555}nav a{margin-right:1em}table.meta td{text-align:left}"""
+img{max-width:100%}ul.notes li{color:#555}nav a{margin-right:1em}table.meta td{text-align:left}
+div.wide{overflow-x:auto;max-width:100%}table.meta{table-layout:fixed;width:100%}table.meta td{overflow-wrap:anywhere}
+summary{cursor:pointer;color:#1f5fa8}"""
 
 
 def header_rows(f: Findings) -> list[tuple[str, str]]:
@@ -149,7 +152,7 @@ def build_sections(f: Findings) -> list[Section]:
                     f,
                 )
             )
-    return out
+    return [*out, glossary_section()]
 
 
 def _cell(x) -> str:
@@ -159,7 +162,17 @@ def _cell(x) -> str:
 
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:
-    return table.head(_MAX_ROWS).astype(object).map(_cell) if len(table) else table
+    """The first rows as text: numbers with 3 significant digits, p- and q-values as ``< 0.001`` below 0.001."""
+    if not len(table):
+        return table
+    head = table.head(_MAX_ROWS).astype(object)
+    return pd.DataFrame(
+        {c: head[c].map(p_text if is_p_column(c) and _numeric(head[c]) else _cell) for c in head.columns}
+    )
+
+
+def _numeric(values: pd.Series) -> bool:
+    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
 
 
 def _html_table(table: pd.DataFrame) -> str:
@@ -194,13 +207,18 @@ def _render(f: Findings, sections: list[Section], figures: dict[str, str]) -> tu
         parts.append(f"<section id='{s.key}'><h2>{e(s.title)}</h2><p class='answer'>{e(s.answer)}</p>")
         md += ["", f"## {s.title}", "", f"**Answer.** {s.answer}", ""]
         if s.numbers:
-            parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in s.numbers) + "</ul>")
+            items = "".join(f"<li>{e(n)}</li>" for n in s.numbers)
+            parts.append(f"<details><summary>The numbers ({len(s.numbers)})</summary><ul>{items}</ul></details>")
             md += [f"- {n}" for n in s.numbers] + [""]
         if s.key in figures:
             parts.append(f"<figure><img alt='{e(s.title)}' src='data:image/png;base64,{figures[s.key]}'></figure>")
             md += [f"![{s.title}](figures/{s.key}.png)", ""]
         if s.table is not None and len(s.table):
-            parts.append(f"<details open><summary>Table</summary>{_html_table(s.table)}</details>")
+            shown = " open" if s.key == "glossary" else ""  # tables open on a click; the glossary is the content
+            summary = f"Table ({len(s.table)} rows)"
+            parts.append(
+                f"<details{shown}><summary>{summary}</summary><div class='wide'>{_html_table(s.table)}</div></details>"
+            )
             md += [_md_table(s.table), ""]
         if s.notes:
             parts.append("<ul class='notes'>" + "".join(f"<li>{e(n)}</li>" for n in s.notes) + "</ul>")

@@ -117,15 +117,34 @@ def test_report_renders_offline_in_chromium(report):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.route("http*://**", lambda route: route.abort())  # offline: any network request fails
             page.goto(report[0].as_uri())
             headings = page.locator("h2").all_inner_texts()
             widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+            page.eval_on_selector_all("details", "ds => ds.forEach(d => d.open = true)")  # every table shown
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         finally:
             browser.close()
     assert [h.split(" ")[0] for h in headings if h.startswith("RQ")] == list(RQS)
     assert widths and all(w > 0 for w in widths)
+    assert overflow <= 0, f"the page is {overflow} px wider than a 1400 px window"
+
+
+def test_tables_and_numbers_open_on_a_click_and_p_values_are_never_point_values_below_0001(report):
+    page, markdown = report
+    text = page.read_text()
+    assert "<details open>" in text.split("id='glossary'")[1]  # the glossary is the content: shown
+    assert "<details open>" not in text.split("id='glossary'")[0]  # every other table and number list collapsed
+    assert re.search(r"<summary>The numbers \(\d+\)</summary>", text)
+    for table in re.findall(r"<table.*?</table>", text, flags=re.S):
+        columns = re.findall(r"<th>(.*?)</th>", table)
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]:
+            cells = dict(zip(columns, re.findall(r"<td>(.*?)</td>", row, flags=re.S)))
+            for name in ("p", "q"):
+                value = cells.get(name, "")
+                assert value in ("", "&lt; 0.001") or float(value) >= 0.001, (name, value)
+    assert "## Glossary" in markdown.read_text() and "| GAP_RMS |" in markdown.read_text()
 
 
 def test_the_run_reports_its_stored_findings_exactly_as_computed_ones(small_run, tmp_path):
