@@ -301,7 +301,8 @@ def _with_example_facts(frame: pd.DataFrame, loaded: LoadedModel, data: Attribut
 
 
 def _cumulative(job: AttributionJob) -> pd.DataFrame:
-    """Cumulative curves, most and least important first, ordered by gradient importance or single ablation."""
+    """Cumulative curves, most and least important first, ordered by gradient importance or single ablation, and
+    ``cumulative_random`` seeded random orders (``order`` = ``random0``...): the baseline a ranking must beat."""
     loaded, score, data, cfg, common = job.loaded, job.score, job.data, job.cfg, job.common
     importance = job.tables.get("head_importance")
     if importance is not None and "skipped" not in importance:
@@ -317,10 +318,18 @@ def _cumulative(job: AttributionJob) -> pd.DataFrame:
     if cfg.cumulative_steps:
         steps = sorted(set(np.linspace(0, n_heads, cfg.cumulative_steps).round().astype(int).tolist()))
     ablation = HeadAblation(loaded, score)
-    return pd.concat([
-        ablation.attribute(data, mode="cumulative", order=order, most_first=most, steps=steps, baseline=cfg.baseline,
-                           batch_size=cfg.batch_size, **common)
-        for most in (True, False)])  # fmt: skip
+
+    def curve(ranking: pd.DataFrame, most: bool) -> pd.DataFrame:
+        return ablation.attribute(data, mode="cumulative", order=ranking, most_first=most, steps=steps,
+                                  baseline=cfg.baseline, batch_size=cfg.batch_size, **common)  # fmt: skip
+
+    heads = order[order["unit"] == "head"]
+    rng = np.random.default_rng(cfg.seed)
+    randoms = [
+        curve(heads.assign(value=rng.permutation(len(heads)) + 1.0), True).assign(order=f"random{r}")
+        for r in range(cfg.cumulative_random)
+    ]
+    return pd.concat([curve(order, True), curve(order, False), *randoms])
 
 
 def _top_neurons(attr: torch.Tensor, k: int) -> list[tuple[int, int]]:

@@ -28,6 +28,9 @@ class AttributionConfig(Settings):
     ablation_modes: tuple[Literal["single", "layer", "leave_one_in"], ...] = ("single", "layer")
     cumulative: bool = True  # curves ordered by gradient importance (by single-head ablation for int8 models)
     cumulative_steps: int = Field(default=13, ge=0)  # points on each curve, evenly spaced; 0 = every head count
+    cumulative_random: int = Field(
+        default=5, ge=0
+    )  # seeded random orders: the baseline the two curves are read against
     importance: bool = True
     head_ig: bool = True
     neuron_ig: bool = True
