@@ -21,12 +21,15 @@ the group, not from the coin.
 The gender at prediction time. ``gender = "inferred"``: the majority of the gendered words of the built-in list
 (:data:`pipeline.data.counterfactual` pairs: pronouns, titles, kinship nouns, first names) in the input; an input
 with none or a tie gets the model's own prediction. ``gender = "given"``: the caller names each input's gender
-(:func:`given_genders`); an input it did not name is refused.
+(:func:`given_genders`; inside a run every prediction passes the data's genders through :func:`data_genders`, a
+counterfactual twin the flipped one); an input it did not name is refused, and one named ``UNKNOWN`` (or, by
+:func:`data_genders`, given two genders in one call) gets the model's own prediction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,14 +49,18 @@ __all__ = [
     "GENDER_SOURCES",
     "UNKNOWN",
     "EoRule",
+    "data_genders",
     "gender_lexicon",
     "given_genders",
     "infer_genders",
     "install_eo_rule",
     "installed_rule",
     "load_eo_rule",
+    "reads_given_genders",
     "token_texts",
 ]
+
+log = logging.getLogger(__name__)
 
 EO_KEY = "eo_rule"  # config attribute: EoRule.record()
 GENDER_SOURCES: tuple[str, ...] = ("given", "inferred")
@@ -182,8 +189,9 @@ def _hook(module: nn.Module, args: tuple, kwargs: dict, output: dict | tuple) ->
         if missing:
             raise LookupError(
                 f"this eo variant uses each input's given gender, and {len(missing)} inputs have none (e.g. "
-                f"{missing[0][:60]!r}); predict within pipeline.eo_hooks.given_genders(loaded, texts, genders), or "
-                "build the variant with gender = 'inferred'."
+                f"{missing[0][:60]!r}); pass genders= to pipeline.metrics.predict.classifier_logits, predict within "
+                "pipeline.eo_hooks.given_genders(loaded, texts, genders), or build the variant with gender = "
+                "'inferred'."
             )
         groups = np.array([state.given[t] for t in texts], dtype=np.int64)
     logits = output["logits"] if isinstance(output, dict) else output[0]
@@ -222,14 +230,20 @@ def load_eo_rule(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
 @contextmanager
 def given_genders(loaded, texts: Sequence[str], genders: Sequence[int], *, max_length: int = 128) -> Iterator[None]:
     """Within the block, the gender of each of ``texts`` (as cut at ``max_length``) is ``genders`` for the rule of
-    ``loaded`` (a :class:`pipeline.models.LoadedModel` whose rule uses ``gender = "given"``).
+    ``loaded`` (a :class:`pipeline.models.LoadedModel` whose rule uses ``gender = "given"``); a text given
+    ``UNKNOWN`` keeps the model's own prediction.
 
     Raises:
-        ValueError: ``loaded`` has no rule, or one text given two genders.
+        ValueError: ``loaded`` has no rule, a gender that is not ``MALE``, ``FEMALE`` or ``UNKNOWN``, or one text
+            given two genders.
     """
     state: _State | None = getattr(loaded.model, _STORE, None)
     if state is None:
         raise ValueError(f"{loaded.source!r} has no equal-opportunity rule; given genders would not be read.")
+    bad = set(np.asarray(genders, dtype=np.int64).tolist()) - {MALE, FEMALE, UNKNOWN}
+    if bad:
+        raise ValueError(f"given genders must be {MALE} (male), {FEMALE} (female) or {UNKNOWN} (unknown), got "
+                         f"{sorted(bad)[:5]}.")  # fmt: skip
     given = dict(state.given)
     for text, gender in zip(token_texts(loaded.tokenizer, texts, max_length), genders, strict=True):
         if given.setdefault(text, int(gender)) != int(gender):
@@ -239,3 +253,34 @@ def given_genders(loaded, texts: Sequence[str], genders: Sequence[int], *, max_l
         yield
     finally:
         state.given = previous
+
+
+def reads_given_genders(model: nn.Module) -> bool:
+    """Whether ``model`` carries an eo rule that reads each input's given gender (``gender = "given"``)."""
+    rule = installed_rule(model)
+    return rule is not None and rule.gender == "given"
+
+
+@contextmanager
+def data_genders(loaded, texts: Sequence[str], genders: Sequence[int] | None, *, max_length: int) -> Iterator[None]:
+    """Predictions of ``texts`` within the block read ``genders`` (one per text, from the data) when ``loaded``
+    carries a rule with ``gender = "given"``; for any other model, or ``genders`` None, nothing changes.
+
+    Texts that reach the model identically (after the cut at ``max_length``) but are given different genders in
+    this call get ``UNKNOWN``: the rule leaves their predictions unchanged (counted in the log).
+    """
+    if genders is None or not reads_given_genders(loaded.model):
+        yield
+        return
+    genders = np.asarray(genders, dtype=np.int64).copy()
+    seen: dict[str, set[int]] = {}
+    cut = token_texts(loaded.tokenizer, texts, max_length)
+    for text, gender in zip(cut, genders, strict=True):
+        seen.setdefault(text, set()).add(int(gender))
+    clash = np.array([len(seen[t]) > 1 for t in cut], dtype=bool)
+    if clash.any():
+        log.info("eo: %d of %d inputs reach the model identically with both genders; left unchanged", clash.sum(),
+                 len(cut))  # fmt: skip
+        genders[clash] = UNKNOWN
+    with given_genders(loaded, texts, genders, max_length=max_length):
+        yield

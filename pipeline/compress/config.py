@@ -358,8 +358,8 @@ class EoSection(_Mitigation):
     variant and applied at prediction time (:mod:`pipeline.eo_hooks`); its twin is the model it was fitted on.
 
     ``gender``: where each input's gender comes from at prediction time, ``inferred`` (the gendered words of the
-    text) or ``given`` (the data's gender column, which the caller must pass: the run's measuring stages pass texts
-    only, so a run refuses it). ``tol``: the largest dev TPR gap allowed per class (0 = equal rates).
+    text) or ``given`` (the data's gender column, which the caller must pass: a run passes each test text's gender
+    and the flipped one of its gender-swapped twin). ``tol``: the largest dev TPR gap allowed per class (0 = equal rates).
     """
 
     op: ClassVar[str] = "eo"

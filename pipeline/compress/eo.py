@@ -56,7 +56,8 @@ def fit_eo(
 
     Returns:
         Report rows: dev accuracy and largest per-class TPR gap before and after (the rule's in expectation over
-        its draws), dev rows used.
+        its draws), dev rows used, and the share of dev rows with no gender to read (``eo_dev_unknown_gender_share``:
+        no or tied gendered words with the inferred gender, 0 with the given one), left out of the fit.
 
     Raises:
         ValueError: ``loaded`` is post-processed already, ``dev`` is empty, or a (class, gender) cell of ``dev``
@@ -82,7 +83,9 @@ def fit_eo(
     before, after = tprs(pred, labels, groups, k), expected_tprs(pred, labels, groups, matrix)
     share = np.array([[((groups == g) & (labels == c)).mean() for c in range(k)] for g in range(len(matrix))])
     n = int(known.sum())
+    unknown = float(1 - known.mean())
     return [
+        {"unit": "model", "metric": "eo_dev_unknown_gender_share", "value": unknown, "n": len(dev)},
         {"unit": "model", "metric": "eo_dev_accuracy_before", "value": float((pred == labels).mean()), "n": n},
         {"unit": "model", "metric": "eo_dev_accuracy_after", "value": float((share * after).sum()), "n": n},
         {"unit": "model", "metric": "eo_dev_tpr_gap_before", "value": float(np.nanmax(tpr_gaps(before))), "n": n},

@@ -342,7 +342,6 @@ for _method in (
         {"eo": "8"},
         kind="remedy",
         remedy=Remedy("eo", "eo", f"{_TWINS}:eo_twin"),
-        check=f"{_CHECKS}:check_eo",
     ),
 ):
     register_compression(_method)

@@ -35,7 +35,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from pipeline.bootstrap import bootstrap_ci
-from pipeline.data import MALE, GenderSwapper, TaskData, counterfactual
+from pipeline.data import FEMALE, MALE, GenderSwapper, TaskData, counterfactual
 from pipeline.data.neutral_edits import NeutralEditor
 from pipeline.metrics._rows import metric_row, to_frame
 from pipeline.metrics.predict import check_classifier, classifier_logits
@@ -157,8 +157,8 @@ def counterfactual_examples(
         raise ValueError(f"logits has {logits.shape[0]} rows but data has {len(data)} texts; pass the logits of "
                          "data.texts.")  # fmt: skip
 
-    def predict(texts: list[str]) -> Tensor:
-        return classifier_logits(loaded, texts, batch_size=batch_size, max_length=max_length)
+    def predict(texts: list[str], genders: np.ndarray) -> Tensor:
+        return classifier_logits(loaded, texts, batch_size=batch_size, max_length=max_length, genders=genders)
 
     return counterfactual_rows(predict, data, swapper=swapper, logits=logits, orientation=orientation,
                                control=control)  # fmt: skip
@@ -183,7 +183,7 @@ def _gap_rows(subset: str, idx, logits, logits_cf, data: TaskData, orientation) 
 
 
 def counterfactual_rows(
-    predict: Callable[[list[str]], Tensor],
+    predict: Callable[[list[str], np.ndarray], Tensor],
     data: TaskData,
     *,
     swapper: GenderSwapper | None = None,
@@ -191,7 +191,10 @@ def counterfactual_rows(
     orientation: np.ndarray | None = None,
     control: NeutralEditor | None = None,
 ) -> pd.DataFrame:
-    """Per-example counterfactual values of a classifier given as ``predict`` (texts -> logits (n, n_classes)).
+    """Per-example counterfactual values of a classifier given as ``predict`` (texts, their genders -> logits
+    (n, n_classes)). The genders are those of the data for the texts and their neutral control edits and the
+    flipped ones for their gender-swapped twins; only an equal-opportunity variant that reads given genders uses
+    them (:func:`pipeline.eo_hooks.data_genders`).
 
     One row per text the swapper changes and per metric, column ``subset`` naming the swap lists:
 
@@ -224,20 +227,24 @@ def counterfactual_rows(
     if not changed.any():
         log.warning("counterfactual: no text of %r has a gendered word to swap; the gap is undefined", data.name)
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).assign(n_texts=len(data))
-    base = predict([data.texts[i] for i in idx]) if logits is None else logits[torch.as_tensor(idx)]
-    frames = _gap_rows("all", idx, base, predict([twins.texts[i] for i in idx]), data, orientation)
+    own = np.asarray(data.genders)
+    flipped = np.where(own == MALE, FEMALE, MALE)  # a twin has the other gender
+    base = predict([data.texts[i] for i in idx], own[idx]) if logits is None else logits[torch.as_tensor(idx)]
+    frames = _gap_rows("all", idx, base, predict([twins.texts[i] for i in idx], flipped[idx]), data, orientation)
     held = swapper.part("heldout") if swapper.heldout else None
     if held is not None:
         held_texts = [held.swap(data.texts[i]) for i in idx]
         pick = np.flatnonzero([h != data.texts[i] for h, i in zip(held_texts, idx)])
         if len(pick):
-            held_logits = predict([held_texts[k] for k in pick])
+            held_logits = predict([held_texts[k] for k in pick], flipped[idx[pick]])
             frames += _gap_rows("heldout", idx[pick], base[torch.as_tensor(pick)], held_logits, data, orientation)
     edited = [control.edit(data.texts[i]) for i in idx]
     pick = np.flatnonzero([e != data.texts[i] for e, i in zip(edited, idx)])
     if len(pick):
         sub = base[torch.as_tensor(pick)]
-        control_flip = (sub.argmax(-1) != predict([edited[k] for k in pick]).argmax(-1)).double().numpy()
+        control_flip = (
+            (sub.argmax(-1) != predict([edited[k] for k in pick], own[idx[pick]]).argmax(-1)).double().numpy()
+        )
         gender_flip = frames[1]["value"].to_numpy()[pick]
         common = {"unit": "model", "n": 1, "example": idx[pick], "label": data.labels[idx[pick]],
                   "gender": data.genders[idx[pick]], "subset": "all"}  # fmt: skip

@@ -104,9 +104,8 @@ class Inputs:
                 f"the classifier has {n_labels} outputs but the test data {self.test.name!r} has "
                 f"{len(self.test.label_names)} classes. Fix: evaluate on the task the model was fine-tuned on."
             )
-        return classifier_logits(
-            self.loaded, self.test.texts, batch_size=self.cfg.batch_size, max_length=self.cfg.max_length
-        )
+        return classifier_logits(self.loaded, self.test.texts, batch_size=self.cfg.batch_size,
+                                 max_length=self.cfg.max_length, genders=self.test.genders)  # fmt: skip
 
     @cached_property
     def counterfactual(self) -> pd.DataFrame:

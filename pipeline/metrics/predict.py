@@ -13,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from pipeline.eo_hooks import data_genders
 from pipeline.models import LoadedModel
 
 __all__ = ["check_classifier", "classifier_logits"]
@@ -29,7 +30,13 @@ def check_classifier(loaded: LoadedModel, what: str) -> None:
 
 @torch.no_grad()
 def classifier_logits(
-    loaded: LoadedModel, texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128, progress: bool = False
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    progress: bool = False,
+    genders: Sequence[int] | None = None,
 ) -> Float[Tensor, "batch n_classes"]:
     """Logits of the classifier for every text, float32 on CPU, shape (n_texts, n_classes), in input order.
 
@@ -43,6 +50,9 @@ def classifier_logits(
         batch_size: Texts per forward pass.
         max_length: Longer texts are truncated to this many tokens.
         progress: Show a progress bar.
+        genders: Each text's gender (``MALE`` / ``FEMALE``; ``UNKNOWN`` leaves it unchanged), read only by an
+            equal-opportunity variant built with ``gender = "given"`` (:func:`pipeline.eo_hooks.data_genders`);
+            every other model ignores it.
     """
     check_classifier(loaded, "classifier_logits")
     if batch_size < 1:
@@ -57,10 +67,11 @@ def classifier_logits(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(range(0, len(order), batch_size), desc="classify", leave=False, disable=not progress):
-            rows = order[start : start + batch_size]
-            enc = loaded.tokenize([texts[i] for i in rows], max_length=max_length)
-            out[torch.as_tensor(rows)] = model(**enc).logits.float().cpu()  # (batch, n_classes)
+        with data_genders(loaded, texts, genders, max_length=max_length):
+            for start in tqdm(range(0, len(order), batch_size), desc="classify", leave=False, disable=not progress):
+                rows = order[start : start + batch_size]
+                enc = loaded.tokenize([texts[i] for i in rows], max_length=max_length)
+                out[torch.as_tensor(rows)] = model(**enc).logits.float().cpu()  # (batch, n_classes)
     finally:
         model.train(was_training)
     return out

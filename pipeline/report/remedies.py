@@ -97,6 +97,38 @@ def _headline(pooled: pd.DataFrame, cfg, bias: pd.DataFrame | None) -> list[str]
     return out
 
 
+def _eo_sources(f: Findings, variants: list[str]) -> list[str]:
+    """For each equal-opportunity (``eo``) variant: its rule needs each input's gender at prediction time, and where
+    this run took it from (``compress.eo.gender`` of the manifest; with the inferred gender, the share of dev texts
+    with none that the build recorded in ``training``)."""
+    if not variants:
+        return []
+    section = ((f.run.manifest.get("config") or {}).get("compress") or {}).get("eo") or {}
+    gender = section.get("gender")
+    shares = {}
+    if gender == "inferred" and f.run.has("training"):
+        try:
+            training = f.run.table("training")
+        except (OSError, ValueError):  # a damaged table: the share is left out
+            training = None
+        if training is not None:
+            rows = training[training["metric"] == "eo_dev_unknown_gender_share"]
+            shares = rows.groupby("variant")["value"].mean().to_dict()
+    source = {
+        "given": "the data's gender labels (compress.eo.gender = 'given'): the remedy can only be deployed where "
+        "each input comes with a gender label",
+        "inferred": "the gendered words of each text (compress.eo.gender = 'inferred'): a text with none, or as many "
+        "of each, keeps the model's own prediction, and TPRs are equalised by the inferred gender, not the data's",
+    }.get(gender, "a gender source this run's manifest does not record")
+    out = []
+    for variant in variants:
+        share = shares.get(variant, np.nan)
+        none = f"; {fmt(100 * share, 2)}% of its dev texts had no inferred gender" if np.isfinite(share) else ""
+        out.append(f"{variant} is equal opportunity by post-processing, which needs each input's gender at "
+                   f"prediction time; this run used {source}{none}.")  # fmt: skip
+    return out
+
+
 def _intrinsic_summary(rows: pd.DataFrame) -> str:
     """``SEAT: 3 of 24 lower, 2 higher`` over the intrinsic comparisons of one pair (decided ones counted)."""
     parts = []
@@ -176,7 +208,8 @@ def mitigation_section(f: Findings) -> Section:
         if parts or intrinsic:
             line = f"{pair['variant']} vs {pair['twin']} [{pair['mitigation']}]: " + "; ".join(parts)
             numbers.append(line + (f"; intrinsic (decided at q < {cfg.alpha}): {intrinsic}" if intrinsic else ""))
-    notes = []
+    eo = sorted(set(pairs.loc[pairs["mitigation"] == "eo", "variant"]), key=variant_sort_key)
+    notes = _eo_sources(f, eo)
     if (~bias["interpretable"].astype(bool)).any():
         notes.append(
             f"{int((~bias['interpretable'].astype(bool)).sum())} comparisons involve a model not fit to be "

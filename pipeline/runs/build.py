@@ -170,9 +170,8 @@ def _build_unit(ctx: StageContext, step: Step, parent: Step | None, folder: Path
     rows = built.rows + [{"unit": "model", "metric": "head_trained", "value": float(trained)}]
     preds = []
     if built.model.head == "classifier":  # in-run predictions, to check reloads against
-        logits = classifier_logits(
-            built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size, max_length=cfg.task.max_length
-        ).numpy()
+        logits = classifier_logits(built.model, splits.test.texts, batch_size=cfg.finetune.eval_batch_size,
+                                   max_length=cfg.task.max_length, genders=splits.test.genders).numpy()  # fmt: skip
         preds = prediction_rows(logits, splits.test)
     del built
     if torch.cuda.is_available():

@@ -10,7 +10,6 @@ from pipeline.compress.config import (
     BiasPruneSection,
     DistilSection,
     EoRegSection,
-    EoSection,
     EraseSection,
     FairDistilSection,
     MethodSection,
@@ -31,7 +30,6 @@ __all__ = [
     "check_biasprune",
     "check_compression",
     "check_distil",
-    "check_eo",
     "check_eo_data",
     "check_erase",
     "check_fairdistil",
@@ -201,16 +199,6 @@ def check_fairdistil(section: FairDistilSection, cfg: RunConfig, teacher) -> Non
         raise ConfigError(
             f"compress.fairdistil and compress.distil differ in {differ}, but distil is the fair student's twin "
             "(built once); give both the same values"
-        )
-
-
-def check_eo(section: EoSection, cfg: RunConfig, teacher) -> None:
-    """A run can measure an ``eo`` variant only with the inferred gender: its stages pass texts, not genders."""
-    if section.gender == "given":
-        raise ConfigError(
-            "compress.eo.gender = 'given' needs each input's gender at prediction time, and the run's measuring "
-            "stages pass texts only (the rule would refuse every prediction); set gender = 'inferred' for a run, or "
-            "measure a 'given' rule outside a run within pipeline.eo_hooks.given_genders"
         )
 
 

@@ -24,6 +24,7 @@ from attribution.data import AttributionData
 from attribution.scores import CounterfactualGap, SkewGap
 from pipeline.compress.registry import is_student
 from pipeline.data import data_root, load_seat
+from pipeline.eo_hooks import EO_KEY
 from pipeline.metrics.benchmark_files import SWAP_LISTS, files_hashes
 from pipeline.metrics.counterfactual import skew_orientation
 from pipeline.runs.plan import Step, exposed_steps, load_variant
@@ -46,6 +47,12 @@ def attribution_stage(ctx: StageContext) -> Tables:
 
     def analyse(step: Step) -> Tables:
         loaded = load_variant(ctx, step)
+        if getattr(loaded.model.config, EO_KEY, None):  # a skipped row with the reason (per_variant)
+            raise ValueError(
+                f"{step.variant} is its parent with an equal-opportunity rule that relabels the predictions at random "
+                "per gender: its encoder and heads are the parent's, and a drawn label has no gradient or graded "
+                "effect to attribute. Attribute its parent instead."
+            )
         score = None
         if loaded.head_trained:
             data = AttributionData.from_task(

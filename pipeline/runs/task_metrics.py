@@ -29,6 +29,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from pipeline.data import TaskData
+from pipeline.eo_hooks import data_genders
 from pipeline.int8 import QuantisedLinear
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
@@ -120,26 +121,36 @@ def size_rows(loaded: LoadedModel, folder: Path | None) -> list[dict]:
 
 @torch.no_grad()
 def cpu_latency_ms(
-    loaded: LoadedModel, texts: Sequence[str], *, batch_size: int, repeats: int = 5, max_length: int = 128
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    repeats: int = 5,
+    max_length: int = 128,
+    genders: Sequence[int] | None = None,
 ) -> float:
     """Median wall time per example (ms) of a forward pass at ``batch_size`` on CPU (one warm-up run first).
 
-    A model on another device is copied to CPU for the measurement. Texts are cycled to fill the batch.
+    A model on another device is copied to CPU for the measurement. Texts are cycled to fill the batch. ``genders``
+    (one per text) are read only by an eo variant with given genders (:func:`pipeline.eo_hooks.data_genders`).
     """
     if not texts:
         raise ValueError("cpu_latency_ms needs at least one text.")
-    model = loaded.model if loaded.device.type == "cpu" else copy.deepcopy(loaded.model).cpu()
-    model.eval()
-    batch_texts = [texts[i % len(texts)] for i in range(batch_size)]
-    batch = dict(
-        loaded.tokenizer(batch_texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    )
-    model(**batch)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(**batch)
-        times.append(time.perf_counter() - start)
+    cycle = [i % len(texts) for i in range(batch_size)]
+    batch_texts = [texts[i] for i in cycle]
+    batch_genders = None if genders is None else np.asarray(genders)[cycle]
+    with data_genders(loaded, batch_texts, batch_genders, max_length=max_length):
+        model = loaded.model if loaded.device.type == "cpu" else copy.deepcopy(loaded.model).cpu()
+        model.eval()
+        batch = dict(
+            loaded.tokenizer(batch_texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        )
+        model(**batch)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(**batch)
+            times.append(time.perf_counter() - start)
     return statistics.median(times) / batch_size * 1000
 
 
@@ -177,12 +188,14 @@ def task_metric_rows(
     subset: str = "test",
 ) -> tuple[list[dict], list[dict]]:
     """All task metrics of one variant on ``data``: (metric rows, prediction rows), ready for ``tidy``."""
-    logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length).numpy()
+    logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length,
+                               genders=data.genders).numpy()  # fmt: skip
     rows = [{"subset": subset, **r} for r in classification_rows(data.labels, logits.argmax(1), data.label_names)]
     rows += size_rows(loaded, folder)
     rows.append({"unit": "model", "metric": "head_trained", "value": float(loaded.head_trained)})
     for size in latency_batch_sizes:
-        ms = cpu_latency_ms(loaded, data.texts, batch_size=size, repeats=latency_repeats, max_length=max_length)
+        ms = cpu_latency_ms(loaded, data.texts, batch_size=size, repeats=latency_repeats, max_length=max_length,
+                            genders=data.genders)  # fmt: skip
         rows.append({"unit": "model", "metric": f"latency_ms_b{size}", "value": ms, "n": latency_repeats})
     return rows, prediction_rows(logits, data, subset)
 

@@ -137,10 +137,10 @@ def test_tables_and_numbers_open_on_a_click_and_p_values_are_never_point_values_
     assert "<details open>" in text.split("id='glossary'")[1]  # the glossary is the content: shown
     assert "<details open>" not in text.split("id='glossary'")[0]  # every other table and number list collapsed
     assert re.search(r"<summary>The numbers \(\d+\)</summary>", text)
-    for table in re.findall(r"<table.*?</table>", text, flags=re.S):
+    for table in re.findall(r"<table.*?</table>", text, flags=re.DOTALL):
         columns = re.findall(r"<th>(.*?)</th>", table)
-        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)[1:]:
-            cells = dict(zip(columns, re.findall(r"<td>(.*?)</td>", row, flags=re.S)))
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.DOTALL)[1:]:
+            cells = dict(zip(columns, re.findall(r"<td>(.*?)</td>", row, flags=re.DOTALL)))
             for name in ("p", "q"):
                 value = cells.get(name, "")
                 assert value in ("", "&lt; 0.001") or float(value) >= 0.001, (name, value)

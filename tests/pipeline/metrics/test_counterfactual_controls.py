@@ -20,8 +20,8 @@ DATA = TaskData("toy", TEXTS, np.zeros(7, int), np.array([MALE, FEMALE, MALE, FE
 
 
 def _model(weights: dict[str, float]):
-    """Logits (score, 0) with score = sum of the weights of the words of each text."""
-    return lambda texts: torch.tensor([[sum(weights.get(w, 0.0) for w in t.split()), 0.0] for t in texts])
+    """Logits (score, 0) with score = sum of the weights of the words of each text (the genders are not read)."""
+    return lambda texts, genders: torch.tensor([[sum(weights.get(w, 0.0) for w in t.split()), 0.0] for t in texts])
 
 
 BIASED = _model({"she": 1.0, "mary": 1.0, "he": -1.0, "john": -1.0})
