@@ -14,7 +14,9 @@ compute: the Playground (:mod:`pipeline.viewer.playground`) loads a saved varian
 :func:`pipeline.models.load_model`, builds the gender-swapped twin of a sentence with
 :class:`pipeline.data.GenderSwapper` and switches heads off with :class:`pipeline.gates.HeadGates` (head masking as
 in Michel et al. 2019), showing the prediction and the counterfactual gap P(y | text) - P(y | swapped text)
-(docs/DESIGN.md section 6); the Head inspector (:mod:`pipeline.viewer.viewer_inspect`) reads one head's attention. Tables
+(docs/DESIGN.md section 6); the Head inspector (:mod:`pipeline.viewer.viewer_inspect`) reads one head's attention. The
+Examples page (:mod:`pipeline.viewer.viewer_examples`) lists every test example with each model's gap and opens a
+row in either of those two. Tables
 are cached by path and modification time, figures by their inputs, models by folder, so switching views over a run
 does not recompute anything.
 """
@@ -30,6 +32,8 @@ import streamlit as st
 from pipeline.runs.runfolder import RunFolder, find_runs, variant_sort_key
 from pipeline.schema import SchemaError
 from pipeline.viewer.playground import playground
+from pipeline.viewer.viewer_circuits import circuits
+from pipeline.viewer.viewer_examples import examples
 from pipeline.viewer.viewer_heads import heads, neurons
 from pipeline.viewer.viewer_inspect import inspector
 from pipeline.viewer.viewer_overview import findings_page, overview
@@ -37,7 +41,18 @@ from pipeline.viewer.viewer_tokens import probes, tokens
 from pipeline.viewer.widgets import Selection, stamp, table
 
 RUNS_ENV = "BIAS_ATLAS_RUNS"
-PAGES = ("Overview", "Findings", "Heads", "Head inspector", "Neurons", "Tokens", "Probes", "Playground")
+PAGES = (
+    "Overview",
+    "Findings",
+    "Examples",
+    "Heads",
+    "Head inspector",
+    "Neurons",
+    "Circuits",
+    "Tokens",
+    "Probes",
+    "Playground",
+)
 _ERRORS = (ValueError, KeyError, FileNotFoundError, SchemaError)
 
 
@@ -113,7 +128,18 @@ def main() -> None:
     if view is None:
         return
     tabs = st.tabs(PAGES, key="page", on_change="rerun")
-    pages = (overview, findings_page, heads, inspector, neurons, tokens, probes, lambda v: playground(v, table))
+    pages = (
+        overview,
+        findings_page,
+        examples,
+        heads,
+        inspector,
+        neurons,
+        circuits,
+        tokens,
+        probes,
+        lambda v: playground(v, table),
+    )
     for tab, page in zip(tabs, pages):
         with tab:
             if tab.open:

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from pipeline.figures.style import DOUBLE_COLUMN_IN, PALETTE, styled
+from pipeline.figures.style import FIGURE_SIZES, PALETTE, styled
 
 __all__ = ["ADDS", "REDUCES", "circuit_figure", "node_xy"]
 
@@ -63,7 +63,7 @@ def circuit_figure(
         ValueError: the table holds no circuit edge.
     """
     models = _models(circuit, teacher, max_models)
-    fig = Figure(figsize=(DOUBLE_COLUMN_IN, 2.8), layout="constrained")
+    fig = Figure(figsize=FIGURE_SIZES["circuit_figure"], layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(models), squeeze=False)[0]
     chosen = circuit[circuit["metric"] == "circuit_edge"]

@@ -26,10 +26,13 @@ from pipeline.figures.style import (
     SIGNED_CMAP,
     UNSIGNED_CMAP,
     UNSIGNED_METRICS,
+    adds_bias,
     colourbar_label,
     grown_height,
     model_total,
+    score_name,
     select,
+    shared_colourbar_label,
     styled,
     tick_step,
 )
@@ -157,6 +160,12 @@ def _marks_legend(fig: Figure, share_shown: bool, carried_shown: bool, alpha: fl
         )
 
 
+def _direction(metric: str, rows: pd.DataFrame, total: float | None) -> str:
+    """Two title lines of one model's map: its own score and the colour that adds to its bias ("" without one)."""
+    colour = adds_bias(metric, total)
+    return f"\n{score_name(metric, rows)} {total:+.2g}\n{colour} adds bias" if colour else ""
+
+
 def _title(rows: pd.DataFrame, flag: str | None) -> str:
     n_seeds = rows["seed"].nunique()
     n = int(rows["n"].max()) if "n" in rows and rows["n"].notna().any() else None
@@ -276,7 +285,8 @@ def side_by_side_heatmaps(
     grid = fig.add_gridspec(2 * n_rows, ncols + 1, width_ratios=[1.0] * ncols + [1.3])
     panel_in = ((DOUBLE_COLUMN_IN - 2.2) / (ncols + 0.4), 1.5)
     heat_axes, shown = [], {"share": False, "carried": False}
-    total = model_total(pd.concat(list(frames_by_variant.values())), metric)
+    totals = {name: model_total(f[f["variant"] == name] if name in set(f["variant"]) else f, metric)
+              for name, f in frames_by_variant.items()}  # fmt: skip
     for i, (name, matrix) in enumerate(matrices.items()):
         r, c = divmod(i, ncols)
         ax = fig.add_subplot(grid[2 * r : 2 * r + 2, c])
@@ -287,7 +297,9 @@ def side_by_side_heatmaps(
         shown["carried"] |= carried is not None and bool(carried.any())
         image = _draw_heads(ax, matrix, norm, cmap, panel_in, share, carried)
         ax.set_title(
-            name + ("\n(not fit)" if name in flags else ""), fontsize=6, color=FLAG_COLOUR if name in flags else "black"
+            name + ("\n(not fit)" if name in flags else "") + _direction(metric, rows_of[name], totals[name]),
+            fontsize=6,
+            color=FLAG_COLOUR if name in flags else "black",
         )
         if c:
             ax.set_ylabel("")
@@ -298,7 +310,8 @@ def side_by_side_heatmaps(
         heat_axes.append(ax)
     rows_all = pd.concat(list(rows_of.values()))
     if scale == "shared":
-        fig.colorbar(image, ax=heat_axes, shrink=0.8).set_label(colourbar_label(metric, rows_all, total), fontsize=6)
+        bar = fig.colorbar(image, ax=heat_axes, shrink=0.8)
+        bar.set_label(shared_colourbar_label(metric, rows_all, totals), fontsize=6)
     top, bottom = fig.add_subplot(grid[:n_rows, -1]), fig.add_subplot(grid[n_rows:, -1])
     profiles = {name: depth_profile(m, absolute=absolute) for name, m in matrices.items()}
     reference = next(iter(profiles))
@@ -332,7 +345,7 @@ def side_by_side_heatmaps(
     if scale == "panel":
         fig.suptitle(
             "colour scale per map: compare patterns, not magnitudes; "
-            + colourbar_label(metric, rows_all, total).replace("\n", "; "),
+            + shared_colourbar_label(metric, rows_all, totals).replace("\n", "; "),
             fontsize=6,
         )
     _marks_legend(fig, shown["share"], shown["carried"], alpha, lines)

@@ -18,6 +18,7 @@ The functions live in :mod:`pipeline.figures.head_maps`, :mod:`pipeline.figures.
 
 from __future__ import annotations
 
+from pipeline.figures.circuit_plot import circuit_figure
 from pipeline.figures.curve_plots import cumulative_curve, layer_effects, probe_curves, selectivity_curves
 from pipeline.figures.head_maps import (
     attention_pattern,
@@ -63,6 +64,7 @@ __all__ = [
     "UNSIGNED_METRICS",
     "attention_pattern",
     "bias_vs_compression",
+    "circuit_figure",
     "colourbar_label",
     "cumulative_curve",
     "depth_difference",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import matplotlib
@@ -21,13 +22,16 @@ __all__ = [
     "DPI",
     "FIGURE_SIZES",
     "SINGLE_COLUMN_IN",
+    "adds_bias",
     "bias_sign",
     "colourbar_label",
     "fair_reference",
     "label",
     "method_markers",
     "model_total",
+    "score_name",
     "select",
+    "shared_colourbar_label",
     "style",
     "styled",
     "tick_step",
@@ -47,6 +51,7 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {  # (width, height) in inches of
     "layer_effects": (DOUBLE_COLUMN_IN, 2.3),
     "selectivity_curves": (DOUBLE_COLUMN_IN, 2.3),
     "attention_pattern": (DOUBLE_COLUMN_IN, 3.0),
+    "circuit_figure": (DOUBLE_COLUMN_IN, 2.8),
 }
 ROW_HEIGHT_IN = {"side_by_side_heatmaps": 1.9, "cumulative_curve": 2.1, "layer_effects": 1.7}  # per extra row
 BAR_HEIGHT_IN = 0.13  # top_neurons: per bar beyond ten
@@ -201,6 +206,18 @@ def bias_sign(metric: str, total: float | None) -> int | None:
     return int(np.sign(total)) * (1 if rule[0] == "same" else -1)
 
 
+def adds_bias(metric: str, total: float | None) -> str:
+    """The colour of a unit effect of ``metric`` that adds to the bias of a model whose own score is ``total``:
+    ``"red (+)"``, ``"blue (-)"``, or ``""`` when :func:`bias_sign` has no answer."""
+    sign = bias_sign(metric, total)
+    return "" if sign is None else "red (+)" if sign > 0 else "blue (-)"
+
+
+def score_name(metric: str, rows: pd.DataFrame | None = None) -> str:
+    """What the model's own score behind ``metric`` is called ("cf gap", "skew gap", ...)."""
+    return "cf gap" if metric == "indirect_effect" else _score_of(rows)  # patching's total effect is the gap
+
+
 def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float | None = None) -> str:
     """Two lines for a colour bar: what the effect is measured on, and which sign means more bias.
 
@@ -208,14 +225,22 @@ def colourbar_label(metric: str, rows: pd.DataFrame | None = None, total: float 
     colour that adds to the bias (bias = |gap|): for ablation a head adds bias when removing it moves the score
     towards 0 (delta of the other sign); for IG and patching when its effect has the sign of the total.
     """
-    score = _score_of(rows)
     first = label(metric, rows)
-    words = _SIGN_WORDS.get(metric, "").replace("{score}", score)
-    sign = bias_sign(metric, total)
-    if sign is not None:
-        name = "cf gap" if metric == "indirect_effect" else score  # patching's total effect is the gap
-        words = f"model {name} {total:+.2g}: {'red (+)' if sign > 0 else 'blue (-)'} adds bias"
+    words = _SIGN_WORDS.get(metric, "").replace("{score}", _score_of(rows))
+    if adds_bias(metric, total):
+        words = f"model {score_name(metric, rows)} {total:+.2g}: {adds_bias(metric, total)} adds bias"
     return f"{first}\n{words}" if words else first
+
+
+def shared_colourbar_label(metric: str, rows: pd.DataFrame | None, totals: Mapping[str, float | None]) -> str:
+    """The colour bar of several models' maps: what is measured, and the colour that adds bias when every model
+    (``totals``: model -> its own score) agrees; otherwise that each map's title names its own."""
+    colours = {name: adds_bias(metric, total) for name, total in totals.items()}
+    if not any(colours.values()):
+        return colourbar_label(metric, rows)
+    if len(set(colours.values())) == 1:
+        return f"{label(metric, rows)}\n{next(iter(colours.values()))} adds bias in every model"
+    return f"{label(metric, rows)}\nthe colour that adds bias differs: see each title"
 
 
 def select(

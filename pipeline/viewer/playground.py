@@ -24,9 +24,18 @@ from pipeline.viewer.playground_models import cached_model, cached_swapper, prob
 from pipeline.viewer.viewer_heads import head_sources
 from pipeline.viewer.widgets import findings_config, load, point_flags
 
-__all__ = ["DEFAULT_SENTENCE", "effect_labels", "playground"]
+__all__ = ["DEFAULT_SENTENCE", "effect_labels", "open_in_playground", "playground"]
 
 DEFAULT_SENTENCE = "She recorded her first [MASK] album with him in Nashville."
+_WANTED = "play_wanted"  # (variant, seed) another page asked the Playground to open on
+
+
+def open_in_playground(text: str, variant: str, seed: int) -> None:
+    """Widget callback: switch to the Playground with sentence ``text`` and model ``variant`` / ``seed`` chosen (when
+    it has a saved model among the sidebar's selection)."""
+    st.session_state["play_text"] = text
+    st.session_state[_WANTED] = (variant, int(seed))
+    st.session_state["page"] = "Playground"
 
 
 def effect_labels(
@@ -124,6 +133,10 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
         return
     flags = point_flags(view)  # trained heads first, fit ones before them: the default's outputs mean something
     choices.sort(key=lambda c: (not _trained(c), (prefix(c[0]) + c[1], c[2]) in flags))
+    wanted = st.session_state.pop(_WANTED, None)
+    chosen = next((c for c in choices if (prefix(c[0]) + c[1], c[2]) == wanted), None)
+    if chosen is not None:
+        st.session_state["play_model"] = chosen
     run, variant, seed = st.selectbox(
         "Model",
         choices,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.findings.model_status import flags_by_point
+from pipeline.report.claims import is_p_column, p_text
 from pipeline.runs.runfolder import variant_sort_key
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "interval_text",
     "layer_ablation_wide",
     "overview_display",
+    "p_columns_as_text",
     "units_table",
 ]
 
@@ -55,6 +57,21 @@ def interval_text(value: float, low: float = np.nan, high: float = np.nan, digit
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
         return point
     return f"{point} [{low:.{digits}g}, {high:.{digits}g}]"
+
+
+def _is_p_column(name: object, values: pd.Series) -> bool:
+    if not is_p_column(name) or not pd.api.types.is_float_dtype(values):
+        return False
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = numbers[np.isfinite(numbers)]
+    return bool(((finite >= 0) & (finite <= 1)).all())
+
+
+def p_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its p- and q-value columns (float columns named ``p``, ``q``, ``total_q``, ``p value``, ...
+    holding values in [0, 1]) written by :func:`p_text`; other columns unchanged."""
+    columns = [c for c in frame.columns if _is_p_column(c, frame[c])]
+    return frame.assign(**{str(c): [p_text(v) for v in frame[c]] for c in columns}) if columns else frame
 
 
 # ---- overview -----------------------------------------------------------------------------------------------------
@@ -179,9 +196,10 @@ def head_profile(
                     & (units["metric"] == metric)
                 ]
                 carried = bool(hit["carries"].any()) if len(hit) else None
+            pooling = r.get("pooling")
             out.append(
                 {
-                    "measure": label,
+                    "measure": label + (f" ({pooling} pooling)" if isinstance(pooling, str) and pooling else ""),
                     "seed": int(r["seed"]),
                     "value": r["value"],
                     "interval": interval_text(r["value"], r["ci_low"], r["ci_high"]),

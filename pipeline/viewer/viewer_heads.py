@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.figures import plots
-from pipeline.figures.style import model_total
+from pipeline.figures.style import adds_bias, model_total, score_name
 from pipeline.runs.runfolder import top_neurons_table, variant_sort_key
 from pipeline.runs.tables import head_maps, neuron_maps
 from pipeline.viewer.viewer_data import homogeneity_wide, layer_ablation_wide, units_table
@@ -26,7 +26,7 @@ from pipeline.viewer.widgets import (
     variants_of,
 )
 
-__all__ = ["carries_for", "head_sources", "heads", "neuron_sources", "neurons", "noise_summary"]
+__all__ = ["carries_for", "directions", "head_sources", "heads", "neuron_sources", "neurons", "noise_summary"]
 
 
 # label -> (table, metrics accepted: the first present is shown), from the table registry; probe maps have their
@@ -82,16 +82,28 @@ def noise_summary(frame: pd.DataFrame, metric: str, alpha: float, carries: pd.Da
     return pd.DataFrame(out)
 
 
+def directions(metric: str, full: pd.DataFrame, variants: list[str]) -> dict[str, tuple[float, str]]:
+    """Model -> (its own score behind ``metric``, the colour that adds to its bias: ``adds_bias``), from each model's
+    own rows of ``full`` (intact score, IG total, total effect; mean over its seeds); models without one are left
+    out."""
+    out = {}
+    for variant in variants:
+        total = model_total(full[full["variant"] == variant], metric)
+        if total is not None:
+            out[variant] = (total, adds_bias(metric, total))
+    return out
+
+
 def _meaning(metric: str, full: pd.DataFrame, variants: list[str]) -> str:
-    totals = [
-        f"{v} {model_total(full[full['variant'] == v], metric):+.3g}"
-        for v in variants
-        if model_total(full[full["variant"] == v], metric) is not None
-    ]
     words = plots.colourbar_label(metric, full[full["unit"] == "head"]).split("\n")
     text = f"Colour: {words[0]}" + (f" ({words[1]})" if len(words) > 1 else "") + ". "
-    if totals:
-        text += "Each model's own score behind these effects: " + ", ".join(totals) + ". "
+    score = score_name(metric, full[full["unit"] == "head"])
+    own = [
+        f"{v} ({score} {total:+.3g}): {colour or 'no colour (score 0)'} adds bias"
+        for v, (total, colour) in directions(metric, full, variants).items()
+    ]
+    if own:
+        text += "Which colour adds bias, from each model's own score: " + "; ".join(own) + ". "
     return text + _GAP
 
 
@@ -223,6 +235,31 @@ def _ablation_extras(view: Selection, ablation: pd.DataFrame | None, flags: dict
             table("comparison", comparison)
 
 
+def neuron_signs(full: pd.DataFrame, neurons: pd.DataFrame, metric: str, variant: str, alpha: float) -> str:
+    """Which sign of ``variant``'s neuron effects adds to its bias (from its own score in ``full``), and which models
+    the significant neurons (q < ``alpha``) of ``neurons`` come from."""
+    own = directions(metric, full, [variant]).get(variant)
+    score = score_name(metric, neurons)
+    text = (
+        f"{variant}'s own {score} is {own[0]:+.3g}, so {own[1]} bars add to its bias. "
+        if own and own[1]
+        else f"{variant} has no score of its own in the table, so which sign adds bias is unknown. "
+    )
+    if "q" not in neurons:
+        return text + "The table has no q-values."
+    counts = neurons.assign(hit=neurons["q"] < alpha).groupby("variant")["hit"].sum()
+    hits = [f"{v} {int(counts[v])}" for v in variants_of(neurons) if counts[v] > 0]
+    none = [v for v in variants_of(neurons) if counts[v] == 0]
+    return (
+        text
+        + f"Significant neurons (q < {alpha:g}, Benjamini-Hochberg over each model's neurons; each selected seed "
+        + "counted) come from "
+        + (", ".join(hits) if hits else "no model")
+        + (f"; none from {', '.join(none)}" if none else "")
+        + "."
+    )
+
+
 def neurons(view: Selection) -> None:
     frames = {label: (load(view, t), m) for label, (t, m) in neuron_sources().items()}
     sources = {
@@ -244,6 +281,7 @@ def neurons(view: Selection) -> None:
     rows = frame[frame["variant"] == variant]
     metric = neuron_sources()[label][1]
     alpha = findings_config(view).alpha
+    st.caption(neuron_signs(frames[label][0], frame, metric, variant, alpha))
     figure(
         f"top_neurons_{metric}_{variant}",
         "top_neurons",

@@ -4,7 +4,7 @@ student (the layer it was initialised from / into), its attention pattern on a s
 twin, and the tokens it attends to most over the run's test data.
 
 Like the Playground, it computes: it loads the saved model with :func:`pipeline.models.load_model` (eager attention,
-so that the weights can be read) and the run's test split with :func:`pipeline.runs.run.load_task_splits`.
+so that the weights can be read) and the run's test split with :func:`pipeline.viewer.widgets.test_split`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,21 @@ from pipeline.variants import Variant, variant_sort_key
 from pipeline.viewer.playground import DEFAULT_SENTENCE
 from pipeline.viewer.viewer_data import head_profile
 from pipeline.viewer.viewer_heads import head_sources
-from pipeline.viewer.widgets import Selection, figure, findings_config, flag_notice, load, table
+from pipeline.viewer.widgets import Selection, figure, findings_config, flag_notice, load, table, test_split
 
-__all__ = ["attention", "counterparts", "inspector", "top_attended"]
+__all__ = ["attention", "counterparts", "flagged_heads", "inspector", "open_in_inspector", "top_attended"]
 
 N_DATA = 64  # test texts behind "attends to most"
+MIN_COUNT = 5  # occurrences a token needs to be ranked in "attends to most" (default)
+_WANTED = "inspect_wanted"  # (variant, seed) another page asked the inspector to open on
+
+
+def open_in_inspector(text: str, variant: str, seed: int) -> None:
+    """Widget callback: switch to the Head inspector with sentence ``text`` and model ``variant`` / ``seed`` chosen
+    (when it has a saved model among the sidebar's selection)."""
+    st.session_state["inspect_text"] = text
+    st.session_state[_WANTED] = (variant, int(seed))
+    st.session_state["page"] = "Head inspector"
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -37,15 +47,6 @@ def _model(folder: str) -> LoadedModel:
     loaded = load_model(folder, head="classifier")
     loaded.model.set_attn_implementation("eager")  # sdpa does not return attention weights
     return loaded
-
-
-@st.cache_data(show_spinner="Loading the run's test texts…", max_entries=4)
-def _test_texts(path: str) -> tuple[str, ...]:
-    from pipeline.runs.config import config_from_dict
-    from pipeline.runs.run import load_task_splits  # the run's own loader: same split, same subsample
-
-    config = config_from_dict(RunFolder(path).manifest["config"])
-    return tuple(load_task_splits(config.task).test.texts)
 
 
 def _config(folder: Path) -> dict:
@@ -75,9 +76,11 @@ def attention(loaded: LoadedModel, texts: list[str], layer: int, head: int) -> l
 
 
 @st.cache_data(show_spinner="Reading the head's attention over the test data…", max_entries=16)
-def top_attended(folder: str, texts: tuple[str, ...], layer: int, head: int, k: int = 15) -> pd.DataFrame:
+def top_attended(
+    folder: str, texts: tuple[str, ...], layer: int, head: int, k: int = 15, min_count: int = 2
+) -> pd.DataFrame:
     """The tokens head (layer, head) attends to most over ``texts``: per token, the attention it receives (mean over
-    the query positions of a text), averaged over its occurrences; tokens seen at least twice."""
+    the query positions of a text), averaged over its occurrences; tokens seen at least ``min_count`` times."""
     loaded = _model(folder)
     received: dict[str, list[float]] = {}
     for start in range(0, len(texts), 16):
@@ -92,7 +95,7 @@ def top_attended(folder: str, texts: tuple[str, ...], layer: int, head: int, k: 
             "share of all attention": float(np.sum(v)),
         }
         for t, v in received.items()
-        if len(v) >= 2
+        if len(v) >= min_count
     ]
     out = pd.DataFrame(rows)
     if out.empty:
@@ -141,6 +144,32 @@ def counterparts(run: RunFolder, variant: str, seed: int, layer: int, present: l
     return [(teacher, layers[layer])] if teacher and layers and layer < len(layers) else []
 
 
+def flagged_heads(units: pd.DataFrame | None, variant: str, seed: int) -> dict[tuple[int, int], str]:
+    """(layer, head) -> which methods find that head of ``variant`` / ``seed`` carries bias (findings
+    ``bias_units``) and its share of the model's effect, largest share first; empty without findings."""
+    if units is None or units.empty:
+        return {}
+    rows = units[
+        (units["variant"] == variant)
+        & (units["seed"] == seed)
+        & (units["unit"] == "head")
+        & units["carries"].astype(bool)
+    ]
+    rows = rows.sort_values("share", ascending=False, kind="stable", key=np.abs)
+    out: dict[tuple[int, int], list[str]] = {}
+    for r in rows.itertuples():
+        share = f" {r.share:.0%}" if np.isfinite(r.share) else ""
+        out.setdefault((int(r.layer), int(r.head)), []).append(f"{r.method}{share}")
+    return {key: f"layer {key[0]}, head {key[1]}: " + ", ".join(words) for key, words in out.items()}
+
+
+def _jump() -> None:
+    picked = st.session_state.get("inspect_jump")
+    if picked is not None:
+        st.session_state["inspect_layer"], st.session_state["inspect_head"] = picked
+        st.session_state["inspect_jump"] = None  # an action, not a setting: the picker empties again
+
+
 def _sources(view: Selection) -> tuple[dict, dict[str, pd.DataFrame | None]]:
     tables = {t: load(view, t) for t in {*(t for t, _ in head_sources().values()), "probes_heads", "bias_units"}}
     sources = {}
@@ -170,6 +199,10 @@ def inspector(view: Selection) -> None:
             "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`)."
         )
         return
+    wanted = st.session_state.pop(_WANTED, None)
+    chosen = next((m for m in models if (prefix(m[0]) + m[1], m[2]) == wanted), None)
+    if chosen is not None:
+        st.session_state["inspect_model"] = chosen
     cols = st.columns([3, 1, 1])
     run, variant, seed = cols[0].selectbox(
         "Model", models, key="inspect_model", format_func=lambda m: f"{prefix(m[0])}{m[1]} (seed {m[2]})"
@@ -177,9 +210,20 @@ def inspector(view: Selection) -> None:
     folder = run.model_dir(variant, seed)
     config = _config(folder)
     n_layers, n_heads = int(config.get("num_hidden_layers", 1)), int(config.get("num_attention_heads", 1))
+    name = prefix(run) + variant
+    flagged = flagged_heads(tables.get("bias_units"), name, seed)
+    if flagged:
+        st.selectbox(
+            "Jump to a head that carries bias",
+            list(flagged),
+            index=None,
+            format_func=flagged.get,
+            key="inspect_jump",
+            on_change=_jump,
+            placeholder=f"{len(flagged)} heads carry bias (findings; method and share of the model's effect)",
+        )
     layer = cols[1].selectbox("Layer", range(n_layers), key="inspect_layer")
     head = cols[2].selectbox("Head", range(n_heads), key="inspect_head")
-    name = prefix(run) + variant
     flag_notice(view, [name])
     st.subheader(f"{name} seed {seed}: layer {layer}, head {head}")
     alpha = findings_config(view).alpha
@@ -198,7 +242,9 @@ def inspector(view: Selection) -> None:
         st.caption(
             f"Significant: q < {alpha:g} (Benjamini-Hochberg over the heads of the model); carries bias: "
             "the findings' verdict (significant and material). Ablation and IG explain the counterfactual gap "
-            "P(y|female) - P(y|male); patching the true-class probability, oriented to the female twin."
+            "P(y|female) - P(y|male); patching the true-class probability, oriented to the female twin. Gender "
+            "probe: a linear probe of gender on the head's output, pooled over the text as the [CLS] token's "
+            "(cls) or the mean over tokens (mean)."
         )
     present = sorted({v for v, _ in run.saved_models()}, key=variant_sort_key)
     mates = counterparts(run, variant, seed, layer, present)
@@ -221,7 +267,7 @@ def inspector(view: Selection) -> None:
 def _attention_section(run: RunFolder, folder: Path, layer: int, head: int, name: str) -> None:
     st.subheader("Attention")
     try:
-        texts = _test_texts(str(run.path))
+        texts = test_split(str(run.path)).texts
     except Exception as err:  # noqa: BLE001 - a data set that cannot be loaded here costs only this part
         texts = ()
         st.caption(f"The run's test texts cannot be loaded here ({type(err).__name__}: {err}); type a sentence.")
@@ -255,4 +301,15 @@ def _attention_section(run: RunFolder, folder: Path, layer: int, head: int, name
     )
     if texts:
         st.markdown(f"**Tokens it attends to most** over {min(len(texts), N_DATA)} test sentences")
-        table(f"attended_{name}_L{layer}H{head}", top_attended(str(folder), tuple(texts[:N_DATA]), layer, head))
+        least = int(
+            st.number_input(
+                "Seen at least (times)",
+                1,
+                N_DATA,
+                MIN_COUNT,
+                key="inspect_min_count",
+                help="Tokens seen fewer times are left out: a mean over one or two occurrences is noise.",
+            )
+        )
+        attended = top_attended(str(folder), tuple(texts[:N_DATA]), layer, head, min_count=least)
+        table(f"attended_{name}_L{layer}H{head}", attended)

@@ -14,12 +14,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pipeline.data import TaskData
 from pipeline.figures import plots
 from pipeline.figures.run_figures import figure_bytes
 from pipeline.findings.model_status import flags_by_point, flags_by_variant, model_status
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.runs.runfolder import RunFolder, combine_tables, variant_sort_key
 from pipeline.schema import SchemaError
+from pipeline.viewer.viewer_data import p_columns_as_text
 
 __all__ = [
     "NOT_ATTRIBUTED",
@@ -35,6 +37,7 @@ __all__ = [
     "read_all",
     "status",
     "table",
+    "test_split",
     "variant_flags",
     "variants_of",
 ]
@@ -84,6 +87,20 @@ def load(view: Selection, name: str) -> pd.DataFrame | None:
     if len(view.runs) > 1:
         missing(view, name)  # name the selected runs that lack it
     return frame[frame["variant"].isin(view.variants) & frame["seed"].isin(view.seeds)]
+
+
+@st.cache_data(show_spinner="Loading the run's test texts…", max_entries=4)
+def test_split(path: str) -> TaskData:
+    """The test split of run ``path``, loaded as the run loaded it (same data, classes, split and subsample).
+
+    Raises:
+        ConfigError, KeyError: the run's data set cannot be loaded here, or its manifest has no config.
+    """
+    from pipeline.runs.config import config_from_dict
+    from pipeline.runs.run import load_task_splits  # the run's own loader: same split, same subsample
+
+    config = config_from_dict(RunFolder(path).manifest["config"])
+    return load_task_splits(config.task).test
 
 
 def missing(view: Selection, name: str) -> None:
@@ -218,8 +235,9 @@ def figure(name: str, plot: str, *args, caption: str | None = None, **kwargs) ->
 
 
 def table(name: str, frame: pd.DataFrame, *, data: pd.DataFrame | None = None) -> None:
-    """Show ``frame`` with a CSV download button (of ``data`` when given, e.g. the numbers behind a text table)."""
-    st.dataframe(frame, hide_index=True)
+    """Show ``frame`` (p- and q-values as text: :func:`~pipeline.viewer.viewer_data.p_columns_as_text`) with a CSV
+    download button of the numbers (of ``data`` when given, e.g. the numbers behind a text table)."""
+    st.dataframe(p_columns_as_text(frame), hide_index=True)
     csv = frame if data is None else data
     st.download_button(
         "CSV", lambda: csv.to_csv(index=False), f"{name}.csv", "text/csv", key=f"csv:{name}", on_click="ignore"

@@ -155,7 +155,7 @@ def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app
         "patching: indirect effect",
         "integrated gradients",
         "gradient importance",
-        "gender probe accuracy",
+        "gender probe accuracy (mean pooling)",  # the test run probes mean-pooled head outputs only
     }
     written = read_table(demo_run / "tables" / "head_ablation.parquet").query(
         "variant == 'teacher-ft' and seed == 0 and unit == 'head' and layer == 2 and head == 1 "
@@ -178,8 +178,9 @@ def test_head_inspector_shows_a_heads_numbers_counterpart_and_attention(demo_app
 def test_findings_page_answers_each_question_from_the_stored_tables(demo_app):
     at = show(demo_app, "Findings")
     titles = [h.value for h in at.subheader]
-    assert titles[0] == "Models fit to be read" and len(titles) == len(SECTIONS)  # as in `bias-atlas report`
-    assert [t.split(" ")[0] for t in titles[1:]] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
+    assert titles[0] == "Models fit to be read" and len(titles) == len(SECTIONS) + 1  # as in `bias-atlas report`
+    assert [t.split(" ")[0] for t in titles[1:-1]] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
+    assert titles[-1] == "Glossary"
     assert len(at.info) == len(titles)  # one answer each
     assert "has no findings tables" not in infos(at)
     assert len(at.dataframe) >= len(titles)  # the run header and the table behind each answer
@@ -190,7 +191,7 @@ def test_findings_page_computes_what_the_findings_stage_did_not_write_and_says_s
     at = show(collapsed_app, "Findings")
     text = infos(at)
     assert "has no findings tables" in text and "`findings` stage of `bias-atlas run CONFIG`" in text
-    assert [h.value.split(" ")[0] for h in at.subheader][1:] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
+    assert [h.value.split(" ")[0] for h in at.subheader][1:-1] == [f"RQ{i}" for i in range(1, len(SECTIONS))]
     assert not any(run.has(f.name) for f in FINDINGS)  # nothing was written into the run
 
 
