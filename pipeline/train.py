@@ -34,6 +34,7 @@ from pipeline.data import TaskData
 from pipeline.metrics.predict import classifier_logits
 from pipeline.models import LoadedModel
 from pipeline.settings import Settings
+from pipeline.weighting import example_weights, weighted_cross_entropy
 
 __all__ = [
     "ClassifierLoss",
@@ -232,10 +233,9 @@ def fit(
                 with accelerator.autocast():
                     loss = model(batch)
                 value = loss.item()
+                where = f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}"
                 if not np.isfinite(value):
-                    raise _diverged(
-                        desc, f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}", value, opt
-                    )
+                    raise _diverged(desc, where, value, opt)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), opt.grad_clip)
                 try:
@@ -243,13 +243,7 @@ def fit(
                 except RuntimeError as err:  # a rate beyond float range: torch refuses the update itself
                     if "overflow" not in str(err):
                         raise
-                    raise _diverged(
-                        desc,
-                        f"at epoch {epoch + 1}/{opt.epochs}, step {count + 1}/{len(loader)}: the "
-                        "update overflows float",
-                        value,
-                        opt,
-                    ) from err
+                    raise _diverged(desc, f"{where}: the update overflows float", value, opt) from err
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 running, count, steps = running + value, count + 1, steps + 1
@@ -274,8 +268,7 @@ ClassifierLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (logits, labels, 
 
 
 class _ModelLoss(nn.Module):
-    """The model's own loss on a batch with ``labels`` (class or masked-token cross-entropy), or ``loss(logits,
-    labels, rows)`` when given (the batch then carries its training-row indices, ``rows``)."""
+    """The model's own loss on a batch with ``labels``, or ``loss(logits, labels, rows)`` (batch key ``rows``)."""
 
     def __init__(self, model: nn.Module, loss: ClassifierLoss | None = None) -> None:
         super().__init__()
@@ -316,15 +309,17 @@ def finetune_classifier(
 
     Args:
         loaded: a model loaded with ``head="classifier"`` and one output per class of ``train``.
-        train: training texts and labels.
+        train: training texts and labels; weighted rows give ``mean_i w_i CE_i`` (:mod:`pipeline.weighting`).
         dev: held-out data for the reported accuracy (no early stopping).
         cfg: the ``[finetune]`` section.
         seed: seeds initialisation-free randomness: batch order and dropout.
         max_length: tokens per text.
         accelerator: defaults to :func:`make_accelerator` on the available device.
-        loss: ``(logits, labels, row indices) -> loss`` for the model's cross-entropy (:mod:`pipeline.compress.refit`).
+        loss: ``(logits, labels, rows) -> loss`` instead of the (weighted) cross-entropy; it applies any weights.
     """
     _check_classifier(loaded, train)
+    if loss is None and (weights := example_weights(train)) is not None:
+        loss = weighted_cross_entropy(weights)
     loaded.report_truncation(train.texts, max_length, name=train.name)
     accelerator = accelerator or make_accelerator()
     labels = torch.tensor(train.labels)  # a copy: TaskData arrays are read-only
@@ -354,6 +349,7 @@ def finetune_mlm(
     *,
     max_length: int,
     accelerator: Accelerator | None = None,
+    weights: Tensor | None = None,
 ) -> TrainResult:
     """Masked-LM domain fine-tuning in place on ``texts`` (``cfg.mlm_epochs`` epochs, ``cfg.mlm_probability``).
 
@@ -364,6 +360,7 @@ def finetune_mlm(
         seed: seeds batch order, masking and dropout.
         max_length: tokens per text.
         accelerator: defaults to :func:`make_accelerator` on the available device.
+        weights: one per text (:func:`pipeline.weighting.example_weights`): each masked token's loss times its text's.
     """
     if loaded.head != "mlm":
         raise ValueError(f"finetune_mlm needs a model loaded with head='mlm', got head={loaded.head!r}.")
@@ -382,12 +379,12 @@ def finetune_mlm(
             probability=cfg.mlm_probability,
             generator=masking,
         )
-        return batch
+        return batch if weights is None else {**batch, "rows": torch.tensor(rows)}
 
     with seeded(seed):
         loader = batch_loader(len(texts), collate, batch_size=cfg.batch_size, shuffle=True, seed=seed)
         result = fit(
-            _ModelLoss(loaded.model),
+            _ModelLoss(loaded.model, None if weights is None else weighted_cross_entropy(weights)),
             loader,
             OptimSettings.of(cfg, epochs=cfg.mlm_epochs),
             accelerator=accelerator,

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # Remedies that are training sets (docs/DESIGN.md section 9); the method remedies are records' (mixup, biasprune, ...)
-TRAINING_SET_REMEDIES: tuple[str, ...] = ("cda", "balanced")
+TRAINING_SET_REMEDIES: tuple[str, ...] = ("cda", "balanced", "reweighed")
 ORDER_RANK: tuple[str, ...] = ("none", "before", "after", "both", "ft")  # "ft": the fine-tuned teacher itself
 _COMPRESSED = r"hub-[A-Za-z0-9._-]+?|(?!teacher)[a-z][a-z0-9_]*?(?:\d+(?:\.\d+)?)?"
 _NAME = re.compile(
@@ -121,7 +121,7 @@ def mitigation_twins(name: str) -> list[tuple[str, list[str]]]:
     """``(mitigation, twin names in order of preference)`` for each remedy in the recipe of ``name``: the same
     recipe without that one remedy (same compression, order and training set otherwise).
 
-    ``X@cda`` / ``X@balanced`` -> ``X``; a method remedy's twin is its record's rule
+    ``X@cda`` / ``X@balanced`` / ``X@reweighed`` -> ``X``; a method remedy's twin is its record's rule
     (:mod:`pipeline.compress.twins`: ``distil_mixup`` -> ``distil``, ``biasprune<size>`` -> ``prune<size>``,
     ``<base>_erase`` -> ``<base>``, ``erase`` -> the teacher). Unparseable names and unmitigated variants give ``[]``.
     """

@@ -1,7 +1,7 @@
 """Settings of the compression methods: one section per method, each listing the fine-tuning orders it is built in.
 
 A present section enables its method (``[compress.distil]``, ``[compress.tiny]``, ``[compress.prune]``,
-``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``, ``[compress.reweigh]``,
+``[compress.int8]``, and the mitigations ``[compress.biasprune]``, ``[compress.erase]``,
 ``[compress.eoreg]``, ``[compress.fairdistil]``, ``[compress.eo]``); the run plan
 (:mod:`pipeline.runs.plan`) turns each (method, order) into a variant. A mitigation section can also be applied on
 top of other methods' variants (``on``): ``on = ["distil"]`` adds ``distil_erase-ft_<order>``, the eraser fitted on
@@ -27,7 +27,6 @@ __all__ = [
     "Int8Section",
     "MethodSection",
     "PruneSection",
-    "ReweighSection",
     "TinySection",
 ]
 
@@ -311,13 +310,6 @@ class _Refit(_Mitigation):
 
     def methods(self) -> list[tuple[str, str, dict]]:
         return [(self.op, self.op, {"loss": self.op}), ("refit", self.op, {"loss": "plain"})]
-
-
-class ReweighSection(_Refit):
-    """``reweigh``: fine-tuning with Kamiran & Calders (2012) instance weights P(c)P(g)/P(c, g), so class and gender
-    are independent in the weighted training set (:mod:`pipeline.compress.reweigh`)."""
-
-    op: ClassVar[str] = "reweigh"
 
 
 class EoRegSection(_Refit):

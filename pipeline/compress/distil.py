@@ -19,7 +19,8 @@ The loss depends on what the teacher offers:
 sees gender-mixed input embeddings and the teacher's targets are mixed the same way (:mod:`.mixup`). With
 ``fair_gap`` (fair distillation, task distillation only) the class KL term becomes
 :func:`pipeline.compress.fair_losses.fair_distil_loss`: the student matches the pair-averaged teacher on each text
-and its gender-swapped twin and pays ``fair_gap`` times its own counterfactual gap.
+and its gender-swapped twin and pays ``fair_gap`` times its own counterfactual gap. On a weighted training set
+(:mod:`pipeline.weighting`) every term is a weighted mean: per text, or per token with the text's weight.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pipeline.compress.mixup import GenderMixup, counterfactual_inputs, mix, mix
 from pipeline.data import GenderSwapper, TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, mask_tokens, seeded
+from pipeline.weighting import BATCH_WEIGHTS, example_weights, token_weights, weighted_mean
 
 __all__ = [
     "N_LAYERS_ATTR",
@@ -146,31 +148,34 @@ class _DistilObjective(nn.Module):
             inputs["inputs_embeds"] = mixed_embeddings(self.anatomy, batch)
             del inputs["input_ids"]
         out = self.student(**inputs, output_hidden_states=True)
-        cfg, mask = self.cfg, batch["attention_mask"]
-        loss = cfg.alpha_cos * cosine_loss(out.hidden_states[-1], t_hidden, mask)
+        cfg, mask, w = self.cfg, batch["attention_mask"], batch.get(BATCH_WEIGHTS)
+        loss = cfg.alpha_cos * cosine_loss(out.hidden_states[-1], t_hidden, mask, w)
         if self.mode == "task" and self.fair_gap is not None:
             twin = counterfactual_inputs(batch)
             with torch.no_grad():
                 t_twin = self.teacher(**twin).logits
             s_twin = self.student(**twin).logits
             fair = fair_distil_loss(
-                out.logits, s_twin, t_logits, t_twin, temperature=cfg.temperature, gap_weight=self.fair_gap
+                out.logits, s_twin, t_logits, t_twin, temperature=cfg.temperature, gap_weight=self.fair_gap, weights=w
             )
-            loss = (
-                loss
-                + cfg.alpha_kl * fair
-                + cfg.alpha_ce * nn.functional.cross_entropy(out.logits.float(), batch["labels"])
-            )
+            loss = loss + cfg.alpha_kl * fair + cfg.alpha_ce * _ce(out.logits, batch["labels"], w)
         elif self.mode == "task":
-            labels = batch["labels"]
-            loss = loss + cfg.alpha_kl * soft_kl(out.logits, t_logits, cfg.temperature)
-            loss = loss + cfg.alpha_ce * nn.functional.cross_entropy(out.logits.float(), labels)
+            loss = loss + cfg.alpha_kl * soft_kl(out.logits, t_logits, cfg.temperature, w)
+            loss = loss + cfg.alpha_ce * _ce(out.logits, batch["labels"], w)
         elif self.mode == "mlm":
             picked = batch["labels"] != -100  # (batch, seq) masked positions
             s, t = out.logits[picked], t_logits[picked]  # (n_masked, vocab)
-            loss = loss + cfg.alpha_kl * soft_kl(s, t, cfg.temperature)
-            loss = loss + cfg.alpha_ce * nn.functional.cross_entropy(s.float(), batch["labels"][picked])
+            w = None if w is None else token_weights(w, picked)
+            loss = loss + cfg.alpha_kl * soft_kl(s, t, cfg.temperature, w)
+            loss = loss + cfg.alpha_ce * _ce(s, batch["labels"][picked], w)
         return loss
+
+
+def _ce(logits: Tensor, labels: Tensor, weights: Tensor | None) -> Tensor:
+    """Cross-entropy, the mean over rows or (weighted rows) ``mean_i w_i CE_i``."""
+    if weights is None:
+        return nn.functional.cross_entropy(logits.float(), labels)
+    return weighted_mean(nn.functional.cross_entropy(logits.float(), labels, reduction="none"), weights)
 
 
 def _mode(teacher: LoadedModel) -> str:
@@ -199,7 +204,7 @@ def distil(
     Args:
         teacher: classifier (fine-tuned: task distillation; untrained head: hidden-state distillation) or masked
             LM with a trained head (general distillation).
-        train: training texts (and labels, used in task distillation).
+        train: training texts (and labels, used in task distillation); weighted rows weigh every loss term.
         cfg: the ``[compress.distil]`` section (``layer_map`` default: every other teacher layer).
         seed: seeds batch order, masking, dropout and mixup draws.
         max_length: tokens per text.
@@ -224,7 +229,7 @@ def distil(
         raise ValueError("fair distillation needs a fine-tuned classifier teacher (task distillation) and no mixup")
     layer_map = cfg.layer_map or default_layer_map(teacher.anatomy.n_layers)
     student = init_student(teacher, check_layer_map(layer_map, teacher.anatomy.n_layers, "compress.distil.layer_map"))
-    tokenizer, labels = teacher.tokenizer, torch.tensor(train.labels)
+    tokenizer, labels, weights = teacher.tokenizer, torch.tensor(train.labels), example_weights(train)
     paired = mixup or fair_gap is not None
     pairs = GenderMixup(train.texts, swapper=swapper, alpha=cfg.mixup_alpha, seed=seed) if paired else None
     masking = torch.Generator().manual_seed(seed)
@@ -245,7 +250,7 @@ def distil(
                 changed = masked != batch["input_ids"]
                 batch["cf_input_ids"] = torch.where(changed, masked, batch["cf_input_ids"])
             batch["input_ids"] = masked
-        return batch
+        return batch if weights is None else {**batch, BATCH_WEIGHTS: weights[rows]}
 
     teacher.model.requires_grad_(False)
     with seeded(seed):

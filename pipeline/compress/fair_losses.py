@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from pipeline.compress.losses import soft_kl
+from pipeline.weighting import weighted_mean
 
 __all__ = ["counterfactual_gap", "fair_distil_loss", "soft_tpr_gap"]
 
@@ -58,13 +59,15 @@ def fair_distil_loss(
     *,
     temperature: float,
     gap_weight: float,
+    weights: Float[Tensor, " n"] | None = None,
 ) -> Float[Tensor, ""]:
     """Soft-target KL of the student on the text and on its twin to the pair-averaged teacher distribution, plus
-    ``gap_weight`` times the student's mean counterfactual gap (module docstring)."""
+    ``gap_weight`` times the student's mean counterfactual gap (module docstring); with ``weights`` each text's
+    terms are times its weight before the means."""
     if gap_weight < 0:
         raise ValueError(f"gap_weight = {gap_weight} must be >= 0")
     t = temperature
     mean_target = (F.softmax(teacher.float() / t, -1) + F.softmax(teacher_twin.float() / t, -1)) / 2
     target_logits = mean_target.log() * t  # soft_kl divides by t again: softmax(target_logits / t) = mean_target
-    kl = (soft_kl(student, target_logits, t) + soft_kl(student_twin, target_logits, t)) / 2
-    return kl + gap_weight * counterfactual_gap(student, student_twin).mean()
+    kl = (soft_kl(student, target_logits, t, weights) + soft_kl(student_twin, target_logits, t, weights)) / 2
+    return kl + gap_weight * weighted_mean(counterfactual_gap(student, student_twin), weights)

@@ -1,11 +1,12 @@
-"""The training remedies ``reweigh`` and ``eoreg`` and their twin ``refit``: more task fine-tuning of a fine-tuned
-classifier, with a remedied loss or (the twin) the plain one, so remedy and twin had the same training.
+"""The training remedy ``eoreg`` and its twin ``refit``: more task fine-tuning of a fine-tuned classifier, with a
+remedied loss or (the twin) the plain one, so remedy and twin had the same training.
 
-* ``reweigh``: cross-entropy with Kamiran & Calders (2012) instance weights ``P(c)P(g)/P(c, g)`` (class, gender),
-  ``mean_i w_i CE_i`` per batch (:mod:`pipeline.compress.reweigh`).
 * ``eoreg``: ``CE + weight * soft TPR gap`` between genders per batch, classes with both genders in the batch
   (:func:`pipeline.compress.fair_losses.soft_tpr_gap`; equal opportunity, Hardt, Price and Srebro 2016).
 * ``plain``: the model's cross-entropy (the twin ``refit``).
+
+On a weighted training set (``@reweighed``, Kamiran & Calders 2012 weights, :mod:`pipeline.weighting`) every
+cross-entropy above is weighted.
 """
 
 from __future__ import annotations
@@ -16,53 +17,48 @@ import torch
 from accelerate import Accelerator
 from torch.nn import functional as F
 
-from pipeline.compress.config import EoRegSection, ReweighSection
+from pipeline.compress.config import EoRegSection
 from pipeline.compress.fair_losses import soft_tpr_gap
-from pipeline.compress.reweigh import reweighing_weights
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import ClassifierLoss, FinetuneSection, TrainResult, finetune_classifier
+from pipeline.weighting import example_weights, weighted_cross_entropy
 
 __all__ = ["RefitLoss", "refit", "refit_loss"]
 
-RefitLoss = Literal["plain", "reweigh", "eoreg"]
+RefitLoss = Literal["plain", "eoreg"]
 
 
-def refit_loss(kind: RefitLoss, train: TaskData, section: ReweighSection | EoRegSection) -> ClassifierLoss | None:
+def refit_loss(kind: RefitLoss, train: TaskData, section: EoRegSection) -> ClassifierLoss | None:
     """The loss of ``kind`` on ``train`` (None for ``plain``: the model's own cross-entropy).
 
     Raises:
-        pipeline.compress.reweigh.EmptyCellError: ``reweigh`` and a (class, gender) cell of ``train`` is empty.
         ValueError: an unknown ``kind``, or ``eoreg`` without its ``weight``.
+
+    With a weighted ``train`` (:mod:`pipeline.weighting`) the ``eoreg`` cross-entropy is weighted; ``plain`` (None)
+    is weighted by :func:`pipeline.train.finetune_classifier` itself.
     """
     if kind == "plain":
         return None
-    if kind == "reweigh":
-        weights = torch.as_tensor(reweighing_weights(train.labels, train.genders), dtype=torch.float32)
-
-        def weighted(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            ce = F.cross_entropy(logits.float(), labels, reduction="none")
-            return (weights.to(ce.device)[rows.to(ce.device)] * ce).mean()
-
-        return weighted
     if kind == "eoreg":
         if not isinstance(section, EoRegSection):
             raise ValueError(f"the eoreg loss needs [compress.eoreg] settings, got {type(section).__name__}")
-        genders, weight = torch.tensor(train.genders), section.weight
+        genders, weight, instance = torch.tensor(train.genders), section.weight, example_weights(train)
+        ce = weighted_cross_entropy(instance) if instance is not None else lambda z, y, _: F.cross_entropy(z.float(), y)
 
         def penalised(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             groups = genders.to(labels.device)[rows.to(labels.device)]
-            return F.cross_entropy(logits.float(), labels) + weight * soft_tpr_gap(logits, labels, groups)
+            return ce(logits, labels, rows) + weight * soft_tpr_gap(logits, labels, groups)
 
         return penalised
-    raise ValueError(f"unknown refit loss {kind!r}; use 'plain', 'reweigh' or 'eoreg'")
+    raise ValueError(f"unknown refit loss {kind!r}; use 'plain' or 'eoreg'")
 
 
 def refit(
     loaded: LoadedModel,
     train: TaskData,
     dev: TaskData | None,
-    section: ReweighSection | EoRegSection,
+    section: EoRegSection,
     kind: RefitLoss,
     seed: int,
     *,

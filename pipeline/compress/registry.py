@@ -33,7 +33,6 @@ from pipeline.compress.config import (
     Int8Section,
     MethodSection,
     PruneSection,
-    ReweighSection,
     TinySection,
 )
 from pipeline.settings import Settings
@@ -300,24 +299,13 @@ for _method in (
         check=f"{_CHECKS}:check_erase",
     ),
     CompressionMethod(
-        "reweigh",
-        ReweighSection,
-        {"reweigh": "pipeline.runs.mitigation_build:refit_op"},
-        "further fine-tuning with Kamiran & Calders (2012) reweighing, beside its plain-loss twin refit",
-        {"reweigh": "h", "refit": "H"},
-        kind="remedy",
-        remedy=Remedy("reweigh", "reweigh", f"{_TWINS}:refit_twin"),
-        check=f"{_CHECKS}:check_refit",
-    ),
-    CompressionMethod(
         "eoreg",
         EoRegSection,
         {"eoreg": "pipeline.runs.mitigation_build:refit_op"},
         "further fine-tuning with a soft TPR-gap penalty (equal opportunity, Hardt et al. 2016) beside refit",
-        {"eoreg": "d"},
+        {"eoreg": "d", "refit": "H"},
         kind="remedy",
         remedy=Remedy("eoreg", "eoreg", f"{_TWINS}:refit_twin"),
-        check=f"{_CHECKS}:check_refit",
     ),
     CompressionMethod(
         "fairdistil",

@@ -39,6 +39,7 @@ from pipeline.compress.losses import masked_mse, model_inputs, soft_kl
 from pipeline.data import TaskData
 from pipeline.models import LoadedModel
 from pipeline.train import OptimSettings, TrainResult, batch_loader, encode, fit, make_accelerator, seeded
+from pipeline.weighting import BATCH_WEIGHTS, example_weights
 
 __all__ = ["RecordAttention", "default_tiny_map", "init_tiny", "student_shape", "tiny"]
 
@@ -156,13 +157,14 @@ class _IntermediateObjective(nn.Module):
             t_hidden = self.teacher(**inputs, output_hidden_states=True).hidden_states  # L_t + 1 states
         with RecordAttention(self.s_anatomy, range(len(self.layer_map))) as s_att:
             s_hidden = self.student(**inputs, output_hidden_states=True).hidden_states
-        loss = masked_mse(self.w_e(s_hidden[0]), t_hidden[0], mask)
+        w = batch.get(BATCH_WEIGHTS)
+        loss = masked_mse(self.w_e(s_hidden[0]), t_hidden[0], mask, w)
         for i, t_layer in enumerate(self.layer_map):
-            loss = loss + masked_mse(self.w_h(s_hidden[i + 1]), t_hidden[t_layer + 1], mask)
+            loss = loss + masked_mse(self.w_h(s_hidden[i + 1]), t_hidden[t_layer + 1], mask, w)
             a_s, a_t = s_att.probs(i, mask), t_att.probs(t_layer, mask)
             if a_s.shape[1] != a_t.shape[1]:  # different head counts: compare the head-averaged maps
                 a_s, a_t = a_s.mean(1, keepdim=True), a_t.mean(1, keepdim=True)
-            loss = loss + masked_mse(a_s, a_t, mask)
+            loss = loss + masked_mse(a_s, a_t, mask, w)
         return loss
 
 
@@ -182,7 +184,7 @@ class _PredictionObjective(nn.Module):
         inputs = model_inputs(batch)
         with torch.no_grad():
             target = self.teacher(**inputs).logits
-        return soft_kl(self.student(**inputs).logits, target, self.temperature)
+        return soft_kl(self.student(**inputs).logits, target, self.temperature, batch.get(BATCH_WEIGHTS))
 
 
 def tiny(
@@ -198,7 +200,7 @@ def tiny(
 
     Args:
         teacher: a classifier; if fine-tuned, stage 2 (prediction-layer distillation) runs too.
-        train: training texts.
+        train: training texts; weighted rows weigh every loss term (:mod:`pipeline.weighting`).
         cfg: the ``[compress.tiny]`` section.
         seed: seeds initialisation, batch order and dropout.
         max_length: tokens per text.
@@ -212,8 +214,11 @@ def tiny(
         student = init_tiny(teacher, cfg)
     teacher.model.requires_grad_(False)
 
+    weights = example_weights(train)
+
     def collate(rows: list[int]) -> dict[str, Tensor]:
-        return encode(teacher.tokenizer, [train.texts[i] for i in rows], max_length)
+        batch = encode(teacher.tokenizer, [train.texts[i] for i in rows], max_length)
+        return batch if weights is None else {**batch, BATCH_WEIGHTS: weights[rows]}
 
     results = []
     with seeded(seed):

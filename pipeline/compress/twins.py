@@ -36,7 +36,7 @@ def erase_twin(v: Variant, parts: list[str], i: int) -> list[str]:
 
 
 def refit_twin(v: Variant, parts: list[str], i: int) -> list[str]:
-    """``reweigh`` / ``eoreg`` -> ``refit`` (``distil_reweigh`` -> ``distil_refit``): the same further fine-tuning
+    """``eoreg`` -> ``refit`` (``distil_eoreg`` -> ``distil_refit``): the same further fine-tuning
     with the plain loss."""
     return [replace(v, method="_".join([*parts[:i], "refit", *parts[i + 1 :]])).name]
 

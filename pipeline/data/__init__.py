@@ -27,6 +27,7 @@ from pipeline.data.task import (
     split_indices,
     split_task,
 )
+from pipeline.data.weighted import WeightedTaskData
 from pipeline.data.winobias import PRONOUN_GENDER, WinoBiasItem, load_winobias, load_winobias_all
 from pipeline.data.winogender import WINOGENDER_PRONOUNS, WinogenderItem, load_winogender, occupation_stats
 
@@ -54,6 +55,7 @@ __all__ = [
     "SeatTest",
     "StereoSetItem",
     "TaskData",
+    "WeightedTaskData",
     "WinoBiasItem",
     "WinogenderItem",
     "counterfactual",

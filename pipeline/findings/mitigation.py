@@ -2,7 +2,7 @@
 where every variant sits on the bias-accuracy frontier.
 
 ``mitigation``. Each mitigated variant is compared with its twin, the same recipe without that one mitigation
-(:func:`pipeline.variants.mitigation_twins`: ``X@cda`` vs ``X``, ``X@balanced`` vs ``X``, ``distil_mixup`` vs
+(:func:`pipeline.variants.mitigation_twins`: ``X@cda``, ``X@balanced``, ``X@reweighed`` vs ``X``, ``distil_mixup`` vs
 ``distil``, ``biasprune<k>h`` vs ``prune<k>h`` (importance pruning of as many heads), ``<base>_erase`` vs
 ``<base>``), same order and training set, seed s with seed s. The statistics are those of the RQ1 comparisons
 (:mod:`pipeline.findings.comparisons`): a paired bootstrap over the test examples for accuracy, the accuracy gap,

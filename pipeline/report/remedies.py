@@ -181,7 +181,7 @@ def mitigation_section(f: Findings) -> Section:
     figure = frontier_figure(frontier) if frontier is not None else None
     if table is None:
         answer = (
-            "No variant of this run is a mitigated twin of another (no @cda / @balanced training set, "
+            "No variant of this run is a mitigated twin of another (no @cda / @balanced / @reweighed training set, "
             "[compress.biasprune], [compress.erase] or distil mixup), so no remedy can be compared. " + front
         )
         return Section("rq6", TITLE, answer.strip(), front_numbers[:12], figure, notes=f.missing.get("mitigation", []))

@@ -58,6 +58,7 @@ from pipeline.runs.stages import Stage, StageContext, concat_tables
 from pipeline.runs.task_metrics import prediction_rows
 from pipeline.schema import tidy
 from pipeline.train import finetune_classifier, finetune_mlm
+from pipeline.weighting import example_weights
 
 __all__ = ["STAGE", "Built", "build_stage", "build_step", "save_model"]
 
@@ -71,7 +72,13 @@ def _load(job: BuildJob) -> Built:
 def _mlm(job: BuildJob) -> Built:
     loaded = job.inputs.mlm()
     result = finetune_mlm(
-        loaded, job.train.texts, job.cfg.finetune, job.step.seed, max_length=job.max_length, accelerator=job.accelerator
+        loaded,
+        job.train.texts,
+        job.cfg.finetune,
+        job.step.seed,
+        max_length=job.max_length,
+        accelerator=job.accelerator,
+        weights=example_weights(job.train),
     )
     return _with_trained_mlm_head(loaded, job, _report(result), "mlm")
 

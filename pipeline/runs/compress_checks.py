@@ -5,22 +5,21 @@ bias-prune than a model can lose)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.compress.biasprune import heads_to_remove
 from pipeline.compress.config import (
     BiasPruneSection,
     DistilSection,
-    EoRegSection,
     EraseSection,
     FairDistilSection,
     MethodSection,
-    ReweighSection,
     TinySection,
 )
 from pipeline.compress.distil import check_layer_map, default_layer_map
 from pipeline.compress.eo import dev_groups, empty_cells
 from pipeline.compress.erase import erased_layers
 from pipeline.compress.registry import compression_methods, resolve
-from pipeline.compress.reweigh import EmptyCellError, cell_weights
 from pipeline.compress.tiny import default_tiny_map
 from pipeline.runs.config import ConfigError, RunConfig
 from pipeline.runs.task_data import TaskSplits
@@ -33,7 +32,6 @@ __all__ = [
     "check_eo_data",
     "check_erase",
     "check_fairdistil",
-    "check_refit",
     "check_refit_data",
     "check_tiny",
     "distil_shape",
@@ -155,34 +153,19 @@ def check_compression(cfg: RunConfig, teacher) -> None:
                 raise ConfigError(str(err)) from None
 
 
-def check_refit(section: ReweighSection | EoRegSection, cfg: RunConfig, teacher) -> None:
-    """``reweigh`` and ``eoreg`` plan the same twin (``refit``), so when both are on their training must agree."""
-    other = cfg.compress.eoreg if isinstance(section, ReweighSection) else cfg.compress.reweigh
-    if other is None:
-        return
-    keys = ("orders", "on", "epochs", "lr", "batch_size", "warmup_ratio", "weight_decay", "grad_clip")
-    differ = [k for k in keys if getattr(section, k) != getattr(other, k)]
-    if differ:
-        raise ConfigError(
-            f"compress.reweigh and compress.eoreg differ in {differ}, but they share one twin (refit, the plain "
-            "fine-tuning they are compared with); give both the same values"
-        )
-
-
 def check_refit_data(cfg: RunConfig, splits: TaskSplits) -> None:
-    """``reweigh`` needs every (class, gender) cell of every training set, ``eoreg`` both genders in it, and ``eo``
-    every (class, gender) cell of the dev split (:func:`check_eo_data`)."""
+    """``eoreg`` needs both genders in every training set, and ``eo`` every (class, gender) cell of the dev split
+    (:func:`check_eo_data`). (The ``reweighed`` training set's empty cells are refused when it is built.)"""
     check_eo_data(cfg, splits)
-    if cfg.compress.reweigh is None and cfg.compress.eoreg is None:
+    if cfg.compress.eoreg is None:
         return
     for name, train in splits.train.items():
-        try:
-            cell_weights(train.labels, train.genders)
-        except EmptyCellError as err:
-            if cfg.compress.reweigh is not None:
-                raise ConfigError(f"compress.reweigh on training set {name!r}: {err}") from None
-        except ValueError as err:
-            raise ConfigError(f"compress.reweigh / eoreg on training set {name!r}: {err}") from None
+        present = np.unique(train.genders).tolist()
+        if len(present) < 2:
+            raise ConfigError(
+                f"compress.eoreg on training set {name!r}: the TPR-gap penalty compares genders, but only "
+                f"{present} occur; use a training set with both genders (raise task.max_train)."
+            )
 
 
 def check_fairdistil(section: FairDistilSection, cfg: RunConfig, teacher) -> None:

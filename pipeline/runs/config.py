@@ -135,9 +135,12 @@ class TaskSection(Settings):
     max_train: int | None = Field(default=None, ge=2)  # subsample the train split (after splitting)
     max_eval: int | None = Field(default=None, ge=1)  # subsample dev and test
     # "original" = the split as drawn; "balanced" = equal women and men per class (Leteno et al. 2023); "cda" =
-    # counterfactual data augmentation, every text with its gender-swapped twin (Webster et al. 2020). With
-    # several, variants that learn from the training set get a suffix "@balanced" / "@cda".
-    training_sets: tuple[Literal["original", "balanced", "cda"], ...] = Field(default=("original",), min_length=1)
+    # counterfactual data augmentation, every text with its gender-swapped twin (Webster et al. 2020); "reweighed" =
+    # the original texts with Kamiran & Calders (2012) instance weights in every training loss. With several,
+    # variants that learn from the training set get a suffix "@balanced" / "@cda" / "@reweighed".
+    training_sets: tuple[Literal["original", "balanced", "cda", "reweighed"], ...] = Field(
+        default=("original",), min_length=1
+    )
     cda: Literal["two_sided", "one_sided"] = "two_sided"  # each text and its twin, or the twin instead of the text
     split_seed: int = Field(default=0, ge=0)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, dev, test

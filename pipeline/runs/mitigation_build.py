@@ -111,8 +111,8 @@ def erase_op(job: BuildJob) -> Built:
 
 
 def refit_op(job: BuildJob) -> Built:
-    """More fine-tuning of the input classifier with the remedied loss of ``job.step.params['loss']`` (``reweigh``,
-    ``eoreg``) or the plain one (their twin ``refit``)."""
+    """More fine-tuning of the input classifier with the remedied loss of ``job.step.params['loss']`` (``eoreg``) or
+    the plain one (its twin ``refit``); on a weighted training set both weigh their cross-entropy."""
     loaded = job.inputs.classifier()
     result = refit(
         loaded,

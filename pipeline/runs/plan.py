@@ -15,9 +15,9 @@ Every model a run makes is a *variant* named by its recipe (docs/DESIGN.md secti
 
 with ``m`` one of ``distil``, ``distil_mixup``, ``tiny``, ``prune<pct>`` (heads removed), ``sparse<pct>``
 (weights zeroed), ``int8``, and the mitigations ``biasprune<k>h`` / ``biasprune<pct>`` (bias-aware head pruning,
-with its importance-pruned twins ``prune<k>h`` / ``prune<pct>``), ``erase`` (LEACE concept erasure), ``reweigh``
-(Kamiran & Calders weights) and ``eoreg`` (a TPR-gap penalty), both extra fine-tuning of the teacher compared with
-``refit`` (the same extra fine-tuning, plain loss), and ``fairdistil`` (distillation that also matches the teacher on
+with its importance-pruned twins ``prune<k>h`` / ``prune<pct>``), ``erase`` (LEACE concept erasure), ``eoreg``
+(a TPR-gap penalty: extra fine-tuning of the teacher compared with ``refit``, the same extra fine-tuning with the
+plain loss), and ``fairdistil`` (distillation that also matches the teacher on
 each text's gender-swapped twin; twin ``distil``); each method is a record of :mod:`pipeline.compress.registry`. A
 mitigation
 applied on another method's variant (``on``) is ``<base>_<m>-ft_<order>``, built from ``<base>-ft_<order>``

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import GenderSwapper, TaskData, counterfactual_augment, rebalance_genders, split_task
+from pipeline.compress.reweigh import reweighing_weights
+from pipeline.data import (
+    GenderSwapper,
+    TaskData,
+    WeightedTaskData,
+    counterfactual_augment,
+    rebalance_genders,
+    split_task,
+)
 from pipeline.data.sampling import seeded_rows
 from pipeline.data.tasks import load_task
 from pipeline.runs.config import ConfigError
@@ -85,6 +93,14 @@ def load_task_splits(task, root: Path | None = None) -> TaskSplits:
     sets = {"original": train}
     if "balanced" in task.training_sets:
         sets["balanced"] = rebalance_genders(train, seed=task.split_seed)
+    if "reweighed" in task.training_sets:  # the same texts, Kamiran & Calders (2012) weights in every training loss
+        try:
+            sets["reweighed"] = WeightedTaskData.of(train, reweighing_weights(train.labels, train.genders))
+        except ValueError as err:  # EmptyCellError: a (class, gender) cell of the training split is empty
+            raise ConfigError(
+                f"task.training_sets = {list(task.training_sets)}: {err}. Fix: drop 'reweighed', raise "
+                "task.max_train, or lower task.max_classes so every class has both genders."
+            ) from None
     if "cda" in task.training_sets:  # every text with its gender-swapped twin (or the twin alone, one-sided)
         try:
             sets["cda"] = counterfactual_augment(train, GenderSwapper.from_winobias(root), mode=task.cda)
