@@ -5,32 +5,12 @@ teacher (tests/figure_layout.py)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+from circuit_tables import circuit_tables
 from figure_layout import layout_problems
 from matplotlib.colors import to_hex
 
 from pipeline.figures.circuit_plot import ADDS, REDUCES, circuit_figure, node_xy
-from pipeline.schema import tidy
-
-
-def _edge(name: str, variant: str, metric: str, value: float) -> dict:
-    source, target = name.split("->")
-    layer = lambda n: int(n[1:].split(".")[0]) if n.startswith("L") else -1
-    head = lambda n: int(n.split(".H")[1]) if ".H" in n else -1
-    return {"variant": variant, "unit": "edge", "metric": metric, "value": value, "subset": name, "source": source,
-            "target": target, "source_layer": layer(source), "source_head": head(source), "layer": layer(target),
-            "head": head(target)}  # fmt: skip
-
-
-def _tables(n_teacher: int = 12, n_student: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    circuit, edges = [], []
-    for variant, n in (("teacher-ft", n_teacher), ("distil-ft_before", n_student)):
-        names = ["emb->L0.H1", f"L0.H1->L{n - 1}.H11", f"L{n - 1}.H11->readout", "L0.FFN->readout"]
-        circuit += [_edge(e, variant, "circuit_edge", v) for e, v in zip(names, (0.3, 0.2, 0.1, -0.05), strict=True)]
-        circuit.append({"variant": variant, "unit": "model", "metric": "circuit_recovered", "value": 0.85})
-        edges += [_edge(f"emb->L{l}.H{h}", variant, "eap", 0.0) for l in range(n) for h in range(12)]
-    return tidy(circuit, seed=0), tidy(edges, seed=0)
 
 
 def test_nodes_sit_by_layer_and_head():
@@ -42,7 +22,7 @@ def test_nodes_sit_by_layer_and_head():
 
 
 def test_teacher_beside_student_with_signed_weighted_edges():
-    fig = circuit_figure(*_tables())
+    fig = circuit_figure(*circuit_tables())
     teacher, student = fig.axes[:2]
     assert teacher.get_title() == "teacher-ft s0: 4 edges, 85% of bias"
     assert student.get_title() == "distil-ft_before s0: 4 edges, 85% of bias"
@@ -56,7 +36,7 @@ def test_teacher_beside_student_with_signed_weighted_edges():
 
 
 def test_without_edge_scores_the_circuit_nodes_give_the_shape_and_no_circuit_is_refused():
-    circuit, _ = _tables(4, 2)
+    circuit, _ = circuit_tables(4, 2)
     fig = circuit_figure(circuit)
     assert len(fig.axes[0].get_yticklabels()) == 4 + 2 and layout_problems(fig) == []
     with pytest.raises(ValueError, match="no circuit edges"):

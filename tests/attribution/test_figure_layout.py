@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from circuit_tables import circuit_tables
 from figure_layout import layout_problems
 from matplotlib.figure import Figure
 
@@ -207,6 +208,7 @@ def _stress_figures() -> dict[str, Figure]:
         "bias_vs_compression": plots.bias_vs_compression(task, bias, flags={("int8-ft_before", 0): "untrained"}),
         "token_attributions": plots.token_attributions(tokens, 3, label_names=[f"job{i}" for i in range(10)]),
         "top_neurons": plots.top_neurons(neurons, 50, flag="untrained head"),
+        "circuit_figure": plots.circuit_figure(*circuit_tables()),
         "attention_pattern": plots.attention_pattern(
             [("text", words, weights), ("twin", words, weights.T)], title="teacher-ft: layer 3, head 7"
         ),
