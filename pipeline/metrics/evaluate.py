@@ -34,9 +34,10 @@ from pipeline.data import (
     occupation_stats,
 )
 from pipeline.data.paths import data_root
+from pipeline.eo_hooks import EO_KEY
 from pipeline.metrics._rows import skip_row, to_frame
 from pipeline.metrics.config import METRIC_FAMILIES, BiasMetricsConfig
-from pipeline.metrics.counterfactual import counterfactual_examples, counterfactual_summary
+from pipeline.metrics.counterfactual import SKEW_METRIC, counterfactual_examples, counterfactual_summary
 from pipeline.metrics.crows import crows_metrics
 from pipeline.metrics.extrinsic import extrinsic_metrics
 from pipeline.metrics.mlm_check import MlmHeadCheck, check_sentences, mlm_head_check
@@ -135,8 +136,27 @@ def _extrinsic(x: Inputs) -> pd.DataFrame:
                              n_boot=x.cfg.n_boot, seed=x.cfg.seed)  # fmt: skip
 
 
+# An equal-opportunity variant outputs drawn decisions (pipeline.eo_hooks), not probabilities: its gaps in
+# probability are undefined, its flip rates compare decisions as for any model
+PROBABILITY_METRICS = ("cf_prob_gap", "cf_prob_abs_change", SKEW_METRIC)
+DECISIONS_ONLY = (
+    "an equal-opportunity variant outputs drawn decisions (one-hot logits), not probabilities, so a gap in "
+    "probability is undefined for it; its flip rates, accuracy and TPR gaps compare decisions"
+)
+
+
+def decisions_only(loaded: LoadedModel) -> bool:
+    """Whether the model outputs decisions rather than probabilities (an equal-opportunity variant)."""
+    return bool(getattr(loaded.model.config, EO_KEY, None))
+
+
 def _counterfactual(x: Inputs) -> pd.DataFrame:
-    return counterfactual_summary(x.counterfactual, n_boot=x.cfg.n_boot, seed=x.cfg.seed)
+    table = counterfactual_summary(x.counterfactual, n_boot=x.cfg.n_boot, seed=x.cfg.seed)
+    if decisions_only(x.loaded):
+        undefined = table["metric"].isin(PROBABILITY_METRICS)
+        table.loc[undefined, ["value", "ci_low", "ci_high"]] = np.nan
+        table.loc[undefined, "skipped"] = DECISIONS_ONLY
+    return table
 
 
 def _seat(x: Inputs) -> pd.DataFrame:
@@ -289,6 +309,8 @@ def bias_metric_tables(
         table[column] = table[column].astype(float) if column in table else np.nan
     examples = inputs.__dict__.get("counterfactual")  # computed only when the family ran (cached_property)
     if examples is not None:
+        if decisions_only(loaded):  # no probability gap to compare per example (its flips stay)
+            examples = examples[~examples["metric"].isin(PROBABILITY_METRICS)]
         examples = tidy(examples.drop(columns=["n_texts"]), variant=variant, seed=seed)
     return tidy(table.drop(columns=["variant", "seed"]), variant=variant, seed=seed), examples
 

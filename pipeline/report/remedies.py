@@ -125,7 +125,9 @@ def _eo_sources(f: Findings, variants: list[str]) -> list[str]:
         share = shares.get(variant, np.nan)
         none = f"; {fmt(100 * share, 2)}% of its dev texts had no inferred gender" if np.isfinite(share) else ""
         out.append(f"{variant} is equal opportunity by post-processing, which needs each input's gender at "
-                   f"prediction time; this run used {source}{none}.")  # fmt: skip
+                   f"prediction time; this run used {source}{none}. It outputs drawn decisions, not probabilities, "
+                   "so its gaps in probability (counterfactual and skew-oriented gap, mean |gap|) are undefined and "
+                   "it is compared on decisions only: accuracy, GAP_RMS and flip rates.")  # fmt: skip
     return out
 
 
@@ -153,8 +155,9 @@ def _counts(task: pd.DataFrame, pairs: pd.DataFrame, cfg) -> str:
                 out.append(f"{what}: not in this run's tables.")
             continue
         lower, higher = rows[rows["decided"] & rows["lowers"]], rows[rows["decided"] & ~rows["lowers"]]
-        named = [f"{r['variant']} {label(r['metric'])}{' (held-out words)' if r['subset'] == 'heldout' else ''}"
-                 for _, r in pd.concat([lower, higher]).iterrows()]  # fmt: skip
+        named = [f"{r['variant']} vs {r['twin']} {label(r['metric'])}"
+                 f"{' (held-out words)' if r['subset'] == 'heldout' else ''} {way}"
+                 for way, part in (("lower", lower), ("higher", higher)) for _, r in part.iterrows()]  # fmt: skip
         out.append(f"{what}: {len(lower)} of {len(rows)} readable comparisons over {pairs['variant'].nunique()} "
                    f"mitigated variants are lower detectably than the unmitigated twin, {len(higher)} higher"
                    f"{' (' + '; '.join(named) + ')' if named else ''}.")  # fmt: skip

@@ -135,7 +135,7 @@ def test_the_rq6_section_states_each_remedy_its_bias_change_its_cost_and_the_fro
     assert section.answer.startswith("Primary metric (skew-oriented counterfactual gap, findings.primary_rq6): not in")
     assert (
         "Secondary metrics (BH-corrected as one family): 1 of 2 readable comparisons over 2 mitigated variants are "
-        "lower detectably than the unmitigated twin, 0 higher (biasprune4h-ft_before GAP_RMS)"
+        "lower detectably than the unmitigated twin, 0 higher (biasprune4h-ft_before vs prune4h-ft_before GAP_RMS lower)"
     ) in section.answer
     assert "biasprune (biasprune4h-ft_before vs prune4h-ft_before): GAP_RMS 0.419 -> 0.138" in section.answer
     assert "over 3 seeds (seed x example bootstrap p = 0.01); lower); accuracy changes by 0.103" in section.answer

@@ -183,7 +183,8 @@ def test_a_run_builds_measures_and_compares_eo_with_its_twin(run_dir):
     table = read_table(run_dir / "tables" / "mitigation.parquet")
     assert ("eo-ft_before", "eo", "teacher-ft") in set(zip(table["variant"], table["mitigation"], table["twin"]))
     pooled = table[(table["level"] == "pooled") & (table["variant"] == "eo-ft_before")]
-    assert {"accuracy", "gap_rms", "cf_prob_gap"} <= set(pooled["metric"])
+    assert {"accuracy", "gap_rms", "cf_flip_rate"} <= set(pooled["metric"])
+    assert not {"cf_prob_gap", "cf_skew_gap", "cf_prob_abs_change"} & set(pooled["metric"])  # decisions only
     training = read_table(run_dir / "tables" / "training.parquet")
     gaps = training[training["variant"] == "eo-ft_before"].set_index("metric")["value"]
     assert gaps["eo_dev_tpr_gap_after"] <= 0.02 + 1e-9 < gaps["eo_dev_tpr_gap_before"]  # measured: 0.52 -> 0.02
@@ -204,3 +205,16 @@ def test_attribution_of_an_eo_variant_is_a_skipped_row_that_names_its_parent(run
     rows = read_table(run_dir / "tables" / "head_ablation.parquet")
     assert set(rows["variant"]) == {"eo-ft_before"} and rows["value"].isna().all()
     assert rows["skipped"].str.contains("equal-opportunity rule").all() and rows["skipped"].str.contains("parent").all()
+
+
+def test_an_eo_variant_has_no_probability_gap_and_says_why(run_dir):
+    metrics = read_table(run_dir / "tables" / "bias_metrics.parquet")
+    eo = metrics[(metrics["variant"] == "eo-ft_before") & metrics["metric"].isin(["cf_prob_gap", "cf_skew_gap"])]
+    assert len(eo) and eo["value"].isna().all() and eo["skipped"].str.contains("drawn decisions").all()
+    flips = metrics[(metrics["variant"] == "eo-ft_before") & (metrics["metric"] == "cf_flip_rate")]
+    assert flips["value"].notna().all()
+    twin = metrics[(metrics["variant"] == "teacher-ft") & (metrics["metric"] == "cf_prob_gap")]
+    assert twin["value"].notna().all()  # a model that outputs probabilities keeps its gaps
+    examples = read_table(run_dir / "tables" / "counterfactual_examples.parquet")
+    mine = set(examples.loc[examples["variant"] == "eo-ft_before", "metric"])
+    assert "cf_flip_rate" in mine and not {"cf_prob_gap", "cf_skew_gap"} & mine
