@@ -3,7 +3,10 @@
 
 A student's circuit is *rewired* when the interval of its edge Jaccard overlap with the teacher's circuit lies
 below 0.5 (fewer than half of the two circuits' edges are shared), *kept* when it lies above 0.5, and the data
-cannot decide otherwise, or when the overlap has no interval (no ``eap_edges`` table).
+cannot decide otherwise, or when the overlap has no interval (no ``eap_edges`` table). Two edge sets are *not
+comparable* as circuits when either does not carry the circuit share of its model's bias (``circuit_recovered``
+below :data:`attribution.eap_method.CIRCUIT_SHARE`: the edge budget ran out first): the bias is spread over more
+edges, and the overlap of two top-k lists says nothing about a circuit.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from attribution.eap_method import CIRCUIT_SHARE, MAX_EDGES
 from pipeline.findings.compute import Findings
 from pipeline.report.claims import Section, ci, fmt
 
@@ -41,6 +45,15 @@ def verdict(row: pd.Series) -> str:
     return "rewired" if high < 0.5 else "kept" if low > 0.5 else "undecided"
 
 
+def _recovered(f: Findings) -> dict[tuple[str, int], float]:
+    """(variant, seed) -> the share of its bias its circuit carries (``circuit`` table; empty without it)."""
+    circuit = (f.inputs | f.tables).get("circuit")
+    if circuit is None:
+        return {}
+    rows = circuit[circuit["metric"] == "circuit_recovered"]
+    return {(str(v), int(s)): float(x) for v, s, x in zip(rows["variant"], rows["seed"], rows["value"])}
+
+
 def _cannot(f: Findings) -> Section:
     """The refusal, with the rows the run holds of each table the answer needs (the table behind it)."""
     notes = [*f.missing.get("circuit_overlap", []), _HOW]
@@ -57,10 +70,15 @@ def circuits_section(f: Findings) -> Section:
     table = f.get("circuit_overlap")
     if table is None:
         return _cannot(f)
-    numbers, verdicts = [], {}
+    numbers, verdicts, short = [], {}, {}
+    recovered = _recovered(f)
     for (variant, seed), rows in table.groupby(["variant", "seed"], sort=True):
         by = rows.set_index("metric")
-        word = verdict(by.loc["edge_jaccard"])
+        teacher = (str(by.loc["edge_jaccard", "reference"]), int(by.loc["edge_jaccard", "reference_seed"]))
+        shares = {name: recovered.get(key, np.nan) for name, key in ((teacher[0], teacher), (variant, (variant, seed)))}
+        below = {name: x for name, x in shares.items() if np.isfinite(x) and x < CIRCUIT_SHARE}
+        word = "not comparable" if below else verdict(by.loc["edge_jaccard"])
+        short.update(below)
         verdicts.setdefault(word, []).append(variant)
         numbers.append(
             f"{variant} (seed {seed}) vs {by.loc['edge_jaccard', 'reference']}: edge Jaccard "
@@ -74,6 +92,11 @@ def circuits_section(f: Findings) -> Section:
     answer = "Bias circuit, teacher to student: " + "; ".join(parts) + "."
     if "undecided" in verdicts:
         answer += " Where undecided, the data cannot decide: the overlap interval spans 0.5 or is missing."
+    if short:
+        carried = ", ".join(f"{name} {fmt(100 * x, 2)}%" for name, x in sorted(short.items()))
+        answer += (f" Not comparable: within {MAX_EDGES} edges no circuit carries {fmt(100 * CIRCUIT_SHARE, 2)}% of "
+                   f"the bias ({carried} of it), so the top edge sets are not circuits and their overlap says nothing "
+                   "about rewiring; the bias is spread over more edges, and a larger edge budget would decide.")  # fmt: skip
     notes = [_INTERVALS, _CIRCUITS]
     if (table["resampled"] == "none").any():
         notes.append("Some overlaps have no interval: the eap_edges table is missing for their models.")

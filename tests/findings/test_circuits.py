@@ -104,3 +104,15 @@ def test_the_report_answers_with_intervals_and_refuses_without_circuits(tmp_path
         _section(tmp_path, circuit_overlap=table).answer
         == "Bias circuit, teacher to student: rewired for distil-ft_before."
     )
+
+
+def test_edge_sets_that_carry_too_little_of_the_bias_are_not_compared_as_circuits(tmp_path):
+    table = circuit_overlap(_tables(), CFG)
+    table.loc[table["metric"] == "edge_jaccard", ["ci_low", "ci_high"]] = [0.1, 0.3]  # "rewired" if they were circuits
+    shares = tidy([{"variant": v, "metric": "circuit_recovered", "value": x} for v, x in
+                   (("teacher-ft", 0.9), ("distil-ft_before", 0.3))], seed=0)  # fmt: skip
+    answer = _section(tmp_path, circuit_overlap=table, circuit=shares).answer
+    assert answer.startswith("Bias circuit, teacher to student: not comparable for distil-ft_before.")
+    assert "no circuit carries 80% of the bias (distil-ft_before 30% of it)" in answer
+    shares.loc[shares["variant"] == "distil-ft_before", "value"] = 0.85
+    assert _section(tmp_path, circuit_overlap=table, circuit=shares).answer.endswith("rewired for distil-ft_before.")
