@@ -74,11 +74,14 @@ class Remedy:
         part: the component of a variant's method name that marks the remedy (``distil_mixup``: ``mixup``),
             matched as a prefix (``biasprune8h``).
         twin: ``(variant, method-name parts, index of the part) -> twin names in order of preference``.
+        heldout: it learns from the training part of the swap lists (twins), so the findings judge it on the
+            held-out swap words, which it never saw.
     """
 
     name: str
     part: str
     twin: Callable | str
+    heldout: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ for _method in (
         {"distil": f"{_OPS}:distil_op"},
         "DistilBERT-style student (Sanh et al. 2019), optionally with gender-word mixup (Ahn et al. 2022)",
         {"distil": "o"},
-        remedy=Remedy("mixup", "mixup", f"{_TWINS}:mixup_twin"),
+        remedy=Remedy("mixup", "mixup", f"{_TWINS}:mixup_twin", heldout=True),
         check=f"{_CHECKS}:check_distil",
         shape=f"{_CHECKS}:distil_shape",
         student=True,
@@ -315,7 +318,7 @@ for _method in (
         "and pays for its counterfactual gap, beside plain distil",
         {"fairdistil": ">"},
         kind="remedy",
-        remedy=Remedy("fairdistil", "fairdistil", f"{_TWINS}:fairdistil_twin"),
+        remedy=Remedy("fairdistil", "fairdistil", f"{_TWINS}:fairdistil_twin", heldout=True),
         check=f"{_CHECKS}:check_fairdistil",
         shape=f"{_CHECKS}:distil_shape",
         student=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.compress.registry import remedies
 from pipeline.figures.frontier import frontier_figure
 from pipeline.findings.compute import Findings
 from pipeline.metrics.registry import intrinsic_prefixes
@@ -40,11 +41,13 @@ __all__ = ["mitigation_section"]
 TITLE = "RQ6 What removes the bias, and at what accuracy cost?"
 _SHOWN = ("accuracy", "gap_rms", "accuracy_gap", "cf_skew_gap", "cf_prob_gap", "cf_prob_abs_change", "cf_flip_rate",
           "cf_flip_excess", "seat_effect_size")  # fmt: skip
-SWAP_TRAINED = ("cda", "mixup")  # remedies trained on word swaps: judged on the held-out swap words
 
 
 def _cf_subset(mitigation: str) -> str:
-    return "heldout" if mitigation in SWAP_TRAINED else "all"
+    """``heldout`` for a remedy trained on word swaps (CDA's training set, a record's ``Remedy.heldout``): judged on
+    the held-out swap words it never saw; ``all`` otherwise."""
+    trained_on_swaps = {"cda"} | {r.name for r in remedies() if r.heldout}
+    return "heldout" if mitigation in trained_on_swaps else "all"
 
 
 def _headline_mask(rows: pd.DataFrame) -> pd.Series:

@@ -147,3 +147,11 @@ def test_the_rq6_section_states_each_remedy_its_bias_change_its_cost_and_the_fro
     assert set(section.table["mitigation"]) == {"cda", "biasprune"}
     empty = mitigation_section(Findings(run=None, config=FAST, tables={}))
     assert "cannot answer" in empty.answer
+
+
+def test_remedies_trained_on_swaps_are_judged_on_the_held_out_words():
+    from pipeline.report.remedies import _cf_subset
+
+    held = {m: _cf_subset(m) for m in ("cda", "mixup", "fairdistil", "biasprune", "eoreg", "eo", "reweighed")}
+    assert held == {"cda": "heldout", "mixup": "heldout", "fairdistil": "heldout", "biasprune": "all",
+                    "eoreg": "all", "eo": "all", "reweighed": "all"}  # fmt: skip
