@@ -12,6 +12,10 @@ from pipeline.findings.compute import FindingsConfig, compute_findings
 from pipeline.report.answers_circuits import circuits_section
 from pipeline.schema import read_table
 
+# 25 s for the tiny run: keeps the default suite under 10 minutes (`pytest -m slow` runs it); the EAP, circuit,
+# overlap and report units are tested without a run in test_eap.py, test_circuit.py and tests/findings/test_circuits.py
+pytestmark = pytest.mark.slow
+
 VARIANTS = ["teacher-ft", "distil-ft_before"]
 OFF = ("ablation", "importance", "head_ig", "neuron_ig", "token_ig", "cumulative", "patching")
 

@@ -195,6 +195,7 @@ def _build_keys(folder) -> dict[str, str]:
     return {name: unit["key"] for name, unit in _manifest(folder)["stages"]["build"]["units"].items()}
 
 
+@pytest.mark.slow  # a second tiny run (35 s): keeps the default suite under 10 minutes
 def test_edited_swap_lists_rebuild_exactly_the_variants_that_read_them(built, tmp_path):
     _, config, data = built
     config = {**config, "run": {**config["run"], "out_dir": str(tmp_path), "analyses": []}}

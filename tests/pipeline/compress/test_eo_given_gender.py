@@ -132,6 +132,7 @@ def run_dir(tmp_path_factory):
     return run_pipeline(config).run_dir
 
 
+@pytest.mark.slow  # a tiny run: the inferred-gender run of test_eo_remedy.py covers the same path by default
 def test_a_run_with_given_genders_builds_measures_compares_and_reports_eo(run_dir):
     table = read_table(run_dir / "tables" / "mitigation.parquet")
     assert ("eo-ft_before", "eo", "teacher-ft") in set(zip(table["variant"], table["mitigation"], table["twin"]))
