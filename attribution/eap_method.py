@@ -18,11 +18,12 @@ from attribution.circuit import Circuit, find_circuit
 from attribution.data import split_rows
 from attribution.eap import EdgeAttributionPatching
 from attribution.eap_graph import Node
+from pipeline.method_registry import CIRCUIT_SHARE, MAX_EDGES
 from pipeline.schema import tidy
 
 __all__ = ["CIRCUIT_SHARE", "MAX_EDGES", "circuit_rows", "edge_frame", "run_circuit", "run_eap"]
 
-CIRCUIT_SHARE, MAX_EDGES, N_RANDOM, CONFIRM_TOP = 0.8, 20, 5, 20
+N_RANDOM, CONFIRM_TOP = 5, 20
 
 
 def _skipped(metric: str, reason: str) -> pd.DataFrame:

@@ -19,7 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 
-__all__ = ["AttributionMethod", "UnitFacts", "methods", "register_method", "unregister_method"]
+__all__ = [
+    "CIRCUIT_SHARE",
+    "MAX_EDGES",
+    "AttributionMethod",
+    "UnitFacts",
+    "methods",
+    "register_method",
+    "unregister_method",
+]
+
+# The circuit record's fixed settings (attribution/eap_method.py), read by the report to judge its circuits
+CIRCUIT_SHARE = 0.8  # a circuit carries this share of the model's bias on the held-out half
+MAX_EDGES = 20  # within at most this many edges
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ A student's circuit is *rewired* when the interval of its edge Jaccard overlap w
 below 0.5 (fewer than half of the two circuits' edges are shared), *kept* when it lies above 0.5, and the data
 cannot decide otherwise, or when the overlap has no interval (no ``eap_edges`` table). Two edge sets are *not
 comparable* as circuits when either does not carry the circuit share of its model's bias (``circuit_recovered``
-below :data:`attribution.eap_method.CIRCUIT_SHARE`: the edge budget ran out first): the bias is spread over more
+below :data:`pipeline.method_registry.CIRCUIT_SHARE`: the edge budget ran out first): the bias is spread over more
 edges, and the overlap of two top-k lists says nothing about a circuit.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from attribution.eap_method import CIRCUIT_SHARE, MAX_EDGES
 from pipeline.findings.compute import Findings
+from pipeline.method_registry import CIRCUIT_SHARE, MAX_EDGES
 from pipeline.report.claims import Section, ci, fmt
 
 __all__ = ["TITLE", "circuits_section", "verdict"]
