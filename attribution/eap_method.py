@@ -4,8 +4,9 @@ name in ``subset``, the sender in ``source``, ``source_layer``, ``source_head``)
 
 Both explain the single-view form of the skew-oriented gap (:func:`attribution.analysis.patching_score`) with the
 gender-swapped twins, so a score without twins (SEAT, masked LMs) or a non-BERT encoder gets one skipped row.
-Fixed settings: plain EAP (no IG steps), exact confirmation of the top 20 edges, a circuit carrying 80% of the
-bias within the top 20 edges, 5 random edge sets per size.
+Fixed settings: plain EAP (no IG steps), exact confirmation of the top 20 edges, a circuit carrying
+``CIRCUIT_SHARE`` (80%) of the bias within ``CIRCUIT_MAX_EDGES`` edges (None: every edge of the graph, scanned on the
+grid of :func:`attribution.circuit.edge_grid`), 5 random edge sets per grid size.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from attribution.circuit import Circuit, find_circuit
 from attribution.data import split_rows
 from attribution.eap import EdgeAttributionPatching
 from attribution.eap_graph import Node
-from pipeline.method_registry import CIRCUIT_SHARE, MAX_EDGES
+from pipeline.method_registry import CIRCUIT_MAX_EDGES, CIRCUIT_SHARE
 from pipeline.schema import tidy
 
-__all__ = ["CIRCUIT_SHARE", "MAX_EDGES", "circuit_rows", "edge_frame", "run_circuit", "run_eap"]
+__all__ = ["CIRCUIT_MAX_EDGES", "CIRCUIT_SHARE", "circuit_rows", "edge_frame", "run_circuit", "run_eap"]
 
 N_RANDOM, CONFIRM_TOP = 5, 20
 
@@ -63,10 +64,23 @@ def _keys(u: Node, v: Node) -> dict:
             "target_layer": v.layer, "target_head": v.head}  # fmt: skip
 
 
-def circuit_rows(circuit: Circuit, eap: EdgeAttributionPatching, n_confirm: int) -> pd.DataFrame:
+def _example_rows(circuit: Circuit, eap: EdgeAttributionPatching, examples: np.ndarray) -> pd.DataFrame:
+    """Per-example EAP scores of the stored top edges (metric ``edge_example_eap``, ``rank`` from 1, ``example``:
+    the pair's row in the attributed data, as ``head_examples`` writes it)."""
+    n_ex, n_edges = circuit.example_scores.shape
+    keys = pd.DataFrame([_keys(eap.graph.original(u), eap.graph.original(v)) for u, v in circuit.stored])
+    rows = keys.loc[np.repeat(np.arange(n_edges), n_ex)].reset_index(drop=True)
+    return rows.assign(metric="edge_example_eap", value=circuit.example_scores.T.ravel(),
+                       rank=np.repeat(np.arange(1, n_edges + 1), n_ex), example=np.tile(examples, n_edges), n=1)  # fmt: skip
+
+
+def circuit_rows(circuit: Circuit, eap: EdgeAttributionPatching, n_confirm: int, examples: np.ndarray) -> pd.DataFrame:
     """The circuit as tidy rows: its edges (metric ``circuit_edge``: mean EAP score, ``rank`` from 1), the shares
-    (``circuit_recovered``, ``circuit_left``, ``circuit_random_left``), ``circuit_size`` and the faithfulness
-    curve (metric ``faithfulness``, ``subset`` ``top`` or ``random``, column ``k``)."""
+    (``circuit_recovered``, ``circuit_left``, ``circuit_random_left``), ``circuit_size`` (the whole budget when the
+    share was not reached), the faithfulness curve (metric ``faithfulness``, ``subset`` ``top`` or
+    ``random``, column ``k``) and the per-example scores of the top edges on the selection half (``edge_example_eap``,
+    :func:`attribution.circuit.n_stored` edges; ``examples``: the attributed data's row of each selection
+    example), which the findings resample by example."""
     original = [(eap.graph.original(u), eap.graph.original(v)) for u, v in circuit.edges]
     edges = pd.DataFrame([_keys(u, v) for u, v in original])
     edges = edges.assign(metric="circuit_edge", value=circuit.ranking["eap"].to_numpy()[: len(original)],
@@ -76,7 +90,8 @@ def circuit_rows(circuit: Circuit, eap: EdgeAttributionPatching, n_confirm: int)
     model = tidy([{"metric": m, "value": v, "n": n_confirm} for m, v in shares.items()], variant="")
     curve = circuit.curve.rename(columns={"kept": "subset", "recovered": "value"})
     curve = tidy(curve.assign(metric="faithfulness", n=n_confirm), variant="")
-    return pd.concat([edge_frame(edges), model, curve], ignore_index=True)
+    per_example = edge_frame(_example_rows(circuit, eap, examples))
+    return pd.concat([edge_frame(edges), model, curve, per_example], ignore_index=True)
 
 
 def run_circuit(job: AttributionJob) -> pd.DataFrame:
@@ -89,6 +104,7 @@ def run_circuit(job: AttributionJob) -> pd.DataFrame:
     kept = eap.pairs(job.data)
     if len(kept) < 2:
         return _skipped("circuit", f"{len(kept)} aligned pair(s): too few to rank edges on one half, test on the other")
-    circuit = find_circuit(eap, kept, share=CIRCUIT_SHARE, max_edges=MAX_EDGES, n_random=N_RANDOM, seed=cfg.seed,
-                           batch_size=cfg.batch_size)  # fmt: skip
-    return circuit_rows(circuit, eap, len(split_rows(len(kept), cfg.seed)[1]))
+    circuit = find_circuit(eap, kept, share=CIRCUIT_SHARE, max_edges=CIRCUIT_MAX_EDGES, n_random=N_RANDOM,
+                           seed=cfg.seed, batch_size=cfg.batch_size)  # fmt: skip
+    examples = job.data.aligned_rows()[circuit.examples]
+    return circuit_rows(circuit, eap, len(split_rows(len(kept), cfg.seed)[1]), examples)

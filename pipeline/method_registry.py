@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 
 __all__ = [
+    "CIRCUIT_MAX_EDGES",
     "CIRCUIT_SHARE",
-    "MAX_EDGES",
     "AttributionMethod",
     "UnitFacts",
     "methods",
@@ -31,7 +31,7 @@ __all__ = [
 
 # The circuit record's fixed settings (attribution/eap_method.py), read by the report to judge its circuits
 CIRCUIT_SHARE = 0.8  # a circuit carries this share of the model's bias on the held-out half
-MAX_EDGES = 20  # within at most this many edges
+CIRCUIT_MAX_EDGES: int | None = None  # cap on the circuit's edges; None: the scan can reach every edge
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,9 @@ _REGISTRY: dict[str, AttributionMethod] = {
             "attribution.eap_method:run_eap",
         ),
         AttributionMethod(
-            "circuit", "circuit", "bias circuit: smallest top-EAP edge set, faithfulness curve, completeness", True,
-            "circuit_recovered", "attribution.eap_method:run_circuit",
+            "circuit", "circuit",
+            "bias circuit: smallest top-EAP edge set, faithfulness curve, completeness, top edges' per-example scores",
+            True, "circuit_recovered", "attribution.eap_method:run_circuit",
         ),
     )
 }  # fmt: skip

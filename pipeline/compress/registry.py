@@ -286,7 +286,7 @@ for _method in (
         "bias-aware head pruning (Zayed et al. 2024), with its importance-pruned twin of the same size",
         {"biasprune": "P"},
         kind="remedy",
-        remedy=Remedy("biasprune", "biasprune", f"{_TWINS}:biasprune_twin"),
+        remedy=Remedy("biasprune", "biasprune", f"{_TWINS}:biasprune_twin", heldout=True),
         check=f"{_CHECKS}:check_biasprune",
         shape=f"{_CHECKS}:pruned_shape",
         swaps=True,  # the bias target is the counterfactual gap on twins

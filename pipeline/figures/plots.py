@@ -29,6 +29,7 @@ from pipeline.figures.head_maps import (
     head_significance,
     side_by_side_heatmaps,
 )
+from pipeline.figures.inspector_plots import lineage_effects, twin_attention
 from pipeline.figures.scatter import bias_vs_compression
 from pipeline.figures.style import (
     DOUBLE_COLUMN_IN,
@@ -76,6 +77,7 @@ __all__ = [
     "head_significance",
     "label",
     "layer_effects",
+    "lineage_effects",
     "method_markers",
     "probe_curves",
     "select",
@@ -86,4 +88,5 @@ __all__ = [
     "token_attributions",
     "token_pieces",
     "top_neurons",
+    "twin_attention",
 ]

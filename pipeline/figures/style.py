@@ -52,6 +52,8 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {  # (width, height) in inches of
     "selectivity_curves": (DOUBLE_COLUMN_IN, 2.3),
     "attention_pattern": (DOUBLE_COLUMN_IN, 3.0),
     "circuit_figure": (DOUBLE_COLUMN_IN, 2.8),
+    "twin_attention": (DOUBLE_COLUMN_IN, 3.0),
+    "lineage_effects": (SINGLE_COLUMN_IN, 2.6),
 }
 ROW_HEIGHT_IN = {"side_by_side_heatmaps": 1.9, "cumulative_curve": 2.1, "layer_effects": 1.7}  # per extra row
 BAR_HEIGHT_IN = 0.13  # top_neurons: per bar beyond ten

@@ -13,12 +13,20 @@ student does not keep cannot be matched (``teacher_unmapped``). Rows (unit ``mod
 - ``teacher_edges_kept``: share of the mapped teacher edges found in the student's circuit;
 - ``teacher_unmapped``: how many teacher circuit edges touch a layer without a student layer (no interval).
 
-Intervals: the ``eap_edges`` tables hold each edge's mean EAP score and bootstrap interval (per-example scores are
-not stored), so each model's edge scores are drawn ``n_boot`` times from normals with those means and the
-intervals' standard errors, each draw's top-k edges (k = the model's circuit size) form its circuit, and the
-2.5-97.5% percentiles of the overlap over the draws are the interval (``resampled``: ``edge_scores``). The draws
-treat edges as independent and hold the circuit size fixed: they show how firmly the ranking fixes the overlap,
-not a joint resampling of examples. Without ``eap_edges`` the intervals are NaN (``resampled``: ``none``).
+Intervals (``resampled``): ``examples`` when the ``circuit`` table holds both models' per-example EAP scores of their
+top edges (metric ``edge_example_eap``, on the examples that ranked the edges): the examples are resampled ``n_boot``
+times (the same draws for teacher and student, ``paired`` True, when both were ranked on the same example ids, as
+when both were attributed on the same test sample; independent draws otherwise), each resample re-ranks the stored
+edges by |mean score| and takes each model's top k (k = its circuit size, held fixed) as its circuit, and the
+2.5-97.5% percentiles of the overlap over the resamples, widened to contain the point
+(:func:`pipeline.findings.resampled.hull_interval`, as for RQ4's top-k overlap), are the interval. Only the stored
+edges can enter a resampled circuit (at least 4 times the circuit size, :func:`attribution.circuit.n_stored`). The
+point is the overlap of the circuits themselves, which the resamples scatter around but need not bracket: a top-k set
+drawn from noisy scores overlaps another less often than the sets of the full data, so with nearly tied edges the
+percentiles can lie below the point; the widening keeps the estimate inside its own interval. Runs without per-example scores fall back to ``edge_scores``: each
+model's edge scores drawn from normals with the ``eap_edges`` means and interval standard errors (edges independent:
+how firmly the ranking fixes the overlap, not a resampling of examples); without ``eap_edges`` either, the intervals
+are NaN (``none``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.compress.registry import is_student
+from pipeline.findings.resampled import hull_interval
 from pipeline.findings.structure import _layer_map
 from pipeline.runs.findings_config import FindingsConfig
 from pipeline.schema import tidy
@@ -81,6 +90,41 @@ def _draws(
     return [set(names[np.argsort(-np.abs(d), kind="stable")[:k]]) for d in draws]
 
 
+def _per_example(circuit: pd.DataFrame, variant: str, seed: int) -> pd.DataFrame | None:
+    """(example x edge) per-example EAP scores of the model's stored top edges, or None."""
+    rows = circuit[(circuit["variant"] == variant) & (circuit["seed"] == seed)]
+    rows = rows[rows["metric"] == "edge_example_eap"]
+    if rows.empty:
+        return None
+    return rows.pivot(index="example", columns="subset", values="value")
+
+
+def _resampled(scores: pd.DataFrame, k: int, counts: np.ndarray) -> list[set[str]]:
+    """The top ``k`` edges by |mean score| of each resample (``counts``: (n_boot, n examples) draw counts)."""
+    means = counts @ scores.to_numpy() / counts.sum(1, keepdims=True)
+    names = scores.columns.to_numpy()
+    return [set(names[top]) for top in np.argsort(-np.abs(means), axis=1, kind="stable")[:, :k]]
+
+
+def _example_draws(
+    circuit: pd.DataFrame, models: tuple[tuple[str, int, int], tuple[str, int, int]], n: int, rng: np.random.Generator
+) -> tuple[list[set[str]], list[set[str]], bool] | None:
+    """``n`` example-resampled circuits of the student and the teacher (``models``: (variant, seed, circuit size) of
+    each) and whether the draws were paired; None when either model has no per-example scores."""
+    frames = [_per_example(circuit, v, s) for v, s, _ in models]
+    if any(f is None for f in frames):
+        return None
+    (student, (_, _, k_student)), (teacher, (_, _, k_teacher)) = zip(frames, models, strict=True)
+    paired = set(student.index) == set(teacher.index)  # pivot sorts the ids: the same draw is the same examples
+    draw = lambda f: rng.multinomial(len(f), np.full(len(f), 1 / len(f)), size=n)
+    counts = draw(student)
+    return (
+        _resampled(student, k_student, counts),
+        _resampled(teacher, k_teacher, counts if paired else draw(teacher)),
+        paired,
+    )
+
+
 def _circuit(circuit: pd.DataFrame, variant: str, seed: int) -> pd.DataFrame:
     rows = circuit[(circuit["variant"] == variant) & (circuit["seed"] == seed)]
     return rows[rows["metric"] == "circuit_edge"]
@@ -108,18 +152,23 @@ def circuit_overlap(tables: dict[str, pd.DataFrame], cfg: FindingsConfig, run_di
         teacher, unmapped = _mapped(t_rows["subset"], to_student)
         point = _overlap(student, teacher)
         rng = np.random.default_rng(cfg.seed)
-        s_draws = _draws(edges, variant, seed, len(student), cfg.n_boot, rng)
-        t_draws = _draws(edges, TEACHER, ref_seed, len(t_rows), cfg.n_boot, rng)
-        if s_draws is not None and t_draws is not None:
+        models = ((variant, seed, len(student)), (TEACHER, ref_seed, len(t_rows)))
+        by_example = _example_draws(circuit, models, cfg.n_boot, rng)
+        if by_example is not None:
+            s_draws, t_draws, paired = by_example
+            resampled = "examples"
+        else:
+            s_draws = _draws(edges, variant, seed, len(student), cfg.n_boot, rng)
+            t_draws = _draws(edges, TEACHER, ref_seed, len(t_rows), cfg.n_boot, rng)
+            paired, resampled = False, "edge_scores" if s_draws is not None and t_draws is not None else "none"
+        if resampled != "none":
             drawn = np.array([_overlap(s, _mapped(t, to_student)[0]) for s, t in zip(s_draws, t_draws, strict=True)])
-            low, high = np.nanpercentile(drawn, 2.5, axis=0), np.nanpercentile(drawn, 97.5, axis=0)
-            resampled = "edge_scores"
+            low, high = np.array([hull_interval(drawn[:, i], point[i]) for i in range(len(_METRICS))]).T
         else:
             low = high = np.full(len(_METRICS), np.nan)
-            resampled = "none"
         base = {"variant": variant, "seed": seed, "reference": TEACHER, "reference_seed": ref_seed,
                 "layer_map": ",".join(map(str, mapping)), "n": int(s_rows["n"].max()), "resampled": resampled,
-                "student_edges": len(student), "teacher_edges": len(t_rows)}  # fmt: skip
+                "paired": paired, "student_edges": len(student), "teacher_edges": len(t_rows)}  # fmt: skip
         out += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi}
                 for m, v, lo, hi in zip(_METRICS, point, low, high, strict=True)]  # fmt: skip
         out.append({**base, "metric": "teacher_unmapped", "value": float(unmapped)})

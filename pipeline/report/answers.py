@@ -94,7 +94,10 @@ def fitness_section(f: Findings) -> Section:
             f"With n = {n} test examples a small advantage over the majority class cannot be told from "
             "chance: raise task.max_eval (more test examples) or fine-tune longer (finetune.epochs)."
         )
-    return Section("fitness", title, answer, figure=fitness_figure(fit), table=table, notes=notes)
+    trained = len(table) - len(untrained)
+    short = (f"All {trained} trained models are fit to be read." if failed.empty
+             else f"{len(failed)} of {trained} trained models are not fit to be read ({names}).")  # fmt: skip
+    return Section("fitness", title, answer, figure=fitness_figure(fit), table=table, notes=notes, short=short)
 
 
 # ---- RQ1 ----------------------------------------------------------------------------------------------------------
@@ -122,6 +125,25 @@ def _rq1_counts(task: pd.DataFrame, cfg) -> str:
     else:
         out.append(f"Over {k} seeds, decided by the seed x example bootstrap: statements about the methods.")
     return " ".join(out)
+
+
+def _rq1_short(readable: pd.DataFrame, task: pd.DataFrame, cfg) -> str:
+    """RQ1 in one sentence: the primary metric's decided changes (any bias metric's when it is absent)."""
+    if readable.empty:
+        return "Cannot decide: no compressed model has a readable comparison."
+    primary = task[task["role"] == "primary"] if len(task) else task
+    if primary.empty:
+        moved = readable[readable["decided"]]
+        return (f"{len(moved)} of {len(readable)} readable bias comparisons change detectably (no primary metric in "
+                "this run).")  # fmt: skip
+    moved, what = primary[primary["decided"]], label(cfg.primary_rq1)
+    seeds = int(primary["n_seeds"].max())
+    about = " (one seed: about these trained models, not the methods)" if seeds < cfg.min_seeds else ""
+    if moved.empty:
+        return f"No compressed model changes the {what} detectably (q < {cfg.alpha}){about}."
+    names = ", ".join(f"{r['variant']} {'lower' if r['lowers'] else 'higher'}" for _, r in moved.iterrows())
+    return (f"Compression changes the {what} detectably in {len(moved)} of {len(primary)} comparisons "
+            f"({names}){about}.")  # fmt: skip
 
 
 def _seeds_clause(row, min_seeds: int) -> str:
@@ -224,6 +246,7 @@ def rq1_section(f: Findings) -> Section:
         comparisons_figure(comp, cfg.alpha),
         _sorted(headline if len(headline) else table, "metric", "subset"),
         notes,
+        _rq1_short(readable, task, cfg),
     )
 
 

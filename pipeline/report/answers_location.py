@@ -102,7 +102,9 @@ def rq2_section(f: Findings) -> Section:
     carriers, suppressors = causal[causal["carries"].astype(bool)], causal[causal["suppresses"].astype(bool)]
     additive = {(a.variant, a.seed, a.method): a.sum_over_total for a in additivity(units).itertuples()}
     n_tests = int(causal["p"].notna().sum())
-    sentences = []
+    sentences, short = [], "No model has a detectable bias to locate, so no unit is flagged."
+    if len(detectable):
+        short = f"No unit carries the detectable bias of {', '.join(sorted(set(detectable['variant'])))}."
     if len(none_here):
         sentences.append(
             "No detectable bias to locate in "
@@ -124,6 +126,8 @@ def rq2_section(f: Findings) -> Section:
     elif len(carriers):
         per_model = carriers.drop_duplicates(["variant", "seed", "unit", "layer", "head"]).groupby(["variant", "seed"])
         top = carriers.sort_values("p").iloc[0]
+        short = (f"Bias-carrying units are found in {per_model.ngroups} of {len(models)} models; the clearest is "
+                 f"{_name(top)} of {top['variant']}.")  # fmt: skip
         sentences.append(
             f"Bias-carrying units (removing them moves the bias towards 0) are found in {per_model.ngroups} of "
             f"{len(models)} models; the clearest is {_name(top)} of {top['variant']} (seed {top['seed']}, depth "
@@ -182,4 +186,4 @@ def rq2_section(f: Findings) -> Section:
         ]
     ]
     answer = " ".join(sentences) or "No causal unit rows."
-    return Section("rq2", title, answer, numbers, units_figure(units), table.reset_index(drop=True), notes)
+    return Section("rq2", title, answer, numbers, units_figure(units), table.reset_index(drop=True), notes, short)

@@ -54,8 +54,11 @@ def rq3_section(f: Findings) -> Section:
         else:
             undecided.append(variant)
     teacher = rows[(rows["metric"] == "gini") & rows["variant"].astype(str).str.startswith("teacher")]
+    short = "Cannot decide: no model has head effects with a reference to compare with."
     if claims:
         answer = "; ".join(claims) + "."
+        short = claims[0].split(" (")[0] + (f"; for {len(undecided)} other(s) the data cannot decide." if undecided
+                                            else ".")  # fmt: skip
         if undecided:
             answer += f" For {', '.join(undecided)} the data cannot decide."
     elif undecided:
@@ -64,11 +67,13 @@ def rq3_section(f: Findings) -> Section:
             f"({', '.join(undecided)}); narrower head intervals (more attribution.n_examples) or more seeds "
             "would decide."
         )
+        short = "Cannot decide whether compression concentrates or spreads the bias over heads."
     elif len(teacher):
         answer = (
             f"Only the teacher was attributed (Gini {ci(teacher.iloc[0])}): attribute a student "
             "(attribution.variants) to compare."
         )
+        short = "Cannot decide: only the teacher was attributed."
     else:
         answer = "The data cannot decide: no model has head effects with a reference to compare with."
     answer += power_clause(rows[rows["metric"] == "gini_diff"], cfg, "a Gini difference from the reference")
@@ -109,7 +114,8 @@ def rq3_section(f: Findings) -> Section:
         notes.append("Some head tables have no intervals (attribution.n_boot = 0): their Gini has no uncertainty.")
     table = rows[["variant", "seed", "metric", "value", "ci_low", "ci_high"] + [c for c in ("p", "q", "reference")
                                                                                 if c in rows]]  # fmt: skip
-    return Section("rq3", title, answer, numbers[:12], concentration_figure(conc), table.reset_index(drop=True), notes)
+    return Section("rq3", title, answer, numbers[:12], concentration_figure(conc), table.reset_index(drop=True), notes,
+                   short)  # fmt: skip
 
 
 # ---- RQ4 ----------------------------------------------------------------------------------------------------------
@@ -168,6 +174,7 @@ def rq4_section(f: Findings) -> Section:
             )
         parts.append(f"{label}: {summary}")
     answer = "Location " + ". Location ".join(parts) + "."
+    short = answer
     answer += power_clause(
         stab[stab["metric"] == "align_vs_ceiling"], cfg, "a teacher-student Spearman below its noise ceiling"
     )
@@ -191,7 +198,8 @@ def rq4_section(f: Findings) -> Section:
         notes.append("No distilled student with a mapped teacher was attributed: add one to attribution.variants.")
     table = stab[[c for c in ("variant", "seed", "method", "metric", "subset", "value", "ci_low", "ci_high", "p",
                               "agree", "verdict") if c in stab]]  # fmt: skip
-    return Section("rq4", title, answer, numbers[:12], stability_figure(stab), table.reset_index(drop=True), notes)
+    return Section("rq4", title, answer, numbers[:12], stability_figure(stab), table.reset_index(drop=True), notes,
+                   short)  # fmt: skip
 
 
 # ---- RQ5 ----------------------------------------------------------------------------------------------------------
@@ -291,7 +299,7 @@ def rq5_section(f: Findings) -> Section:
             if selective
             else "selectivity over the control task is not distinguishable from 0 (the probe may memorise)"
         )
-    erase = enc[enc["metric"].str.startswith("erasure_")]
+    erase, erased = enc[enc["metric"].str.startswith("erasure_")], ""
     if len(erase):
         fitness = f.get("fitness")
         unfit = set() if fitness is None else {v for v, fit in zip(fitness["variant"], fitness["fit"]) if not fit}
@@ -299,11 +307,13 @@ def rq5_section(f: Findings) -> Section:
         numbers += lines
         if sentence:
             parts.append(sentence)
+            erased = f"; {sentence}"
     answer = (
         (parts[0][0].upper() + parts[0][1:] + ("; " + "; ".join(parts[1:]) if parts[1:] else "") + ".")
         if parts
         else "The data cannot decide: the probe tables hold no gender rows."
     )
+    short = (parts[0][0].upper() + parts[0][1:] + (erased if len(parts) > 1 else "") + ".") if parts else answer
     answer += power_clause(probe, cfg, "a gender probe accuracy above chance")
     notes = [m for m in f.missing.get("encoding", [])]
     notes.append(
@@ -311,4 +321,5 @@ def rq5_section(f: Findings) -> Section:
         "(normal approximation); erasure compares the stored before/after intervals (conservative)."
     )
     table = enc[["variant", "seed", "layer", "metric", "subset", "value", "ci_low", "ci_high", "p", "q"]]
-    return Section("rq5", title, answer, numbers[:14], encoding_figure(enc), table.reset_index(drop=True), notes)
+    return Section("rq5", title, answer, numbers[:14], encoding_figure(enc), table.reset_index(drop=True), notes,
+                   short)  # fmt: skip

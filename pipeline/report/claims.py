@@ -46,11 +46,12 @@ class Section:
     Attributes:
         key: anchor id (``rq1``...).
         title: the heading (the research question).
-        answer: the one-sentence answer (or what the data cannot decide and what would).
+        answer: the answer with its qualifications (or what the data cannot decide and what would).
         numbers: the numbers behind the answer, one line each, with interval and q-value.
         figure: the figure, or None.
         table: the table behind the answer, or None.
         notes: caveats and missing inputs (stage and command to run).
+        short: the answer in one plain sentence, read first (the answer, numbers and table follow); "" for none.
     """
 
     key: str
@@ -60,6 +61,7 @@ class Section:
     figure: Figure | None = None
     table: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    short: str = ""
 
 
 def fmt(x: float, digits: int = 3) -> str:

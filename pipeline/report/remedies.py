@@ -145,6 +145,20 @@ def _intrinsic_summary(rows: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
+def _short(task: pd.DataFrame, cfg) -> str:
+    """RQ6 in one sentence: which remedies lower (or raise) the primary metric against their twins."""
+    rows = task[(task["role"] == "primary") & task["interpretable"].astype(bool)]
+    if rows.empty:
+        return "Cannot decide: no remedy has a readable comparison on the primary metric."
+    moved = rows[rows["decided"]]
+    about = " (one seed: about these trained models)" if int(rows["n_seeds"].max()) < cfg.min_seeds else ""
+    if moved.empty:
+        return f"No remedy changes the {label(cfg.primary_rq6)} detectably against its twin{about}."
+    names = ", ".join(f"{r['variant']} {'lower' if r['lowers'] else 'higher'}" for _, r in moved.iterrows())
+    return (f"{len(moved)} of {len(rows)} remedy comparisons change the {label(cfg.primary_rq6)} detectably against "
+            f"their twins ({names}){about}.")  # fmt: skip
+
+
 def _counts(task: pd.DataFrame, pairs: pd.DataFrame, cfg) -> str:
     """The primary metric's decided changes over the mitigated variants, the secondary family's, each named, and
     what they are about (the trained models or, over enough seeds, the methods)."""
@@ -190,12 +204,21 @@ def mitigation_section(f: Findings) -> Section:
             "No variant of this run is a mitigated twin of another (no @cda / @balanced / @reweighed training set, "
             "[compress.biasprune], [compress.erase] or distil mixup), so no remedy can be compared. " + front
         )
-        return Section("rq6", TITLE, answer.strip(), front_numbers[:12], figure, notes=f.missing.get("mitigation", []))
+        return Section(
+            "rq6",
+            TITLE,
+            answer.strip(),
+            front_numbers[:12],
+            figure,
+            notes=f.missing.get("mitigation", []),
+            short="No remedy can be compared: no variant is a mitigated twin of another.",
+        )
     pooled = table[(table["level"] == "pooled") & table["value"].notna()]
     pooled = judged(pooled, cfg, cfg.primary_rq6, _headline_mask(pooled))
     bias = pooled[pooled["metric"] != "accuracy"]
     task = bias[bias["role"] != "other"]
     pairs = pooled[["variant", "mitigation", "twin"]].drop_duplicates()
+    short = "Cannot decide: no remedy has a readable comparison with its twin."
     if task.empty or not task["interpretable"].astype(bool).any():
         answer = (
             "The data cannot decide: no mitigated variant has a readable GAP_RMS or counterfactual comparison "
@@ -204,6 +227,7 @@ def mitigation_section(f: Findings) -> Section:
     else:
         answer = " ".join([_counts(task, pairs, cfg), *(h + "." for h in _headline(pooled, cfg, f.inputs.get(
             "bias_metrics"))), front])  # fmt: skip
+        short = _short(task, cfg)
     numbers = []
     for _, pair in pairs.iterrows():
         rows = pooled[(pooled["variant"] == pair["variant"]) & (pooled["twin"] == pair["twin"])]
@@ -243,4 +267,5 @@ def mitigation_section(f: Findings) -> Section:
         figure,
         out,
         notes + [m for m in f.missing.get("frontier", [])],
+        short,
     )

@@ -65,7 +65,7 @@ padding:.6em .8em;border-left:4px solid #1f5fa8}table{border-collapse:collapse;f
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f5f5f5}td:first-child{text-align:left}
 img{max-width:100%}ul.notes li{color:#555}nav a{margin-right:1em}table.meta td{text-align:left}
 div.wide{overflow-x:auto;max-width:100%}table.meta{table-layout:fixed;width:100%}table.meta td{overflow-wrap:anywhere}
-summary{cursor:pointer;color:#1f5fa8}"""
+summary{cursor:pointer;color:#1f5fa8}p.short{font-size:1.15em;margin:.8em 0 .3em}"""
 
 
 def header_rows(f: Findings) -> list[tuple[str, str]]:
@@ -204,8 +204,10 @@ def _render(f: Findings, sections: list[Section], figures: dict[str, str]) -> tu
     ]
     md = [f"# {title}", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header_rows(f)]
     for s in sections:
-        parts.append(f"<section id='{s.key}'><h2>{e(s.title)}</h2><p class='answer'>{e(s.answer)}</p>")
-        md += ["", f"## {s.title}", "", f"**Answer.** {s.answer}", ""]
+        short = f"<p class='short'><b>In short:</b> {e(s.short)}</p>" if s.short else ""
+        parts.append(f"<section id='{s.key}'><h2>{e(s.title)}</h2>{short}<p class='answer'>{e(s.answer)}</p>")
+        md += ["", f"## {s.title}", ""] + ([f"**In short.** {s.short}", ""] if s.short else [])
+        md += [f"**Answer.** {s.answer}", ""]
         if s.numbers:
             items = "".join(f"<li>{e(n)}</li>" for n in s.numbers)
             parts.append(f"<details><summary>The numbers ({len(s.numbers)})</summary><ul>{items}</ul></details>")

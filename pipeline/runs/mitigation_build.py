@@ -66,7 +66,7 @@ def biasprune_op(job: BuildJob) -> Built:
         effect, intact, n_ex = head_bias_effects(
             loaded,
             job.dev,
-            job.swapper,
+            (job.swapper or GenderSwapper.from_winobias()).part("train"),  # held-out words judge it later
             n_examples=section.bias_examples,
             objective=section.objective,
             max_length=job.max_length,

@@ -28,6 +28,7 @@ import torch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.data import TaskData
 from pipeline.eo_hooks import data_genders
 from pipeline.int8 import QuantisedLinear
@@ -50,12 +51,23 @@ __all__ = [
 ]
 
 
-def classification_rows(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> list[dict]:
-    """Accuracy, macro-F1 (unit ``model``) and recall per class present in ``labels`` (unit ``class``, the class
-    name in ``subset`` as in the bias-metric tables)."""
+def classification_rows(
+    labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0
+) -> list[dict]:
+    """Accuracy (with its percentile bootstrap interval over the examples, ``n_boot`` resamples), macro-F1 (unit
+    ``model``) and recall per class present in ``labels`` (unit ``class``, the class name in ``subset`` as in the
+    bias-metric tables)."""
     labels, preds = np.asarray(labels), np.asarray(preds)
+    accuracy, low, high = bootstrap_ci(np.mean, (labels == preds).astype(np.float64), n_boot=n_boot, seed=seed)
     rows = [
-        {"unit": "model", "metric": "accuracy", "value": float((labels == preds).mean()), "n": len(labels)},
+        {
+            "unit": "model",
+            "metric": "accuracy",
+            "value": float(accuracy),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "n": len(labels),
+        },
         {
             "unit": "model",
             "metric": "macro_f1",
@@ -186,11 +198,14 @@ def task_metric_rows(
     latency_batch_sizes: Sequence[int] = (1, 32),
     latency_repeats: int = 5,
     subset: str = "test",
+    n_boot: int = 1000,
 ) -> tuple[list[dict], list[dict]]:
-    """All task metrics of one variant on ``data``: (metric rows, prediction rows), ready for ``tidy``."""
+    """All task metrics of one variant on ``data``: (metric rows, prediction rows), ready for ``tidy``; ``n_boot``
+    resamples give the accuracy's interval."""
     logits = classifier_logits(loaded, data.texts, batch_size=batch_size, max_length=max_length,
                                genders=data.genders).numpy()  # fmt: skip
-    rows = [{"subset": subset, **r} for r in classification_rows(data.labels, logits.argmax(1), data.label_names)]
+    scores = classification_rows(data.labels, logits.argmax(1), data.label_names, n_boot=n_boot)
+    rows = [{"subset": subset, **r} for r in scores]
     rows += size_rows(loaded, folder)
     rows.append({"unit": "model", "metric": "head_trained", "value": float(loaded.head_trained)})
     for size in latency_batch_sizes:
@@ -216,6 +231,7 @@ def task_metrics_stage(ctx: StageContext) -> dict[str, pd.DataFrame]:
                 max_length=cfg.task.max_length,
                 latency_batch_sizes=cfg.metrics.latency_batch_sizes,
                 latency_repeats=cfg.metrics.latency_repeats,
+                n_boot=cfg.metrics.n_boot,
             )
             return {
                 "task_metrics": tidy(rows, variant=step.variant, seed=step.seed),

@@ -73,7 +73,9 @@ def circuits(view: Selection) -> None:
     flag_notice(view, chosen)
     default = max((n for (v, _), n in found.items() if v in chosen), default=10)
     cols = st.columns([3, 2])
-    k = cols[0].slider("Edges shown per model (top k by |EAP score|)", 1, 60, min(default, 60), key="circuit_k")
+    scored = edges[(edges["unit"] == "edge") & edges["variant"].isin(chosen)]
+    top = max(2, min(int(scored.groupby(["variant", "seed"]).size().max()), max(60, default)))  # a circuit fits
+    k = cols[0].slider("Edges shown per model (top k by |EAP score|)", 1, top, min(default, top), key="circuit_k")
     firm = cols[1].checkbox("Only edges whose interval excludes 0", key="circuit_firm")
     shown = shown_edges(edges[edges["variant"].isin(chosen)], k, excluding_zero=firm)
     if shown.empty:

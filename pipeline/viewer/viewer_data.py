@@ -32,10 +32,9 @@ __all__ = [
     "units_table",
 ]
 
-# Overview column -> (heading, how to read it). Columns a table lacks, or that hold no value, are left out.
+# Overview column -> (heading, how to read it), in display order: quality, bias, then size (the recipe columns
+# follow; the variant and seed stay pinned on the left). Columns a table lacks, or that hold no value, are left out.
 OVERVIEW_COLUMNS = {
-    "n_params": ("parameters", ""),
-    "size_mb": ("size (MB)", ""),
     "accuracy": ("accuracy", "higher is better"),
     "macro_f1": ("macro-F1", "higher is better"),
     "gap_rms": ("GAP_RMS", "TPR gap, 0 = fair, lower is fairer"),
@@ -45,6 +44,8 @@ OVERVIEW_COLUMNS = {
     "crows_stereo_pct": ("CrowS %", "50 = fair"),
     "stereoset_ss": ("StereoSet SS", "50 = fair"),
     "stereoset_icat": ("StereoSet ICAT", "100 = ideal"),
+    "n_params": ("parameters", ""),
+    "size_mb": ("size (MB)", ""),
 }
 _FAIRNESS = ("gap_rms", "cf_gap", "cf_flip_rate")  # extrinsic: meaningless for a model not fit to be read
 
@@ -85,9 +86,6 @@ def overview_display(table: pd.DataFrame, status: pd.DataFrame | None = None) ->
         out["fit to read"] = [
             "✗ " + flags[(v, int(s))] if (v, int(s)) in flags else "✓" for v, s in zip(out["variant"], out["seed"])
         ]
-    for column in ("method", "order", "training_set"):
-        if column in table and table[column].nunique() > (1 if column == "training_set" else 0):
-            out[column] = table[column]
     for column, (heading, _) in OVERVIEW_COLUMNS.items():
         if column not in table or table[column].isna().all():
             continue
@@ -108,6 +106,9 @@ def overview_display(table: pd.DataFrame, status: pd.DataFrame | None = None) ->
                 f"({t})" if t and (v, int(s)) in flags else t for t, v, s in zip(texts, table["variant"], table["seed"])
             ]
         out[heading] = texts
+    for column in ("method", "order", "training_set"):
+        if column in table and table[column].nunique() > (1 if column == "training_set" else 0):
+            out[column] = table[column]
     return out.reset_index(drop=True)
 
 

@@ -1,7 +1,9 @@
 """The viewer's Head inspector: one head of one saved model, everything measured about it (ablation, patching, IG,
 gradient importance, gender probe, each with its interval and q-value), its counterpart in the teacher or the
 student (the layer it was initialised from / into), its attention pattern on a sentence and on the gender-swapped
-twin, and the tokens it attends to most over the run's test data.
+twin, every head's attention on the sentence minus on the twin (:mod:`pipeline.viewer.twin_attention`), its signed
+lineage in the teacher and its counterparts (:mod:`pipeline.viewer.viewer_lineage`), and the tokens it attends to
+most over the run's test data.
 
 Like the Playground, it computes: it loads the saved model with :func:`pipeline.models.load_model` (eager attention,
 so that the weights can be read) and the run's test split with :func:`pipeline.viewer.widgets.test_split`.
@@ -15,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from pipeline.data import GenderSwapper
 from pipeline.findings.comparisons import reference_of
@@ -23,8 +24,10 @@ from pipeline.models import LoadedModel, load_model
 from pipeline.runs.runfolder import RunFolder
 from pipeline.variants import Variant, variant_sort_key
 from pipeline.viewer.playground import DEFAULT_SENTENCE
+from pipeline.viewer.twin_attention import forward_attentions, twin_attention_section
 from pipeline.viewer.viewer_data import head_profile
 from pipeline.viewer.viewer_heads import head_sources
+from pipeline.viewer.viewer_lineage import lineage_section
 from pipeline.viewer.widgets import Selection, figure, findings_config, flag_notice, load, table, test_split
 
 __all__ = ["attention", "counterparts", "flagged_heads", "inspector", "open_in_inspector", "top_attended"]
@@ -56,17 +59,12 @@ def _config(folder: Path) -> dict:
         return {}
 
 
-def _max_length(loaded: LoadedModel) -> int:
-    return int(min(128, getattr(loaded.model.config, "max_position_embeddings", 128)))
-
-
-@torch.no_grad()
 def attention(loaded: LoadedModel, texts: list[str], layer: int, head: int) -> list[tuple[list[str], np.ndarray]]:
     """(tokens, weights of shape (seq, seq)) of head ``head`` (its original id) at ``layer`` for each text (cut to
     the model's positions, at most 128 tokens)."""
     position = list(loaded.anatomy.head_ids[layer]).index(head)
-    batch = loaded.tokenize(texts, max_length=_max_length(loaded))
-    weights = loaded.model(**batch, output_attentions=True).attentions[layer][:, position]  # (texts, seq, seq)
+    batch, attentions = forward_attentions(loaded, texts)
+    weights = attentions[layer][:, position]  # (texts, seq, seq)
     out = []
     for i in range(len(texts)):
         keep = batch["attention_mask"][i].bool()
@@ -261,6 +259,7 @@ def inspector(view: Selection) -> None:
         ]
         if rows:
             table(f"counterparts_{name}_L{layer}H{head}", pd.concat(rows, ignore_index=True))
+    lineage_section(view, run, prefix(run), variant, seed, layer, head)
     _attention_section(run, folder, layer, head, name)
 
 
@@ -299,6 +298,7 @@ def _attention_section(run: RunFolder, folder: Path, layer: int, head: int, name
         title=f"{name}: layer {layer}, head {head}",
         caption="Rows: the token that attends; columns: the token attended to (weights of each row sum to 1).",
     )
+    twin_attention_section(loaded, name, text, twin, layer, head)
     if texts:
         st.markdown(f"**Tokens it attends to most** over {min(len(texts), N_DATA)} test sentences")
         least = int(

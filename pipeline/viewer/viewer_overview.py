@@ -62,7 +62,7 @@ def overview(view: Selection) -> None:
     flag_notice(view, numbers["variant"].unique())
     st.subheader("Variants")
     shown = overview_display(numbers, rows)
-    table("overview", shown, data=numbers)
+    table("overview", shown, data=numbers, pinned=("variant", "seed"))
     st.caption(_INTERVALS + " " + "; ".join(f"{h}: {w}" for c, (h, w) in OVERVIEW_COLUMNS.items() if w and h in shown))
     if bias is not None and "skipped" in bias:
         skipped = bias.loc[bias["skipped"].fillna("") != "", ["metric", "skipped"]].drop_duplicates()
@@ -138,6 +138,7 @@ def _sections(path: str, stamps: tuple[float, ...], settings: tuple) -> tuple[st
                 "key": s.key,
                 "title": s.title,
                 "answer": s.answer,
+                "short": s.short,
                 "numbers": s.numbers,
                 "png": png,
                 "table": s.table,
@@ -182,6 +183,8 @@ def findings_page(view: Selection) -> None:
         st.dataframe(pd.DataFrame(header, columns=["", "value"]), hide_index=True)
     for s in sections:
         st.subheader(s["title"])
+        if s["short"]:
+            st.markdown(f"**In short:** {s['short']}")
         st.info(s["answer"])
         if s["numbers"]:
             st.markdown("\n".join(f"- {n}" for n in s["numbers"]))

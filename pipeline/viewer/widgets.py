@@ -7,7 +7,7 @@ Tables are cached by path and modification time (``st.cache_data``), figures by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +183,13 @@ def point_flags(view: Selection) -> dict[tuple[str, int], str]:
     return flags_by_point(status(view))
 
 
+_REASONS = {  # the start of a flag (pipeline.findings.model_status) -> what it means; only those present are shown
+    "untrained": "Untrained head: its outputs are those of a random classifier.",
+    "collapsed": "Collapsed: it predicts one class (GAP_RMS 0 by construction).",
+    "≤ majority": "≤ majority class: it does not beat always predicting the most frequent class (one-sided test).",
+}
+
+
 def flag_notice(view: Selection, variants: Iterable[str]) -> dict[str, str]:
     """A warning naming the models on this page that are not fit to be read (and why), or saying that fitness is
     unknown (a damaged table); returns their flags."""
@@ -199,11 +206,10 @@ def flag_notice(view: Selection, variants: Iterable[str]) -> dict[str, str]:
         names = "; ".join(
             f"**{v}** ({why})" for v, why in sorted(flags.items(), key=lambda kv: variant_sort_key(kv[0]))
         )
+        why = " ".join(text for key, text in _REASONS.items() if any(w.startswith(key) for w in flags.values()))
         st.warning(
-            f"Not fit to be read: {names}. Untrained head: its outputs are those of a random classifier; "
-            "collapsed: it predicts one class (GAP_RMS 0 by construction); ≤ majority class: it does not beat "
-            "always predicting the most frequent class (one-sided test). Their bias numbers are not "
-            "interpretable; they are marked *(not fit)* and drawn grey, open or dashed. See the Findings page.",
+            f"Not fit to be read: {names}. {why} Their bias numbers are not interpretable; they are marked "
+            "*(not fit)* and drawn grey, open or dashed. See the Findings page.",
             icon="⚠️",
         )
     return flags
@@ -234,10 +240,12 @@ def figure(name: str, plot: str, *args, caption: str | None = None, **kwargs) ->
     )
 
 
-def table(name: str, frame: pd.DataFrame, *, data: pd.DataFrame | None = None) -> None:
+def table(name: str, frame: pd.DataFrame, *, data: pd.DataFrame | None = None, pinned: Sequence[str] = ()) -> None:
     """Show ``frame`` (p- and q-values as text: :func:`~pipeline.viewer.viewer_data.p_columns_as_text`) with a CSV
-    download button of the numbers (of ``data`` when given, e.g. the numbers behind a text table)."""
-    st.dataframe(p_columns_as_text(frame), hide_index=True)
+    download button of the numbers (of ``data`` when given, e.g. the numbers behind a text table); the ``pinned``
+    columns stay in view when the table scrolls sideways."""
+    config = {c: st.column_config.Column(pinned=True) for c in pinned if c in frame}
+    st.dataframe(p_columns_as_text(frame), hide_index=True, column_config=config or None)
     csv = frame if data is None else data
     st.download_button(
         "CSV", lambda: csv.to_csv(index=False), f"{name}.csv", "text/csv", key=f"csv:{name}", on_click="ignore"

@@ -40,6 +40,8 @@ def _warnings(at) -> str:
 def test_the_untrained_teacher_and_weak_models_are_flagged_on_the_overview(demo_app):
     at = show(demo_app, "Overview")
     assert "**teacher** (untrained head)" in _warnings(at)
+    warned = next(w.value for w in at.warning if w.value.startswith("Not fit to be read"))
+    assert "Untrained head:" in warned and "Collapsed:" not in warned  # only the reasons that apply are explained
     table = at.dataframe[0].value.set_index(["variant", "seed"])
     assert table.loc[("teacher", 0), "fit to read"] == "✗ untrained head"
     fitness = read_table(RunFolder(at.session_state["runs_root"]).path / "demo" / "tables" / "fitness.parquet")
@@ -59,6 +61,7 @@ def test_a_collapsed_model_is_found_without_the_findings_tables_and_flagged_on_e
     assert status.loc[("teacher", 0), "status"] == "untrained"
     at = show(collapsed_app, "Overview")
     assert "**int8-ft_before** (collapsed (98% in one class)" in _warnings(at)
+    assert "Collapsed: it predicts one class" in _warnings(at)
     table = at.dataframe[0].value.set_index(["variant", "seed"])
     assert table.loc[("int8-ft_before", 0), "fit to read"] == "✗ collapsed (98% in one class)"
     for page in ("Heads", "Probes"):  # int8 is attributed (heads), not probed

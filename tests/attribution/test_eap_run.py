@@ -43,17 +43,20 @@ def test_the_run_writes_edge_scores_and_circuits_for_the_teacher_and_its_student
     assert len(student) < len(teacher)  # the student has fewer layers
     for variant in VARIANTS:
         rows = circuit[circuit["variant"] == variant].set_index("metric")
-        size = rows.loc["circuit_size", "value"]
-        assert 1 <= size <= 20 and (circuit.query("variant == @variant")["metric"] == "circuit_edge").sum() == size
+        size, n_edges = rows.loc["circuit_size", "value"], (edges["variant"] == variant).sum()
+        assert 1 <= size <= n_edges and (circuit.query("variant == @variant")["metric"] == "circuit_edge").sum() == size
+        assert rows.loc["circuit_recovered", "value"] >= 0.8  # no cap: the grid can reach every edge
+        stored = circuit[(circuit["variant"] == variant) & (circuit["metric"] == "edge_example_eap")]
+        assert stored["subset"].nunique() == min(n_edges, max(4 * size, 200))
 
 
 def test_the_findings_compare_the_student_circuit_with_the_teachers_and_the_report_answers(circuit_run):
     findings = compute_findings(circuit_run, FindingsConfig(n_boot=200))
     overlap = findings.get("circuit_overlap").set_index("metric")
     assert set(overlap["variant"]) == {"distil-ft_before"} and set(overlap["reference"]) == {"teacher-ft"}
-    assert set(overlap["resampled"]) == {"edge_scores"}
+    assert set(overlap["resampled"]) == {"examples"} and overlap["paired"].all()  # the same test sample
     jaccard = overlap.loc["edge_jaccard"]
-    assert 0 <= jaccard["ci_low"] <= jaccard["value"] <= jaccard["ci_high"] <= 1
+    assert 0 <= jaccard["ci_low"] <= jaccard["value"] <= jaccard["ci_high"] <= 1  # widened to contain the point
     section = circuits_section(findings)
     assert section.answer.startswith("Bias circuit, teacher to student: ")
     assert section.numbers[0].startswith("distil-ft_before (seed 0) vs teacher-ft: edge Jaccard ")

@@ -212,6 +212,17 @@ def _stress_figures() -> dict[str, Figure]:
         "attention_pattern": plots.attention_pattern(
             [("text", words, weights), ("twin", words, weights.T)], title="teacher-ft: layer 3, head 7"
         ),
+        "twin_attention": plots.twin_attention(
+            words, weights - weights.T, np.abs(weights[:12, :12]), selected=(3, 7), marked=(2, 17), title="teacher-ft"
+        ),
+        "lineage_effects": plots.lineage_effects(
+            [f"distil-ft_before L{i % 6} patching" for i in range(20)],
+            np.linspace(-1, 1, 20),
+            np.linspace(-1.5, 0.5, 20),
+            np.linspace(-0.5, 1.5, 20),
+            ["adds", "reduces", "", "adds"] * 5,
+            title="head 7: effect per model",
+        ),
     }
 
 

@@ -1,5 +1,6 @@
-"""Teacher vs student circuits: overlap after the layer map, its intervals from the edge scores, and the report's
-answer (pipeline.findings.circuits, pipeline.report.answers_circuits)."""
+"""Teacher vs student circuits: overlap after the layer map, its intervals from resampled examples (or, without
+per-example scores, from the edge scores), and the report's answer (pipeline.findings.circuits,
+pipeline.report.answers_circuits)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_overlap_after_the_layer_map_with_tight_intervals():
     rows = table.loc[["edge_jaccard", "node_jaccard", "teacher_edges_kept"]]
     np.testing.assert_allclose(rows["ci_low"], rows["value"])
     np.testing.assert_allclose(rows["ci_high"], rows["value"])
-    assert set(rows["resampled"]) == {"edge_scores"}
+    assert set(rows["resampled"]) == {"edge_scores"} and not rows["paired"].any()
 
 
 def test_the_layer_map_of_the_students_config_is_used(tmp_path):
@@ -78,6 +79,59 @@ def test_wide_edge_intervals_widen_the_overlap_interval_and_no_edge_table_gives_
     none = circuit_overlap({"circuit": _tables()["circuit"]}, CFG).set_index("metric").loc["edge_jaccard"]
     assert none["resampled"] == "none" and np.isnan(none["ci_low"]) and none["value"] == pytest.approx(0.5)
     assert circuit_overlap({}, CFG).empty
+
+
+EDGES = ["emb->L0.H0", "emb->L0.H1", "L0.H0->readout", "L0.H1->readout", "emb->readout", "L0.H2->readout",
+         "emb->L0.H2", "L0.H3->readout"]  # fmt: skip
+MEANS = np.array([3.0, 2.5, 2.0, 1.5, 0.3, 0.2, 0.1, 0.0])
+
+
+def _example_tables(scores: dict[str, np.ndarray], k: int = 3, offset: dict[str, int] | None = None) -> dict:
+    """A ``circuit`` table from per-example scores (variant -> (example, edge) over ``EDGES``): each circuit is the
+    top ``k`` edges by |mean| (one layer, so the layer map is [0]); ``offset`` shifts a model's example ids."""
+    rows = []
+    for variant, matrix in scores.items():
+        mean, first = matrix.mean(0), (offset or {}).get(variant, 0)
+        top = np.argsort(-np.abs(mean), kind="stable")[:k]
+        rows += [_edge(EDGES[i], variant=variant, metric="circuit_edge", value=mean[i], rank=r + 1, n=6)
+                 for r, i in enumerate(top)]  # fmt: skip
+        rows += [_edge(EDGES[j], variant=variant, metric="edge_example_eap", value=matrix[e, j], example=first + e, n=1)
+                 for e in range(len(matrix)) for j in range(len(EDGES))]  # fmt: skip
+    return {"circuit": tidy(rows, seed=0)}
+
+
+def _noisy(seed: int, means: np.ndarray = MEANS, n: int = 30) -> np.ndarray:
+    return means + np.random.default_rng(seed).normal(0, 1.0, size=(n, len(means)))
+
+
+def test_a_student_identical_to_its_teacher_overlaps_fully_under_paired_example_resampling(tmp_path):
+    same = _noisy(0)
+    overlap = circuit_overlap(_example_tables({"teacher-ft": same, "distil-ft_before": same}), CFG)
+    rows = overlap.set_index("metric").loc[["edge_jaccard", "node_jaccard", "teacher_edges_kept"]]
+    assert rows[["value", "ci_low", "ci_high"]].to_numpy().tolist() == [[1.0, 1.0, 1.0]] * 3
+    assert set(rows["resampled"]) == {"examples"} and set(rows["paired"]) == {True}
+    section = _section(tmp_path, circuit_overlap=overlap)
+    assert section.answer == "Bias circuit, teacher to student: kept for distil-ft_before."
+    assert section.notes[0].startswith("Intervals resample the examples that ranked the edges")
+
+
+def test_shuffled_scores_overlap_less_and_the_interval_holds_the_point():
+    teacher = _noisy(0)
+    shuffled = teacher[:, [7, 6, 5, 4, 3, 2, 1, 0]]  # the top edges' scores moved to the weakest edges
+    low = circuit_overlap(_example_tables({"teacher-ft": teacher, "distil-ft_before": shuffled}), CFG)
+    low = low.set_index("metric").loc["edge_jaccard"]
+    assert low["value"] == 0.0 and low["ci_high"] < 1.0
+    near = teacher[:, [0, 1, 4, 3, 2, 5, 6, 7]]  # two of three circuit edges shared, separated from the rest
+    near = circuit_overlap(_example_tables({"teacher-ft": teacher, "distil-ft_before": near}), CFG).set_index("metric")
+    jaccard = near.loc["edge_jaccard"]
+    assert jaccard["value"] == pytest.approx(2 / 4) and jaccard["ci_low"] <= jaccard["value"] <= jaccard["ci_high"]
+
+
+def test_students_ranked_on_other_examples_are_resampled_unpaired():
+    tables = _example_tables({"teacher-ft": _noisy(0), "distil-ft_before": _noisy(1)}, offset={"teacher-ft": 100})
+    row = circuit_overlap(tables, CFG).set_index("metric").loc["edge_jaccard"]
+    assert row["resampled"] == "examples" and not row["paired"] and row["value"] == 1.0
+    assert row["ci_low"] <= row["value"] <= row["ci_high"]
 
 
 def _section(tmp_path, **tables) -> str:
@@ -113,6 +167,11 @@ def test_edge_sets_that_carry_too_little_of_the_bias_are_not_compared_as_circuit
                    (("teacher-ft", 0.9), ("distil-ft_before", 0.3))], seed=0)  # fmt: skip
     answer = _section(tmp_path, circuit_overlap=table, circuit=shares).answer
     assert answer.startswith("Bias circuit, teacher to student: not comparable for distil-ft_before.")
-    assert "no circuit carries 80% of the bias (distil-ft_before 30% of it)" in answer
+    assert (
+        "no circuit carries 80% of the bias within its edge budget (distil-ft_before 30% within its budget)" in answer
+    )
+    sizes = tidy([{"variant": "distil-ft_before", "metric": "circuit_size", "value": 20.0}], seed=0)
+    answer = _section(tmp_path, circuit_overlap=table, circuit=pd.concat([shares, sizes])).answer
+    assert "within its edge budget (distil-ft_before 30% within 20 edges)" in answer
     shares.loc[shares["variant"] == "distil-ft_before", "value"] = 0.85
     assert _section(tmp_path, circuit_overlap=table, circuit=shares).answer.endswith("rewired for distil-ft_before.")

@@ -160,3 +160,22 @@ def test_the_run_reports_its_stored_findings_exactly_as_computed_ones(small_run,
     stale = next(n for n in ("mitigation", "frontier", "stability") if n not in written)
     shutil.copy(copy / "tables" / "fitness.parquet", copy / "tables" / f"{stale}.parquet")  # left by an older run
     assert set(fresh_findings(open_run(copy))) == set(written)
+
+
+def test_every_answer_opens_with_one_sentence_that_agrees_with_it(small_run, fast, report):
+    from pipeline.report.run_report import build_sections
+
+    sections = {s.key: s for s in build_sections(compute_findings(small_run, fast))}
+    for key in ("fitness", "rq1", "rq2", "rq3", "rq4", "rq5", "rq6", "circuits"):
+        short = sections[key].short
+        assert short.endswith(".") and len(short) < 400 and not re.search(r"\. [A-Z]", short), (key, short)
+    primary = re.search(r"Primary metric \([^)]*\): (\d+) of (\d+) readable comparisons", sections["rq1"].answer)
+    if primary:  # the headline counts what the answer counts
+        k, n = primary.groups()
+        expected = "No compressed model changes" if k == "0" else f"detectably in {k} of {n} comparisons"
+        assert expected in sections["rq1"].short
+    markdown = report[1].read_text()
+    for key in ("rq1", "rq2", "rq6"):
+        s = sections[key]
+        assert f"## {s.title}\n\n**In short.** {s.short}\n\n**Answer.**" in markdown
+    assert f"<b>In short:</b> {sections['rq1'].short}" in report[0].read_text().replace("&#x27;", "'")

@@ -14,6 +14,7 @@ import pytest
 import pipeline.runs.build as build_module
 import pipeline.runs.stage_attribution as analyses_module
 import pipeline.runs.task_metrics as task_metrics_module
+from pipeline.bootstrap import bootstrap_ci
 from pipeline.cli.full_run import run
 from pipeline.cli.main import main
 from pipeline.int8 import is_quantised
@@ -252,6 +253,9 @@ def test_classification_rows_known_values():
     rows = classification_rows(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
     by = {(r["metric"], r.get("subset")): r["value"] for r in rows}
     assert by[("accuracy", None)] == pytest.approx(0.6)
+    accuracy = next(r for r in rows if r["metric"] == "accuracy")  # its interval: the bootstrap of the hits
+    assert (accuracy["ci_low"], accuracy["ci_high"]) == bootstrap_ci(np.mean, np.array([1.0, 0, 1, 1, 0]))[1:]
+    assert accuracy["ci_low"] <= 0.6 <= accuracy["ci_high"]
     assert by[("recall", "a")] == 0.5 and by[("recall", "b")] == 1.0 and by[("recall", "c")] == 0.0
     # F1: a = 2*.5*.5/1 = .5, b = 2*(2/3)*1/(5/3) = .8, c = 0
     assert by[("macro_f1", None)] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
