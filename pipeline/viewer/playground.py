@@ -19,8 +19,8 @@ import torch
 from pipeline.figures.style import bias_sign, model_total
 from pipeline.gates import ones_gates
 from pipeline.runs.runfolder import RunFolder, head_trained
-from pipeline.viewer.playground_compare import compare_models
-from pipeline.viewer.playground_models import cached_model, cached_swapper, probabilities
+from pipeline.viewer.playground_compare import compare_models, signed
+from pipeline.viewer.playground_models import cached_model, cached_swapper, outcome, probabilities
 from pipeline.viewer.viewer_heads import head_sources
 from pipeline.viewer.widgets import findings_config, load, point_flags
 
@@ -28,6 +28,7 @@ __all__ = ["DEFAULT_SENTENCE", "effect_labels", "open_in_playground", "playgroun
 
 DEFAULT_SENTENCE = "She recorded her first [MASK] album with him in Nashville."
 _WANTED = "play_wanted"  # (variant, seed) another page asked the Playground to open on
+HEADS_PER_ROW = 6  # heads per row of the gate grid: room for a label such as "+0.0012" in a 1400 px window
 
 
 def open_in_playground(text: str, variant: str, seed: int) -> None:
@@ -59,26 +60,31 @@ def effect_labels(
 
 def _gate_grid(anatomy, key: str, labels: dict[tuple[int, int], str] | None = None) -> torch.Tensor:
     """A layer x head grid of checkboxes (labelled with the head's measured effect when ``labels`` has it); an
-    unticked box closes that head's gate."""
+    unticked box closes that head's gate. Wide layers are drawn in blocks of at most :data:`HEADS_PER_ROW` heads
+    (heads 0-5 of every layer, then 6-11, ...), so each label keeps room for its digits (12 heads in one row left
+    "+." at 1400 px)."""
     labels = labels or {}
     gates = ones_gates(anatomy)
-    header = st.columns(anatomy.n_heads + 1)
-    for h in range(anatomy.n_heads):
-        header[h + 1].caption(f"H{h}")
-    for layer in range(anatomy.n_layers):
-        cells = st.columns(anatomy.n_heads + 1)
-        cells[0].caption(f"L{layer}")
-        for h in range(anatomy.heads_per_layer[layer]):
-            head_id = anatomy.head_ids[layer][h]
-            text = labels.get((layer, head_id))
-            on = cells[h + 1].checkbox(
-                text or f"layer {layer} head {h}",
-                value=True,
-                key=f"{key}:{layer}:{h}",
-                label_visibility="visible" if text else "collapsed",
-                help=f"layer {layer}, head {head_id}",
-            )
-            gates[layer, h] = float(on)
+    width = min(HEADS_PER_ROW, anatomy.n_heads)
+    for start in range(0, anatomy.n_heads, width):
+        shown = range(start, min(start + width, anatomy.n_heads))
+        header = st.columns(width + 1)
+        for i, h in enumerate(shown):
+            header[i + 1].caption(f"H{h}")
+        for layer in range(anatomy.n_layers):
+            cells = st.columns(width + 1)
+            cells[0].caption(f"L{layer}")
+            for i, h in enumerate(h for h in shown if h < anatomy.heads_per_layer[layer]):
+                head_id = anatomy.head_ids[layer][h]
+                text = labels.get((layer, head_id))
+                on = cells[i + 1].checkbox(
+                    text or f"layer {layer} head {h}",
+                    value=True,
+                    key=f"{key}:{layer}:{h}",
+                    label_visibility="visible" if text else "collapsed",
+                    help=f"layer {layer}, head {head_id}",
+                )
+                gates[layer, h] = float(on)
     return gates
 
 
@@ -172,7 +178,8 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
     labels, legend = _effects(view, prefix(run) + variant, seed)
     st.caption("Untick a head to switch it off (its output is replaced by zero). " + legend)
     gates = _gate_grid(loaded.anatomy, f"gate:{run.name}:{variant}:{seed}", labels)
-    full, gated = (probabilities(loaded, [text, twin], g) for g in (ones_gates(loaded.anatomy), gates))
+    full = torch.from_numpy(outcome(str(run.model_dir(variant, seed)), text, twin))  # cached per sentence
+    gated = full if bool((gates == 1).all()) else probabilities(loaded, [text, twin], gates)
     names = [loaded.model.config.id2label.get(i, str(i)) for i in range(full.shape[1])]
     pred, pred_full = int(gated[0].argmax()), int(full[0].argmax())
     gap, gap_full = float(gated[0, pred] - gated[1, pred]), float(full[0, pred_full] - full[1, pred_full])
@@ -181,7 +188,7 @@ def playground(view, table: Callable[[str, pd.DataFrame], None]) -> None:
         "Prediction", names[pred], delta=None if pred == pred_full else f"was {names[pred_full]}", delta_color="off"
     )
     right.metric(
-        "Counterfactual gap P(ŷ|text) − P(ŷ|twin)", f"{gap:+.3f}", delta=f"{gap - gap_full:+.3f}", delta_color="off"
+        "Counterfactual gap P(ŷ|text) − P(ŷ|twin)", signed(gap), delta=signed(gap - gap_full) or None, delta_color="off"
     )
     table(
         "playground",

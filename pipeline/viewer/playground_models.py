@@ -1,20 +1,25 @@
-"""The models the playground computes with: loaded once per folder and kept (Streamlit's resource cache), and their
-class probabilities under head gates. Shared by the playground (:mod:`.playground`) and its model comparison
-(:mod:`.playground_compare`)."""
+"""The models the playground computes with: loaded once per folder and kept (Streamlit's resource cache, large enough
+for every model the page shows by default, so a rerun never reloads one), their class probabilities under head gates,
+and the all-heads-on probabilities of a sentence and its twin, computed once per (model, sentence). Shared by the
+playground (:mod:`.playground`) and its model comparison (:mod:`.playground_compare`)."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 import torch
 
 from pipeline.data import GenderSwapper
-from pipeline.gates import HeadGates
+from pipeline.gates import HeadGates, ones_gates
 from pipeline.models import LoadedModel, load_model
 
-__all__ = ["cached_model", "cached_swapper", "probabilities"]
+__all__ = ["MAX_DEFAULT", "MODELS_KEPT", "cached_model", "cached_swapper", "outcome", "probabilities"]
+
+MAX_DEFAULT = 6  # models compared by default
+MODELS_KEPT = MAX_DEFAULT + 2  # the compared models, the page's model and one more: reruns reload none of them
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+@st.cache_resource(show_spinner="Loading the model…", max_entries=MODELS_KEPT)
 def cached_model(folder: str) -> LoadedModel:
     """The classifier saved in ``folder``, loaded once."""
     return load_model(folder, head="classifier")
@@ -32,3 +37,10 @@ def probabilities(loaded: LoadedModel, texts: list[str], gates: torch.Tensor) ->
     batch = loaded.tokenize(texts)
     with HeadGates(loaded.anatomy, gates.to(loaded.device)):
         return loaded.model(**batch).logits.float().softmax(-1).cpu()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def outcome(folder: str, text: str, twin: str) -> np.ndarray:
+    """Class probabilities (2, classes) of ``text`` and ``twin`` for the model saved in ``folder``, all heads on."""
+    loaded = cached_model(folder)
+    return probabilities(loaded, [text, twin], ones_gates(loaded.anatomy)).numpy()
