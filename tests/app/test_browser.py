@@ -1,9 +1,11 @@
 """The viewer in a real browser: served by ``streamlit run`` on localhost, opened in headless Debian Chromium;
-every page is visited, screenshotted and checked for an exception box.
+every page is visited at 1400 x 900 (a laptop window), screenshotted and checked for an exception box and for a page
+wider than the window.
 
 Needs ``apt-get install -y chromium`` (``/usr/bin/chromium``) and ``pip install playwright`` (its Python driver
 only; the system Chromium is used, so no ``playwright install``). Skipped with the reason when either is absent.
-``BIAS_ATLAS_SCREENSHOTS=docs/figures`` keeps the screenshots (``viewer_<page>.png``, as in docs/VIEWER.md).
+``BIAS_ATLAS_SCREENSHOTS=docs/figures`` keeps the screenshots (``viewer_<page>.png``, as in docs/VIEWER.md);
+``BIAS_ATLAS_BROWSER_RUNS=runs`` serves that folder instead of the test run (the demo, for the docs' pictures).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def served(demo_run):
         "--server.fileWatcherType",
         "none",  # edits elsewhere in the tree must not rerun the page mid-test
         "--",
-        str(demo_run.parent),
+        os.environ.get("BIAS_ATLAS_BROWSER_RUNS") or str(demo_run.parent),  # e.g. runs/ for the docs' screenshots
     ]
     server = subprocess.Popen(
         command,
@@ -160,7 +162,7 @@ def test_every_page_renders_without_an_exception_box(served, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1700})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})  # a laptop window
             page.goto(served)
             page.wait_for_selector('[data-testid="stDataFrame"]', timeout=TIMEOUT_MS)
             for name in PAGES:
@@ -168,12 +170,14 @@ def test_every_page_renders_without_an_exception_box(served, tmp_path):
                 _settled(page)
                 assert page.locator('[data-testid="stException"]').count() == 0, name
                 assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 1400, (name, width)  # nothing wider than the window: no sideways page scroll
                 images = page.locator('[data-testid="stImage"] img')
                 assert all(
                     images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(images.count())
                 ), name
                 shot = tmp_path / f"viewer_{name.lower().replace(' ', '_')}.png"
-                page.screenshot(path=shot)
+                page.screenshot(path=shot, full_page=True)
                 shots.append(shot)
         finally:
             browser.close()
