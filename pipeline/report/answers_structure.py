@@ -216,8 +216,9 @@ def _erasure_verdict(bias, alpha: float) -> str:
     return f"{word} the counterfactual gap, which remains ({change})"
 
 
-def _erasure_sentence(rows: pd.DataFrame, alpha: float, unfit: set[str]) -> tuple[str, list[str]]:
-    numbers, sentences = [], []
+def _erasure_sentence(rows: pd.DataFrame, alpha: float, unfit: set[str]) -> tuple[str, list[str], str]:
+    """(the erasure sentence, its numbers, the verdict alone for the one-sentence answer)."""
+    numbers, sentences, incomplete, brief = [], [], [], []
     for (variant, seed, layer), group in rows.groupby(["variant", "seed", "layer"]):
         for _, r in group.iterrows():
             numbers.append(
@@ -247,6 +248,7 @@ def _erasure_sentence(rows: pd.DataFrame, alpha: float, unfit: set[str]) -> tupl
                     + ", so the amnesic question (does removing gender remove the bias?) is not tested there; an "
                     "eraser that brings a held-out probe to chance (fitted on more data, probes.fit_on) would decide"
                 )
+                incomplete.append(variant)
                 continue
             text += " brings the gender probe to chance"
         if "erasure_cf_prob_gap" in by.index:
@@ -254,7 +256,11 @@ def _erasure_sentence(rows: pd.DataFrame, alpha: float, unfit: set[str]) -> tupl
             if variant in unfit:
                 text += " (a model not fit to be read: not interpretable)"
         sentences.append(text)
-    return "; ".join(sentences), numbers
+        brief.append(text.replace(f" (seed {seed})", "").split(" (")[0])  # the verdict without its numbers
+    if incomplete:
+        names = ", ".join(dict.fromkeys(incomplete))
+        brief.insert(0, f"erasing it is incomplete in {names}, so the amnesic question is not tested there")
+    return "; ".join(sentences), numbers, "; ".join(brief)
 
 
 def rq5_section(f: Findings) -> Section:
@@ -303,11 +309,11 @@ def rq5_section(f: Findings) -> Section:
     if len(erase):
         fitness = f.get("fitness")
         unfit = set() if fitness is None else {v for v, fit in zip(fitness["variant"], fitness["fit"]) if not fit}
-        sentence, lines = _erasure_sentence(erase, cfg.alpha, unfit)
+        sentence, lines, brief = _erasure_sentence(erase, cfg.alpha, unfit)
         numbers += lines
         if sentence:
             parts.append(sentence)
-            erased = f"; {sentence}"
+            erased = f"; {brief}"
     answer = (
         (parts[0][0].upper() + parts[0][1:] + ("; " + "; ".join(parts[1:]) if parts[1:] else "") + ".")
         if parts
