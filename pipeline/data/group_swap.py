@@ -95,18 +95,28 @@ class GroupSwapper:
         mapping: ``word -> word`` in lower case, both directions present.
         names: The words swapped only where written capitalised.
         heldout: The words of the held-out part (default none).
+        sides: ``word -> 0 | 1``: which of the two groups a word belongs to (:meth:`from_list` sets it; default
+            unknown, and :meth:`sides_in` then finds nothing).
 
     Raises:
         ValueError: ``mapping`` is not symmetric.
     """
 
-    def __init__(self, mapping: Mapping[str, str], *, names: Iterable[str] = (), heldout: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        mapping: Mapping[str, str],
+        *,
+        names: Iterable[str] = (),
+        heldout: Iterable[str] = (),
+        sides: Mapping[str, int] | None = None,
+    ) -> None:
         self.mapping = {k.lower(): v.lower() for k, v in mapping.items()}
         broken = sorted(k for k, v in self.mapping.items() if self.mapping.get(v) != k)
         if broken:
             raise ValueError(f"swap mapping is not symmetric at {broken[:5]}: each word must map back to itself.")
         self.names = frozenset(n.lower() for n in names) & frozenset(self.mapping)
         self.heldout = frozenset(w.lower() for w in heldout) & frozenset(self.mapping)
+        self.sides = {w.lower(): side for w, side in (sides or {}).items() if w.lower() in self.mapping}
         terms = sorted(self.mapping, key=lambda t: (-len(t), t))
         alternation = "|".join(r"\s+".join(map(re.escape, t.split())) for t in terms) or r"(?!x)x"
         self._pattern = re.compile(rf"(?<![\w-])(?:{alternation})(?![\w-])", re.IGNORECASE)
@@ -123,7 +133,8 @@ class GroupSwapper:
         i, j = groups.groups.index(first), groups.groups.index(second)
         mapping = {w[i]: w[j] for _, w in groups.rows} | {w[j]: w[i] for _, w in groups.rows}
         names = {w for kind, words in groups.rows if kind == "name" for w in (words[i], words[j])}
-        return cls(mapping, names=names, heldout=groups.heldout())
+        sides = {w[i]: 0 for _, w in groups.rows} | {w[j]: 1 for _, w in groups.rows}
+        return cls(mapping, names=names, heldout=groups.heldout(), sides=sides)
 
     def part(self, name: SwapPart) -> GroupSwapper:
         """The swapper of one part: ``all`` (itself), ``train`` (no held-out word), ``heldout`` (only those)."""
@@ -133,11 +144,16 @@ class GroupSwapper:
             return self
         keep = name == "heldout"
         mapping = {k: v for k, v in self.mapping.items() if (k in self.heldout) == keep}
-        return GroupSwapper(mapping, names=self.names, heldout=mapping if keep else ())
+        return GroupSwapper(mapping, names=self.names, heldout=mapping if keep else (), sides=self.sides)
 
     def words(self) -> frozenset[str]:
         """Every word this swapper changes."""
         return frozenset(self.mapping)
+
+    def sides_in(self, text: str) -> frozenset[int]:
+        """The groups (0: the first of :meth:`from_list`, 1: the second) whose words :meth:`swap` finds in ``text``."""
+        found = (" ".join(m.group().lower().split()) for m in self._pattern.finditer(text) if self._target(m.group()))
+        return frozenset(self.sides[w] for w in found if w in self.sides)
 
     def _target(self, found: str) -> str | None:
         key = " ".join(found.lower().split())
