@@ -63,6 +63,10 @@ class Section:
     notes: list[str] = field(default_factory=list)
     short: str = ""
 
+    def lead(self) -> str:
+        """The one-sentence answer to print before the answer: ``short``, or "" when the answer opens with it."""
+        return "" if not self.short or self.answer.startswith(self.short.rstrip(".")) else self.short
+
 
 def fmt(x: float, digits: int = 3) -> str:
     """A number with ``digits`` significant digits ("n/a" for NaN)."""

@@ -204,9 +204,10 @@ def _render(f: Findings, sections: list[Section], figures: dict[str, str]) -> tu
     ]
     md = [f"# {title}", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in header_rows(f)]
     for s in sections:
-        short = f"<p class='short'><b>In short:</b> {e(s.short)}</p>" if s.short else ""
+        lead = s.lead()
+        short = f"<p class='short'><b>In short:</b> {e(lead)}</p>" if lead else ""
         parts.append(f"<section id='{s.key}'><h2>{e(s.title)}</h2>{short}<p class='answer'>{e(s.answer)}</p>")
-        md += ["", f"## {s.title}", ""] + ([f"**In short.** {s.short}", ""] if s.short else [])
+        md += ["", f"## {s.title}", ""] + ([f"**In short.** {lead}", ""] if lead else [])
         md += [f"**Answer.** {s.answer}", ""]
         if s.numbers:
             items = "".join(f"<li>{e(n)}</li>" for n in s.numbers)

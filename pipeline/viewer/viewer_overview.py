@@ -138,7 +138,7 @@ def _sections(path: str, stamps: tuple[float, ...], settings: tuple) -> tuple[st
                 "key": s.key,
                 "title": s.title,
                 "answer": s.answer,
-                "short": s.short,
+                "short": s.lead(),
                 "numbers": s.numbers,
                 "png": png,
                 "table": s.table,
