@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -24,6 +25,7 @@ __all__ = [
     "TwinDifference",
     "forward_attentions",
     "head_weights",
+    "hover_map",
     "row_l1",
     "twin_attention_section",
     "twin_difference",
@@ -91,6 +93,28 @@ def row_l1(difference: np.ndarray) -> np.ndarray:
     return np.abs(difference).sum(axis=-1).mean(axis=-1)
 
 
+def hover_map(values: np.ndarray, rows: list[str], columns: list[str], *, title: str, signed: bool) -> alt.Chart:
+    """``values`` (rows x columns) as a heat map with a tooltip per cell (Altair, drawn by ``st.altair_chart``);
+    ``signed``: a diverging scale centred on 0 (red: the text attends more), else greys from 0 to 2. NaN cells
+    (pruned heads) are left out."""
+    r, c = np.indices(values.shape)
+    frame = pd.DataFrame({"row": np.asarray(rows)[r.ravel()], "column": np.asarray(columns)[c.ravel()],
+                          "value": values.ravel(), "i": r.ravel(), "j": c.ravel()}).dropna()  # fmt: skip
+    bound = float(np.nanmax(np.abs(values))) if signed and np.isfinite(values).any() else 2.0
+    scale = (alt.Scale(scheme="redblue", reverse=True, domain=[-bound, bound]) if signed
+             else alt.Scale(scheme="greys", domain=[0, 2]))  # fmt: skip
+    return (
+        alt.Chart(frame, title=title)
+        .mark_rect()
+        .encode(
+            x=alt.X("column:N", sort=list(dict.fromkeys(columns)), title=None),
+            y=alt.Y("row:N", sort=list(dict.fromkeys(rows)), title=None),
+            color=alt.Color("value:Q", scale=scale, title=None),
+            tooltip=[alt.Tooltip("row:N"), alt.Tooltip("column:N"), alt.Tooltip("value:Q", format=".3g")],
+        )
+    )
+
+
 def twin_attention_section(loaded: LoadedModel, name: str, text: str, twin: str, layer: int, head: int) -> None:
     """The twin-difference figure and per-head table of ``text`` / ``twin`` in model ``name``, head (layer, head)."""
     st.markdown("**Text minus twin, every head**")
@@ -118,9 +142,17 @@ def twin_attention_section(loaded: LoadedModel, name: str, text: str, twin: str,
             "Left: the chosen head, attention(text) − attention(twin) (red: the text's token attends more; rows: "
             "query, columns: key; tokens written text/twin where they differ, the gendered words starred). Right: "
             "every head, the L1 distance of the two attention rows averaged over the query tokens (0: identical, "
-            "2: disjoint; grey: pruned), the chosen head boxed. The table below gives each head's value."
+            "2: disjoint; grey: pruned), the chosen head boxed. The two charts below show the same with each cell's "
+            "value on hover; the table gives each head's value."
         ),
     )
+    left, right = st.columns(2)
+    labels = [f"{i}: {t}" for i, t in enumerate(found.labels())]  # positions keep repeated tokens apart
+    left.altair_chart(hover_map(found.difference[layer, head], labels, labels, signed=True,
+                                title=f"L{layer}.H{head}: text minus twin (hover: query, key, value)"))  # fmt: skip
+    right.altair_chart(hover_map(summary, [f"L{l}" for l in range(summary.shape[0])],
+                                 [f"H{h}" for h in range(summary.shape[1])], signed=False,
+                                 title="every head: row L1, text vs twin (hover)"))  # fmt: skip
     grid = pd.DataFrame(summary, columns=[f"head {h}" for h in range(summary.shape[1])]).round(4)
     table(f"twin_attention_{name}", grid.rename_axis("layer").reset_index())
     st.caption(f"Rows: layers; values: {SUMMARY_LABEL.replace(chr(10), ' ')} per head.")

@@ -99,3 +99,18 @@ def test_the_inspector_shows_the_twin_difference_of_every_head(demo_run, teacher
     sentence.set_value(uneven).run()
     assert not at.exception and "positions do not line up" in " ".join(i.value for i in at.info)
     assert "twin_attention_teacher-ft_L2H1" not in [i.proto.imgs[0].caption for i in at.image]
+
+
+def test_hover_maps_carry_every_cell_and_its_value():
+    from pipeline.viewer.twin_attention import hover_map
+
+    values = np.array([[0.5, np.nan, -0.25], [0.0, 1.5, -1.0]])
+    chart = hover_map(values, ["L0", "L1"], ["H0", "H1", "H2"], title="t", signed=True)
+    cells = chart.data.set_index(["row", "column"])["value"]
+    assert len(cells) == 5 and ("L0", "H1") not in cells.index  # the pruned (NaN) head is left out
+    assert cells[("L1", "H1")] == 1.5 and cells[("L0", "H2")] == -0.25
+    spec = chart.to_dict()
+    assert [t["field"] for t in spec["encoding"]["tooltip"]] == ["row", "column", "value"]
+    assert spec["encoding"]["color"]["scale"]["domain"] == [-1.5, 1.5]  # centred on 0
+    greys = hover_map(np.abs(values), ["L0", "L1"], ["H0", "H1", "H2"], title="t", signed=False).to_dict()
+    assert greys["encoding"]["color"]["scale"]["domain"] == [0, 2]
