@@ -13,8 +13,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pipeline.viewer.navigation import open_in_inspector
 from pipeline.viewer.playground import DEFAULT_SENTENCE
-from pipeline.viewer.viewer_inspect import open_in_inspector
 from pipeline.viewer.widgets import NOT_ATTRIBUTED, Selection, figure, flag_notice, load, missing, table, variants_of
 
 __all__ = ["circuits", "shown_edges"]

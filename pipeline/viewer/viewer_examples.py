@@ -22,9 +22,9 @@ from pipeline.viewer.examples_data import (
     slice_metrics,
     sort_examples,
 )
+from pipeline.viewer.navigation import open_in_inspector
 from pipeline.viewer.playground import open_in_playground
 from pipeline.viewer.playground_models import cached_swapper
-from pipeline.viewer.viewer_inspect import open_in_inspector
 from pipeline.viewer.widgets import Selection, findings_config, flag_notice, load, missing, table, test_split
 
 __all__ = ["examples", "open_options"]

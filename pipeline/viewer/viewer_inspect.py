@@ -23,6 +23,7 @@ from pipeline.findings.comparisons import reference_of
 from pipeline.models import LoadedModel, load_model
 from pipeline.runs.runfolder import RunFolder
 from pipeline.variants import Variant, variant_sort_key
+from pipeline.viewer.navigation import INSPECT_WANTED
 from pipeline.viewer.playground import DEFAULT_SENTENCE
 from pipeline.viewer.twin_attention import forward_attentions, twin_attention_section
 from pipeline.viewer.viewer_data import head_profile
@@ -30,19 +31,10 @@ from pipeline.viewer.viewer_heads import head_sources
 from pipeline.viewer.viewer_lineage import lineage_section
 from pipeline.viewer.widgets import Selection, figure, findings_config, flag_notice, load, table, test_split
 
-__all__ = ["attention", "counterparts", "flagged_heads", "inspector", "open_in_inspector", "top_attended"]
+__all__ = ["attention", "counterparts", "flagged_heads", "inspector", "top_attended"]
 
 N_DATA = 64  # test texts behind "attends to most"
 MIN_COUNT = 5  # occurrences a token needs to be ranked in "attends to most" (default)
-_WANTED = "inspect_wanted"  # (variant, seed) another page asked the inspector to open on
-
-
-def open_in_inspector(text: str, variant: str, seed: int) -> None:
-    """Widget callback: switch to the Head inspector with sentence ``text`` and model ``variant`` / ``seed`` chosen
-    (when it has a saved model among the sidebar's selection)."""
-    st.session_state["inspect_text"] = text
-    st.session_state[_WANTED] = (variant, int(seed))
-    st.session_state["page"] = "Head inspector"
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -197,7 +189,7 @@ def inspector(view: Selection) -> None:
             "models/<variant>/seed<k>/ (run `bias-atlas run CONFIG`)."
         )
         return
-    wanted = st.session_state.pop(_WANTED, None)
+    wanted = st.session_state.pop(INSPECT_WANTED, None)
     chosen = next((m for m in models if (prefix(m[0]) + m[1], m[2]) == wanted), None)
     if chosen is not None:
         st.session_state["inspect_model"] = chosen

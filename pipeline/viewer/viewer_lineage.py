@@ -17,6 +17,7 @@ from pipeline.findings.comparisons import reference_of
 from pipeline.findings.structure import _layer_map
 from pipeline.runs.runfolder import RunFolder
 from pipeline.variants import variant_sort_key
+from pipeline.viewer.navigation import open_in_inspector
 from pipeline.viewer.playground import DEFAULT_SENTENCE, open_in_playground
 from pipeline.viewer.widgets import Selection, figure, load, table, test_split
 
@@ -89,7 +90,6 @@ def largest_gaps(counterfactual: pd.DataFrame | None, texts: tuple[str, ...], va
 
 def open_head(variant: str, seed: int, layer: int, head: int) -> None:
     """Widget callback: open the Head inspector on ``variant`` / ``seed`` at (``layer``, ``head``), same sentence."""
-    from pipeline.viewer.viewer_inspect import open_in_inspector  # the inspector imports this module
 
     st.session_state["inspect_layer"], st.session_state["inspect_head"] = layer, head
     open_in_inspector(st.session_state.get("inspect_text", DEFAULT_SENTENCE), variant, seed)
