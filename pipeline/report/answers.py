@@ -142,6 +142,8 @@ def _rq1_short(readable: pd.DataFrame, task: pd.DataFrame, cfg) -> str:
     if moved.empty:
         return f"No compressed model changes the {what} detectably (q < {cfg.alpha}){about}."
     names = ", ".join(f"{r['variant']} {'lower' if r['lowers'] else 'higher'}" for _, r in moved.iterrows())
+    if len(moved) > 3:  # the answer names them all
+        names = f"{int(moved['lowers'].sum())} lower, {int((~moved['lowers']).sum())} higher"
     return (f"Compression changes the {what} detectably in {len(moved)} of {len(primary)} comparisons "
             f"({names}){about}.")  # fmt: skip
 
