@@ -74,6 +74,7 @@ def test_a_failing_unit_does_not_stop_the_others_and_is_named(cluster, tmp_path)
     assert {n: u["executions"] for n, u in units.items()} == {"a": 1, "b": 2, "c": 1}
 
 
+@pytest.mark.slow  # 31 s: keeps the default suite within 10 minutes; resuming is also tested without Ray (test_run)
 def test_a_killed_driver_resumes_with_only_unfinished_units(cluster, demo_teacher, tmp_path):
     config = demo_config(tmp_path, demo_teacher, name="killed", analyses=[])
     config["run"].update(seeds=[0], executor="ray")
