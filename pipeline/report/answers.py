@@ -19,6 +19,7 @@ from pipeline.report.claims import (
     DELTA_COLUMNS,
     Section,
     accuracy_cost,
+    changed_names,
     ci,
     fmt,
     gap_floor,
@@ -141,9 +142,7 @@ def _rq1_short(readable: pd.DataFrame, task: pd.DataFrame, cfg) -> str:
     about = " (one seed: about these trained models, not the methods)" if seeds < cfg.min_seeds else ""
     if moved.empty:
         return f"No compressed model changes the {what} detectably (q < {cfg.alpha}){about}."
-    names = ", ".join(f"{r['variant']} {'lower' if r['lowers'] else 'higher'}" for _, r in moved.iterrows())
-    if len(moved) > 3:  # the answer names them all
-        names = f"{int(moved['lowers'].sum())} lower, {int((~moved['lowers']).sum())} higher"
+    names = changed_names(moved)
     return (f"Compression changes the {what} detectably in {len(moved)} of {len(primary)} comparisons "
             f"({names}){about}.")  # fmt: skip
 

@@ -21,6 +21,7 @@ __all__ = [
     "HEADLINE_POOL",
     "Section",
     "accuracy_cost",
+    "changed_names",
     "ci",
     "fmt",
     "headline_metrics",
@@ -252,6 +253,15 @@ def tested_mde(row, cfg) -> float:
     """The minimum detectable effect (power 0.8 at ``cfg.alpha``) of a comparison row's tested change."""
     low, high = _tested_interval(row, cfg)
     return minimum_detectable(low, high, alpha=cfg.alpha)
+
+
+def changed_names(moved: pd.DataFrame, *, twins: bool = False) -> str:
+    """The decided changes of a one-sentence answer: each named with its direction (``variant [vs twin] lower``),
+    or, beyond three, counted (the answer names them all)."""
+    if len(moved) > 3:
+        return f"{int(moved['lowers'].sum())} lower, {int((~moved['lowers']).sum())} higher"
+    return ", ".join(f"{r['variant']}{' vs ' + r['twin'] if twins else ''} {'lower' if r['lowers'] else 'higher'}"
+                     for _, r in moved.iterrows())  # fmt: skip
 
 
 def headline_rows(rows: pd.DataFrame, metrics: tuple[str, ...] = BIAS_HEADLINE, cf_subset: str = "all") -> pd.DataFrame:

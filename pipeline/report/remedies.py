@@ -23,6 +23,7 @@ from pipeline.report.claims import (
     DELTA_COLUMNS,
     Section,
     accuracy_cost,
+    changed_names,
     ci,
     fmt,
     gap_floor,
@@ -154,11 +155,7 @@ def _short(task: pd.DataFrame, cfg) -> str:
     about = " (one seed: about these trained models)" if int(rows["n_seeds"].max()) < cfg.min_seeds else ""
     if moved.empty:
         return f"No remedy changes the {label(cfg.primary_rq6)} detectably against its twin{about}."
-    names = ", ".join(
-        f"{r['variant']} vs {r['twin']} {'lower' if r['lowers'] else 'higher'}" for _, r in moved.iterrows()
-    )
-    if len(moved) > 3:  # the answer names them all
-        names = f"{int(moved['lowers'].sum())} lower, {int((~moved['lowers']).sum())} higher"
+    names = changed_names(moved, twins=True)
     return (f"{len(moved)} of {len(rows)} remedy comparisons change the {label(cfg.primary_rq6)} detectably against "
             f"their twins ({names}){about}.")  # fmt: skip
 
